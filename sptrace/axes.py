@@ -1,0 +1,90 @@
+"""Stage 3a: which tensor axes grow with width (automatic mode, NOTES §3).
+
+Every axis of every value in the graph is a vertex; an op that says two axes are the same dim
+(a view, a broadcast, a contraction, the output axis of a weight) joins them with an edge
+(networkx finds the connected components). A component is *fixed* when it holds an axis that the
+data decides: an input axis, an output axis, an embedding's vocabulary, a conv kernel tap, a
+one-hot class axis. Reshapes that merge or split axes relate components by products: the merged
+axis is fixed exactly when all its parts are. Everything else is width.
+
+Output axes are seeds only where no parameter contracts them as a dense fan-in: the hidden states
+that a headless encoder returns are width, the logits of a classifier are not.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import networkx as nx
+
+from .capture import CapturedGraph
+from .ops import OpAxes, Ref, Shapes
+
+WIDTH_REASON = "not tied to any input, output, vocabulary or kernel axis"
+
+
+@dataclass
+class AxisLabels:
+    component: dict[Ref, int]
+    fixed_reason: dict[int, str]
+    sizes: dict[Ref, int]
+
+    def decide(self, ref: Ref) -> tuple[bool, str]:
+        """(is_width, reason) for one axis."""
+        if self.sizes.get(ref) == 1:
+            return False, "size 1"
+        comp = self.component.get(ref)
+        if comp is not None and comp in self.fixed_reason:
+            return False, self.fixed_reason[comp]
+        return True, WIDTH_REASON
+
+
+def label_axes(captured: CapturedGraph, shapes: Shapes, axes: dict[str, OpAxes], dense_fan_in: set[Ref]) -> AxisLabels:
+    sizes = {(key, i): s for key, shape in shapes.by_key.items() for i, s in enumerate(shape)}
+    graph = nx.Graph()
+    graph.add_nodes_from(sizes)
+    for ax in axes.values():
+        for a, b in ax.same + ax.contract:
+            if sizes.get(a) != 1 and sizes.get(b) != 1:
+                graph.add_edge(a, b)
+        for lhs, rhs in ax.products:
+            graph.add_nodes_from(lhs + rhs)
+    component = {ref: i for i, comp in enumerate(nx.connected_components(graph)) for ref in comp}
+    labels = AxisLabels(component, {}, sizes)
+
+    def seed(ref: Ref, reason: str):
+        if ref in component and sizes.get(ref) != 1:
+            labels.fixed_reason.setdefault(component[ref], reason)
+
+    for name in captured.input_nodes:
+        for i, size in enumerate(shapes.get(name) or ()):
+            if i > 0:
+                seed((name, i), f"tied to input {name!r} axis {i} (size {size})")
+    for ax in axes.values():
+        for ref, reason in ax.fixed:
+            seed(ref, reason)
+    hidden = {component[r] for r in dense_fan_in if r in component}
+    for name in captured.output_nodes:
+        for i, size in enumerate(shapes.get(name) or ()):
+            if i > 0 and component.get((name, i)) not in hidden:
+                seed((name, i), f"tied to output {name!r} axis {i} (size {size})")
+    _close_products(labels, [p for ax in axes.values() for p in ax.products])
+    return labels
+
+
+def _close_products(labels: AxisLabels, products):
+    """A product of dims is width-free exactly when every factor is: spread fixedness both ways."""
+
+    def is_fixed(ref):
+        return not labels.decide(ref)[0]
+
+    changed = True
+    while changed:
+        changed = False
+        for lhs, rhs in products:
+            for known, other in ((lhs, rhs), (rhs, lhs)):
+                if all(is_fixed(r) for r in known):
+                    for ref in other:
+                        comp = labels.component.get(ref)
+                        if comp is not None and comp not in labels.fixed_reason and labels.sizes.get(ref) != 1:
+                            labels.fixed_reason[comp] = "a factor of a reshape whose other side is fixed"
+                            changed = True

@@ -1,0 +1,248 @@
+"""Stage 1: capture a torch.fx graph of aten ops from any model.
+
+Routes, tried in order (the first that works wins; why the others failed is recorded):
+
+* ``export``: ``torch.export.export(strict=False)``, training IR, not decomposed to core ATen.
+  Non-strict export runs the forward on fake tensors, so no weight is copied.
+* ``eager``: runs the model once under a ``TorchDispatchMode`` that records every aten op and
+  the identity of the tensors it consumed. It takes the branch the example input takes, so it
+  works for graph breaks, data-dependent control flow and cache objects in the outputs.
+
+Both produce the same thing: an ``fx.Graph`` whose ``call_function`` nodes target aten
+``OpOverload``s, whose placeholders are parameters, buffers and the user's tensor inputs, and
+whose nodes carry ``meta["val"]`` (a tensor or tuple of tensors with the right shapes) and
+``meta["nn_module_stack"]``. Later stages read only that.
+"""
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import torch
+import torch.fx as fx
+from torch.utils import _pytree as pytree
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from .types import SptraceError
+
+
+@dataclass
+class CapturedGraph:
+    graph: fx.Graph
+    route: str
+    failures: dict[str, str]
+    param_nodes: dict[str, str]  # placeholder node name -> parameter name (as the route saw it)
+    buffer_nodes: dict[str, str]  # placeholder node name -> buffer name
+    input_nodes: list[str]  # placeholder node names of the user's tensor inputs
+    output_nodes: list[str]  # node names of the tensors the model returns
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def capture(model: torch.nn.Module, args: tuple, kwargs: dict, routes=("export", "eager")) -> CapturedGraph:
+    args, kwargs = _inputs_on_model_device(model, args, kwargs)
+    failures: dict[str, str] = {}
+    for route in routes:
+        try:
+            captured = _ROUTES[route](model, args, kwargs)
+        except Exception as exc:  # noqa: BLE001 - every failure is recorded and reported
+            failures[route] = _short_error(exc)
+            continue
+        captured.failures = failures
+        return captured
+    lines = "\n".join(f"  {r}: {msg}" for r, msg in failures.items())
+    raise SptraceError(
+        f"could not capture a graph of {type(model).__name__} by any route:\n{lines}\n"
+        "Check that model(*example_args, **example_kwargs) runs eagerly with these inputs."
+    )
+
+
+def _short_error(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}".strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return first[:400]
+
+
+def _inputs_on_model_device(model, args, kwargs):
+    """Meta models are traced with meta inputs; otherwise inputs are used as given."""
+    devices = {p.device.type for p in model.parameters()}
+    if devices != {"meta"}:
+        return args, kwargs
+    to_meta = lambda t: t.to("meta") if isinstance(t, torch.Tensor) else t  # noqa: E731
+    return pytree.tree_map(to_meta, args), pytree.tree_map(to_meta, kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# route 1: torch.export
+
+
+def _capture_export(model, args, kwargs) -> CapturedGraph:
+    from torch.export.graph_signature import InputKind, OutputKind
+
+    ep = torch.export.export(model, tuple(args), kwargs=dict(kwargs), strict=False)
+    sig = ep.graph_signature
+    params, buffers, inputs = {}, {}, []
+    for spec in sig.input_specs:
+        name = spec.arg.name
+        if spec.kind == InputKind.PARAMETER:
+            params[name] = spec.target
+        elif spec.kind in (InputKind.BUFFER, InputKind.CONSTANT_TENSOR):
+            buffers[name] = spec.target
+        elif spec.kind == InputKind.USER_INPUT and _is_tensor_node(ep.graph, name):
+            inputs.append(name)
+    outputs = [
+        spec.arg.name
+        for spec in sig.output_specs
+        if spec.kind == OutputKind.USER_OUTPUT and hasattr(spec.arg, "name")
+    ]
+    return CapturedGraph(ep.graph, "export", {}, params, buffers, inputs, outputs, {"exported": ep})
+
+
+def _is_tensor_node(graph: fx.Graph, name: str) -> bool:
+    node = next(n for n in graph.nodes if n.name == name)
+    return isinstance(node.meta.get("val"), torch.Tensor)
+
+
+# ---------------------------------------------------------------------------------------------
+# route 2: eager dispatch recorder
+
+
+class _Recorder(TorchDispatchMode):
+    """Records each aten op as an fx node, keyed by the identity of the tensors it touches."""
+
+    def __init__(self, graph: fx.Graph, known: dict[int, fx.Node], module_stack: list):
+        super().__init__()
+        self.graph, self.known, self.module_stack = graph, known, module_stack
+        self.keep_alive: list = []  # ids stay unique only while the tensors live
+
+    def node_for(self, value):
+        if isinstance(value, torch.Tensor):
+            if id(value) not in self.known:
+                node = self.graph.placeholder(f"const_{len(self.known)}")
+                node.meta["val"] = _meta_like(value)
+                node.meta["sptrace_constant"] = True
+                self._remember(value, node)
+            return self.known[id(value)]
+        return value
+
+    def _remember(self, tensor, node):
+        self.known[id(tensor)] = node
+        self.keep_alive.append(tensor)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        node_args = pytree.tree_map(self.node_for, args)
+        node_kwargs = pytree.tree_map(self.node_for, kwargs)
+        node = self.graph.call_function(func, tuple(node_args), dict(node_kwargs))
+        node.meta["nn_module_stack"] = {f"m{i}": (path, cls) for i, (path, cls) in enumerate(self.module_stack)}
+        node.meta["val"] = pytree.tree_map(_meta_like, out)
+        if isinstance(out, torch.Tensor):
+            self._remember(out, node)
+        elif isinstance(out, (tuple, list)):
+            for i, item in enumerate(out):
+                if isinstance(item, torch.Tensor):
+                    item_node = self.graph.call_function(operator.getitem, (node, i))
+                    item_node.meta.update(val=node.meta["val"][i], nn_module_stack=node.meta["nn_module_stack"])
+                    self._remember(item, item_node)
+        return out
+
+
+def _meta_like(value):
+    if isinstance(value, torch.Tensor):
+        return torch.empty(value.shape, dtype=value.dtype, device="meta")
+    return value
+
+
+def _capture_eager(model, args, kwargs) -> CapturedGraph:
+    graph = fx.Graph()
+    known: dict[int, fx.Node] = {}
+    params, buffers, inputs = {}, {}, []
+    for name, p in model.named_parameters(remove_duplicate=True):
+        node = graph.placeholder(_safe(f"p_{name}"))
+        node.meta["val"] = _meta_like(p)
+        known[id(p)] = node
+        params[node.name] = name
+    for name, b in model.named_buffers(remove_duplicate=True):
+        node = graph.placeholder(_safe(f"b_{name}"))
+        node.meta["val"] = _meta_like(b)
+        known[id(b)] = node
+        buffers[node.name] = name
+    for i, leaf in enumerate(pytree.tree_leaves((args, kwargs))):
+        if isinstance(leaf, torch.Tensor) and id(leaf) not in known:
+            node = graph.placeholder(f"input_{i}")
+            node.meta["val"] = _meta_like(leaf)
+            known[id(leaf)] = node
+            inputs.append(node.name)
+
+    stack: list = []
+    names = {id(m): n for n, m in model.named_modules(remove_duplicate=False)}
+    recorder = _Recorder(graph, known, stack)
+    recorder.keep_alive.extend(pytree.tree_leaves((args, kwargs)))
+
+    def push(module, _args):
+        if id(module) in names:
+            stack.append((names[id(module)], f"{type(module).__module__}.{type(module).__qualname__}"))
+
+    def pop(module, _args, _out):
+        if id(module) in names and stack:
+            stack.pop()
+
+    saved_buffers = {n: b.detach().clone() for n, b in model.named_buffers() if b.device.type != "meta"}
+    handles = [
+        torch.nn.modules.module.register_module_forward_pre_hook(push),
+        torch.nn.modules.module.register_module_forward_hook(pop),
+    ]
+    try:
+        with torch.no_grad(), recorder:
+            out = model(*args, **kwargs)
+    finally:
+        for h in handles:
+            h.remove()
+        _restore_buffers(model, saved_buffers)
+    out_nodes = [known[id(t)] for t in pytree.tree_leaves(out) if isinstance(t, torch.Tensor) and id(t) in known]
+    graph.output(tuple(out_nodes))
+    outputs = [n.name for n in out_nodes]
+    return CapturedGraph(graph, "eager", {}, params, buffers, inputs, outputs)
+
+
+def _restore_buffers(model, saved):
+    """The recorded forward runs in the model's mode; running stats it updated are put back."""
+    with torch.no_grad():
+        for name, buf in model.named_buffers():
+            if name in saved:
+                buf.copy_(saved[name])
+
+
+def _safe(name: str) -> str:
+    return name.replace(".", "_")
+
+
+_ROUTES = {"export": _capture_export, "eager": _capture_eager}
+
+
+# ---------------------------------------------------------------------------------------------
+# small readers shared by later stages
+
+
+def tensor_meta(node: fx.Node, index: Optional[int] = None) -> Optional[torch.Tensor]:
+    val = node.meta.get("val")
+    if index is not None and isinstance(val, (tuple, list)):
+        val = val[index] if index < len(val) else None
+    return val if isinstance(val, torch.Tensor) else None
+
+
+def module_path(node: fx.Node) -> str:
+    stack = node.meta.get("nn_module_stack") or {}
+    if not stack:
+        return ""
+    path = list(stack.values())[-1][0]
+    return _clean_module_path(path)
+
+
+def _clean_module_path(path: str) -> str:
+    """export writes paths as 'layers.0.attn' or "L['self'].layers[0]"; normalise to dotted."""
+    if path.startswith("L['self']"):
+        path = path[len("L['self']"):].lstrip(".")
+        path = path.replace("[", ".").replace("]", "").replace("'", "")
+    return path.strip(".")

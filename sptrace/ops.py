@@ -1,0 +1,678 @@
+"""Op semantics: for one graph node, how the axes of its inputs relate to the axes of its output.
+
+Every later analysis reads ops only through :func:`op_axes`, which returns an :class:`OpAxes`:
+
+* ``same``: an input axis that *is* an output axis (views, broadcasting, batch axes of a matmul,
+  the output axis of a weight);
+* ``contract``: two operand axes summed against each other (fan-in of a matmul or conv);
+* ``products``: a reshape that merges or splits axes (``prod(lhs) == prod(rhs)``);
+* ``fixed``: axes that are data by construction (conv kernel taps, embedding vocabulary).
+
+Axes are named by :data:`Ref` = (value key, axis). A value key is a node name, or
+``"name.i"`` for the i-th tensor of a node that returns a tuple.
+
+The table covers the aten ops that ``torch.export`` (training IR) and the eager dispatch recorder
+emit for ordinary models. An op not in it still gets broadcast ties when its output has the shape
+of its first tensor input; a *parameter* reaching an op not in it is reported, never guessed.
+"""
+from __future__ import annotations
+
+import math
+import operator
+import string
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import torch
+import torch.fx as fx
+
+Ref = tuple[str, int]
+
+
+@dataclass
+class OpAxes:
+    category: str
+    args: dict[str, Any]
+    same: list[tuple[Ref, Ref]] = field(default_factory=list)
+    contract: list[tuple[Ref, Ref]] = field(default_factory=list)
+    products: list[tuple[tuple[Ref, ...], tuple[Ref, ...]]] = field(default_factory=list)
+    fixed: list[tuple[Ref, str]] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------------------------
+# naming and argument normalisation
+
+
+def op_name(node: fx.Node) -> str:
+    target = node.target
+    if target is operator.getitem:
+        return "getitem"
+    if isinstance(target, torch._ops.OpOverload):
+        name = target._schema.name.split("::")[-1]
+    else:
+        name = getattr(target, "__name__", str(target))
+    if name.endswith("_") and not name.endswith("__"):
+        name = name[:-1]  # in-place variants behave like their functional twins here
+    return name
+
+
+def normalized_args(node: fx.Node) -> dict[str, Any]:
+    """Arguments by schema name (aten ops), else by position as 'arg0', 'arg1', ..."""
+    target = node.target
+    if isinstance(target, torch._ops.OpOverload):
+        names = [a.name for a in target._schema.arguments]
+        out = dict(zip(names, node.args))
+        out.update(node.kwargs)
+        return out
+    out = {f"arg{i}": a for i, a in enumerate(node.args)}
+    out.update(node.kwargs)
+    return out
+
+
+def value_key(value) -> Optional[str]:
+    return value.name if isinstance(value, fx.Node) else None
+
+
+class Shapes:
+    """Shape of every tensor value in the graph, by value key."""
+
+    def __init__(self, graph: fx.Graph):
+        self.by_key: dict[str, tuple[int, ...]] = {}
+        self.dtype: dict[str, torch.dtype] = {}
+        for node in graph.nodes:
+            val = node.meta.get("val")
+            if isinstance(val, torch.Tensor):
+                self._add(node.name, val)
+            elif isinstance(val, (tuple, list)):
+                for i, item in enumerate(val):
+                    if isinstance(item, torch.Tensor):
+                        self._add(f"{node.name}.{i}", item)
+
+    def _add(self, key, val):
+        try:
+            self.by_key[key] = tuple(int(s) for s in val.shape)
+        except (TypeError, RuntimeError):  # symbolic sizes: leave unknown
+            return
+        self.dtype[key] = val.dtype
+
+    def get(self, key: Optional[str]) -> Optional[tuple[int, ...]]:
+        return None if key is None else self.by_key.get(key)
+
+
+# --------------------------------------------------------------------------------------------
+# tie builders
+
+
+def _broadcast_ties(out: str, out_shape, inputs: list[tuple[str, tuple[int, ...]]], ax: OpAxes):
+    """Right-aligned broadcasting: an input axis of the output's size (>1) is that output axis."""
+    for key, shape in inputs:
+        offset = len(out_shape) - len(shape)
+        for i, size in enumerate(shape):
+            j = i + offset
+            if 0 <= j < len(out_shape) and size == out_shape[j] and size > 1:
+                ax.same.append(((key, i), (out, j)))
+
+
+def _reshape_groups(src: tuple[int, ...], dst: tuple[int, ...]):
+    """Pair up runs of axes with equal products; size-1 axes are dropped."""
+    src_axes = [i for i, s in enumerate(src) if s != 1]
+    dst_axes = [i for i, s in enumerate(dst) if s != 1]
+    groups, i, j = [], 0, 0
+    while i < len(src_axes) and j < len(dst_axes):
+        gi, gj = [src_axes[i]], [dst_axes[j]]
+        pi, pj = src[src_axes[i]], dst[dst_axes[j]]
+        i, j = i + 1, j + 1
+        while pi != pj:
+            if pi < pj and i < len(src_axes):
+                gi.append(src_axes[i])
+                pi *= src[src_axes[i]]
+                i += 1
+            elif pj < pi and j < len(dst_axes):
+                gj.append(dst_axes[j])
+                pj *= dst[dst_axes[j]]
+                j += 1
+            else:
+                return groups
+        groups.append((tuple(gi), tuple(gj)))
+    return groups
+
+
+def _reshape_ties(src: str, src_shape, out: str, out_shape, ax: OpAxes):
+    for gi, gj in _reshape_groups(src_shape, out_shape):
+        if len(gi) == 1 and len(gj) == 1:
+            ax.same.append(((src, gi[0]), (out, gj[0])))
+        else:
+            ax.products.append((tuple((src, a) for a in gi), tuple((out, a) for a in gj)))
+
+
+def _perm_ties(src: str, out: str, perm, ax: OpAxes):
+    for j, i in enumerate(perm):
+        ax.same.append(((src, i), (out, j)))
+
+
+def _norm_dim(d: int, rank: int) -> int:
+    return d + rank if d < 0 else d
+
+
+# --------------------------------------------------------------------------------------------
+# op families
+
+ELEMENTWISE_BINARY = {
+    "add", "sub", "rsub", "mul", "div", "true_divide", "floor_divide", "pow", "maximum", "minimum",
+    "where", "masked_fill", "clamp", "clamp_min", "clamp_max", "addcmul", "addcdiv", "lerp", "eq",
+    "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_xor", "bitwise_and",
+    "bitwise_or", "bitwise_not", "remainder", "fmod", "atan2", "hypot", "copysign", "xlogy",
+    "copy", "fill", "masked_scatter", "float_power", "mse_loss", "smooth_l1_loss", "l1_loss",
+}
+ELEMENTWISE_UNARY = {
+    "relu", "relu6", "gelu", "silu", "sigmoid", "tanh", "exp", "exp2", "expm1", "log", "log1p",
+    "log2", "neg", "abs", "sqrt", "rsqrt", "reciprocal", "sin", "cos", "erf", "erfinv", "softplus",
+    "leaky_relu", "elu", "celu", "selu", "hardtanh", "hardswish", "hardsigmoid", "mish", "square",
+    "sign", "dropout", "native_dropout", "alpha_dropout", "feature_dropout", "_to_copy", "to",
+    "clone", "contiguous", "detach", "alias", "lift_fresh_copy", "zeros_like", "ones_like",
+    "empty_like", "full_like", "rand_like", "randn_like", "bernoulli", "softmax", "_softmax",
+    "log_softmax", "_log_softmax", "tril", "triu", "nan_to_num", "logit", "glu_backward", "round",
+    "floor", "ceil", "trunc", "frac", "logical_not", "isnan", "isinf", "type_as", "_conj",
+    "positive", "cumsum", "cumprod", "roll", "flip", "dropout_", "threshold", "prelu", "gelu_",
+    "_assert_tensor_metadata", "_functional_assert_async", "sort", "topk",
+}
+RESHAPES = {
+    "view", "_unsafe_view", "reshape", "_reshape_alias", "flatten", "unflatten", "view_as",
+    "reshape_as", "squeeze", "unsqueeze", "expand", "expand_as", "broadcast_to", "expand_copy",
+    "view_copy", "squeeze_copy", "unsqueeze_copy", "repeat", "_unsafe_view_copy",
+}
+PERMUTES = {"t", "transpose", "permute", "swapaxes", "swapdims", "movedim", "numpy_T", "mT", "adjoint"}
+SLICES = {"slice", "narrow", "constant_pad_nd", "pad", "slice_copy", "alias_copy", "as_strided"}
+SPLITS = {"split", "split_with_sizes", "chunk", "unbind", "tensor_split", "unsafe_split"}
+REDUCTIONS = {
+    "sum", "mean", "amax", "amin", "max", "min", "var", "std", "norm", "linalg_vector_norm",
+    "logsumexp", "prod", "argmax", "argmin", "all", "any", "var_mean", "std_mean", "nansum",
+}
+NORMS_LAST = {"layer_norm", "native_layer_norm", "rms_norm", "_fused_rms_norm"}
+NORMS_CHANNEL = {
+    "batch_norm", "native_batch_norm", "_native_batch_norm_legit", "_native_batch_norm_legit_functional",
+    "_native_batch_norm_legit_no_training", "instance_norm", "group_norm", "native_group_norm",
+    "cudnn_batch_norm", "_batch_norm_impl_index", "_batch_norm_with_update", "_batch_norm_no_update",
+}
+POOLS = {
+    "avg_pool1d", "avg_pool2d", "avg_pool3d", "max_pool1d", "max_pool2d", "max_pool3d",
+    "max_pool2d_with_indices", "max_pool3d_with_indices", "adaptive_avg_pool1d", "adaptive_avg_pool2d",
+    "adaptive_avg_pool3d", "_adaptive_avg_pool2d", "_adaptive_avg_pool3d", "adaptive_max_pool2d",
+    "upsample_nearest2d", "upsample_bilinear2d", "_upsample_nearest_exact2d", "upsample_nearest1d",
+    "pixel_shuffle", "pixel_unshuffle",
+}
+MATMULS = {"mm", "bmm", "matmul", "addmm", "baddbmm", "dot", "mv", "addmv", "einsum", "linear", "_addmm_activation"}
+CONVS = {
+    "convolution", "_convolution", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
+    "conv_transpose3d", "cudnn_convolution", "mkldnn_convolution", "conv_tbc",
+}
+EMBEDDINGS = {"embedding", "embedding_bag", "_embedding_bag", "_embedding_bag_forward_only"}
+CREATIONS = {
+    "arange", "zeros", "ones", "full", "empty", "randn", "rand", "randint", "scalar_tensor", "eye",
+    "linspace", "logspace", "empty_strided", "new_zeros", "new_ones", "new_empty", "new_full",
+    "_local_scalar_dense", "item", "sym_size", "sym_numel", "sym_stride", "lift_fresh", "tensor",
+    "sym_constrain_range_for_size", "_assert_scalar", "sym_storage_offset", "scalar",
+}
+
+
+def op_axes(node: fx.Node, shapes: Shapes) -> OpAxes:
+    name = op_name(node)
+    args = normalized_args(node)
+    ax = OpAxes(category="other", args=args)
+    out = node.name
+    out_shape = shapes.get(out)
+    builder = _BUILDERS.get(name)
+    if builder is None:
+        for family, fn in _FAMILIES:
+            if name in family:
+                builder = fn
+                break
+    if builder is None and "scaled_dot_product" in name:
+        builder = _attention
+    if builder is None:
+        return _unknown(node, shapes, ax)
+    builder(node, name, args, ax, shapes, out, out_shape)
+    return ax
+
+
+def _tensor_inputs(node: fx.Node, shapes: Shapes):
+    """(key, shape) of every tensor in args/kwargs, nested lists included, in order."""
+    found = []
+
+    def visit(v):
+        if isinstance(v, fx.Node):
+            shape = shapes.get(v.name)
+            if shape is not None:
+                found.append((v.name, shape))
+        elif isinstance(v, (list, tuple)):
+            for item in v:
+                visit(item)
+
+    visit(list(node.args) + list(node.kwargs.values()))
+    return found
+
+
+def _unknown(node, shapes, ax):
+    ax.category = "unknown"
+    inputs = _tensor_inputs(node, shapes)
+    out_shape = shapes.get(node.name)
+    if inputs and out_shape is not None and inputs[0][1] == out_shape:
+        _broadcast_ties(node.name, out_shape, inputs, ax)
+    return ax
+
+
+def _elementwise(node, name, args, ax, shapes, out, out_shape):
+    binary = name in ELEMENTWISE_BINARY
+    ax.category = "elementwise" if binary else "passthrough"
+    out_key = out if out_shape is not None else f"{out}.0"
+    out_shape = out_shape if out_shape is not None else shapes.get(out_key)
+    if out_shape is not None:
+        _broadcast_ties(out_key, out_shape, _tensor_inputs(node, shapes), ax)
+
+
+def _reshape(node, name, args, ax, shapes, out, out_shape):
+    ax.category = "passthrough"
+    src = value_key(node.args[0])
+    src_shape = shapes.get(src)
+    if src_shape is None or out_shape is None:
+        return
+    if name in ("expand", "expand_as", "broadcast_to", "expand_copy", "repeat"):
+        _broadcast_ties(out, out_shape, [(src, src_shape)], ax)
+        if name == "repeat":  # tiled axes keep their identity though their size changes
+            offset = len(out_shape) - len(src_shape)
+            ax.same.extend(((src, i), (out, i + offset)) for i, s in enumerate(src_shape) if s > 1)
+        return
+    _reshape_ties(src, src_shape, out, out_shape, ax)
+
+
+def _permute(node, name, args, ax, shapes, out, out_shape):
+    ax.category = "passthrough"
+    src = value_key(node.args[0])
+    src_shape = shapes.get(src)
+    if src_shape is None:
+        return
+    rank = len(src_shape)
+    perm = list(range(rank))
+    if name in ("t", "numpy_T") or (name == "mT" or name == "adjoint"):
+        perm = perm[::-1] if name in ("t", "numpy_T") else perm[:-2] + [rank - 1, rank - 2]
+    elif name in ("transpose", "swapaxes", "swapdims"):
+        a, b = (_norm_dim(int(d), rank) for d in node.args[1:3])
+        perm[a], perm[b] = perm[b], perm[a]
+    elif name == "permute":
+        perm = [_norm_dim(int(d), rank) for d in node.args[1]]
+    elif name == "movedim":
+        src_dims = node.args[1] if isinstance(node.args[1], (list, tuple)) else [node.args[1]]
+        dst_dims = node.args[2] if isinstance(node.args[2], (list, tuple)) else [node.args[2]]
+        src_dims = [_norm_dim(int(d), rank) for d in src_dims]
+        dst_dims = [_norm_dim(int(d), rank) for d in dst_dims]
+        rest = [d for d in range(rank) if d not in src_dims]
+        perm = [None] * rank
+        for s, d in zip(src_dims, dst_dims):
+            perm[d] = s
+        it = iter(rest)
+        perm = [p if p is not None else next(it) for p in perm]
+    if rank <= 1 and name in ("t", "numpy_T"):
+        perm = list(range(rank))
+    _perm_ties(src, out, perm, ax)
+
+
+def _slice(node, name, args, ax, shapes, out, out_shape):
+    """Slices and pads keep every axis (a sliced axis is the same dim, smaller)."""
+    ax.category = "passthrough"
+    src = value_key(node.args[0])
+    src_shape = shapes.get(src)
+    if src_shape is None or out_shape is None or len(src_shape) != len(out_shape):
+        return
+    ax.same.extend(((src, i), (out, i)) for i in range(len(src_shape)) if src_shape[i] > 1 and out_shape[i] > 1)
+
+
+def _select(node, name, args, ax, shapes, out, out_shape):
+    ax.category = "passthrough"
+    src = value_key(node.args[0])
+    src_shape = shapes.get(src)
+    if src_shape is None:
+        return
+    dim = _norm_dim(int(node.args[1]), len(src_shape))
+    kept = [i for i in range(len(src_shape)) if i != dim]
+    ax.same.extend(((src, i), (out, j)) for j, i in enumerate(kept) if src_shape[i] > 1)
+
+
+def _split(node, name, args, ax, shapes, out, out_shape):
+    ax.category = "passthrough"
+    src = value_key(node.args[0])
+    src_shape = shapes.get(src)
+    if src_shape is None:
+        return
+    val = node.meta.get("val") or ()
+    for i in range(len(val)):
+        shape = shapes.get(f"{out}.{i}")
+        if shape is None:
+            continue
+        if name == "unbind":
+            dim = _norm_dim(int(args.get("dim", 0)), len(src_shape))
+            kept = [a for a in range(len(src_shape)) if a != dim]
+            ax.same.extend(((src, a), (f"{out}.{i}", j)) for j, a in enumerate(kept) if src_shape[a] > 1)
+        else:
+            ax.same.extend(((src, a), (f"{out}.{i}", a)) for a in range(len(src_shape)) if shape[a] > 1)
+
+
+def _getitem(node, name, args, ax, shapes, out, out_shape):
+    ax.category = "passthrough"
+    src, index = node.args[0], node.args[1]
+    if not isinstance(src, fx.Node) or not isinstance(index, int):
+        return
+    key = f"{src.name}.{index}"
+    shape = shapes.get(key)
+    if shape is None:
+        return
+    ax.same.extend(((key, a), (out, a)) for a in range(len(shape)) if shape[a] > 1)
+
+
+def _reduction(node, name, args, ax, shapes, out, out_shape):
+    ax.category = "passthrough"
+    src = value_key(node.args[0])
+    src_shape = shapes.get(src)
+    if src_shape is None:
+        return
+    out_key, out_shape = (out, out_shape) if out_shape is not None else (f"{out}.0", shapes.get(f"{out}.0"))
+    if out_shape is None:
+        return
+    dims = args.get("dim", args.get("dims"))
+    rank = len(src_shape)
+    if dims is None or dims == []:
+        dims = list(range(rank)) if len(out_shape) < rank or not out_shape else []
+    dims = [dims] if isinstance(dims, int) else list(dims)
+    dims = {_norm_dim(int(d), rank) for d in dims}
+    kept = [i for i in range(rank) if i not in dims]
+    if len(out_shape) == rank:  # keepdim
+        ax.same.extend(((src, i), (out_key, i)) for i in kept if src_shape[i] > 1)
+    elif len(out_shape) == len(kept):
+        ax.same.extend(((src, i), (out_key, j)) for j, i in enumerate(kept) if src_shape[i] > 1)
+
+
+def _cat(node, name, args, ax, shapes, out, out_shape):
+    ax.category = "cat"
+    tensors = node.args[0]
+    dim = int(args.get("dim", 0))
+    if out_shape is None:
+        return
+    rank = len(out_shape)
+    dim = _norm_dim(dim, rank + (1 if name == "stack" else 0))
+    for t in tensors:
+        shape = shapes.get(value_key(t))
+        if shape is None:
+            continue
+        if name == "stack":
+            mapping = [a if a < dim else a + 1 for a in range(len(shape))]
+        else:
+            mapping = list(range(len(shape)))
+        ax.same.extend(((t.name, a), (out, mapping[a])) for a in range(len(shape)) if shape[a] > 1 and a < len(mapping))
+
+
+def _matmul_ties(a: str, a_shape, b: str, b_shape, out: str, out_shape, ax: OpAxes):
+    """torch.matmul semantics, including 1-D operands and broadcast batch axes."""
+    if len(a_shape) == 1:
+        ax.contract.append(((a, 0), (b, len(b_shape) - 2 if len(b_shape) > 1 else 0)))
+    else:
+        ax.contract.append(((a, len(a_shape) - 1), (b, max(len(b_shape) - 2, 0))))
+    if out_shape is None:
+        return
+    r = len(out_shape)
+    if len(a_shape) >= 2:
+        ax.same.append(((a, len(a_shape) - 2), (out, r - (2 if len(b_shape) >= 2 else 1))))
+    if len(b_shape) >= 2:
+        ax.same.append(((b, len(b_shape) - 1), (out, r - 1)))
+    batch_rank = r - (len(a_shape) >= 2) - (len(b_shape) >= 2)
+    for key, shape in ((a, a_shape), (b, b_shape)):
+        batch = shape[:-2] if len(shape) >= 2 else ()
+        offset = batch_rank - len(batch)
+        for i, size in enumerate(batch):
+            if size > 1 and out_shape[i + offset] == size:
+                ax.same.append(((key, i), (out, i + offset)))
+
+
+def _matmul(node, name, args, ax, shapes, out, out_shape):
+    ax.category = "matmul"
+    if name == "einsum":
+        return _einsum(node, args, ax, shapes, out, out_shape)
+    if name == "linear":
+        x, w, b = args.get("input"), args.get("weight"), args.get("bias")
+        xs, ws = shapes.get(value_key(x)), shapes.get(value_key(w))
+        if xs is None or ws is None:
+            return
+        if len(ws) == 2 and out_shape is not None:  # y = x W^T: W is (out, in)
+            ax.contract.append(((x.name, len(xs) - 1), (w.name, 1)))
+            ax.same.extend(((x.name, i), (out, i)) for i in range(len(xs) - 1) if xs[i] > 1)
+            ax.same.append(((w.name, 0), (out, len(out_shape) - 1)))
+        if b is not None and out_shape is not None:
+            _broadcast_ties(out, out_shape, [(b.name, shapes.get(b.name))], ax)
+        return
+    if name in ("addmm", "baddbmm", "addmv", "_addmm_activation"):
+        bias, a, b = args.get("self", args.get("input")), args.get("mat1", args.get("batch1", args.get("mat"))), args.get("mat2", args.get("batch2", args.get("vec")))
+        if bias is not None and isinstance(bias, fx.Node) and out_shape is not None:
+            _broadcast_ties(out, out_shape, [(bias.name, shapes.get(bias.name))], ax)
+    else:
+        a, b = node.args[0], node.args[1]
+    sa, sb = shapes.get(value_key(a)), shapes.get(value_key(b))
+    if sa is None or sb is None:
+        return
+    _matmul_ties(a.name, sa, b.name, sb, out, out_shape, ax)
+
+
+def _einsum(node, args, ax, shapes, out, out_shape):
+    equation = args.get("equation", node.args[0]).replace(" ", "")
+    operands = list(args.get("tensors", node.args[1]))
+    lhs, _, rhs = equation.partition("->")
+    terms = lhs.split(",")
+    shapes_in = [shapes.get(value_key(t)) for t in operands]
+    if any(s is None for s in shapes_in) or out_shape is None:
+        return
+    spare = iter(c for c in string.ascii_letters if c not in equation)
+    ell = [next(spare) for _ in range(max(len(s) for s in shapes_in))]
+
+    def expand(term, rank):
+        if "..." not in term:
+            return term
+        n = rank - (len(term) - 3)
+        return term.replace("...", "".join(ell[len(ell) - n:]))
+
+    terms = [expand(t, len(s)) for t, s in zip(terms, shapes_in)]
+    if not rhs and "->" not in equation:
+        letters = "".join(terms)
+        rhs = "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
+    rhs = expand(rhs, len(out_shape))
+    where: dict[str, list[Ref]] = {}
+    for t, term in zip(operands, terms):
+        for i, c in enumerate(term):
+            where.setdefault(c, []).append((t.name, i))
+    for c, refs in where.items():
+        if c in rhs:
+            ax.same.extend((r, (out, rhs.index(c))) for r in refs)
+        else:
+            ax.contract.extend((refs[0], r) for r in refs[1:])
+
+
+def _conv(node, name, args, ax, shapes, out, out_shape):
+    ax.category = "conv"
+    x, w, b = args.get("input"), args.get("weight"), args.get("bias")
+    xs, ws = shapes.get(value_key(x)), shapes.get(value_key(w))
+    if xs is None or ws is None or out_shape is None:
+        return
+    transposed = bool(args.get("transposed", False)) or name.startswith("conv_transpose")
+    groups = int(args.get("groups", 1) or 1)
+    ax.args["groups"], ax.args["transposed"] = groups, transposed
+    ax.same.append(((x.name, 0), (out, 0)))
+    for i in range(2, len(xs)):
+        ax.same.append(((x.name, i), (out, i)))
+        ax.fixed.append(((w.name, i), "conv kernel axis"))
+    if groups == 1:
+        w_in, w_out = (0, 1) if transposed else (1, 0)
+        ax.contract.append(((x.name, 1), (w.name, w_in)))
+        ax.same.append(((w.name, w_out), (out, 1)))
+    elif not transposed:  # weight (out, in/g, k...): channels = groups x per-group channels
+        group = (f"{node.name}#groups", 0)
+        ax.products.append((((x.name, 1),), (group, (w.name, 1))))
+        ax.products.append((((w.name, 0),), (group, (f"{node.name}#out_per_group", 0))))
+        ax.same.append(((w.name, 0), (out, 1)))
+    else:  # transposed weight (in, out/g, k...)
+        group = (f"{node.name}#groups", 0)
+        ax.same.append(((x.name, 1), (w.name, 0)))
+        ax.products.append((((w.name, 0),), (group, (f"{node.name}#in_per_group", 0))))
+        ax.products.append((((out, 1),), (group, (w.name, 1))))
+    if b is not None:
+        ax.same.append(((b.name, 0), (out, 1)))
+
+
+def _embedding(node, name, args, ax, shapes, out, out_shape):
+    ax.category = "embedding"
+    w, idx = args.get("weight"), args.get("indices", args.get("input"))
+    ws, idxs = shapes.get(value_key(w)), shapes.get(value_key(idx))
+    if ws is None or idxs is None:
+        return
+    out_key = out if out_shape is not None else f"{out}.0"
+    out_shape = shapes.get(out_key)
+    if out_shape is None:
+        return
+    ax.fixed.append(((w.name, 0), "embedding index axis (vocabulary)"))
+    ax.same.append(((w.name, len(ws) - 1), (out_key, len(out_shape) - 1)))
+    if name == "embedding":
+        ax.same.extend(((idx.name, i), (out_key, i)) for i in range(len(idxs)) if idxs[i] > 1)
+    elif len(idxs) == 2:  # embedding_bag: one bag per row
+        ax.same.append(((idx.name, 0), (out_key, 0)))
+
+
+def _index(node, name, args, ax, shapes, out, out_shape):
+    """x[idx] / index_select / gather: the indexed axis of x is looked up, like an embedding."""
+    ax.category = "index"
+    src = value_key(node.args[0])
+    src_shape = shapes.get(src)
+    if src_shape is None or out_shape is None:
+        return
+    if name in ("index_select", "gather"):
+        dim = _norm_dim(int(node.args[1]), len(src_shape))
+        index = node.args[2]
+        ax.args["indexed_axes"] = (dim,)
+        ax.same.extend(((src, a), (out, a)) for a in range(len(src_shape)) if a != dim and src_shape[a] > 1 and a < len(out_shape) and out_shape[a] == src_shape[a])
+        idx_shape = shapes.get(value_key(index))
+        if idx_shape is not None and name == "index_select" and idx_shape and idx_shape[0] > 1:
+            ax.same.append(((index.name, 0), (out, dim)))
+        return
+    indices = node.args[1]
+    positions = [i for i, t in enumerate(indices) if t is not None]
+    ax.args["indexed_axes"] = tuple(positions)
+    if positions != list(range(len(positions))):
+        return
+    idx_shape = shapes.get(value_key(indices[0])) or ()
+    ax.same.extend(((indices[0].name, i), (out, i)) for i in range(len(idx_shape)) if idx_shape[i] > 1)
+    rest = range(len(positions), len(src_shape))
+    offset = len(idx_shape) - len(positions)
+    ax.same.extend(((src, a), (out, a + offset)) for a in rest if src_shape[a] > 1)
+
+
+def _norm(node, name, args, ax, shapes, out, out_shape):
+    ax.category = "norm"
+    x = args.get("input")
+    xs = shapes.get(value_key(x))
+    out_key = out if out_shape is not None else f"{out}.0"
+    out_shape = shapes.get(out_key)
+    if xs is None or out_shape is None:
+        return
+    ax.same.extend(((x.name, i), (out_key, i)) for i in range(len(xs)) if xs[i] > 1)
+    channel_args = ("weight", "bias", "running_mean", "running_var")
+    for arg in channel_args:
+        p = args.get(arg)
+        ps = shapes.get(value_key(p))
+        if ps is None:
+            continue
+        if name in NORMS_LAST:  # gains cover the trailing normalized_shape axes
+            offset = len(xs) - len(ps)
+            ax.same.extend(((p.name, i), (x.name, i + offset)) for i in range(len(ps)) if ps[i] > 1)
+        elif len(ps) == 1:
+            ax.same.append(((p.name, 0), (x.name, 1)))
+
+
+def _pool(node, name, args, ax, shapes, out, out_shape):
+    ax.category = "passthrough"
+    src = value_key(node.args[0])
+    src_shape = shapes.get(src)
+    out_key = out if out_shape is not None else f"{out}.0"
+    out_shape = shapes.get(out_key)
+    if src_shape is None or out_shape is None or len(src_shape) != len(out_shape):
+        return
+    ax.same.extend(((src, i), (out_key, i)) for i in range(len(src_shape)) if src_shape[i] > 1 and out_shape[i] > 1)
+
+
+def _attention(node, name, args, ax, shapes, out, out_shape):
+    ax.category = "attention"
+    q, k, v = (node.args[i] for i in range(3))
+    qs, ks, vs = (shapes.get(value_key(t)) for t in (q, k, v))
+    out_key = out if out_shape is not None else f"{out}.0"
+    out_shape = shapes.get(out_key)
+    if None in (qs, ks, vs) or out_shape is None:
+        return
+    r = len(qs)
+    ax.contract.append(((q.name, r - 1), (k.name, r - 1)))
+    ax.same.append(((k.name, r - 2), (v.name, r - 2)))
+    ax.same.extend(((q.name, i), (out_key, i)) for i in range(r - 1) if qs[i] > 1)
+    ax.same.append(((v.name, r - 1), (out_key, r - 1)))
+    for i in range(r - 2):
+        for t, s in ((k, ks), (v, vs)):
+            if s[i] == qs[i] and s[i] > 1:
+                ax.same.append(((t.name, i), (q.name, i)))
+    mask = args.get("attn_mask")
+    mask_shape = shapes.get(value_key(mask))
+    if mask_shape is not None:
+        scores = tuple(qs[:-1]) + (ks[-2],)
+        offset = len(scores) - len(mask_shape)
+        for i, size in enumerate(mask_shape):
+            j = i + offset
+            ref = (q.name, j) if j < r - 1 else (k.name, r - 2)
+            if size > 1 and size == scores[j]:
+                ax.same.append(((mask.name, i), ref))
+
+
+def _one_hot(node, name, args, ax, shapes, out, out_shape):
+    ax.category = "one_hot"
+    src = value_key(node.args[0])
+    src_shape = shapes.get(src)
+    if src_shape is None or out_shape is None:
+        return
+    ax.same.extend(((src, i), (out, i)) for i in range(len(src_shape)) if src_shape[i] > 1)
+    ax.fixed.append(((out, len(out_shape) - 1), "one-hot class axis"))
+
+
+def _creation(node, name, args, ax, shapes, out, out_shape):
+    ax.category = "creation"
+
+
+_BUILDERS = {
+    "getitem": _getitem,
+    "select": _select,
+    "cat": _cat,
+    "concat": _cat,
+    "concatenate": _cat,
+    "stack": _cat,
+    "index": _index,
+    "_unsafe_index": _index,
+    "index_select": _index,
+    "gather": _index,
+    "one_hot": _one_hot,
+}
+_FAMILIES = [
+    (ELEMENTWISE_BINARY | ELEMENTWISE_UNARY, _elementwise),
+    (RESHAPES, _reshape),
+    (PERMUTES, _permute),
+    (SLICES, _slice),
+    (SPLITS, _split),
+    (REDUCTIONS, _reduction),
+    (MATMULS, _matmul),
+    (CONVS, _conv),
+    (EMBEDDINGS, _embedding),
+    (NORMS_LAST | NORMS_CHANNEL, _norm),
+    (POOLS, _pool),
+    (CREATIONS, _creation),
+]
+
+
+def numel(shape) -> int:
+    return math.prod(shape) if shape else 1

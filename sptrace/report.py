@@ -1,0 +1,96 @@
+"""Render a Trace as a per-parameter table (text / markdown via tabulate) or JSON."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from enum import Enum
+
+from tabulate import tabulate
+
+FORMATS = ("text", "markdown", "json")
+COLUMNS = ("name", "shape", "use", "in axes", "out axes", "kind", "role", "space", "fan_in", "fan_out", "width dims")
+
+
+def render(trace, format: str = "text") -> str:
+    if format not in FORMATS:
+        raise ValueError(f"unknown report format {format!r}; choose one of {', '.join(FORMATS)}")
+    if format == "json":
+        return json.dumps(_as_json(trace), indent=2, default=_jsonable)
+    rows = [_row(trace, r) for r in trace.records]
+    headers = list(COLUMNS) + _extra_columns(trace)
+    table = tabulate(rows, headers=headers, tablefmt="github" if format == "markdown" else "simple")
+    lines = [_title(trace, format), "", table, ""]
+    if trace.attention:
+        lines += _attention_lines(trace, format)
+    if trace.warnings:
+        lines.append("## Warnings" if format == "markdown" else "Warnings:")
+        lines += [f"- {w}" for w in trace.warnings]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _title(trace, format) -> str:
+    s = trace.summary()
+    kinds = ", ".join(f"{v} {k}" for k, v in sorted(s["kinds"].items()))
+    text = f"sptrace: {s['parameters']} parameters ({kinds}); captured by {s['route']}; width dims: {s['width_mode']}"
+    return f"# {text}" if format == "markdown" else text
+
+
+def _extra_columns(trace) -> list[str]:
+    seen: dict[str, None] = {}
+    for cols in trace.annotations.values():
+        seen.update(dict.fromkeys(cols))
+    return list(seen)
+
+
+def _row(trace, r) -> list:
+    use = r.uses[0] if r.uses else None
+    use_text = f"{use.op}({use.arg})" + (f" +{len(r.uses) - 1}" if len(r.uses) > 1 else "") if use else "-"
+    width = ",".join(str(a) for a in r.width_dims) or "-"
+    space = f"{r.input_space.value}->{r.output_space.value}"
+    extra = trace.annotations.get(r.name, {})
+    return [
+        r.name + (f" (= {', '.join(r.aliases[1:])})" if len(r.aliases) > 1 else ""),
+        "x".join(map(str, r.shape)) or "scalar",
+        use_text,
+        _axes(r.fan_in_axes),
+        _axes(r.fan_out_axes) + (f" /g{r.groups}" if r.groups > 1 else ""),
+        r.kind.value,
+        r.role.value,
+        space,
+        r.fan_in,
+        r.fan_out,
+        width,
+    ] + [extra.get(c, "") for c in _extra_columns(trace)]
+
+
+def _axes(axes) -> str:
+    return "(" + ",".join(map(str, axes)) + ")"
+
+
+def _attention_lines(trace, format) -> list[str]:
+    lines = ["## Attention" if format == "markdown" else "Attention:"]
+    for site in trace.attention:
+        growth = "grows with width" if site.head_dim_is_width else "fixed"
+        verdict = "ok" if site.width_stable else "NOT width-stable (use 1/head_dim)"
+        scale = f"{site.scale:.4g}" if site.scale is not None else "runtime"
+        lines.append(f"- {site.module or '<root>'} [{site.kind}] head_dim {site.head_dim} ({growth}), "
+                     f"scale {scale} ({site.scale_source}): {verdict}")
+    return lines + [""]
+
+
+def _as_json(trace) -> dict:
+    return {
+        "summary": trace.summary(),
+        "parameters": [dict(asdict(r), width_dims=list(r.width_dims), fan_in=r.fan_in, fan_out=r.fan_out,
+                            annotations=trace.annotations.get(r.name, {})) for r in trace.records],
+        "attention": [dict(asdict(a), width_stable=a.width_stable) for a in trace.attention],
+        "warnings": list(trace.warnings),
+    }
+
+
+def _jsonable(value):
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, tuple):
+        return list(value)
+    return str(value)

@@ -1,0 +1,252 @@
+"""``sptrace.trace``: capture → uses → axes → classify, and the ``Trace`` object it returns."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Iterator, Mapping, Optional, Sequence
+
+import torch
+
+from . import report as _report
+from .attention import AttentionSite, find_attention
+from .axes import AxisLabels, label_axes
+from .capture import CapturedGraph, capture
+from .classify import ParamFacts, classify
+from .ops import Shapes
+from .types import DimDecision, Kind, ParamRecord, SptraceError, Space
+from .uses import UseAnalysis, analyse_uses
+
+CONTRACTIONS = ("linear", "mm", "bmm", "matmul", "addmm", "baddbmm", "einsum", "mv", "dot", "conv")
+
+
+@dataclass
+class Trace:
+    """One record per distinct parameter tensor; index by any of its names (aliases included)."""
+
+    records: list[ParamRecord]
+    route: str
+    failures: dict[str, str]
+    warnings: list[str]
+    attention: list[AttentionSite]
+    width_mode: str  # "automatic" | "base"
+    captured: CapturedGraph = field(repr=False)
+    annotations: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)
+
+    def __iter__(self) -> Iterator[ParamRecord]:
+        return iter(self.records)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, name: str) -> ParamRecord:
+        for record in self.records:
+            if name == record.name or name in record.aliases:
+                return record
+        raise KeyError(f"no parameter named {name!r}; known: {', '.join(r.name for r in self.records)}")
+
+    def __contains__(self, name: str) -> bool:
+        return any(name == r.name or name in r.aliases for r in self.records)
+
+    @property
+    def graph(self):
+        return self.captured.graph
+
+    @property
+    def unclassified(self) -> list[ParamRecord]:
+        return [r for r in self.records if r.kind is Kind.UNCLASSIFIED]
+
+    def summary(self) -> dict:
+        return {
+            "route": self.route,
+            "width_mode": self.width_mode,
+            "parameters": len(self.records),
+            "kinds": dict(Counter(r.kind.value for r in self.records)),
+            "roles": dict(Counter(r.role.value for r in self.records)),
+            "capture_failures": dict(self.failures),
+        }
+
+    def report(self, format: str = "text") -> str:
+        return _report.render(self, format)
+
+    def to_dict(self) -> dict:
+        return json.loads(_report.render(self, "json"))
+
+
+def trace(
+    model: torch.nn.Module,
+    *example_args,
+    base: Optional[torch.nn.Module] = None,
+    strict: bool = False,
+    width_overrides: Optional[Mapping[str, Sequence[int]]] = None,
+    routes: Sequence[str] = ("export", "eager"),
+    **example_kwargs,
+) -> Trace:
+    """Trace ``model`` on the example inputs and classify every parameter from the graph.
+
+    ``base``: a narrower model of the same architecture; dims whose size differs are width.
+    ``width_overrides``: ``{parameter name: width axes}`` replaces the decision for a parameter.
+    ``strict``: raise ``SptraceError`` when a parameter cannot be classified.
+    """
+    if not isinstance(model, torch.nn.Module):
+        raise SptraceError(f"sptrace.trace expects a torch.nn.Module, got {type(model).__name__}")
+    names_by_tensor = _aliases(model)
+    if not names_by_tensor:
+        return Trace([], "none", {}, [f"{type(model).__name__} has no parameters: nothing to classify"], [], "automatic", None)
+    captured = capture(model, example_args, example_kwargs, routes=routes)
+    shapes = Shapes(captured.graph)
+    uses = analyse_uses(captured, shapes)
+    labels = label_axes(captured, shapes, uses.op_axes, _dense_fan_in(uses))
+    facts = _facts(model, captured, uses, names_by_tensor)
+    warnings = [f"capture route {r!r} failed, used {captured.route!r}: {msg}" for r, msg in captured.failures.items()]
+    base_info = _base_shapes(base, model, example_args, example_kwargs, routes) if base is not None else None
+    decide_for = _deciders(facts, captured, labels, base_info, warnings)
+    records = []
+    for fact in facts:
+        decide = decide_for(fact)
+        if width_overrides and (set(fact.aliases) & set(width_overrides)):
+            decide = _override(fact, width_overrides, decide)
+        base_shape, base_groups = (base_info or {}).get(fact.name, (None, None))
+        records.append(classify(fact, decide, base_shape, base_groups))
+    _check_overrides(width_overrides, records)
+    warnings += _record_warnings(records)
+    result = Trace(records, captured.route, captured.failures, warnings, find_attention(captured, shapes, uses.op_axes, labels),
+                   "base" if base is not None else "automatic", captured)
+    if strict and result.unclassified:
+        lines = "\n".join(f"  {r.name}: {r.problem}" for r in result.unclassified)
+        raise SptraceError(f"{len(result.unclassified)} parameter(s) could not be classified:\n{lines}\n"
+                           "Pass width_overrides, rewrite the use with a supported op, or call with strict=False.")
+    return result
+
+
+def _aliases(model) -> dict[int, list[str]]:
+    names: dict[int, list[str]] = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        names.setdefault(id(p), []).append(name)
+    return names
+
+
+def _dense_fan_in(uses: UseAnalysis) -> set:
+    refs = set()
+    for param, found in uses.uses.items():
+        for use in found:
+            if use.input_space is Space.DENSE and (use.op in CONTRACTIONS or use.op.startswith("conv")):
+                refs |= {(param, a) for a in use.fan_in_axes}
+    return refs
+
+
+def _facts(model, captured: CapturedGraph, uses: UseAnalysis, names_by_tensor) -> list[ParamFacts]:
+    node_of = {}
+    for node_name, pname in captured.param_nodes.items():
+        node_of[id(model.get_parameter(pname))] = node_name
+    facts = []
+    for tensor_id, names in names_by_tensor.items():
+        tensor = model.get_parameter(names[0])
+        node = node_of.get(tensor_id)
+        problem = None
+        if not (tensor.dtype.is_floating_point or tensor.dtype.is_complex):
+            problem = f"parameter of dtype {tensor.dtype} is not a float tensor: it cannot be trained"
+        elif node is None:
+            problem = "not seen in the captured graph"
+        else:
+            problem = uses.problems.get(node)
+        facts.append(ParamFacts(names[0], tuple(names), tensor, list(uses.uses.get(node, [])), problem))
+    return facts
+
+
+def _deciders(facts, captured, labels: AxisLabels, base_info, warnings):
+    node_of = {pname: node for node, pname in captured.param_nodes.items()}
+
+    def automatic(fact):
+        node = next((node_of[n] for n in fact.aliases if n in node_of), None)
+        return lambda axis: labels.decide((node, axis)) if node else (True, "parameter not in graph")
+
+    if base_info is None:
+        return automatic
+    differs = any(
+        base_info[f.name][0] != tuple(f.tensor.shape) for f in facts if f.name in base_info
+    )
+    if not differs:
+        warnings.append("the base model has exactly the model's shapes: width dims decided automatically; "
+                        "every ratio to the base is 1 (standard parametrization)")
+        return automatic
+
+    def from_base(fact):
+        base_shape = base_info[fact.name][0]
+        shape = tuple(fact.tensor.shape)
+        return lambda axis: (
+            (True, f"base: {base_shape[axis]} -> {shape[axis]}") if base_shape[axis] != shape[axis]
+            else (False, f"same size {shape[axis]} in the base model")
+        )
+
+    return from_base
+
+
+def _base_shapes(base, model, args, kwargs, routes) -> dict[str, tuple]:
+    if not isinstance(base, torch.nn.Module):
+        raise SptraceError(f"base must be a torch.nn.Module of the same architecture, got {type(base).__name__}")
+    base_trace = trace(base, *_on_device(args, base), routes=routes, **_on_device(kwargs, base))
+    info = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        if name not in base_trace:
+            raise SptraceError(f"parameter {name!r} has no counterpart in the base model; base must have the same architecture")
+        b = base_trace[name]
+        if len(b.shape) != p.dim():
+            raise SptraceError(f"parameter {name!r} has shape {tuple(p.shape)} but {b.shape} in the base model: ranks differ")
+        for axis, (bs, s) in enumerate(zip(b.shape, p.shape)):
+            if bs > s:
+                raise SptraceError(
+                    f"base model is not narrower: {name!r} axis {axis} is {bs} in the base and {s} in the model; "
+                    "pass the narrower model as base"
+                )
+        info[name] = (b.shape, b.groups)
+    model_names = {name for name, _ in model.named_parameters(remove_duplicate=False)}
+    extra = [r.name for r in base_trace if not set(r.aliases) & model_names]
+    if extra:
+        raise SptraceError(f"base model has parameters the model lacks: {', '.join(extra)}")
+    return info
+
+
+def _on_device(values, module):
+    """Base models often live on meta: give them inputs on their device."""
+    device = next((p.device for p in module.parameters()), None)
+    if device is None:
+        return values
+    move = lambda t: t.to(device) if isinstance(t, torch.Tensor) else t  # noqa: E731
+    from torch.utils import _pytree as pytree
+
+    return pytree.tree_map(move, values)
+
+
+def _override(fact: ParamFacts, overrides, decide):
+    key = next(n for n in fact.aliases if n in overrides)
+    axes = {a % max(fact.tensor.dim(), 1) for a in overrides[key]}
+    bad = [a for a in overrides[key] if not -fact.tensor.dim() <= a < fact.tensor.dim()]
+    if bad:
+        raise SptraceError(f"width_overrides[{key!r}] names axes {bad} but the parameter has shape {tuple(fact.tensor.shape)}")
+    return lambda axis: (axis in axes, "user override")
+
+
+def _check_overrides(overrides, records):
+    if not overrides:
+        return
+    known = {a for r in records for a in r.aliases}
+    unknown = [n for n in overrides if n not in known]
+    if unknown:
+        raise SptraceError(f"width_overrides names unknown parameters: {', '.join(unknown)}")
+
+
+def _record_warnings(records: list[ParamRecord]) -> list[str]:
+    out = []
+    for r in records:
+        if r.kind is Kind.UNCLASSIFIED:
+            out.append(f"{r.name}: unclassified: {r.problem}")
+        if r.secondary_uses:
+            where = ", ".join(f"{u.module or '<root>'} ({u.op}, {u.role.value})" for u in r.secondary_uses)
+            out.append(f"{r.name}: tied parameter also used as {where}; that use needs a forward multiplier")
+        if not r.requires_grad:
+            out.append(f"{r.name}: frozen (requires_grad=False): classified, but left out of optimizer groups")
+    return out
+
+
+__all__ = ["Trace", "trace", "DimDecision"]
