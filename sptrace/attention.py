@@ -6,7 +6,7 @@ only while head_dim is fixed (NOTES §5); μP uses 1/head_dim when head_dim grow
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import torch.fx as fx
@@ -25,16 +25,25 @@ class AttentionSite:
     module: str
     kind: str  # "sdpa" (scaled_dot_product_attention) or "manual" (matmul, scale, softmax)
     head_dim: int
-    head_dim_is_width: bool
+    head_dim_is_width: Optional[bool]  # None: automatic mode cannot tell (head_dim splits a width dim)
     scale: Optional[float]  # the scale in use; None where it is a runtime value
     scale_source: str
 
     @property
-    def width_stable(self) -> bool:
-        """1/sqrt(head_dim) is only width-stable when head_dim is fixed."""
+    def width_stable(self) -> Optional[bool]:
+        """1/sqrt(head_dim) is only width-stable when head_dim is fixed; None when unknown."""
+        if self.head_dim_is_width is None:
+            return None
         if not self.head_dim_is_width or self.scale is None:
             return True
         return math.isclose(self.scale, 1.0 / self.head_dim, rel_tol=1e-6)
+
+
+def with_base(sites: list[AttentionSite], base_sites: list[AttentionSite]) -> list[AttentionSite]:
+    """Base mode: head_dim grows exactly when it differs from the base model's, site by site."""
+    if len(sites) != len(base_sites):
+        return sites
+    return [replace(s, head_dim_is_width=s.head_dim != b.head_dim) for s, b in zip(sites, base_sites)]
 
 
 def find_attention(captured: CapturedGraph, shapes: Shapes, axes: dict[str, OpAxes], labels: AxisLabels) -> list[AttentionSite]:
@@ -63,8 +72,12 @@ def _sdpa_site(node, ax: OpAxes, shapes, labels) -> Optional[AttentionSite]:
     explicit = ax.args.get("scale")
     scale = float(explicit) if isinstance(explicit, (int, float)) else 1.0 / math.sqrt(head_dim)
     source = "explicit scale=" if isinstance(explicit, (int, float)) else "sdpa default 1/sqrt(head_dim)"
-    width, _ = labels.decide((q.name, len(q_shape) - 1))
-    return AttentionSite(node.name, module_path(node), "sdpa", head_dim, width, scale, source)
+    return AttentionSite(node.name, module_path(node), "sdpa", head_dim, _grows(labels, (q.name, len(q_shape) - 1)), scale, source)
+
+
+def _grows(labels: AxisLabels, ref) -> Optional[bool]:
+    """A fixed head axis is known; a width one may be a fixed-size split of a width dim: unknown."""
+    return None if labels.decide(ref)[0] else False
 
 
 def _manual_site(node, ax: OpAxes, shapes, labels, captured) -> Optional[AttentionSite]:
@@ -81,8 +94,7 @@ def _manual_site(node, ax: OpAxes, shapes, labels, captured) -> Optional[Attenti
         name = op_name(current)
         if name in ("softmax", "_softmax", "_safe_softmax"):
             head_dim = shapes.get(left[0])[left[1]]
-            width, _ = labels.decide(left)
-            return AttentionSite(node.name, module_path(node), "manual", head_dim, width, scale, source)
+            return AttentionSite(node.name, module_path(node), "manual", head_dim, _grows(labels, left), scale, source)
         if name in SCALE_OPS:
             constants = [a for a in current.args if isinstance(a, (int, float))]
             if not constants:

@@ -7,8 +7,9 @@ data decides: an input axis, an output axis, an embedding's vocabulary, a conv k
 one-hot class axis. Reshapes that merge or split axes relate components by products: the merged
 axis is fixed exactly when all its parts are. Everything else is width.
 
-Output axes are seeds only where no parameter contracts them as a dense fan-in: the hidden states
-that a headless encoder returns are width, the logits of a classifier are not.
+Output axes are seeds only where no parameter contracts them as a dense fan-in, and where their
+size is not that of such a hidden axis: the hidden states (and pooled projections of them) that a
+headless encoder returns are width, the logits of a classifier are not.
 """
 from __future__ import annotations
 
@@ -62,10 +63,12 @@ def label_axes(captured: CapturedGraph, shapes: Shapes, axes: dict[str, OpAxes],
     for ax in axes.values():
         for ref, reason in ax.fixed:
             seed(ref, reason)
-    hidden = {component[r] for r in dense_fan_in if r in component}
+    hidden_refs = [r for r in dense_fan_in if r in component and labels.decide(r)[0]]
+    hidden = {component[r] for r in hidden_refs}
+    hidden_sizes = {sizes[r] for r in hidden_refs}
     for name in captured.output_nodes:
         for i, size in enumerate(shapes.get(name) or ()):
-            if i > 0 and component.get((name, i)) not in hidden:
+            if i > 0 and component.get((name, i)) not in hidden and size not in hidden_sizes:
                 seed((name, i), f"tied to output {name!r} axis {i} (size {size})")
     _close_products(labels, [p for ax in axes.values() for p in ax.products])
     return labels

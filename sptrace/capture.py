@@ -76,18 +76,32 @@ def _inputs_on_model_device(model, args, kwargs):
 # route 1: torch.export
 
 
+class _TensorOutputs(torch.nn.Module):
+    """Exports see only the tensors a model returns: cache objects and other non-pytree outputs
+    (HF's DynamicCache) would otherwise make export fail."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, *args, **kwargs):
+        out = self.model(*args, **kwargs)
+        return tuple(t for t in pytree.tree_leaves(out) if isinstance(t, torch.Tensor))
+
+
 def _capture_export(model, args, kwargs) -> CapturedGraph:
     from torch.export.graph_signature import InputKind, OutputKind
 
-    ep = torch.export.export(model, tuple(args), kwargs=dict(kwargs), strict=False)
+    ep = torch.export.export(_TensorOutputs(model), tuple(args), kwargs=dict(kwargs), strict=False)
     sig = ep.graph_signature
+    unwrap = lambda target: target[len("model."):]  # noqa: E731
     params, buffers, inputs = {}, {}, []
     for spec in sig.input_specs:
         name = spec.arg.name
         if spec.kind == InputKind.PARAMETER:
-            params[name] = spec.target
+            params[name] = unwrap(spec.target)
         elif spec.kind in (InputKind.BUFFER, InputKind.CONSTANT_TENSOR):
-            buffers[name] = spec.target
+            buffers[name] = unwrap(spec.target) if spec.target.startswith("model.") else spec.target
         elif spec.kind == InputKind.USER_INPUT and _is_tensor_node(ep.graph, name):
             inputs.append(name)
     outputs = [
@@ -95,7 +109,17 @@ def _capture_export(model, args, kwargs) -> CapturedGraph:
         for spec in sig.output_specs
         if spec.kind == OutputKind.USER_OUTPUT and hasattr(spec.arg, "name")
     ]
+    for node in ep.graph.nodes:
+        stack = node.meta.get("nn_module_stack")
+        if stack:
+            node.meta["nn_module_stack"] = {k: (_unwrap_path(path), cls) for k, (path, cls) in stack.items()}
     return CapturedGraph(ep.graph, "export", {}, params, buffers, inputs, outputs, {"exported": ep})
+
+
+def _unwrap_path(path: str) -> str:
+    """Paths inside the _TensorOutputs wrapper start with 'model'; give the user's own path."""
+    path = _clean_module_path(path)
+    return path[len("model."):] if path.startswith("model.") else ("" if path == "model" else path)
 
 
 def _is_tensor_node(graph: fx.Graph, name: str) -> bool:

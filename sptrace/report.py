@@ -70,8 +70,8 @@ def _axes(axes) -> str:
 def _attention_lines(trace, format) -> list[str]:
     lines = ["## Attention" if format == "markdown" else "Attention:"]
     for site in trace.attention:
-        growth = "grows with width" if site.head_dim_is_width else "fixed"
-        verdict = "ok" if site.width_stable else "NOT width-stable (use 1/head_dim)"
+        growth = {True: "grows with width", False: "fixed", None: "growth unknown: pass base= to decide"}[site.head_dim_is_width]
+        verdict = {True: "ok", False: "NOT width-stable (use 1/head_dim)", None: "ok if head_dim is fixed"}[site.width_stable]
         scale = f"{site.scale:.4g}" if site.scale is not None else "runtime"
         lines.append(f"- {site.module or '<root>'} [{site.kind}] head_dim {site.head_dim} ({growth}), "
                      f"scale {scale} ({site.scale_source}): {verdict}")

@@ -9,7 +9,7 @@ from typing import Iterator, Mapping, Optional, Sequence
 import torch
 
 from . import report as _report
-from .attention import AttentionSite, find_attention
+from .attention import AttentionSite, find_attention, with_base
 from .axes import AxisLabels, label_axes
 from .capture import CapturedGraph, capture
 from .classify import ParamFacts, classify
@@ -99,8 +99,9 @@ def trace(
     labels = label_axes(captured, shapes, uses.op_axes, _dense_fan_in(uses))
     facts = _facts(model, captured, uses, names_by_tensor)
     warnings = [f"capture route {r!r} failed, used {captured.route!r}: {msg}" for r, msg in captured.failures.items()]
-    base_info = _base_shapes(base, model, example_args, example_kwargs, routes) if base is not None else None
-    decide_for = _deciders(facts, captured, labels, base_info, warnings)
+    base_info, base_attention = (_base_shapes(base, model, example_args, example_kwargs, routes)
+                                 if base is not None else (None, None))
+    decide_for = _deciders(model, facts, captured, labels, base_info, warnings)
     records = []
     for fact in facts:
         decide = decide_for(fact)
@@ -110,7 +111,10 @@ def trace(
         records.append(classify(fact, decide, base_shape, base_groups))
     _check_overrides(width_overrides, records)
     warnings += _record_warnings(records)
-    result = Trace(records, captured.route, captured.failures, warnings, find_attention(captured, shapes, uses.op_axes, labels),
+    attention = find_attention(captured, shapes, uses.op_axes, labels)
+    if base_attention is not None:
+        attention = with_base(attention, base_attention)
+    result = Trace(records, captured.route, captured.failures, warnings, attention,
                    "base" if base is not None else "automatic", captured)
     if strict and result.unclassified:
         lines = "\n".join(f"  {r.name}: {r.problem}" for r in result.unclassified)
@@ -135,31 +139,42 @@ def _dense_fan_in(uses: UseAnalysis) -> set:
     return refs
 
 
-def _facts(model, captured: CapturedGraph, uses: UseAnalysis, names_by_tensor) -> list[ParamFacts]:
-    node_of = {}
+def _param_nodes_by_tensor(model, captured: CapturedGraph) -> dict[int, list[str]]:
+    """Export may lift one tied tensor as several placeholders: group them by identity."""
+    nodes: dict[int, list[str]] = {}
     for node_name, pname in captured.param_nodes.items():
-        node_of[id(model.get_parameter(pname))] = node_name
+        nodes.setdefault(id(model.get_parameter(pname)), []).append(node_name)
+    return nodes
+
+
+def _facts(model, captured: CapturedGraph, uses: UseAnalysis, names_by_tensor) -> list[ParamFacts]:
+    nodes_of = _param_nodes_by_tensor(model, captured)
+    order = {n.name: i for i, n in enumerate(captured.graph.nodes)}
     facts = []
     for tensor_id, names in names_by_tensor.items():
         tensor = model.get_parameter(names[0])
-        node = node_of.get(tensor_id)
-        problem = None
+        nodes = nodes_of.get(tensor_id, [])
+        found = sorted((u for n in nodes for u in uses.uses.get(n, [])), key=lambda u: order.get(u.node, 0))
+        problem = next((uses.problems[n] for n in nodes if n in uses.problems), None)
         if not (tensor.dtype.is_floating_point or tensor.dtype.is_complex):
             problem = f"parameter of dtype {tensor.dtype} is not a float tensor: it cannot be trained"
-        elif node is None:
+        elif not nodes:
             problem = "not seen in the captured graph"
-        else:
-            problem = uses.problems.get(node)
-        facts.append(ParamFacts(names[0], tuple(names), tensor, list(uses.uses.get(node, [])), problem))
+        facts.append(ParamFacts(names[0], tuple(names), tensor, found, problem))
     return facts
 
 
-def _deciders(facts, captured, labels: AxisLabels, base_info, warnings):
-    node_of = {pname: node for node, pname in captured.param_nodes.items()}
+def _deciders(model, facts, captured, labels: AxisLabels, base_info, warnings):
+    nodes_of = _param_nodes_by_tensor(model, captured)
 
     def automatic(fact):
-        node = next((node_of[n] for n in fact.aliases if n in node_of), None)
-        return lambda axis: labels.decide((node, axis)) if node else (True, "parameter not in graph")
+        nodes = nodes_of.get(id(fact.tensor), [])
+
+        def decide(axis):
+            decisions = [labels.decide((n, axis)) for n in nodes] or [(True, "parameter not in graph")]
+            return next((d for d in decisions if not d[0]), decisions[0])
+
+        return decide
 
     if base_info is None:
         return automatic
@@ -182,7 +197,8 @@ def _deciders(facts, captured, labels: AxisLabels, base_info, warnings):
     return from_base
 
 
-def _base_shapes(base, model, args, kwargs, routes) -> dict[str, tuple]:
+def _base_shapes(base, model, args, kwargs, routes):
+    """{name: (base shape, base groups)} and the base's attention sites; checks the base fits."""
     if not isinstance(base, torch.nn.Module):
         raise SptraceError(f"base must be a torch.nn.Module of the same architecture, got {type(base).__name__}")
     base_trace = trace(base, *_on_device(args, base), routes=routes, **_on_device(kwargs, base))
@@ -204,7 +220,7 @@ def _base_shapes(base, model, args, kwargs, routes) -> dict[str, tuple]:
     extra = [r.name for r in base_trace if not set(r.aliases) & model_names]
     if extra:
         raise SptraceError(f"base model has parameters the model lacks: {', '.join(extra)}")
-    return info
+    return info, base_trace.attention
 
 
 def _on_device(values, module):

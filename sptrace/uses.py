@@ -13,6 +13,7 @@ import operator
 from dataclasses import dataclass
 from typing import Optional
 
+import torch
 import torch.fx as fx
 
 from .capture import CapturedGraph, module_path
@@ -72,11 +73,15 @@ class _UseWalker:
         shape = self.shapes.get(node.name)
         if node.name in self.captured.param_nodes and shape is not None:
             self.derived[node.name] = Derived(frozenset({node.name}), [frozenset({(node.name, a)}) for a in range(len(shape))])
-        elif node.name in self.captured.input_nodes:
+        elif node.name in self.captured.input_nodes or self._is_index(node.name):
             self.activation.add(node.name)
-            dtype = self.shapes.dtype.get(node.name)
-            if dtype is not None and not (dtype.is_floating_point or dtype.is_complex):
+            if self._is_index(node.name):
                 self.sparse.add(node.name)
+
+    def _is_index(self, key: str) -> bool:
+        """Integer tensors are data (ids, positions) wherever they come from: sparse."""
+        dtype = self.shapes.dtype.get(key)
+        return dtype is not None and not (dtype.is_floating_point or dtype.is_complex or dtype == torch.bool)
 
     def _problem(self, param: str, node: fx.Node, what: str):
         self.problems.setdefault(param, f"node {node.name!r} ({op_name(node)}): {what}")
@@ -105,8 +110,8 @@ class _UseWalker:
         inputs = self._input_keys(node)
         if node.target is operator.getitem and isinstance(node.args[0], fx.Node):
             inputs = [f"{node.args[0].name}.{node.args[1]}"]
-        is_activation = any(k in self.activation for k in inputs)
         derived_inputs = [k for k in inputs if k in self.derived]
+        is_activation = any(k in self.activation for k in inputs) or (not derived_inputs and self._is_index(node.name))
         if is_activation:
             for key in self._output_keys(node) + [node.name]:
                 self.activation.add(key)
