@@ -28,6 +28,7 @@ class AttentionSite:
     head_dim_is_width: Optional[bool]  # None: automatic mode cannot tell (head_dim splits a width dim)
     scale: Optional[float]  # the scale in use; None where it is a runtime value
     scale_source: str
+    base_head_dim: Optional[int] = None
 
     @property
     def width_stable(self) -> Optional[bool]:
@@ -43,7 +44,8 @@ def with_base(sites: list[AttentionSite], base_sites: list[AttentionSite]) -> li
     """Base mode: head_dim grows exactly when it differs from the base model's, site by site."""
     if len(sites) != len(base_sites):
         return sites
-    return [replace(s, head_dim_is_width=s.head_dim != b.head_dim) for s, b in zip(sites, base_sites)]
+    return [replace(s, head_dim_is_width=s.head_dim != b.head_dim, base_head_dim=b.head_dim)
+            for s, b in zip(sites, base_sites)]
 
 
 def find_attention(captured: CapturedGraph, shapes: Shapes, axes: dict[str, OpAxes], labels: AxisLabels) -> list[AttentionSite]:
