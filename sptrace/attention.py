@@ -16,7 +16,9 @@ from .capture import CapturedGraph, module_path
 from .ops import OpAxes, Shapes, op_name
 
 SCALE_OPS = {"mul", "div", "true_divide"}
-MATMULS = {"matmul", "bmm", "einsum", "mm"}
+MATMULS = {"matmul", "bmm", "einsum", "mm", "baddbmm"}
+SHAPE_OPS = {"view", "_unsafe_view", "reshape", "transpose", "permute", "t", "expand", "clone", "contiguous",
+             "unsqueeze", "squeeze", "_to_copy", "to", "alias", "flatten", "unflatten"}
 
 
 @dataclass(frozen=True)
@@ -83,11 +85,17 @@ def _grows(labels: AxisLabels, ref) -> Optional[bool]:
 
 
 def _manual_site(node, ax: OpAxes, shapes, labels, captured) -> Optional[AttentionSite]:
-    """A matmul of two activations whose result reaches a softmax, maybe through a scale."""
+    """A matmul of two activations whose result reaches a softmax; the scale may be applied to q
+    (or k) before the matmul or to the logits after it."""
     (left, right) = ax.contract[0]
     if left[0] in captured.param_nodes or right[0] in captured.param_nodes:
         return None
-    scale, source, current = 1.0, "no scale", node
+    scale, sources = 1.0, []
+    for operand in (node.all_input_nodes):
+        factor = _upstream_scale(operand)
+        if factor is not None:
+            scale, sources = scale * factor, sources + [f"{op_name(operand)} of an operand"]
+    current = node
     for _ in range(6):
         users = list(current.users)
         if len(users) != 1:
@@ -96,11 +104,43 @@ def _manual_site(node, ax: OpAxes, shapes, labels, captured) -> Optional[Attenti
         name = op_name(current)
         if name in ("softmax", "_softmax", "_safe_softmax"):
             head_dim = shapes.get(left[0])[left[1]]
+            source = " and ".join(sources) if sources else "no scale"
             return AttentionSite(node.name, module_path(node), "manual", head_dim, _grows(labels, left), scale, source)
-        if name in SCALE_OPS:
-            constants = [a for a in current.args if isinstance(a, (int, float))]
-            if not constants:
-                return None
-            scale = scale * constants[0] if name == "mul" else scale / constants[0]
-            source = f"{name} by a constant"
+        factor = _scale_factor(current)
+        if factor is not None:
+            scale, sources = scale * factor, sources + [f"{name} by a constant"]
+    return None
+
+
+def _constant(value) -> Optional[float]:
+    """A Python number, or a 0-d tensor made by full()/scalar_tensor() in the graph."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, fx.Node) and op_name(value) in ("full", "scalar_tensor") and value.args:
+        fill = value.args[-1] if op_name(value) == "full" else value.args[0]
+        return float(fill) if isinstance(fill, (int, float)) else None
+    return None
+
+
+def _scale_factor(node: fx.Node) -> Optional[float]:
+    name = op_name(node)
+    if name not in SCALE_OPS or len(node.args) < 2:
+        return None
+    value = _constant(node.args[1]) if name != "mul" else (_constant(node.args[1]) or _constant(node.args[0]))
+    if value is None or value == 0:
+        return None
+    return value if name == "mul" else 1.0 / value
+
+
+def _upstream_scale(node: fx.Node) -> Optional[float]:
+    """q * c, then views, then the matmul: the factor c."""
+    for _ in range(6):
+        if node.op != "call_function":
+            return None
+        factor = _scale_factor(node)
+        if factor is not None:
+            return factor
+        if op_name(node) not in SHAPE_OPS or not node.all_input_nodes:
+            return None
+        node = node.all_input_nodes[0]
     return None

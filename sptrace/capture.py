@@ -218,7 +218,9 @@ def _capture_eager(model, args, kwargs) -> CapturedGraph:
         torch.nn.modules.module.register_module_forward_hook(pop),
     ]
     try:
-        with torch.no_grad(), recorder:
+        # grad stays enabled: under no_grad PyTorch takes fused inference paths
+        # (_transformer_encoder_layer_fwd) that hide the parameters' uses
+        with torch.enable_grad(), recorder:
             out = model(*args, **kwargs)
     finally:
         for h in handles:

@@ -176,6 +176,9 @@ ELEMENTWISE_UNARY = {
     "positive", "cumsum", "cumprod", "roll", "flip", "dropout_", "threshold", "prelu", "gelu_",
     "_assert_tensor_metadata", "_functional_assert_async", "sort", "topk",
 }
+# Elementwise in shape, but each output entry mixes entries along an axis: fine on activations,
+# never a way to carry a parameter's own axes to a use.
+MIXING = {"cumsum", "cumprod", "logcumsumexp", "softmax", "_softmax", "log_softmax", "_log_softmax", "sort", "topk"}
 RESHAPES = {
     "view", "_unsafe_view", "reshape", "_reshape_alias", "flatten", "unflatten", "view_as",
     "reshape_as", "squeeze", "unsqueeze", "expand", "expand_as", "broadcast_to", "expand_copy",

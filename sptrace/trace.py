@@ -201,26 +201,35 @@ def _base_shapes(base, model, args, kwargs, routes):
     """{name: (base shape, base groups)} and the base's attention sites; checks the base fits."""
     if not isinstance(base, torch.nn.Module):
         raise SptraceError(f"base must be a torch.nn.Module of the same architecture, got {type(base).__name__}")
-    base_trace = trace(base, *_on_device(args, base), routes=routes, **_on_device(kwargs, base))
+    try:
+        base_trace = trace(base, *_on_device(args, base), routes=routes, **_on_device(kwargs, base))
+        shapes = {a: (r.shape, r.groups) for r in base_trace for a in r.aliases}
+        base_names, attention = [r.aliases for r in base_trace], base_trace.attention
+    except SptraceError:
+        # the example inputs may carry a width-sized axis (a bare layer fed hidden states): the base
+        # cannot run on them, but its parameter shapes are all base mode needs
+        base_params = list(base.named_parameters(remove_duplicate=False))
+        shapes = {n: (tuple(p.shape), None) for n, p in base_params}
+        base_names, attention = [(n,) for n, _ in base_params], None
     info = {}
     for name, p in model.named_parameters(remove_duplicate=False):
-        if name not in base_trace:
+        if name not in shapes:
             raise SptraceError(f"parameter {name!r} has no counterpart in the base model; base must have the same architecture")
-        b = base_trace[name]
-        if len(b.shape) != p.dim():
-            raise SptraceError(f"parameter {name!r} has shape {tuple(p.shape)} but {b.shape} in the base model: ranks differ")
-        for axis, (bs, s) in enumerate(zip(b.shape, p.shape)):
+        b_shape, b_groups = shapes[name]
+        if len(b_shape) != p.dim():
+            raise SptraceError(f"parameter {name!r} has shape {tuple(p.shape)} but {b_shape} in the base model: ranks differ")
+        for axis, (bs, s) in enumerate(zip(b_shape, p.shape)):
             if bs > s:
                 raise SptraceError(
                     f"base model is not narrower: {name!r} axis {axis} is {bs} in the base and {s} in the model; "
                     "pass the narrower model as base"
                 )
-        info[name] = (b.shape, b.groups)
+        info[name] = (b_shape, b_groups)
     model_names = {name for name, _ in model.named_parameters(remove_duplicate=False)}
-    extra = [r.name for r in base_trace if not set(r.aliases) & model_names]
+    extra = [names[0] for names in base_names if not set(names) & model_names]
     if extra:
         raise SptraceError(f"base model has parameters the model lacks: {', '.join(extra)}")
-    return info, base_trace.attention
+    return info, attention
 
 
 def _on_device(values, module):

@@ -17,14 +17,16 @@ import torch
 import torch.fx as fx
 
 from .capture import CapturedGraph, module_path
-from .ops import OpAxes, Ref, Shapes, op_axes, op_name
+from .ops import MIXING, OpAxes, Ref, Shapes, op_axes, op_name
 from .types import ParamUse, Role, Space
 
 AxisMap = list[frozenset]  # per axis of a value: {(param node, param axis), ...}
 
 ADDITIVE = {"add", "sub", "rsub"}
 MULTIPLICATIVE = {"mul", "div", "true_divide"}
-BIAS_ARGS = {"bias", "self", "input"}  # the additive argument of linear / addmm / baddbmm
+ADDITIVE_ARG = {  # the argument that is added to the product: a bias
+    "linear": "bias", "addmm": "self", "baddbmm": "self", "addmv": "self", "_addmm_activation": "self",
+}
 
 
 @dataclass
@@ -83,6 +85,9 @@ class _UseWalker:
         dtype = self.shapes.dtype.get(key)
         return dtype is not None and not (dtype.is_floating_point or dtype.is_complex or dtype == torch.bool)
 
+    def _pname(self, node_name: str) -> str:
+        return self.captured.param_nodes.get(node_name, node_name)
+
     def _problem(self, param: str, node: fx.Node, what: str):
         self.problems.setdefault(param, f"node {node.name!r} ({op_name(node)}): {what}")
 
@@ -129,11 +134,12 @@ class _UseWalker:
 
     def _propagate(self, node: fx.Node, ax: OpAxes, derived_inputs: list[str]):
         """A parameter-only computation: carry the axis map to the outputs, or give up loudly."""
-        if ax.category not in ("passthrough", "elementwise", "cat"):
+        if ax.category not in ("passthrough", "elementwise", "cat") or op_name(node) in MIXING:
             for p in self._derived_params(node):
-                others = sorted({q for q in self._derived_params(node) if q != p})
-                with_what = f" with {', '.join(others)}" if others else ""
-                self._problem(p, node, f"combined{with_what} before any activation; sptrace cannot tell the axes of the product")
+                others = sorted({self._pname(q) for q in self._derived_params(node) if q != p})
+                what = (f"combined with {', '.join(others)} before any activation" if others and ax.category == "matmul"
+                        else "transformed by an op that mixes its entries")
+                self._problem(p, node, f"{what}; sptrace cannot tell which parameter axes reach the use")
             return
         via = tuple(dict.fromkeys(v for k in derived_inputs for v in self.derived[k].via)) + (op_name(node),)
         params = frozenset().union(*(self.derived[k].params for k in derived_inputs))
@@ -188,7 +194,7 @@ class _UseWalker:
         all_axes = tuple(range(len(shape)))
         non_singleton = tuple(a for a in all_axes if shape[a] > 1)
         cat = ax.category
-        if (cat == "matmul" and arg in BIAS_ARGS) or (cat == "conv" and arg == "bias") or (cat == "norm" and arg == "bias"):
+        if (cat == "matmul" and arg == ADDITIVE_ARG.get(name)) or (cat == "conv" and arg == "bias") or (cat == "norm" and arg == "bias"):
             return ParamUse(fan_in_axes=(), fan_out_axes=non_singleton, input_space=Space.SPARSE, role=Role.BIAS, **common)
         if cat == "norm" and arg == "weight":
             return ParamUse(fan_in_axes=(), fan_out_axes=non_singleton, role=Role.GAIN, **common)
@@ -217,7 +223,7 @@ class _UseWalker:
             return self._conv_use(ax, derived, param, common)
         if cat == "matmul":
             return self._contraction_use(node, ax, key, derived, param, common)
-        return f"parameter {param!r} used as argument {arg!r} of an op sptrace does not understand"
+        return f"parameter {self._pname(param)!r} used as argument {arg!r} of an op sptrace does not understand"
 
     def _conv_use(self, ax: OpAxes, derived: Derived, param: str, common: dict):
         rank = len(derived.axes)
@@ -240,14 +246,14 @@ class _UseWalker:
                     contracted.append(mine[1])
                     partners.append(other[0])
         if not contracted:
-            return f"parameter {param!r} enters a contraction without a contracted axis"
+            return f"parameter {self._pname(param)!r} enters a contraction without a contracted axis"
         activation_out = {o for (src, _), o in ax.same if src in self.activation and src != key}
         fan_out_view, group_view = [], []
         for (src, i), o in ax.same:
             if src == key:
                 (group_view if o in activation_out else fan_out_view).append(i)
         if any(p in self.derived for p in partners):
-            return f"parameter {param!r} is contracted with another parameter"
+            return f"parameter {self._pname(param)!r} is contracted with another parameter"
         space = Space.SPARSE if partners and all(p in self.sparse for p in partners) else Space.DENSE
         return ParamUse(
             fan_in_axes=self._param_axes(derived, contracted, param),
