@@ -97,6 +97,7 @@ def parametrize(
     strict: bool = False,
     width_overrides=None,
     family: Optional[str] = None,
+    parametrization: str = "spectral",
     **optimizer_kwargs,
 ) -> torch.optim.Optimizer:
     """Re-initialise ``model`` in place and return an optimizer whose groups satisfy Condition 2.
@@ -114,7 +115,7 @@ def parametrize(
     family = family or optimizer_family(optimizer)
     traced = _trace(model, example_inputs, base, strict, width_overrides)
     plans = plan(traced.records, family, lr=lr, init=init, zero_readout=zero_readout,
-                 weight_decay=weight_decay, no_decay=no_decay)
+                 weight_decay=weight_decay, no_decay=no_decay, parametrization=parametrization)
     previous = getattr(model, STATE_ATTR, None)
     snapshot = {id(p): p.detach().clone() for p in model.parameters()}
     result = Parametrization(traced, plans, [], list(traced.warnings) + plan_warnings(plans))
