@@ -81,10 +81,14 @@ def validate(
     progress: bool = False,
     build_options: Optional[dict] = None,
     spectral: bool = True,
+    zero_readout: bool = True,
 ) -> Validation:
     """Coord-check ``model`` (a zoo name, ``module:factory`` or a :class:`ModelSource`).
 
     ``spectral=False`` skips the per-parameter natural spectral norms (the slow part on CPU).
+    ``zero_readout`` (μP's recommendation) starts sptrace's readouts at zero, so the output change
+    measured is the Θ(1) term ΔW·h and not the W0·Δh transient that decays like width^-1/2 from a
+    finite width (NOTES §5); pass False to see that transient.
     """
     src = resolve(model) if isinstance(model, str) else model
     zoo = src.zoo
@@ -106,7 +110,8 @@ def validate(
     axes = _param_axes(zoo, widths[0], (args, kwargs), options) if spectral else None
     runs = {}
     for name in parametrizations:
-        make_model, make_optimizer = _factories(name, zoo, optimizer, lr, widths[0], (args, kwargs), device, options)
+        make_model, make_optimizer = _factories(name, zoo, optimizer, lr, widths[0], (args, kwargs), device, options,
+                                                zero_readout and name == "sptrace")
         cc = coord_check(
             make_model, make_optimizer, batches, zoo.loss, widths, steps=steps, seed=seed, device=device,
             progress=progress, param_axes=axes, params=spectral,
@@ -124,7 +129,7 @@ def _batches(zoo, batch_size, steps, seed, source, device) -> list:
     return [next(stream) for _ in range(steps)]
 
 
-def _factories(name, zoo, optimizer, lr, base_width, example, device, options):
+def _factories(name, zoo, optimizer, lr, base_width, example, device, options, zero_readout):
     """make_model(width) / make_optimizer(model) for one parametrization, anchored at base_width."""
     optimizers: dict[int, torch.optim.Optimizer] = {}
 
@@ -137,7 +142,7 @@ def _factories(name, zoo, optimizer, lr, base_width, example, device, options):
                 base = zoo.build(base_width, **options)
             optimizers[id(model)] = parametrize(
                 model, optimizer, lr=lr, example_inputs=example, base=base,
-                parametrization="spectral" if name == "sptrace" else "ntp",
+                parametrization="spectral" if name == "sptrace" else "ntp", zero_readout=zero_readout,
             )
         return model
 
