@@ -19,6 +19,18 @@ def main(argv=None) -> int:
     rep.add_argument("--format", choices=FORMATS, default="text")
     rep.add_argument("--optimizer", default=None, help="also plan init and lr for this optimizer (adam, sgd, spectral)")
     rep.add_argument("--strict", action="store_true", help="fail when a parameter cannot be classified")
+    val = sub.add_parser("validate", help="coord-check MODEL under sptrace and the baselines across widths")
+    val.add_argument("model", help="a zoo name or module:factory")
+    val.add_argument("--widths", type=int, nargs="+", default=None, help="widths (default: the zoo's coord widths)")
+    val.add_argument("--optimizer", default="adam", help="adam, adamw, sgd or spectral")
+    val.add_argument("--steps", type=int, default=4)
+    val.add_argument("--lr", type=float, default=None, help="lr at the narrowest width (default per optimizer)")
+    val.add_argument("--batch-size", type=int, default=32)
+    val.add_argument("--device", default="cpu", help="cpu or cuda")
+    val.add_argument("--out", default=None, help="folder for the JSON result and the PNG plots")
+    val.add_argument("--baselines", nargs="*", default=["sp", "ntp"], help="sp and/or ntp")
+    val.add_argument("--no-spectral", action="store_true", help="skip per-parameter spectral norms (faster)")
+    val.add_argument("--tol", type=float, default=0.25)
     args = parser.parse_args(argv)
     try:
         return _COMMANDS[args.command](args)
@@ -43,4 +55,18 @@ def _report(args) -> int:
     return 0
 
 
-_COMMANDS = {"report": _report}
+def _validate(args) -> int:
+    from .validate import validate
+
+    result = validate(
+        args.model, args.widths, optimizer=args.optimizer, steps=args.steps, lr=args.lr, batch_size=args.batch_size,
+        parametrizations=("sptrace", *args.baselines), device=args.device, out=args.out, tol=args.tol,
+        progress=sys.stderr.isatty(), spectral=not args.no_spectral,
+    )
+    print(result.summary())
+    for path in result.files:
+        print(f"wrote {path}")
+    return 0 if result.passed else 1
+
+
+_COMMANDS = {"report": _report, "validate": _validate}

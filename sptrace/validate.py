@@ -81,14 +81,17 @@ def validate(
     progress: bool = False,
     build_options: Optional[dict] = None,
     spectral: bool = True,
-    zero_readout: bool = True,
+    zero_readout: Optional[bool] = None,
 ) -> Validation:
     """Coord-check ``model`` (a zoo name, ``module:factory`` or a :class:`ModelSource`).
 
     ``spectral=False`` skips the per-parameter natural spectral norms (the slow part on CPU).
     ``zero_readout`` (μP's recommendation) starts sptrace's readouts at zero, so the output change
     measured is the Θ(1) term ΔW·h and not the W0·Δh transient that decays like width^-1/2 from a
-    finite width (NOTES §5); pass False to see that transient.
+    finite width (NOTES §5). The default (None) does so for entrywise-normalised and spectral
+    updates; plain SGD keeps the rule's readout init, because from a zero readout its hidden layers
+    see no gradient on the first step and their change is second order in the lr, which drifts
+    more at CPU widths (docs/validation.md has both measurements).
     """
     src = resolve(model) if isinstance(model, str) else model
     zoo = src.zoo
@@ -104,6 +107,8 @@ def validate(
     if unknown:
         raise SptraceError(f"unknown parametrizations {sorted(unknown)}; choose from {PARAMETRIZATIONS}")
     lr = lr if lr is not None else DEFAULT_LR[optimizer]
+    if zero_readout is None:
+        zero_readout = optimizer != "sgd"
     options = build_options or {}
     batches = _batches(zoo, batch_size, steps, seed, source, device)
     args, kwargs = zoo.example_inputs(device=device)
@@ -170,7 +175,9 @@ def _write(result: Validation, out: str) -> list[str]:
     for name, run in result.runs.items():
         files.append(plots.plot_coord_check(run.coord, os.path.join(out, f"{stem}-{name}-coord.png"),
                                             title=f"{result.model} {result.optimizer}: {name}"))
-        files.append(plots.plot_coord_check(run.coord, os.path.join(out, f"{stem}-{name}-spectral.png"), params=True,
-                                            quantities=["nat@0", "dnat", "dnat_last"],
-                                            title=f"{result.model} {result.optimizer}: {name}, natural spectral norms"))
+        if run.coord.param_records:
+            files.append(plots.plot_coord_check(
+                run.coord, os.path.join(out, f"{stem}-{name}-spectral.png"), params=True,
+                quantities=["nat@0", "dnat", "dnat_last"],
+                title=f"{result.model} {result.optimizer}: {name}, natural spectral norms"))
     return files
