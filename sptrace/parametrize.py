@@ -9,6 +9,7 @@ previous call's hooks are replaced.
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence, Union
 
@@ -19,7 +20,7 @@ from .init import apply_init
 from .measure import natural_spectral_norm
 from .optim import SpectralSGD
 from .plan import ParamPlan, group, plan, plan_warnings
-from .rules import optimizer_family
+from .rules import library_std_ratio, optimizer_family
 from .trace import Trace, trace
 from .types import Space, SptraceError
 
@@ -41,6 +42,7 @@ class Parametrization:
     multipliers: list[Multiplier]
     warnings: list[str]
     handles: list = field(default_factory=list, repr=False)
+    model: Any = field(default=None, repr=False)  # weak reference, for measuring at report time
 
     def __getitem__(self, name: str) -> ParamPlan:
         for p in self.plans:
@@ -49,6 +51,10 @@ class Parametrization:
         raise KeyError(f"no parameter named {name!r}")
 
     def report(self, format: str = "text") -> str:
+        """The trace's table with the plan and the natural spectral norms measured now."""
+        model = self.model() if self.model is not None else None
+        if model is not None:
+            _add_measured(self.trace, model)
         return self.trace.report(format)
 
     def remove_hooks(self):
@@ -98,6 +104,7 @@ def parametrize(
     width_overrides=None,
     family: Optional[str] = None,
     parametrization: str = "spectral",
+    library_init: Any = "auto",
     **optimizer_kwargs,
 ) -> torch.optim.Optimizer:
     """Re-initialise ``model`` in place and return an optimizer whose groups satisfy Condition 2.
@@ -114,11 +121,13 @@ def parametrize(
     factory = _optimizer_factory(optimizer)
     family = family or optimizer_family(optimizer)
     traced = _trace(model, example_inputs, base, strict, width_overrides)
-    plans = plan(traced.records, family, lr=lr, init=init, zero_readout=zero_readout,
-                 weight_decay=weight_decay, no_decay=no_decay, parametrization=parametrization)
+    if library_init == "auto":
+        library_init = _measured_library_init(traced, model, base)
+    plans = plan(traced.records, family, lr=lr, init=init, zero_readout=zero_readout, weight_decay=weight_decay,
+                 no_decay=no_decay, parametrization=parametrization, library_init=library_init)
     previous = getattr(model, STATE_ATTR, None)
     snapshot = {id(p): p.detach().clone() for p in model.parameters()}
-    result = Parametrization(traced, plans, [], list(traced.warnings) + plan_warnings(plans))
+    result = Parametrization(traced, plans, [], list(traced.warnings) + plan_warnings(plans), model=weakref.ref(model))
     try:
         if previous is not None:
             previous.remove_hooks()
@@ -132,7 +141,7 @@ def parametrize(
         if previous is not None:
             _reinstall(model, previous)
         raise
-    _annotate(traced, plans, result.multipliers, model)
+    _annotate(traced, plans, result.multipliers)
     setattr(model, STATE_ATTR, result)
     built.sptrace = result
     return built
@@ -141,7 +150,8 @@ def parametrize(
 def annotate_plan(traced: Trace, model: torch.nn.Module, optimizer: str = "adam", lr: float = 1.0, **options):
     """Add the planned init and lr columns to a trace's report without changing the model."""
     plans = plan(traced.records, optimizer_family(optimizer), lr=lr, **options)
-    _annotate(traced, plans, [], model)
+    _annotate(traced, plans, [])
+    _add_measured(traced, model)
     traced.warnings.extend(plan_warnings(plans))
     return plans
 
@@ -188,6 +198,29 @@ def _example_inputs(model, example_inputs):
             and isinstance(example_inputs[0], (tuple, list)):
         return tuple(example_inputs[0]), dict(example_inputs[1])
     return tuple(example_inputs), {}
+
+
+def _measured_library_init(traced: Trace, model, base):
+    """Per parameter, the width law of the library's init (PyTorch's or constant) that the model's
+    and the base's tensors agree with best; PyTorch's when the base has no values (meta)."""
+    if base is None or any(p.device.type == "meta" for p in base.parameters()):
+        return "torch"
+    ours = dict(model.named_parameters(remove_duplicate=False))
+    theirs = dict(base.named_parameters(remove_duplicate=False))
+    laws = {}
+    for r in traced.records:
+        if not r.classified or r.base_shape is None or r.name not in theirs:
+            continue
+        measured = _std(ours[r.name]) / max(_std(theirs[r.name]), 1e-30)
+        if not math.isfinite(measured) or measured <= 0:
+            continue
+        candidates = [library_std_ratio(r, law) for law in ("torch", "constant")]
+        laws[r.name] = min(candidates, key=lambda ratio: abs(math.log(measured / ratio)))
+    return laws
+
+
+def _std(tensor) -> float:
+    return float(tensor.detach().float().std()) if tensor.numel() > 1 else 0.0
 
 
 def _init_key(p: ParamPlan):
@@ -238,19 +271,22 @@ def _reinstall(model, previous: Parametrization):
     previous.handles = fresh.handles
 
 
-def _annotate(traced: Trace, plans: list[ParamPlan], multipliers: list[Multiplier], model):
-    params = dict(model.named_parameters(remove_duplicate=False))
+def _annotate(traced: Trace, plans: list[ParamPlan], multipliers: list[Multiplier]):
     for p in plans:
         record = traced[p.name]
-        row = {
+        traced.annotations[p.name] = {
             "init": _init_text(p),
             "lr x": f"{p.lr_multiplier:.4g}",
             "target nat ||W||": "-" if p.rule is None else f"{_natural(record, p.rule.target_spectral_W):.3g}",
-            "nat ||W||": _measured(record, params.get(p.name)),
         }
-        traced.annotations[p.name] = row
     for m in multipliers:
         traced.warnings.append(f"multiplier {m.value:.4g} on {m.what} of {m.module or '<root>'}: {m.reason}")
+
+
+def _add_measured(traced: Trace, model):
+    params = dict(model.named_parameters(remove_duplicate=False))
+    for record in traced.records:
+        traced.annotations.setdefault(record.name, {})["nat ||W||"] = _measured(record, params.get(record.name))
 
 
 def _init_text(p: ParamPlan) -> str:
