@@ -99,8 +99,8 @@ GPU = {
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("optimizer", ["adam", "sgd", "spectral"])
-@pytest.mark.parametrize("name", sorted(GPU))
+@pytest.mark.parametrize("name, optimizer", [(n, "adam") for n in sorted(GPU)] + [
+    ("mlp", "sgd"), ("mlp", "spectral"), ("gpt", "sgd"), ("gpt", "spectral")])
 def test_zoo_large_widths_cuda(name, optimizer, tmp_path):
     assert torch.cuda.is_available()
     result = validate(name, GPU[name], optimizer, steps=4, batch_size=32, device="cuda",
