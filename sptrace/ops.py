@@ -319,14 +319,16 @@ def _permute(node, name, args, ax, shapes, out, out_shape):
     _perm_ties(src, out, perm, ax)
 
 
-def _slice(node, name, args, ax, shapes, out, out_shape):
-    """Slices and pads keep every axis (a sliced axis is the same dim, smaller)."""
+def _same_rank(node, name, args, ax, shapes, out, out_shape):
+    """Slices, pads, pools and resizes keep every axis (a sliced or pooled axis is the same dim)."""
     ax.category = "passthrough"
     src = value_key(node.args[0])
     src_shape = shapes.get(src)
+    out_key = out if out_shape is not None else f"{out}.0"
+    out_shape = shapes.get(out_key)
     if src_shape is None or out_shape is None or len(src_shape) != len(out_shape):
         return
-    ax.same.extend(((src, i), (out, i)) for i in range(len(src_shape)) if src_shape[i] > 1 and out_shape[i] > 1)
+    ax.same.extend(((src, i), (out_key, i)) for i in range(len(src_shape)) if src_shape[i] > 1 and out_shape[i] > 1)
 
 
 def _select(node, name, args, ax, shapes, out, out_shape):
@@ -594,17 +596,6 @@ def _norm(node, name, args, ax, shapes, out, out_shape):
             ax.same.append(((p.name, 0), (x.name, 1)))
 
 
-def _pool(node, name, args, ax, shapes, out, out_shape):
-    ax.category = "passthrough"
-    src = value_key(node.args[0])
-    src_shape = shapes.get(src)
-    out_key = out if out_shape is not None else f"{out}.0"
-    out_shape = shapes.get(out_key)
-    if src_shape is None or out_shape is None or len(src_shape) != len(out_shape):
-        return
-    ax.same.extend(((src, i), (out_key, i)) for i in range(len(src_shape)) if src_shape[i] > 1 and out_shape[i] > 1)
-
-
 def _attention(node, name, args, ax, shapes, out, out_shape):
     ax.category = "attention"
     q, k, v = (node.args[i] for i in range(3))
@@ -665,14 +656,13 @@ _FAMILIES = [
     (ELEMENTWISE_BINARY | ELEMENTWISE_UNARY, _elementwise),
     (RESHAPES, _reshape),
     (PERMUTES, _permute),
-    (SLICES, _slice),
+    (SLICES | POOLS, _same_rank),
     (SPLITS, _split),
     (REDUCTIONS, _reduction),
     (MATMULS, _matmul),
     (CONVS, _conv),
     (EMBEDDINGS, _embedding),
     (NORMS_LAST | NORMS_CHANNEL, _norm),
-    (POOLS, _pool),
     (CREATIONS, _creation),
 ]
 

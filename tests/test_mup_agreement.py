@@ -24,12 +24,7 @@ from sptrace.types import DimDecision, Kind, ParamRecord, ParamUse, Role, Space 
 D_IN, D_OUT, BASE = 32, 10, 32
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class MLP(nn.Module):

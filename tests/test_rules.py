@@ -17,13 +17,7 @@ from sptrace.types import DimDecision, Kind, ParamRecord, ParamUse, Role, Space,
 S = math.sqrt
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: one thread is fastest, and threaded BLAS/LAPACK stalls on a shared 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def rec(name, shape, fan_in_axes, fan_out_axes, width_axes, role, space=Space.DENSE, *, groups=1, group_axes=(),
