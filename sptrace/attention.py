@@ -31,10 +31,13 @@ class AttentionSite:
     scale: Optional[float]  # the scale in use; None where it is a runtime value
     scale_source: str
     base_head_dim: Optional[int] = None
+    fixed_by_sptrace: bool = False  # parametrize(attention_fix=True) rerouted this site's scale
 
     @property
     def width_stable(self) -> Optional[bool]:
         """1/sqrt(head_dim) is only width-stable when head_dim is fixed; None when unknown."""
+        if self.fixed_by_sptrace:
+            return True
         if self.head_dim_is_width is None:
             return None
         if not self.head_dim_is_width or self.scale is None:

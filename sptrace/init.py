@@ -210,7 +210,7 @@ def gaussian_(param: torch.Tensor, std: float, *, generator: Optional[torch.Gene
     _check_param(param)
     if not (std >= 0 and math.isfinite(std)):
         raise SptraceError(f"gaussian init needs a finite std >= 0, got {std}")
-    param.copy_(_randn(param.shape, param, generator).mul_(std))
+    param.normal_(0.0, std, generator=generator)  # in place: one pass, no temporary
     return param
 
 

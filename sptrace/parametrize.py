@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
@@ -126,7 +126,8 @@ def parametrize(
     plans = plan(traced.records, family, lr=lr, init=init, zero_readout=zero_readout, weight_decay=weight_decay,
                  no_decay=no_decay, parametrization=parametrization, library_init=library_init)
     previous = getattr(model, STATE_ATTR, None)
-    snapshot = {id(p): p.detach().clone() for p in model.parameters()}
+    snapshot = _snapshot(model, plans)
+    marks = {id(p): p._sptrace_init for p in model.parameters() if hasattr(p, "_sptrace_init")}
     result = Parametrization(traced, plans, [], list(traced.warnings) + plan_warnings(plans), model=weakref.ref(model))
     try:
         if previous is not None:
@@ -136,7 +137,7 @@ def parametrize(
         groups = group(plans, dict(model.named_parameters(remove_duplicate=False)))
         built = factory(groups, lr=lr, **optimizer_kwargs)
     except BaseException:
-        _restore(model, snapshot)
+        _restore(model, snapshot, marks)
         result.remove_hooks()
         if previous is not None:
             _reinstall(model, previous)
@@ -227,13 +228,27 @@ def _init_key(p: ParamPlan):
     return (p.init, p.init_std, p.init_target, p.init_scale)
 
 
-def _initialise(model, plans: list[ParamPlan]):
+def _pending(model, plans: list[ParamPlan]):
+    """(tensor, plan) for every parameter whose init this call changes."""
     params = dict(model.named_parameters(remove_duplicate=False))
     for p in plans:
         tensor = params[p.name]
-        if getattr(tensor, "_sptrace_init", None) == _init_key(p) or p.init == "keep":
-            continue  # idempotent: already initialised by this very plan (no double scaling)
-        apply_init(tensor, p.init, std=p.init_std, target=p.init_target, scale=p.init_scale, layout=p.layout)
+        if p.init != "keep" and getattr(tensor, "_sptrace_init", None) != _init_key(p):
+            yield tensor, p
+
+
+def _snapshot(model, plans) -> dict:
+    """Copies of just the tensors this call will change, to restore them if it fails."""
+    return {id(t): t.detach().clone() for t, _ in _pending(model, plans)}
+
+
+def _initialise(model, plans: list[ParamPlan]):
+    for tensor, p in list(_pending(model, plans)):
+        scale = p.init_scale
+        previous = getattr(tensor, "_sptrace_init", None)
+        if p.init == "scale" and previous is not None and previous[0] == "scale":
+            scale = p.init_scale / previous[3]  # a new base: rescale from the library's values, not again
+        apply_init(tensor, p.init, std=p.init_std, target=p.init_target, scale=scale, layout=p.layout)
         tensor._sptrace_init = _init_key(p)
 
 
@@ -243,25 +258,30 @@ def _install_multipliers(model, result: Parametrization, attention_fix: bool):
             result.handles.append(install_readout_multiplier(model, fm.use.module, fm.multiplier))
             result.multipliers.append(Multiplier(fm.use.module, "tied readout input", fm.multiplier,
                                                  f"{p.name} is also a readout here (NOTES §5)"))
-    for site in result.trace.attention:
+    for i, site in enumerate(result.trace.attention):
         if attention_fix and site.kind == "sdpa":
             scale = mup_attention_scale(site.head_dim, site.base_head_dim)
             result.handles.extend(install_attention_scale(model, site.module, scale))
             result.multipliers.append(Multiplier(site.module, "attention scale", scale, "μP 1/head_dim (NOTES §5)"))
-        elif attention_fix and site.kind == "manual":
-            result.warnings.append(f"{site.module}: attention scale is computed by hand ({site.scale_source}); "
-                                   "sptrace can only reroute scaled_dot_product_attention: use 1/head_dim there")
+            result.trace.attention[i] = replace(site, scale=scale, scale_source="attention_fix: μP 1/head_dim",
+                                                fixed_by_sptrace=True)
+        elif site.kind == "manual" and (attention_fix or site.head_dim_is_width):
+            result.warnings.append(f"{site.module}: attention scale is computed by hand ({site.scale_source}) and "
+                                   "sptrace only reroutes scaled_dot_product_attention: where head_dim grows with "
+                                   "width, scale the logits by 1/head_dim in the model's code")
         elif site.head_dim_is_width:
             result.warnings.append(f"{site.module}: head_dim grows with width ({site.head_dim}) and the attention "
                                    "scale stays 1/sqrt(head_dim): pass attention_fix=True for μP's 1/head_dim")
 
 
-def _restore(model, snapshot):
+def _restore(model, snapshot, marks):
     with torch.no_grad():
         for p in model.parameters():
             if id(p) in snapshot:
                 p.copy_(snapshot[id(p)])
-            if hasattr(p, "_sptrace_init") and id(p) in snapshot:
+            if id(p) in marks:
+                p._sptrace_init = marks[id(p)]
+            elif hasattr(p, "_sptrace_init"):
                 del p._sptrace_init
 
 

@@ -217,3 +217,22 @@ def test_report_has_plan_columns():
     opt = sptrace.parametrize(model, "adam", lr=1.0, example_inputs=torch.randn(2, 3072))
     text = opt.sptrace.report()
     assert "lr x" in text and "nat ||W||" in text and "N(0," in text
+
+
+def test_second_call_with_another_base_rescales_from_the_library_values():
+    torch.manual_seed(0)
+    fresh = TinyGPT(64, tied=False)
+    again = copy.deepcopy(fresh)
+    sptrace.parametrize(fresh, "adam", lr=1e-3, example_inputs=ids(), base=TinyGPT(16, tied=False))
+    sptrace.parametrize(again, "adam", lr=1e-3, example_inputs=ids(), base=TinyGPT(32, tied=False))
+    sptrace.parametrize(again, "adam", lr=1e-3, example_inputs=ids(), base=TinyGPT(16, tied=False))
+    for (name, a), b in zip(fresh.named_parameters(), again.parameters()):
+        assert torch.allclose(a, b, rtol=1e-6, atol=0), name
+
+
+def test_report_shows_the_fixed_attention_scale():
+    model, base = TinyGPT(64), TinyGPT(32)
+    opt = sptrace.parametrize(model, "adam", lr=1e-3, example_inputs=ids(), base=base, attention_fix=True)
+    [site] = opt.sptrace.trace.attention
+    assert site.fixed_by_sptrace and site.width_stable
+    assert "NOT width-stable" not in opt.sptrace.report()
