@@ -229,17 +229,11 @@ class SweepResult:
 
     def save(self, path: Union[str, "os.PathLike[str]"]) -> str:
         """Write :meth:`to_dict` as JSON (``inf`` / ``nan`` as strings) and return the path."""
-        path = os.fspath(path)
-        if os.path.dirname(path):
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "w") as fh:
-            json.dump(self.to_dict(), fh, indent=1)
-        return path
+        return _save_json(self.to_dict(), path)
 
     @classmethod
     def load(cls, path: Union[str, "os.PathLike[str]"]) -> "SweepResult":
-        with open(path) as fh:
-            return cls.from_dict(json.load(fh))
+        return cls.from_dict(_load_json(path))
 
     def plot(self, path: Union[str, "os.PathLike[str]"], metric: Optional[str] = None,
              title: Optional[str] = None, **kwargs: Any) -> str:
@@ -284,17 +278,11 @@ class Comparison:
         return cls({k: SweepResult.from_dict(v) for k, v in d["results"].items()})
 
     def save(self, path: Union[str, "os.PathLike[str]"]) -> str:
-        path = os.fspath(path)
-        if os.path.dirname(path):
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "w") as fh:
-            json.dump(self.to_dict(), fh, indent=1)
-        return path
+        return _save_json(self.to_dict(), path)
 
     @classmethod
     def load(cls, path: Union[str, "os.PathLike[str]"]) -> "Comparison":
-        with open(path) as fh:
-            return cls.from_dict(json.load(fh))
+        return cls.from_dict(_load_json(path))
 
     def plot(self, directory: Union[str, "os.PathLike[str]"], stem: Optional[str] = None,
              metric: Optional[str] = None, **kwargs: Any) -> list[str]:
@@ -636,3 +624,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(main())
+
+
+def _save_json(data: dict, path) -> str:
+    path = os.fspath(path)
+    if os.path.dirname(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as fh:
+        json.dump(data, fh, indent=1)
+    return path
+
+
+def _load_json(path) -> dict:
+    with open(path) as fh:
+        return json.load(fh)

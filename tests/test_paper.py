@@ -23,14 +23,7 @@ from sptrace.paper import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a busy 2-core machine, threaded MKL kernels (the float32 SVD above
-    all) slow down by 10-100x from oversubscription; one thread keeps these tests fast anywhere."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_binary_digits():
