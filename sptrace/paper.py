@@ -33,9 +33,9 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -368,14 +368,14 @@ class Fig2Result:
 def run_fig2(
     widths: Sequence[int] = (16, 32, 64, 128, 256, 512, 1024),
     *,
-    steps: int = 2000,
+    steps: int = 4000,
     seeds: Sequence[int] = (0, 1, 2, 3, 4),
     params: Sequence[str] = ("mup", "ntp"),
     eta: float = 0.1,
     n_samples: int = 200,
     classes: tuple[int, int] = (0, 1),
     tol: float = 0.1,
-    fit_from: Optional[int] = None,
+    fit_from: Optional[int] = 64,
     project_input: bool = True,
     data_path: Optional[PathLike] = None,
     out_dir: Optional[PathLike] = None,
@@ -424,7 +424,8 @@ def run_fig2(
     res = Fig2Result(
         widths=widths, params=list(params), seeds=list(seeds), steps=steps, eta=eta, n0=n0,
         n_samples=n_samples, classes=tuple(classes), raw=raw, mean=mean, std=std, slopes=slopes,
-        slopes_all=slopes_all, fit_widths=fit_widths, seed_slopes=seed_slopes, predicted={p: dict(FIG2_PREDICTED[p]) for p in params if p in FIG2_PREDICTED},
+        slopes_all=slopes_all, fit_widths=fit_widths, seed_slopes=seed_slopes,
+        predicted={p: dict(FIG2_PREDICTED[p]) for p in params if p in FIG2_PREDICTED},
         tol=tol, acceptance=FIG2_ACCEPTANCE, seconds=time.perf_counter() - t0, project_input=project_input,
     )
     if out_dir is not None:
@@ -732,11 +733,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     f2 = sub.add_parser("fig2", help="Fig. 2: muP vs NTP spectral quantities against width")
     f2.add_argument("--widths", type=int, nargs="+", default=[16, 32, 64, 128, 256, 512, 1024])
-    f2.add_argument("--steps", type=int, default=2000)
+    f2.add_argument("--steps", type=int, default=4000)
     f2.add_argument("--seeds", type=int, default=5, help="number of seeds (0..N-1)")
     f2.add_argument("--eta", type=float, default=0.1)
     f2.add_argument("--tol", type=float, default=0.1)
-    f2.add_argument("--fit-from", type=int, default=None, help="fit slopes on widths >= this only")
+    f2.add_argument("--fit-from", type=int, default=64, help="fit slopes on widths >= this only (0: all)")
     f2.add_argument("--no-project", action="store_true", help="train the full 3072-wide first layer")
     f1 = sub.add_parser("fig1", help="Fig. 1: stable rank and alignment of one update against batch size")
     f1.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024])
@@ -760,8 +761,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
     if a.cmd == "fig2":
-        res = run_fig2(a.widths, steps=a.steps, seeds=range(a.seeds), eta=a.eta, tol=a.tol, fit_from=a.fit_from,
-                       project_input=not a.no_project, data_path=a.data, progress=True)
+        res = run_fig2(a.widths, steps=a.steps, seeds=range(a.seeds), eta=a.eta, tol=a.tol,
+                       fit_from=a.fit_from or None, project_input=not a.no_project, data_path=a.data, progress=True)
         paths = res.write(a.out)
         print(res.table())
         print(f"passed (±{res.tol}) : {res.passed}; {res.seconds:.0f} s; wrote {paths}")

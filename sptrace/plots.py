@@ -123,8 +123,9 @@ def plot_coord_check(
         raise ValueError(f"nothing to plot: no module has any of the quantities {qs}")
     ncol = min(len(qs), 4)
     nrow = math.ceil(len(qs) / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.6 * nrow), squeeze=False)
-    cmap = plt.get_cmap("viridis" if len(names) > max_legend else "tab10")
+    many = len(names) > max_legend
+    fig, axes = plt.subplots(nrow, ncol, figsize=((5.6 if many else 4.2) * ncol, 3.6 * nrow), squeeze=False)
+    cmap = plt.get_cmap("viridis" if many else "tab10")
     for i, q in enumerate(qs):
         ax = axes[i // ncol][i % ncol]
         fits = []
@@ -134,7 +135,7 @@ def plot_coord_check(
                 continue
             fit = fit_slope(cc.widths, vals)
             fits.append((name, fit))
-            color = cmap(j / max(1, len(names) - 1)) if len(names) > max_legend else cmap(j % 10)
+            color = cmap(j / max(1, len(names) - 1)) if many else cmap(j % 10)
             style = dict(marker=_MARKERS[j % len(_MARKERS)], ms=3.5, lw=1.2, color=color)
             if name == ROOT:  # usually equal to the last module's output: dashed so both show
                 style.update(color="k", ls="--", marker="x", lw=1.0)
@@ -166,11 +167,12 @@ def plot_coord_check(
         elif valid:
             steep = sorted(valid, key=lambda nf: -abs(nf[1].slope))[:max_legend]
             handles = [ln for ln in ax.get_lines() if ln.get_label() in {n for n, _ in steep}]
-            ax.legend(handles=handles, fontsize=6, loc="best", title="steepest", title_fontsize=6)
+            ax.legend(handles=handles, fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                      title=f"{len(handles)} steepest of {len(names)}", title_fontsize=6)
     for k in range(len(qs), nrow * ncol):
         axes[k // ncol][k % ncol].axis("off")
     what = "parameters" if params else "module outputs"
-    fig.suptitle(title or f"coord check ({what}, {cc.steps} steps)", fontsize=11)
+    fig.suptitle(title or f"coord check ({what}, {cc.steps} step{'s' if cc.steps != 1 else ''})", fontsize=11)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -264,7 +266,8 @@ def plot_fig1(result: "Fig1Result", path: PathLike, *, title: Optional[str] = No
     axes[1].set_ylim(0, 1.05)
     axes[1].set_ylabel("alignment ⟨|ΔW2 h| / (|ΔW2|* |h|)⟩")
     axes[1].set_title("alignment with the batch's inputs", fontsize=10)
-    fig.suptitle(title or (f"one gradient step on digits, MLP {result.n0}→{result.width}→{result.width}→{result.n_out}, "
+    shape = f"{result.n0}→{result.width}→{result.width}→{result.n_out}"
+    fig.suptitle(title or (f"one gradient step on digits, MLP {shape}, "
                            f"{result.trials} trials"), fontsize=11)
     fig.tight_layout()
     return _save(fig, path)

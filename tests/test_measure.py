@@ -439,6 +439,7 @@ def test_fit_slope_power_laws():
     ws = [16, 32, 64, 128, 256]
     for s in (-1.0, -0.5, 0.0, 0.5, 2.0):
         f = fit_slope(ws, [3.0 * w ** s for w in ws])
+        assert isinstance(f, SlopeFit)
         assert f.ok and f.slope == pytest.approx(s, abs=1e-9)
         assert f.r2 == pytest.approx(1.0) or s == 0.0
         assert f.intercept == pytest.approx(math.log(3.0), abs=1e-9)
