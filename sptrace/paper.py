@@ -52,6 +52,7 @@ __all__ = [
     "fig2_constants",
     "input_basis",
     "train_mlp_gd",
+    "fig2_measure",
     "fig2_run",
     "Fig2Result",
     "run_fig2",
