@@ -355,16 +355,21 @@ class Fig2Result:
 
     def write(self, out_dir: PathLike, name: str = "fig2", plot: bool = True) -> dict[str, str]:
         """Write ``{name}.json`` (and ``{name}.png`` when ``plot``) into ``out_dir``; returns the paths."""
-        os.makedirs(out_dir, exist_ok=True)
-        paths = {"json": os.path.join(out_dir, f"{name}.json")}
-        with open(paths["json"], "w") as fh:
-            json.dump(self.to_dict(), fh, indent=1)
-        if plot:
-            from .plots import plot_fig2
+        from .plots import plot_fig2
 
-            paths["png"] = plot_fig2(self, os.path.join(out_dir, f"{name}.png"))
-        return paths
+        return _write_result(self, out_dir, name, plot_fig2 if plot else None)
 
+
+
+def _write_result(result, out_dir: PathLike, name: str, plot_fn) -> dict[str, str]:
+    """``{name}.json`` and, with a plot function, ``{name}.png`` in ``out_dir``; returns the paths."""
+    os.makedirs(out_dir, exist_ok=True)
+    paths = {"json": os.path.join(out_dir, f"{name}.json")}
+    with open(paths["json"], "w") as fh:
+        json.dump(result.to_dict(), fh, indent=1)
+    if plot_fn is not None:
+        paths["png"] = plot_fn(result, os.path.join(out_dir, f"{name}.png"))
+    return paths
 
 def run_fig2(
     widths: Sequence[int] = (16, 32, 64, 128, 256, 512, 1024),
@@ -489,15 +494,9 @@ class Fig1Result:
         }
 
     def write(self, out_dir: PathLike, name: str = "fig1", plot: bool = True) -> dict[str, str]:
-        os.makedirs(out_dir, exist_ok=True)
-        paths = {"json": os.path.join(out_dir, f"{name}.json")}
-        with open(paths["json"], "w") as fh:
-            json.dump(self.to_dict(), fh, indent=1)
-        if plot:
-            from .plots import plot_fig1
+        from .plots import plot_fig1
 
-            paths["png"] = plot_fig1(self, os.path.join(out_dir, f"{name}.png"))
-        return paths
+        return _write_result(self, out_dir, name, plot_fig1 if plot else None)
 
 
 def run_fig1(
