@@ -94,7 +94,7 @@ def _text(batch_size, **kw):
     return data.text_batches(batch_size, block_size=gpt.BLOCK_SIZE, **kw)
 
 
-_COORD = (32, 64, 128, 256)
+_COORD = (64, 128, 256, 512)
 _HEADS = {"head_dim": "fixed head size (default 16); n_head = width // head_dim grows with width",
           "n_head": "fix the number of heads instead (head_dim = width // n_head grows)"}
 

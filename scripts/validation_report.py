@@ -17,10 +17,10 @@ from sptrace.validate import validate
 CONFIGS = {  # scale -> model -> (widths, build options, batch size)
     "cpu": {
         "mlp": ((64, 128, 256, 512), {}, 16),
-        "cnn": ((16, 32, 64, 128), {}, 8),
-        "mixer": ((16, 32, 64, 128), {}, 8),
-        "gpt": ((16, 32, 64, 128), {"n_layer": 1}, 8),
-        "vit": ((32, 64, 128, 256), {"depth": 1}, 8),
+        "cnn": ((64, 128, 256, 512), {}, 8),
+        "mixer": ((64, 128, 256, 512), {}, 8),
+        "gpt": ((64, 128, 256, 512), {"n_layer": 1}, 8),
+        "vit": ((64, 128, 256, 512), {"depth": 1}, 8),
     },
     "gpu": {
         "mlp": ((256, 512, 1024, 2048, 4096), {}, 64),
@@ -48,6 +48,7 @@ def main():
     parser.add_argument("--optimizers", nargs="+", default=["adam", "sgd", "spectral"])
     parser.add_argument("--models", nargs="+", default=None)
     parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
@@ -60,7 +61,8 @@ def main():
             started = time.time()
             baselines = ("sptrace", "sp") if optimizer == "spectral" else ("sptrace", "sp", "ntp")
             result = validate(name, widths, optimizer, steps=args.steps, batch_size=batch, device=args.device,
-                              build_options=options, out=args.out, parametrizations=baselines, spectral=name == "mlp")
+                              build_options=options, out=args.out, parametrizations=baselines, spectral=name == "mlp",
+                              n_seeds=args.seeds)
             cells = []
             for p in ("sptrace", "sp", "ntp"):
                 run = result.runs.get(p)

@@ -29,6 +29,8 @@ def main(argv=None) -> int:
     val.add_argument("--device", default="cpu", help="cpu or cuda")
     val.add_argument("--out", default=None, help="folder for the JSON result and the PNG plots")
     val.add_argument("--baselines", nargs="*", default=["sp", "ntp"], help="sp and/or ntp")
+    val.add_argument("--seeds", type=int, default=3, help="init seeds averaged per width")
+    val.add_argument("--no-zero-readout", action="store_true", help="keep the rule's readout init (see docs/validation.md)")
     val.add_argument("--no-spectral", action="store_true", help="skip per-parameter spectral norms (faster)")
     val.add_argument("--tol", type=float, default=0.25)
     args = parser.parse_args(argv)
@@ -61,7 +63,8 @@ def _validate(args) -> int:
     result = validate(
         args.model, args.widths, optimizer=args.optimizer, steps=args.steps, lr=args.lr, batch_size=args.batch_size,
         parametrizations=("sptrace", *args.baselines), device=args.device, out=args.out, tol=args.tol,
-        progress=sys.stderr.isatty(), spectral=not args.no_spectral,
+        progress=sys.stderr.isatty(), spectral=not args.no_spectral, n_seeds=args.seeds,
+        zero_readout=not args.no_zero_readout,
     )
     print(result.summary())
     for path in result.files:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
+from functools import partial
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
@@ -656,6 +657,100 @@ def _forked_rng(device: torch.device) -> Iterator[None]:
         yield
 
 
+def _mean_rows(rows: Sequence[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """Mean over seeds of each (name, quantity) that every seed recorded."""
+    common = [k for k in rows[0] if all(k in r for r in rows[1:])]
+    return {k: {q: sum(float(r[k][q]) for r in rows) / len(rows) for q in rows[0][k] if all(q in r[k] for r in rows[1:])}
+            for k in common}
+
+
+def _one_run(
+    width: int, seed: int, *, make_model, make_optimizer, batches, loss_fn, steps, rec_steps, probe, param_axes,
+    params, names, leaves_only, device, spectral_method, forward,
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]], list[float]]:
+    """One width and one init seed of :func:`coord_check`: (module rows, parameter rows, losses)."""
+    cpu = torch.device("cpu")
+    with _forked_rng(torch.device(device) if device is not None else cpu):
+        torch.manual_seed(seed)
+        model = make_model(width)
+        if device is not None:
+            model = model.to(device)
+        dev = next((p.device for p in model.parameters()), torch.device(device) if device else cpu)
+        with _forked_rng(dev):
+            torch.manual_seed(seed)
+            opt = make_optimizer(model)
+            probe_in = _to_device(probe if probe is not None else batches[0][0], dev)
+            probe_state = torch.random.get_rng_state()
+            probe_cuda_state = torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None
+
+            def run_probe() -> OutputRecorder:
+                buffers = {k: b.detach().clone() for k, b in model.named_buffers()}
+                rng = torch.random.get_rng_state()
+                rng_cuda = torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None
+                torch.random.set_rng_state(probe_state)
+                if probe_cuda_state is not None:
+                    torch.cuda.set_rng_state(probe_cuda_state, dev)
+                try:
+                    with torch.no_grad(), OutputRecorder(model, keep_outputs=True, names=names,
+                                                         leaves_only=leaves_only) as rec:
+                        forward(model, probe_in)
+                finally:
+                    torch.random.set_rng_state(rng)
+                    if rng_cuda is not None:
+                        torch.cuda.set_rng_state(rng_cuda, dev)
+                    with torch.no_grad():
+                        for k, b in model.named_buffers():
+                            if k in buffers:
+                                b.copy_(buffers[k])
+                return rec
+
+            rec0 = run_probe()
+            out0 = rec0.outputs
+            row: dict[str, dict[str, float]] = {k: {"rms@0": v} for k, v in rec0.rms.items()}
+            named = [(n, p) for n, p in model.named_parameters() if p.requires_grad] if params else []
+            specs = {n: _axes_for(n, p, param_axes) for n, p in named}
+            named = [(n, p) for n, p in named if specs[n] is not None]
+            W0 = {n: p.detach().clone() for n, p in named}
+            prev: dict[str, Tensor] = {}
+            width_losses: list[float] = []
+            for t in range(1, steps + 1):
+                x, y = batches[(t - 1) % len(batches)]
+                x, y = _to_device(x, dev), _to_device(y, dev)
+                opt.zero_grad(set_to_none=True)
+                loss = loss_fn(forward(model, x), y)
+                loss.backward()
+                if t == steps:
+                    prev = {n: p.detach().clone() for n, p in named}
+                opt.step()
+                width_losses.append(float(loss.detach()))
+                if t in rec_steps or t == steps:
+                    rec = run_probe()
+                    for k, o in rec.outputs.items():
+                        if k not in out0:
+                            continue
+                        if o.shape != out0[k].shape:
+                            d = float("nan")
+                        else:
+                            d = rms(o - out0[k])
+                        if t in rec_steps:
+                            row.setdefault(k, {})[f"delta_rms@{t}"] = d
+                        if t == steps:
+                            row.setdefault(k, {})["rms@T"] = rec.rms[k]
+            if steps == 0:
+                for k, v in rec0.rms.items():
+                    row[k]["rms@T"] = v
+            prow: dict[str, dict[str, float]] = {}
+            for n, p in named:
+                spec = specs[n]
+                W = p.detach()
+                q = {"nat@0": _nat(W0[n], spec, spectral_method)}
+                if steps > 0:
+                    q["dnat"] = _nat(W - W0[n], spec, spectral_method)
+                    q["dnat_last"] = _nat(W - prev[n], spec, spectral_method)
+                prow[n] = q
+    return row, prow, width_losses
+
+
 def coord_check(
     make_model: Callable[[int], nn.Module],
     make_optimizer: Callable[[nn.Module], torch.optim.Optimizer],
@@ -665,6 +760,7 @@ def coord_check(
     steps: int = 4,
     *,
     seed: int = 0,
+    n_seeds: int = 1,
     probe: Any = None,
     record_steps: Optional[Iterable[int]] = None,
     param_axes: Optional[Mapping[str, Any]] = None,
@@ -688,6 +784,11 @@ def coord_check(
     same RNG state each time (dropout masks match); BatchNorm running statistics are restored
     after each probe pass.
 
+    ``n_seeds > 1`` repeats every width with the init seeds ``seed, seed + 1, ...`` (same data) and
+    records the mean over seeds of every quantity, as mup's coord check does: at small widths and
+    a few steps one init's RMS values scatter by tens of percent, enough to tilt a slope by ±0.3
+    (docs/validation.md).
+
     With ``params=True`` also the natural spectral norm of every trainable parameter at init, of its
     total update and of the last step's update; ``param_axes`` maps parameter names to
     ``(fan_in_axes, fan_out_axes, input_dense[, output_dense[, groups]])`` (or a dict / a
@@ -698,108 +799,38 @@ def coord_check(
     """
     if steps < 0:
         raise ValueError("steps must be >= 0")
+    if n_seeds < 1:
+        raise ValueError("n_seeds must be >= 1")
     if not batches and steps > 0:
         raise ValueError("coord_check needs at least one batch to train on")
     widths = [int(w) for w in widths]
     rec_steps = sorted(set(range(1, steps + 1) if record_steps is None else (int(t) for t in record_steps)))
     if any(t < 1 or t > steps for t in rec_steps):
         raise ValueError(f"record_steps must lie in 1..{steps}")
-    fwd = forward or _call
+    one_run = partial(
+        _one_run, make_model=make_model, make_optimizer=make_optimizer, batches=batches, loss_fn=loss_fn,
+        steps=steps, rec_steps=rec_steps, probe=probe, param_axes=param_axes, params=params, names=names,
+        leaves_only=leaves_only, device=device, spectral_method=spectral_method, forward=forward or _call,
+    )
     per_width: list[dict[str, dict[str, float]]] = []
     per_width_params: list[dict[str, dict[str, float]]] = []
     losses: list[list[float]] = []
-    it = widths
+    runs = [(w, s) for w in widths for s in range(seed, seed + n_seeds)]
     if progress:
         try:
             from tqdm import tqdm
 
-            it = tqdm(widths, desc="coord check")
+            runs = tqdm(runs, desc="coord check")
         except ImportError:  # pragma: no cover
             pass
-    for width in it:
-        cpu = torch.device("cpu")
-        with _forked_rng(torch.device(device) if device is not None else cpu):
-            torch.manual_seed(seed)
-            model = make_model(width)
-            if device is not None:
-                model = model.to(device)
-            dev = next((p.device for p in model.parameters()), torch.device(device) if device else cpu)
-            with _forked_rng(dev):
-                torch.manual_seed(seed)
-                opt = make_optimizer(model)
-                probe_in = _to_device(probe if probe is not None else batches[0][0], dev)
-                probe_state = torch.random.get_rng_state()
-                probe_cuda_state = torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None
-
-                def run_probe() -> OutputRecorder:
-                    buffers = {k: b.detach().clone() for k, b in model.named_buffers()}
-                    rng = torch.random.get_rng_state()
-                    rng_cuda = torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None
-                    torch.random.set_rng_state(probe_state)
-                    if probe_cuda_state is not None:
-                        torch.cuda.set_rng_state(probe_cuda_state, dev)
-                    try:
-                        with torch.no_grad(), OutputRecorder(model, keep_outputs=True, names=names,
-                                                             leaves_only=leaves_only) as rec:
-                            fwd(model, probe_in)
-                    finally:
-                        torch.random.set_rng_state(rng)
-                        if rng_cuda is not None:
-                            torch.cuda.set_rng_state(rng_cuda, dev)
-                        with torch.no_grad():
-                            for k, b in model.named_buffers():
-                                if k in buffers:
-                                    b.copy_(buffers[k])
-                    return rec
-
-                rec0 = run_probe()
-                out0 = rec0.outputs
-                row: dict[str, dict[str, float]] = {k: {"rms@0": v} for k, v in rec0.rms.items()}
-                named = [(n, p) for n, p in model.named_parameters() if p.requires_grad] if params else []
-                specs = {n: _axes_for(n, p, param_axes) for n, p in named}
-                named = [(n, p) for n, p in named if specs[n] is not None]
-                W0 = {n: p.detach().clone() for n, p in named}
-                prev: dict[str, Tensor] = {}
-                width_losses: list[float] = []
-                for t in range(1, steps + 1):
-                    x, y = batches[(t - 1) % len(batches)]
-                    x, y = _to_device(x, dev), _to_device(y, dev)
-                    opt.zero_grad(set_to_none=True)
-                    loss = loss_fn(fwd(model, x), y)
-                    loss.backward()
-                    if t == steps:
-                        prev = {n: p.detach().clone() for n, p in named}
-                    opt.step()
-                    width_losses.append(float(loss.detach()))
-                    if t in rec_steps or t == steps:
-                        rec = run_probe()
-                        for k, o in rec.outputs.items():
-                            if k not in out0:
-                                continue
-                            if o.shape != out0[k].shape:
-                                d = float("nan")
-                            else:
-                                d = rms(o - out0[k])
-                            if t in rec_steps:
-                                row.setdefault(k, {})[f"delta_rms@{t}"] = d
-                            if t == steps:
-                                row.setdefault(k, {})["rms@T"] = rec.rms[k]
-                if steps == 0:
-                    for k, v in rec0.rms.items():
-                        row[k]["rms@T"] = v
-                prow: dict[str, dict[str, float]] = {}
-                for n, p in named:
-                    spec = specs[n]
-                    W = p.detach()
-                    q = {"nat@0": _nat(W0[n], spec, spectral_method)}
-                    if steps > 0:
-                        q["dnat"] = _nat(W - W0[n], spec, spectral_method)
-                        q["dnat_last"] = _nat(W - prev[n], spec, spectral_method)
-                    prow[n] = q
-        per_width.append(row)
-        per_width_params.append(prow)
-        losses.append(width_losses)
-        del model, opt
+    by_width: dict[int, list[tuple[dict, dict, list[float]]]] = {}
+    for width, s in runs:
+        by_width.setdefault(width, []).append(one_run(width, s))
+    for width in widths:
+        rows, prows, width_losses = zip(*by_width[width])
+        per_width.append(_mean_rows(rows))
+        per_width_params.append(_mean_rows(prows))
+        losses.append([sum(v) / len(v) for v in zip(*width_losses)])
 
     def merge(rows: list[dict[str, dict[str, float]]]) -> tuple[dict[str, dict[str, list[float]]], list[str]]:
         if not rows:
@@ -814,5 +845,5 @@ def coord_check(
 
     records, dropped = merge(per_width)
     precords, pdropped = merge(per_width_params)
-    meta = {"seed": seed, "record_steps": rec_steps, "dropped": dropped, "dropped_params": pdropped}
+    meta = {"seed": seed, "n_seeds": n_seeds, "record_steps": rec_steps, "dropped": dropped, "dropped_params": pdropped}
     return CoordCheck(widths=widths, steps=steps, records=records, param_records=precords, losses=losses, meta=meta)

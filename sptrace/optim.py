@@ -17,6 +17,10 @@ matrix axes; default: axis 0 = fan-out, the rest fan-in):
   factor, exactly. With ``spectral_scale = sqrt(d_out/d_in)`` the update's raw spectral norm is
   ``lr * spectral_scale``: natural spectral norm ``lr`` (Condition 2). For a bias (sparse input,
   d_in = 1, d_out = n) this is ``grad / RMS(grad)``: entries of RMS ``lr``.
+* ``"column"``: each column of each block (one fan-in index: one token, position or the bias's
+  constant input) divided by its l2 norm, for sparse-input operators; zero columns (inputs not
+  seen in the batch) stay zero. With ``spectral_scale = sqrt(d_out)`` every input seen moves by
+  RMS ``lr`` (docs/rules.md §3).
 * ``"sign"``: ``sign(g)``, for diagonal operators (gains: spectral norm = max |entry|, whose
   steepest-descent direction is the sign) and scalars (a 1x1 polar factor is the sign). The scale
   is then the per-entry step (1 in sptrace's plans).
@@ -38,6 +42,7 @@ from .init import Layout, from_blocks, to_blocks
 
 __all__ = ["SpectralSGD", "newton_schulz", "orthogonalize", "power_normalize"]
 
+UPDATES = ("orthogonal", "column", "sign")
 MUON_COEFFS = (3.4445, -4.7750, 2.0315)
 POLISH_COEFFS = (15 / 8, -10 / 8, 3 / 8)
 
@@ -103,7 +108,7 @@ class SpectralSGD(torch.optim.Optimizer):
     Args:
         params: tensors or param-group dicts. Group keys beyond torch's: ``spectral_scale``
             (sqrt(d_out/d_in), set by :func:`sptrace.plan.group`), ``sptrace_update``
-            (``"orthogonal"`` | ``"sign"``), ``sptrace_layout`` (a dict from
+            (``"orthogonal"`` | ``"column"`` | ``"sign"``), ``sptrace_layout`` (a dict from
             :meth:`sptrace.init.Layout.to_dict`, or None for the default layout).
         lr: natural-norm step size (the update's natural spectral norm, Condition 2).
         momentum, nesterov: heavy-ball buffer ``buf = momentum * buf + grad``; Nesterov uses
@@ -144,8 +149,8 @@ class SpectralSGD(torch.optim.Optimizer):
         )
         super().__init__(params, defaults)
         for group in self.param_groups:
-            if group["sptrace_update"] not in ("orthogonal", "sign"):
-                raise ValueError(f"sptrace_update must be 'orthogonal' or 'sign', got {group['sptrace_update']!r}")
+            if group["sptrace_update"] not in UPDATES:
+                raise ValueError(f"sptrace_update must be one of {UPDATES}, got {group['sptrace_update']!r}")
             for p in group["params"]:
                 Layout.coerce(group["sptrace_layout"], p.shape).check(p.shape, "parameter")
 
@@ -155,7 +160,9 @@ class SpectralSGD(torch.optim.Optimizer):
             return g.float().sign()
         layout = Layout.coerce(group["sptrace_layout"], p.shape)
         blocks = to_blocks(g.float(), layout)
-        if blocks.shape[-1] == 1 or blocks.shape[-2] == 1:
+        if group["sptrace_update"] == "column":
+            o = blocks / (blocks.norm(dim=-2, keepdim=True) + 1e-7)
+        elif blocks.shape[-1] == 1 or blocks.shape[-2] == 1:
             o = orthogonalize(blocks)
         elif group["method"] == "power":
             state = self.state[p]

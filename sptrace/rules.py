@@ -113,7 +113,8 @@ class Rule:
         spectral_scale: :class:`~sptrace.optim.SpectralSGD`'s per-parameter factor (1.0 for other
             families): the update is ``-lr * spectral_scale * orthogonalise(buffer)``; for the
             ``"sign"`` update it is the per-entry step.
-        update: how SpectralSGD treats the tensor: ``"orthogonal"`` (blocks orthogonalised; a
+        update: how SpectralSGD treats the tensor: ``"column"`` (sparse input: each one-hot
+            input's column normalised), ``"orthogonal"`` (blocks orthogonalised; a
             block with one row or column is l2-normalised, which is its exact polar factor) or
             ``"sign"`` (diagonal operators and scalars).
         citation: paper section / NOTES item each number comes from.
@@ -320,17 +321,26 @@ def _is_scalar_like(record: ParamRecord) -> bool:
 
 
 def _update_mode(record: ParamRecord) -> str:
-    """SpectralSGD's treatment: sign for diagonal operators (gains) and scalars, else orthogonal.
+    """SpectralSGD's treatment: sign for gains and scalars, column for sparse inputs, else orthogonal.
 
     A gain is diag(g): its spectral norm is max|g_i|, whose steepest-descent direction is sign(grad)
-    (per-entry step lr: natural norm lr). A bias is an n_out x 1 matrix with sparse input: its
-    spectral norm is its l2 norm and the polar factor of grad is grad/||grad||_2, so the
-    "orthogonal" update with scale sqrt(n_out) is grad / RMS(grad): entries of RMS lr.
+    (per-entry step lr: natural norm lr). A sparse-input operator (embedding, position table, class
+    token, bias) is applied to one one-hot input at a time, so what it does to each input is one
+    column: normalising each column of the gradient (steepest descent under the l1 -> RMS operator
+    norm, the max column RMS) moves every input's vector by RMS lr whatever the gradient's rank.
+    The polar factor would move each column by sqrt(rank / columns touched) instead, and the rank
+    is capped by the width while the width is below the fixed vocabulary or context: measured on
+    the GPT's position table (64 positions, widths 16-128, docs/rules.md §3) it grew like
+    width^0.38. Both have natural spectral norm Theta(1) in width (the columns touched are a fixed
+    count, NOTES §3), so Condition 2 holds either way. For a bias (one column) the two coincide:
+    grad / RMS(grad).
     """
     if record.classified and (record.role is Role.GAIN or _is_scalar_like(record)):
         return "sign"
     if not record.classified and math.prod(record.shape) == 1:
         return "sign"
+    if record.classified and record.input_space is Space.SPARSE:
+        return "column"
     return "orthogonal"
 
 

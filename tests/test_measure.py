@@ -409,6 +409,23 @@ def test_coord_check_param_axes_rng_and_nonfinite():
     json.dumps(bad.to_dict())  # non-finite values serialise as strings
 
 
+def test_coord_check_averages_init_seeds():
+    """n_seeds=2 records, per width, the mean of the runs with seeds 0 and 1 (same data)."""
+    batches = _data(steps=2)
+    kw = dict(batches=batches, loss_fn=F.cross_entropy, widths=[32, 64], steps=2, params=True)
+    runs = [coord_check(make_mup, adam_mup, seed=s, **kw) for s in (0, 1)]
+    mean = coord_check(make_mup, adam_mup, seed=0, n_seeds=2, **kw)
+    assert mean.meta["n_seeds"] == 2
+    for src in ("records", "param_records"):
+        for name, quantities in getattr(mean, src).items():
+            for q, values in quantities.items():
+                expected = [(a + b) / 2 for a, b in zip(*(getattr(r, src)[name][q] for r in runs))]
+                assert values == pytest.approx(expected, rel=1e-6), (name, q)
+    assert mean.losses[0] == pytest.approx([(a + b) / 2 for a, b in zip(runs[0].losses[0], runs[1].losses[0])])
+    with pytest.raises(ValueError, match="n_seeds"):
+        coord_check(make_mup, adam_mup, n_seeds=0, **kw)
+
+
 class _Drop(nn.Module):
     def __init__(self, width):
         super().__init__()

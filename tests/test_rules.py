@@ -250,7 +250,7 @@ def test_bias_rules_appendix_d(n):
     assert rule_for(r, "sgd").lr_multiplier == R(n)  # eta_b = Θ(n_out)
     assert rule_for(r, "adam").lr_multiplier == 1.0
     sp = rule_for(r, "spectral")
-    assert (sp.spectral_scale, sp.update) == (R(S(n)), "orthogonal")  # g/||g|| * sqrt(n) = g / RMS(g)
+    assert (sp.spectral_scale, sp.update) == (R(S(n)), "column")  # one column: g/||g|| * sqrt(n) = g / RMS(g)
     assert rule_for(bias(n, b=64), "sgd", base=True).lr_multiplier == R(n / 64)
     assert rule_for(bias(n, b=64), "sgd", base=True).init_kind == "keep"
 
@@ -263,6 +263,15 @@ def test_gain_rules(n):
     assert rule_for(r, "adam").lr_multiplier == 1.0
     sp = rule_for(r, "spectral")
     assert (sp.update, sp.spectral_scale) == ("sign", 1.0)  # max-entry norm: sign, per-entry step lr
+
+
+def test_spectral_update_per_space():
+    """Sparse inputs (embeddings, position tables, biases) get the column update, dense matrices
+    the polar factor (docs/rules.md §3)."""
+    n = 256
+    assert rule_for(embedding(n), "spectral").update == "column"
+    assert rule_for(bias(n), "spectral").update == "column"
+    assert rule_for(mlp(n)[1], "spectral").update == "orthogonal"
 
 
 def test_scalar_rules():
@@ -414,7 +423,7 @@ def test_group_merges_equal_hyperparameters():
     # spectral: layouts and update kinds split groups
     sg = group(plan(records, "spectral", lr=0.02))
     assert all({"spectral_scale", "sptrace_update", "sptrace_layout"} <= set(g) for g in sg)
-    assert {g["sptrace_update"] for g in sg} == {"orthogonal", "sign"}
+    assert {g["sptrace_update"] for g in sg} == {"orthogonal", "column", "sign"}
 
 
 def test_group_uses_aliases_and_reports_missing():

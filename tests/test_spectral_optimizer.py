@@ -138,6 +138,26 @@ def test_embedding_layout_orthogonalises_the_table_as_n_by_vocab():
     assert torch.allclose(rows.pow(2).mean(dim=1).sqrt(), torch.full((3,), 0.02), rtol=0.02)
 
 
+def test_column_update_moves_every_seen_input_by_lr_whatever_the_rank():
+    """Sparse-input tables (docs/rules.md §3): 40 positions seen, width 16 < 40, so the gradient
+    has rank <= 16. The column update moves each seen position by RMS lr exactly; the polar factor
+    would spread rank 16 over 40 columns (RMS about lr * sqrt(16/40)) — a width-dependent step
+    while the width is below the table's fixed size."""
+    torch.manual_seed(0)
+    V, n, lr = 64, 16, 0.02
+    layout = Layout((1,), (0,)).to_dict()
+    g = torch.zeros(V, n)
+    g[:40] = torch.randn(40, n)
+    moved = {}
+    for update in ("column", "orthogonal"):
+        d = one_step(nn.Parameter(torch.zeros(V, n)), g.clone(), lr=lr, spectral_scale=math.sqrt(n),
+                     sptrace_update=update, sptrace_layout=layout)
+        assert not d[40:].any()
+        moved[update] = d[:40].pow(2).mean(dim=1).sqrt()
+    assert torch.allclose(moved["column"], torch.full((40,), lr), rtol=1e-5)
+    assert moved["orthogonal"].pow(2).mean().sqrt().item() == pytest.approx(lr * math.sqrt(16 / 40), rel=0.02)
+
+
 def test_sign_update_for_gains_and_scalars():
     gain = nn.Parameter(torch.ones(64))
     g = torch.randn(64)
