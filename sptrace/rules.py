@@ -63,7 +63,7 @@ C_COND = "Condition 1/2, Appendix E (natural norms); effective dims NOTES §1"
 C_SIGMA = "Parametrization 1 (sigma); finite dims are constants: input min->1, readout sqrt(fan_out)/fan_in (NOTES §3)"
 C_EMBED = "Appendix E: sparse (one-hot) input, d_in = 1 -> entries Θ(1) (NOTES §1)"
 C_BIAS = "Appendix D: bias = n_out x 1 operator from the constant-1 space; sigma_b = 0 in practice"
-C_GAIN = "NOTES §1: elementwise gain is diagonal, d_in = 1; entries Θ(1)"
+C_GAIN = "NOTES §1: elementwise gain is diagonal, d_in = 1; entries Θ(1): the library's constant is kept"
 C_SCALAR = "NOTES §1: scalars are Θ(1); nothing to scale"
 C_SGD = "Parametrization 1 (eta = d_out/d_in), Eq. 19-20; Appendix D (bias eta = n_out); x blocks for block-diagonal ops"
 C_ADAM = "§3.3 + NOTES §2: sign-like updates, ||dW|| ~ eta sqrt(n_out n_in) -> eta = 1/d_in"
@@ -285,30 +285,49 @@ def lr_factor(family: str, d: Dims) -> float:
     raise SptraceError(f"unknown optimizer family {family!r}")
 
 
+# How a library's default init std depends on a weight's shape (``torch.nn.init`` names): the
+# candidates that the base form matches against a real base model's tensors.
+LIBRARY_LAWS = ("torch", "fan_out", "fan_avg", "constant")
+
+
 def library_std_ratio(record: ParamRecord, library_init: Any = "torch") -> float:
     """std(library default at the model shape) / std(library default at the base shape).
 
     ``"torch"``: PyTorch's defaults: weights of ≥2 dims (Linear, Conv, ConvTranspose, MHA) have
-    std ∝ 1/sqrt(shape[1] * prod(shape[2:])) (``torch.nn.init._calculate_fan_in_and_fan_out``);
-    embedding tables (N(0,1)), norm weights (1) and 1-D tensors are width-independent.
-    ``"constant"``: every std is width-independent (HF models: N(0, initializer_range)).
-    A float: that ratio (measured by comparing the model's and the base's tensors).
+    std ∝ 1/sqrt(fan_in), fan_in = shape[1] * prod(shape[2:])
+    (``torch.nn.init._calculate_fan_in_and_fan_out``); embedding tables (N(0,1)), norm weights (1)
+    and 1-D tensors are width-independent. ``"fan_out"``: kaiming ``mode="fan_out"`` (torchvision's
+    and timm's ResNets and MobileNets), fan_out = shape[0] * prod(shape[2:]). ``"fan_avg"``: xavier,
+    (fan_in + fan_out) / 2 (timm's MLP-Mixer). ``"constant"``: every std is width-independent
+    (HF models: N(0, initializer_range)). A float: that ratio.
     """
     if isinstance(library_init, (int, float)):
         return float(library_init)
+    if library_init not in LIBRARY_LAWS:
+        raise SptraceError(f"library_init must be one of {', '.join(LIBRARY_LAWS)} or a float, got {library_init!r}")
     if library_init == "constant":
         return 1.0
-    if library_init != "torch":
-        raise SptraceError(f"library_init must be 'torch', 'constant' or a float, got {library_init!r}")
     if record.base_shape is None or len(record.shape) < 2 or record.input_space is Space.SPARSE:
         return 1.0
     if record.role in (Role.BIAS, Role.GAIN, Role.SCALAR, Role.EMBEDDING):
         return 1.0
+    fan = _LAW_FANS[library_init]
+    return math.sqrt(fan(record.base_shape) / fan(record.shape))
 
-    def torch_fan_in(shape):
-        return shape[1] * math.prod(shape[2:])
 
-    return math.sqrt(torch_fan_in(record.base_shape) / torch_fan_in(record.shape))
+def _fan_in(shape) -> int:
+    return shape[1] * math.prod(shape[2:])
+
+
+def _fan_out(shape) -> int:
+    return shape[0] * math.prod(shape[2:])
+
+
+_LAW_FANS = {
+    "torch": _fan_in,
+    "fan_out": _fan_out,
+    "fan_avg": lambda shape: (_fan_in(shape) + _fan_out(shape)) / 2,
+}
 
 
 def _snap(x: float) -> float:
@@ -420,7 +439,9 @@ def rule_for(
         kind, std, itarget, is_weight = "zeros", None, None, False
         cites.append(C_BIAS)
     elif record.role is Role.GAIN:
-        kind, std, itarget, is_weight = "ones", None, None, False
+        # the library's value is a width-free constant (1 for norms, 1e-6 for ConvNeXt's layer
+        # scale, 0 for ConvNeXt-V2's response norm): resetting it to 1 would change the model
+        kind, std, itarget, is_weight = "keep", None, None, False
         cites.append(C_GAIN)
     elif _is_scalar_like(record):
         kind, std, itarget, is_weight = "keep", None, None, False

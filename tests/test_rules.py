@@ -258,7 +258,7 @@ def test_bias_rules_appendix_d(n):
 @pytest.mark.parametrize("n", [64, 1024])
 def test_gain_rules(n):
     r = gain(n)
-    assert rule_for(r, "adam").init_kind == "ones"
+    assert rule_for(r, "adam").init_kind == "keep"  # the library constant (1, or layer scale 1e-6) is width-free
     assert rule_for(r, "sgd").lr_multiplier == R(n)  # diagonal: d_in = 1, like a bias
     assert rule_for(r, "adam").lr_multiplier == 1.0
     sp = rule_for(r, "spectral")
@@ -389,7 +389,7 @@ def test_plan_lr_wd_and_no_decay():
     assert by["fc2"].lr * by["fc2"].weight_decay == R(1e-2 * 0.1)
     assert by["bias"].weight_decay == 0.0 and by["gain"].weight_decay == 0.0
     assert by["fc2"].citation and by["fc2"].rule is not None
-    assert [p.init for p in plans] == ["gaussian", "gaussian", "gaussian", "zeros", "ones"]
+    assert [p.init for p in plans] == ["gaussian", "gaussian", "gaussian", "zeros", "keep"]
 
 
 def test_plan_unclassified_and_frozen():
