@@ -8,12 +8,12 @@ process:
     construction. Each round constructs a fresh model (timed) and parametrizes it (timed), so the
     two times of a ratio are taken back to back; the first round of the process (torch.export's
     one-time warm-up) is reported apart, the ratio is the median over ``--repeat`` rounds. Each
-    call is split into its stages (trace, library-init law, plan, init, hooks, groups, annotate,
-    and "other": the rollback snapshot, the optimizer constructor, glue) by wrapping the stage
+    call is split into its stages (trace, library-init law, plan, snapshot for the rollback, init,
+    hooks, groups, annotate, and "other": the optimizer constructor and glue) by wrapping the stage
     functions of the ``sptrace.parametrize`` module from outside; sptrace itself is not changed.
-    ``--counterfactual normal_`` adds, in every round, a parametrize whose Gaussian init is drawn
-    in place (``param.normal_``) instead of ``randn * std`` + ``copy_``; ``normal_+eager`` also
-    forces the trace onto the eager route: what those changes would buy (patched from outside).
+    ``--counterfactual eager`` adds, in every round, a parametrize whose trace is forced onto the
+    eager route (one real forward under a dispatch mode) instead of torch.export (patched from
+    outside: what that route would cost).
 (b) the time of one ``opt.step()`` (forward and backward excluded: one fixed backward, then only
     the step is timed) with sptrace's groups (``torch.optim.AdamW`` built by parametrize,
     ``foreach=True``) against a plain single-group ``torch.optim.AdamW(model.parameters(),
@@ -24,7 +24,7 @@ process:
     called), with the slowest parameters.
 
 Usage:  .venv/bin/python benchmarks/bench_parametrize.py [--repeat 5] [--steps 20] [--warmup 3]
-        [--threads N] [--counterfactual normal_ [--counterfactual normal_+eager]] [--only parametrize|step|report]
+        [--threads N] [--counterfactual eager] [--only parametrize|step|report]
 """
 from __future__ import annotations
 
@@ -44,15 +44,13 @@ import sptrace
 
 # the submodules (the package attribute `sptrace.parametrize` is the function of the same name)
 sp_parametrize = importlib.import_module("sptrace.parametrize")
-sp_init = importlib.import_module("sptrace.init")
 
 STAGES = {  # function in sptrace.parametrize -> label
-    "_trace": "trace", "_measured_library_init": "library-init law", "plan": "plan", "_initialise": "init",
-    "_install_multipliers": "hooks", "group": "groups", "_annotate": "annotate",
+    "_trace": "trace", "_measured_library_init": "library-init law", "plan": "plan", "_snapshot": "snapshot",
+    "_initialise": "init", "_install_multipliers": "hooks", "group": "groups", "_annotate": "annotate",
 }
 VARIANTS = {
-    "normal_": "Gaussian init drawn in place (param.normal_) instead of randn * std + copy_",
-    "normal_+eager": "that, and the trace forced onto the eager route (one real forward) instead of torch.export",
+    "eager": "the trace forced onto the eager route (one real forward) instead of torch.export",
 }
 LR, WD = 6e-4, 0.1
 
@@ -91,27 +89,18 @@ def stage_timer(times: dict):
 
 @contextlib.contextmanager
 def counterfactual(variant):
-    """A stage changed from outside, for the lead to judge a fix (not library behaviour)."""
+    """A stage changed from outside, for the lead to judge a change (not library behaviour)."""
     if variant is None:
         yield
         return
     assert variant in VARIANTS, variant
-
-    def make_gaussian(_original):
-        def gaussian_inplace(param, std, *, generator=None):
-            with torch.no_grad():
-                return param.normal_(0.0, std, generator=generator)
-        return gaussian_inplace
 
     def make_trace(original):
         def eager_trace(*args, **kwargs):
             return original(*args, routes=("eager",), **kwargs)
         return eager_trace
 
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(patched(sp_init, "gaussian_", make_gaussian))
-        if variant == "normal_+eager":
-            stack.enter_context(patched(sp_parametrize, "trace", make_trace))
+    with patched(sp_parametrize, "trace", make_trace):
         yield
 
 

@@ -15,9 +15,10 @@ whose nodes carry ``meta["val"]`` (a tensor or tuple of tensors with the right s
 """
 from __future__ import annotations
 
+import contextlib
 import operator
-from dataclasses import dataclass, field
-from typing import Any, Optional
+from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.fx as fx
@@ -36,7 +37,6 @@ class CapturedGraph:
     buffer_nodes: dict[str, str]  # placeholder node name -> buffer name
     input_nodes: list[str]  # placeholder node names of the user's tensor inputs
     output_nodes: list[str]  # node names of the tensors the model returns
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def capture(model: torch.nn.Module, args: tuple, kwargs: dict, routes=("export", "eager")) -> CapturedGraph:
@@ -89,10 +89,37 @@ class _TensorOutputs(torch.nn.Module):
         return tuple(t for t in pytree.tree_leaves(out) if isinstance(t, torch.Tensor))
 
 
+@contextlib.contextmanager
+def _lean_export():
+    """Switch off two things export does for the graph's later users that sptrace never needs:
+    it only reads ``ep.graph``, never runs the module or reads ``node.meta["stack_trace"]``.
+
+    * a Python stack trace recorded on every node (about a fifth of export's time on GPT-2);
+    * Python code generated for the graph module after every pass (lazy graph modules generate
+      it only when the module is first run; about an eighth).
+
+    Both are torch-internal switches; where a torch version lacks one, export runs as usual.
+    """
+    with contextlib.ExitStack() as stack:
+        config = fx.config
+        before = getattr(config, "do_not_emit_stack_traces", None)
+        if before is not None:
+            config.do_not_emit_stack_traces = True
+            stack.callback(setattr, config, "do_not_emit_stack_traces", before)
+        try:
+            from torch.fx._lazy_graph_module import _use_lazy_graph_module
+        except ImportError:
+            pass
+        else:
+            stack.enter_context(_use_lazy_graph_module(True))
+        yield
+
+
 def _capture_export(model, args, kwargs) -> CapturedGraph:
     from torch.export.graph_signature import InputKind, OutputKind
 
-    ep = torch.export.export(_TensorOutputs(model), tuple(args), kwargs=dict(kwargs), strict=False)
+    with _lean_export():
+        ep = torch.export.export(_TensorOutputs(model), tuple(args), kwargs=dict(kwargs), strict=False)
     sig = ep.graph_signature
     unwrap = lambda target: target[len("model."):]  # noqa: E731
     params, buffers, inputs = {}, {}, []
@@ -113,7 +140,9 @@ def _capture_export(model, args, kwargs) -> CapturedGraph:
         stack = node.meta.get("nn_module_stack")
         if stack:
             node.meta["nn_module_stack"] = {k: (_unwrap_path(path), cls) for k, (path, cls) in stack.items()}
-    return CapturedGraph(ep.graph, "export", {}, params, buffers, inputs, outputs, {"exported": ep})
+    # only the graph is kept: no stage reads the ExportedProgram, and keeping it would keep its
+    # state_dict (every parameter) and its other objects alive as long as the trace
+    return CapturedGraph(ep.graph, "export", {}, params, buffers, inputs, outputs)
 
 
 def _unwrap_path(path: str) -> str:

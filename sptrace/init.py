@@ -171,22 +171,22 @@ def block_spectral_norms(t: torch.Tensor, layout: Optional[Layout] = None) -> to
     # wide matrix on CPU, and exact to float32 precision for the top singular value.
     b = b.double()
     gram = b @ b.transpose(-2, -1) if b.shape[-2] <= b.shape[-1] else b.transpose(-2, -1) @ b
-    with _lapack_threads(gram):
+    with single_cpu_thread():
         top = torch.linalg.eigvalsh(gram)[..., -1]
     return top.clamp_min(0).sqrt().float()
 
 
 @contextlib.contextmanager
-def _lapack_threads(t: torch.Tensor):
-    """Run a CPU LAPACK factorisation single-threaded.
+def single_cpu_thread():
+    """Run the enclosed CPU work with one intra-op thread (restored afterwards).
 
-    Threaded eigh / qr / svd on CPU spin-wait badly when cores are shared: measured on a loaded
-    2-core machine, eigvalsh of a 512 x 512 Gram took 7-8 s with 2 threads and 0.02 s with 1.
-    The factorised matrices here are at most min(fan_out, fan_in) square, so one thread is fast.
+    For work that gains little from threads and loses much when cores are shared, where threads
+    spin-wait on each other: LAPACK factorisations (measured on a loaded 2-core machine, eigvalsh
+    of a 512 x 512 Gram took 7-8 s with 2 threads and 0.02 s with 1; the factorised matrices here
+    are at most min(fan_out, fan_in) square) and memory-bound copies (parametrize's rollback copy of
+    GPT-2 small's 124M parameters, same machine: 0.8-1.2 s with 2 threads, 0.15-0.37 s with 1).
+    GPU work is unaffected.
     """
-    if t.device.type != "cpu":
-        yield
-        return
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -229,7 +229,7 @@ def orthogonal_(
     split, perm, (nb, fo, fi) = layout._plan(param.shape)
     tall, short = max(fo, fi), min(fo, fi)
     g = _randn((nb, tall, short), param, generator)
-    with _lapack_threads(g):
+    with single_cpu_thread():
         q, r = torch.linalg.qr(g)  # q: (nb, tall, short), orthonormal columns
     d = torch.diagonal(r, dim1=-2, dim2=-1).sign()
     d = torch.where(d == 0, torch.ones_like(d), d)

@@ -16,7 +16,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 import torch
 
 from .hooks import Multiplier, install_attention_scale, install_readout_multiplier, mup_attention_scale
-from .init import apply_init
+from .init import apply_init, single_cpu_thread
 from .measure import natural_spectral_norm
 from .optim import SpectralSGD
 from .plan import ParamPlan, group, plan, plan_warnings
@@ -126,13 +126,14 @@ def parametrize(
     plans = plan(traced.records, family, lr=lr, init=init, zero_readout=zero_readout, weight_decay=weight_decay,
                  no_decay=no_decay, parametrization=parametrization, library_init=library_init)
     previous = getattr(model, STATE_ATTR, None)
-    snapshot = _snapshot(model, plans)
+    pending = _pending(model, plans)
+    snapshot = _snapshot(pending)
     marks = {id(p): p._sptrace_init for p in model.parameters() if hasattr(p, "_sptrace_init")}
     result = Parametrization(traced, plans, [], list(traced.warnings) + plan_warnings(plans), model=weakref.ref(model))
     try:
         if previous is not None:
             previous.remove_hooks()
-        _initialise(model, plans)
+        _initialise(pending)
         _install_multipliers(model, result, attention_fix)
         groups = group(plans, dict(model.named_parameters(remove_duplicate=False)))
         built = factory(groups, lr=lr, **optimizer_kwargs)
@@ -228,22 +229,24 @@ def _init_key(p: ParamPlan):
     return (p.init, p.init_std, p.init_target, p.init_scale)
 
 
-def _pending(model, plans: list[ParamPlan]):
+def _pending(model, plans: list[ParamPlan]) -> list[tuple[torch.Tensor, ParamPlan]]:
     """(tensor, plan) for every parameter whose init this call changes."""
     params = dict(model.named_parameters(remove_duplicate=False))
-    for p in plans:
-        tensor = params[p.name]
-        if p.init != "keep" and getattr(tensor, "_sptrace_init", None) != _init_key(p):
-            yield tensor, p
+    return [(params[p.name], p) for p in plans
+            if p.init != "keep" and getattr(params[p.name], "_sptrace_init", None) != _init_key(p)]
 
 
-def _snapshot(model, plans) -> dict:
-    """Copies of just the tensors this call will change, to restore them if it fails."""
-    return {id(t): t.detach().clone() for t, _ in _pending(model, plans)}
+def _snapshot(pending) -> dict:
+    """Copies of just the tensors this call will change, to restore them if it fails.
+
+    Copying is memory-bound, so it runs on one CPU thread: hardly slower on an idle machine, and
+    several times faster where cores are shared (see :func:`single_cpu_thread`)."""
+    with single_cpu_thread():
+        return {id(t): t.detach().clone() for t, _ in pending}
 
 
-def _initialise(model, plans: list[ParamPlan]):
-    for tensor, p in list(_pending(model, plans)):
+def _initialise(pending):
+    for tensor, p in pending:
         scale = p.init_scale
         previous = getattr(tensor, "_sptrace_init", None)
         if p.init == "scale" and previous is not None and previous[0] == "scale":

@@ -97,11 +97,12 @@ def trace(
     shapes = Shapes(captured.graph)
     uses = analyse_uses(captured, shapes)
     labels = label_axes(captured, shapes, uses.op_axes, _dense_fan_in(uses))
-    facts = _facts(model, captured, uses, names_by_tensor)
+    nodes_of = _param_nodes_by_tensor(model, captured)
+    facts = _facts(model, captured, uses, names_by_tensor, nodes_of)
     warnings = [f"capture route {r!r} failed, used {captured.route!r}: {msg}" for r, msg in captured.failures.items()]
     base_info, base_attention = (_base_shapes(base, model, example_args, example_kwargs, routes)
                                  if base is not None else (None, None))
-    decide_for = _deciders(model, facts, captured, labels, base_info, warnings)
+    decide_for = _deciders(facts, nodes_of, labels, base_info, warnings)
     records = []
     for fact in facts:
         decide = decide_for(fact)
@@ -147,8 +148,7 @@ def _param_nodes_by_tensor(model, captured: CapturedGraph) -> dict[int, list[str
     return nodes
 
 
-def _facts(model, captured: CapturedGraph, uses: UseAnalysis, names_by_tensor) -> list[ParamFacts]:
-    nodes_of = _param_nodes_by_tensor(model, captured)
+def _facts(model, captured: CapturedGraph, uses: UseAnalysis, names_by_tensor, nodes_of) -> list[ParamFacts]:
     order = {n.name: i for i, n in enumerate(captured.graph.nodes)}
     facts = []
     for tensor_id, names in names_by_tensor.items():
@@ -164,9 +164,7 @@ def _facts(model, captured: CapturedGraph, uses: UseAnalysis, names_by_tensor) -
     return facts
 
 
-def _deciders(model, facts, captured, labels: AxisLabels, base_info, warnings):
-    nodes_of = _param_nodes_by_tensor(model, captured)
-
+def _deciders(facts, nodes_of, labels: AxisLabels, base_info, warnings):
     def automatic(fact):
         nodes = nodes_of.get(id(fact.tensor), [])
 

@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from sptrace.init import (
-    Layout, apply_init, block_spectral_norms, from_blocks, gaussian_, ones_, orthogonal_, scale_, spectral_,
-    to_blocks, zeros_,
+    Layout, apply_init, block_spectral_norms, from_blocks, gaussian_, ones_, orthogonal_, scale_, single_cpu_thread,
+    spectral_, to_blocks, zeros_,
 )
 from sptrace.rules import rule_for
 from sptrace.types import DimDecision, Kind, ParamRecord, ParamUse, Role, Space, SptraceError
@@ -28,7 +28,7 @@ def rec(name, shape, fan_in_axes, fan_out_axes, width_axes, role, space=Space.DE
 
 
 def sv(t, layout=None):
-    """All singular values per block, float32 (single-threaded LAPACK: see init._lapack_threads)."""
+    """All singular values per block, float32 (single-threaded LAPACK: see init.single_cpu_thread)."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -281,3 +281,16 @@ def test_hidden_conv_init_keeps_rms_through_a_layer(kind):
         x = torch.randn(4, n, 16, 16)
         ratio = F.conv2d(x, w, padding=1)[..., 1:-1, 1:-1].pow(2).mean().sqrt().item()
         assert 0.7 < ratio < 1.4, (n, ratio)
+
+
+def test_single_cpu_thread_restores_the_thread_count():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with pytest.raises(RuntimeError, match="inside"):
+            with single_cpu_thread():
+                assert torch.get_num_threads() == 1
+                raise RuntimeError("inside")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -147,6 +147,25 @@ def test_failure_while_building_optimizer_restores_everything():
     assert not model.head._forward_pre_hooks
 
 
+def test_failure_after_the_init_restores_every_parameter_bit_for_bit():
+    """The rollback snapshot holds the values the init overwrote (tied tensors once): a factory
+    failing after a full Gaussian re-init puts back every parameter exactly, marks included."""
+    torch.manual_seed(0)
+    model = TinyGPT(64)
+    snap = snapshot(model)
+
+    def broken(groups, **kw):
+        assert not torch.equal(model.qkv.weight, snap["qkv.weight"])  # the init did run
+        raise RuntimeError("optimizer factory failed")
+
+    with pytest.raises(RuntimeError, match="factory failed"):
+        sptrace.parametrize(model, broken, lr=1e-3, example_inputs=ids(), family="adam")
+    assert_same(model, snap)
+    assert not any(hasattr(p, "_sptrace_init") for p in model.parameters())
+    opt = sptrace.parametrize(model, "adam", lr=1e-3, example_inputs=ids())  # and a retry works
+    assert not torch.equal(model.qkv.weight, snap["qkv.weight"]) and opt.param_groups
+
+
 def test_base_not_narrower_or_other_architecture():
     model = PaperMLP(32)
     snap = snapshot(model)

@@ -96,6 +96,20 @@ def test_eager_first_when_asked():
     assert tr.route == "eager"
 
 
+def test_export_route_leaves_torch_settings_as_they_were():
+    """The export route switches off stack-trace recording and eager graph-module code generation
+    for its own call only: torch's settings are back afterwards, also when export fails."""
+    from torch.fx import _lazy_graph_module
+
+    before = (torch.fx.config.do_not_emit_stack_traces, _lazy_graph_module._use_lazy_graph_module_flag)
+    tr = sptrace.trace(MLP(), positive_x(), routes=("export",))
+    assert tr.route == "export"
+    assert not any("stack_trace" in n.meta for n in tr.graph.nodes)
+    with pytest.raises(SptraceError):
+        sptrace.trace(Branchy(), positive_x(), routes=("export",))
+    assert (torch.fx.config.do_not_emit_stack_traces, _lazy_graph_module._use_lazy_graph_module_flag) == before
+
+
 # ---------------------------------------------------------------------------------------------
 # both routes give the same classification
 
