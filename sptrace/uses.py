@@ -24,6 +24,9 @@ AxisMap = list[frozenset]  # per axis of a value: {(param node, param axis), ...
 
 ADDITIVE = {"add", "sub", "rsub"}
 MULTIPLICATIVE = {"mul", "div", "true_divide"}
+# self + value * tensor1 (* or /) tensor2 (ConvNeXt-V2's GlobalResponseNorm: addcmul(bias, weight, x)):
+# the argument ``self`` is added, ``tensor1`` and ``tensor2`` multiply each other
+ADD_PRODUCT = {"addcmul": "self", "addcdiv": "self"}
 ADDITIVE_ARG = {  # the argument that is added to the product: a bias
     "linear": "bias", "addmm": "self", "baddbmm": "self", "addmv": "self", "_addmm_activation": "self",
 }
@@ -202,6 +205,14 @@ class _UseWalker:
             return ParamUse(fan_in_axes=(), fan_out_axes=non_singleton, role=Role.GAIN, **common)
         if cat == "elementwise" and name in ADDITIVE:
             return ParamUse(fan_in_axes=(), fan_out_axes=non_singleton, input_space=Space.SPARSE, role=Role.BIAS, **common)
+        if cat == "elementwise" and name in ADD_PRODUCT:
+            factors = [v for a, v in ax.args.items() if a in ("tensor1", "tensor2") and a != arg]
+            if arg == ADD_PRODUCT[name] or not any(isinstance(v, fx.Node) and v.name in self.activation for v in factors):
+                # added to the product, or a factor of a product of parameters that is then added
+                return ParamUse(fan_in_axes=(), fan_out_axes=non_singleton, input_space=Space.SPARSE, role=Role.BIAS,
+                                **common)
+            if arg in ("tensor1", "tensor2"):  # multiplied elementwise with an activation
+                return ParamUse(fan_in_axes=(), fan_out_axes=non_singleton, role=Role.GAIN, **common)
         if cat == "cat":
             return ParamUse(fan_in_axes=(), fan_out_axes=non_singleton, input_space=Space.SPARSE, role=Role.EMBEDDING, **common)
         if cat == "embedding" and arg == "weight":
