@@ -19,8 +19,8 @@ from .hooks import Multiplier, install_attention_scale, install_readout_multipli
 from .init import apply_init, single_cpu_thread
 from .measure import natural_spectral_norm
 from .optim import SpectralSGD
-from .plan import ParamPlan, group, plan, plan_warnings
-from .rules import library_std_ratio, optimizer_family
+from .plan import ParamPlan, group, library_candidates, plan, plan_warnings
+from .rules import optimizer_family
 from .trace import Trace, trace
 from .types import Space, SptraceError
 
@@ -73,6 +73,7 @@ def param_groups(
     weight_decay: float = 0.0,
     strict: bool = False,
     width_overrides=None,
+    delta: Optional[torch.nn.Module] = None,
     traced: Optional[Trace] = None,
     **plan_options,
 ) -> list[dict]:
@@ -83,7 +84,7 @@ def param_groups(
     """
     _check_lr(lr)
     family = optimizer_family(optimizer)
-    traced = traced or _trace(model, example_inputs, base, strict, width_overrides)
+    traced = traced or _trace(model, example_inputs, base, strict, width_overrides, delta)
     plans = plan(traced.records, family, lr=lr, weight_decay=weight_decay, **plan_options)
     return group(plans, dict(model.named_parameters(remove_duplicate=False)))
 
@@ -102,6 +103,7 @@ def parametrize(
     no_decay: Sequence[str] = (),
     strict: bool = False,
     width_overrides=None,
+    delta: Optional[torch.nn.Module] = None,
     family: Optional[str] = None,
     parametrization: str = "spectral",
     library_init: Any = "auto",
@@ -112,6 +114,8 @@ def parametrize(
     ``optimizer``: ``"sgd" | "adam" | "adamw" | "spectral"``, an optimizer class, or a factory
     called as ``factory(param_groups, lr=lr, **optimizer_kwargs)`` (then say ``family=``).
     ``lr``: absolute form, a width-free prefactor; with ``base=``, the lr tuned at the base width.
+    ``delta``: with ``base``, a model at another width (meta is enough) that tells which dims grow
+    when ``model`` has the base's own shapes (tuning at the base width), as mup's delta model.
     ``init``: ``"default"`` (Gaussian by the rule; with a base, the library init times width
     ratios), ``"gaussian"``, ``"orthogonal"``, ``"spectral"`` (Eq. 16), or ``"keep"``
     (fine-tuning: only the groups change). ``attention_fix``: route SDPA calls to the μP
@@ -120,7 +124,7 @@ def parametrize(
     _check_lr(lr)
     factory = _optimizer_factory(optimizer)
     family = family or optimizer_family(optimizer)
-    traced = _trace(model, example_inputs, base, strict, width_overrides)
+    traced = _trace(model, example_inputs, base, strict, width_overrides, delta)
     if library_init == "auto":
         library_init = _measured_library_init(traced, model, base)
     plans = plan(traced.records, family, lr=lr, init=init, zero_readout=zero_readout, weight_decay=weight_decay,
@@ -180,9 +184,9 @@ def _optimizer_factory(optimizer) -> Callable[..., torch.optim.Optimizer]:
     raise SptraceError(f"optimizer must be a name, an optimizer class or a factory, got {type(optimizer).__name__}")
 
 
-def _trace(model, example_inputs, base, strict, width_overrides) -> Trace:
+def _trace(model, example_inputs, base, strict, width_overrides, delta) -> Trace:
     args, kwargs = _example_inputs(model, example_inputs)
-    return trace(model, *args, base=base, strict=strict, width_overrides=width_overrides, **kwargs)
+    return trace(model, *args, base=base, delta=delta, strict=strict, width_overrides=width_overrides, **kwargs)
 
 
 def _example_inputs(model, example_inputs):
@@ -203,22 +207,30 @@ def _example_inputs(model, example_inputs):
 
 
 def _measured_library_init(traced: Trace, model, base):
-    """Per parameter, the width law of the library's init (PyTorch's or constant) that the model's
-    and the base's tensors agree with best; PyTorch's when the base has no values (meta)."""
+    """Per parameter, the std ratio (model / base) of the library init law (rules.LIBRARY_LAWS:
+    PyTorch's fan-in, kaiming fan-out, xavier, constant) that the model's and the base's tensors
+    agree with best; PyTorch's law when the base has no values (meta)."""
     if base is None or any(p.device.type == "meta" for p in base.parameters()):
         return "torch"
     ours = dict(model.named_parameters(remove_duplicate=False))
     theirs = dict(base.named_parameters(remove_duplicate=False))
     laws = {}
-    for r in traced.records:
-        if not r.classified or r.base_shape is None or r.name not in theirs:
+    for name, candidates in library_candidates(traced.records).items():
+        if name not in theirs:
             continue
-        measured = _std(ours[r.name]) / max(_std(theirs[r.name]), 1e-30)
-        if not math.isfinite(measured) or measured <= 0:
-            continue
-        candidates = [library_std_ratio(r, law) for law in ("torch", "constant")]
-        laws[r.name] = min(candidates, key=lambda ratio: abs(math.log(measured / ratio)))
+        measured = _library_std(ours[name]) / max(_std(theirs[name]), 1e-30)
+        if math.isfinite(measured) and measured > 0:
+            laws[name] = min(candidates, key=lambda ratio: abs(math.log(measured / ratio)))
     return laws
+
+
+def _library_std(tensor) -> float:
+    """The std of the library's own values: a previous call's "scale" is divided out; after any
+    other re-init they are gone (NaN: no measurement)."""
+    mark = getattr(tensor, "_sptrace_init", None)
+    if mark is None or mark[0] == "keep":
+        return _std(tensor)
+    return _std(tensor) / mark[3] if mark[0] == "scale" else math.nan
 
 
 def _std(tensor) -> float:

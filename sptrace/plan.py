@@ -12,7 +12,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 import torch
 
 from .init import Layout
-from .rules import Rule, forward_multiplier, library_std_ratio, optimizer_family, rule_for
+from .rules import LIBRARY_LAWS, Rule, forward_multiplier, library_std_ratio, optimizer_family, rule_for
 from .types import ParamRecord, ParamUse, Role, SptraceError
 
 __all__ = ["ParamPlan", "ForwardMultiplier", "plan", "group", "plan_warnings"]
@@ -103,10 +103,21 @@ def _lib_ratio(record: ParamRecord, library_init: Any, paired: Mapping[str, Para
             if n in library_init:
                 return float(library_init[n])
         library_init = "torch"
-    if library_init == "torch" and record.role is Role.BIAS and record.name in paired:
+    if isinstance(library_init, str) and record.role is Role.BIAS and record.name in paired:
         weight = paired[record.name]
-        return library_std_ratio(weight, "torch") if weight.base_shape is not None else 1.0
+        return library_std_ratio(weight, library_init) if weight.base_shape is not None else 1.0
     return library_std_ratio(record, library_init)
+
+
+def library_candidates(records: Sequence[ParamRecord]) -> dict[str, list[float]]:
+    """Per classified record with a base shape, its std ratio (model / base) under each library
+    init law (rules.LIBRARY_LAWS; a bias under its weight's), for matching measured ratios to."""
+    records = list(records)
+    paired = _paired_weights(records)
+    return {
+        r.name: sorted({_lib_ratio(r, law, paired) for law in LIBRARY_LAWS})
+        for r in records if r.classified and r.base_shape is not None
+    }
 
 
 def _role_names(roles: Iterable[Union[Role, str]]) -> set[str]:

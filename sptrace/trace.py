@@ -77,6 +77,7 @@ def trace(
     model: torch.nn.Module,
     *example_args,
     base: Optional[torch.nn.Module] = None,
+    delta: Optional[torch.nn.Module] = None,
     strict: bool = False,
     width_overrides: Optional[Mapping[str, Sequence[int]]] = None,
     routes: Sequence[str] = ("export", "eager"),
@@ -85,6 +86,9 @@ def trace(
     """Trace ``model`` on the example inputs and classify every parameter from the graph.
 
     ``base``: a narrower model of the same architecture; dims whose size differs are width.
+    ``delta``: with ``base``, a model of another width (its shapes only: meta is enough); dims
+    whose size differs between base and delta are width too, so that the model at the base width
+    itself is classified like every other width (mup's delta model).
     ``width_overrides``: ``{parameter name: width axes}`` replaces the decision for a parameter.
     ``strict``: raise ``SptraceError`` when a parameter cannot be classified.
     """
@@ -102,7 +106,8 @@ def trace(
     warnings = [f"capture route {r!r} failed, used {captured.route!r}: {msg}" for r, msg in captured.failures.items()]
     base_info, base_attention = (_base_shapes(base, model, example_args, example_kwargs, routes)
                                  if base is not None else (None, None))
-    decide_for = _deciders(facts, nodes_of, labels, base_info, warnings)
+    delta_shapes = _delta_shapes(delta, base_info)
+    decide_for = _deciders(facts, nodes_of, labels, base_info, delta_shapes, warnings)
     records = []
     for fact in facts:
         decide = decide_for(fact)
@@ -164,7 +169,7 @@ def _facts(model, captured: CapturedGraph, uses: UseAnalysis, names_by_tensor, n
     return facts
 
 
-def _deciders(facts, nodes_of, labels: AxisLabels, base_info, warnings):
+def _deciders(facts, nodes_of, labels: AxisLabels, base_info, delta_shapes, warnings):
     def automatic(fact):
         nodes = nodes_of.get(id(fact.tensor), [])
 
@@ -176,23 +181,45 @@ def _deciders(facts, nodes_of, labels: AxisLabels, base_info, warnings):
 
     if base_info is None:
         return automatic
-    differs = any(
-        base_info[f.name][0] != tuple(f.tensor.shape) for f in facts if f.name in base_info
-    )
-    if not differs:
+    others = {f.name: [tuple(f.tensor.shape), *([delta_shapes[f.name]] if delta_shapes else [])]
+              for f in facts if f.name in base_info}
+    if all(shape == base_info[name][0] for name, shapes in others.items() for shape in shapes):
         warnings.append("the base model has exactly the model's shapes: width dims decided automatically; "
-                        "every ratio to the base is 1 (standard parametrization)")
+                        "every ratio to the base is 1 (standard parametrization); pass delta= (a model at "
+                        "another width) to decide them as at every other width")
         return automatic
 
     def from_base(fact):
         base_shape = base_info[fact.name][0]
-        shape = tuple(fact.tensor.shape)
-        return lambda axis: (
-            (True, f"base: {base_shape[axis]} -> {shape[axis]}") if base_shape[axis] != shape[axis]
-            else (False, f"same size {shape[axis]} in the base model")
-        )
+        shapes = others[fact.name]
+
+        def decide(axis):
+            grown = [s[axis] for s in shapes if s[axis] != base_shape[axis]]
+            return ((True, f"base: {base_shape[axis]} -> {grown[0]}") if grown
+                    else (False, f"same size {base_shape[axis]} in the base model"))
+
+        return decide
 
     return from_base
+
+
+def _delta_shapes(delta, base_info) -> Optional[dict[str, tuple]]:
+    """{name: shape} of the delta model, checked against the base's parameters."""
+    if delta is None:
+        return None
+    if base_info is None:
+        raise SptraceError("delta= only tells width dims apart from the base's: pass base= as well")
+    if not isinstance(delta, torch.nn.Module):
+        raise SptraceError(f"delta must be a torch.nn.Module of the same architecture, got {type(delta).__name__}")
+    shapes = {n: tuple(p.shape) for n, p in delta.named_parameters(remove_duplicate=False)}
+    for name, (b_shape, _) in base_info.items():
+        if name not in shapes:
+            raise SptraceError(f"parameter {name!r} has no counterpart in the delta model; delta must have the same "
+                               "architecture")
+        if len(shapes[name]) != len(b_shape):
+            raise SptraceError(f"parameter {name!r} has shape {b_shape} in the base but {shapes[name]} in the delta "
+                               "model: ranks differ")
+    return shapes
 
 
 def _base_shapes(base, model, args, kwargs, routes):

@@ -113,7 +113,7 @@ def validate(
     axes = _param_axes(zoo, widths[0], (args, kwargs), options) if spectral else None
     runs = {}
     for name in parametrizations:
-        make_model, make_optimizer = _factories(name, zoo, optimizer, lr, widths[0], (args, kwargs), device, options,
+        make_model, make_optimizer = _factories(name, zoo, optimizer, lr, widths, (args, kwargs), device, options,
                                                 zero_readout and name == "sptrace")
         cc = coord_check(
             make_model, make_optimizer, batches, zoo.loss, widths, steps=steps, seed=seed, n_seeds=n_seeds,
@@ -132,8 +132,11 @@ def _batches(zoo, batch_size, steps, seed, source, device) -> list:
     return [next(stream) for _ in range(steps)]
 
 
-def _factories(name, zoo, optimizer, lr, base_width, example, device, options, zero_readout):
-    """make_model(width) / make_optimizer(model) for one parametrization, anchored at base_width."""
+def _factories(name, zoo, optimizer, lr, widths, example, device, options, zero_readout):
+    """make_model(width) / make_optimizer(model) for one parametrization, anchored at widths[0].
+
+    The delta model (widths[1]) lets the base width itself be classified like the others.
+    """
     optimizers: dict[int, torch.optim.Optimizer] = {}
 
     def make_model(width):
@@ -141,10 +144,10 @@ def _factories(name, zoo, optimizer, lr, base_width, example, device, options, z
         if name == "sp":
             optimizers[id(model)] = OPTIMIZERS[optimizer](model.parameters(), lr=lr)
         else:
-            with torch.device("meta"):  # only its shapes matter
-                base = zoo.build(base_width, **options)
+            with torch.device("meta"):  # only their shapes matter
+                base, delta = zoo.build(widths[0], **options), zoo.build(widths[1], **options)
             optimizers[id(model)] = parametrize(
-                model, optimizer, lr=lr, example_inputs=example, base=base,
+                model, optimizer, lr=lr, example_inputs=example, base=base, delta=delta,
                 parametrization="spectral" if name == "sptrace" else "ntp", zero_readout=zero_readout,
             )
         return model

@@ -77,6 +77,59 @@ def test_base_mode_ratios_between_widths():
     assert lr["qkv.bias"] == pytest.approx(1e-3)
 
 
+def test_base_at_same_width_with_delta_classifies_like_every_width():
+    """Tuning at the base width: with delta= the model there is classified like any wider one
+    (head a readout, so zero_readout zeroes it) and everything else stays standard practice."""
+    torch.manual_seed(0)
+    model = TinyGPT(32, tied=False)
+    snap = snapshot(model)
+    with torch.device("meta"):
+        delta = TinyGPT(64, tied=False)
+    opt = sptrace.parametrize(model, "adam", lr=3e-3, example_inputs=ids(), base=copy.deepcopy(model), delta=delta,
+                              zero_readout=True)
+    assert not model.head.weight.any()
+    assert all(torch.equal(v, snap[k]) for k, v in model.state_dict().items() if k != "head.weight")
+    assert {g["lr"] for g in opt.param_groups} == {3e-3}
+    wider = sptrace.trace(TinyGPT(128, tied=False), ids(), base=TinyGPT(32, tied=False))
+    assert [(r.role, r.width_dims) for r in opt.sptrace.trace] == [(r.role, r.width_dims) for r in wider]
+
+
+class FanOutNet(nn.Module):
+    """Libraries that do not use PyTorch's fan-in default: kaiming fan_out on convs (torchvision and
+    timm ResNets, MobileNets) and xavier on a token-mixing-like input layer (timm's Mixer)."""
+
+    def __init__(self, width):
+        super().__init__()
+        self.stem = nn.Conv2d(3, width, 3, padding=1)
+        self.dw = nn.Conv2d(width, width, 3, padding=1, groups=width)
+        self.pw = nn.Conv2d(width, width, 1)
+        self.mix = nn.Linear(16, width)
+        self.head = nn.Linear(width, 10)
+        for conv in (self.stem, self.dw, self.pw):
+            nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+        nn.init.xavier_uniform_(self.mix.weight)
+
+    def forward(self, x):
+        h = self.pw(torch.relu(self.dw(torch.relu(self.stem(x)))))  # (B, width, 4, 4)
+        h = self.mix(h.flatten(2)).mean(-1)  # the 16 positions mixed into width features
+        return self.head(h)
+
+
+def test_base_form_reads_fan_out_and_xavier_library_laws():
+    """μP keeps the std of the stem, the depthwise conv and the input-like mixing layer (fixed
+    fan-in) as at the base, and shrinks the pointwise conv's like sqrt(base/width): whatever law
+    the library used to draw them (measured on a real base, 64 -> 1024)."""
+    torch.manual_seed(0)
+    base, model = FanOutNet(64), FanOutNet(1024)
+    sptrace.parametrize(model, "adam", lr=1e-3, example_inputs=torch.randn(2, 3, 4, 4), base=base)
+    ratio = {n: (p.std() / dict(base.named_parameters())[n].std()).item() for n, p in model.named_parameters()
+             if n.endswith("weight")}
+    assert ratio["stem.weight"] == pytest.approx(1.0, rel=0.05)
+    assert ratio["dw.weight"] == pytest.approx(1.0, rel=0.1)
+    assert ratio["mix.weight"] == pytest.approx(1.0, rel=0.05)
+    assert ratio["pw.weight"] == pytest.approx((64 / 1024) ** 0.5, rel=0.05)
+
+
 def test_idempotent_no_double_scaling():
     torch.manual_seed(0)
     model, base = TinyGPT(64, tied=False), TinyGPT(32, tied=False)

@@ -81,6 +81,20 @@ def test_base_mode_decides_head_dim_and_widths():
     assert t.attention[0].head_dim_is_width is True  # 4 heads at both widths: head_dim 8 -> 16
 
 
+def test_delta_decides_width_dims_at_the_base_width():
+    x = torch.randint(0, 50, (2, 16))
+    at_base = sptrace.trace(TinyGPT(32, tied=False), x, base=TinyGPT(32, tied=False), delta=TinyGPT(64, tied=False))
+    assert at_base.width_mode == "base" and not at_base.warnings
+    assert at_base["head.weight"].width_dims == (1,) and at_base["head.weight"].role.value == "readout"
+    assert at_base["qkv.weight"].width_dims == (0, 1)
+    alone = sptrace.trace(TinyGPT(32, tied=False), x, base=TinyGPT(32, tied=False))
+    assert any("pass delta=" in w for w in alone.warnings)
+    with pytest.raises(sptrace.SptraceError, match="pass base= as well"):
+        sptrace.trace(TinyGPT(32, tied=False), x, delta=TinyGPT(64, tied=False))
+    with pytest.raises(sptrace.SptraceError, match="no counterpart in the delta model"):
+        sptrace.trace(TinyGPT(32, tied=False), x, base=TinyGPT(32, tied=False), delta=nn.Linear(3, 3))
+
+
 class ConvNet(nn.Module):
     def __init__(self, c):
         super().__init__()

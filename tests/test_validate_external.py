@@ -65,8 +65,10 @@ def check(name, parametrization, optimizer="adam", steps=3, batch_size=8, n_seed
                                                         parametrization="sp")
         else:
             base = build(WIDTHS[0])  # a real base: sptrace reads the library's init law off it
+            with torch.device("meta"):  # tells the width dims at the base width itself
+                delta = build(WIDTHS[1])
             optimizers[id(model)] = sptrace.parametrize(model, optimizer, lr=LR[optimizer], example_inputs=example,
-                                                        base=base, zero_readout=True)
+                                                        base=base, delta=delta, zero_readout=True)
         return model
 
     cc = coord_check(make_model, lambda m: optimizers.pop(id(m)), batches,

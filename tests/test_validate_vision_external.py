@@ -17,7 +17,6 @@ runs every model x optimizer. Measured results and the failures' diagnoses:
 docs/validation-vision.md.
 """
 import functools
-import inspect
 import warnings
 
 import pytest
@@ -180,15 +179,16 @@ def check(name, optimizer, parametrization, steps=STEPS, batch_size=BATCH, width
             optimizers[id(model)] = OPTIMIZERS[optimizer](model.parameters(), lr=lr)
         else:
             base = builder(widths[0])  # a real base: sptrace reads the library's init law off it
+            with torch.device("meta"):  # tells the width dims at the base width itself
+                delta = builder(widths[1])
             optimizers[id(model)] = sptrace.parametrize(model, optimizer, lr=lr, example_inputs=example, base=base,
-                                                        zero_readout=True)
+                                                        delta=delta, zero_readout=True)
         return model
 
-    seeds = {"n_seeds": n_seeds} if "n_seeds" in inspect.signature(coord_check).parameters else {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cc = coord_check(make_model, lambda m: optimizers.pop(id(m)), batches, spec.loss, widths, steps=steps,
-                         params=False, **seeds)
+                         params=False, n_seeds=n_seeds)
     result = cc.verdict(tol=TOL, quantities=["rms@0", f"delta_rms@{steps}"], allow_shrink=["rms@0"])
     result.coord = cc
     return result
