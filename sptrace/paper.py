@@ -7,8 +7,9 @@ features, standardised (global mean 0, std 1 over the chosen samples, so ``|x|_2
 * :func:`run_fig2`: MLP ``3072 -> n -> n -> 1`` (ReLU, no biases), full-batch gradient descent on
   200 samples of two classes with +-1 targets and loss ``0.5 * mean((f - y)^2)``, under the muP and
   NTP constants of Appendix A. Per width: relative feature change of h2 (Eq. 23), relative change of
-  W2 in spectral and Frobenius norm, final-layer alignment (Eq. 24); log-log slopes against width
-  compared with the predictions (muP 0, NTP -1/2; Frobenius -1/2 and -1).
+  W2 in spectral and Frobenius norm, final-layer alignment (Eq. 24); log-log slopes against width,
+  fitted over every measured width (from 16), compared with the predictions (muP 0, NTP -1/2;
+  Frobenius -1/2 and -1), plus a fit ``a + b / n`` of each curve (its finite-width correction).
 * :func:`run_fig1`: MLP ``3072 -> 300 -> 300 -> 10`` (ReLU and tanh), one gradient step on a batch
   of size B; stable rank of Delta W2 and its alignment with the batch's inputs, against B.
 * :func:`run_lr_sweep`: final training loss of the Fig. 2 MLP against the global learning rate,
@@ -31,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import operator
 import os
 import time
 from dataclasses import dataclass
@@ -58,6 +60,7 @@ __all__ = [
     "run_fig2",
     "FIG2_PREDICTED",
     "FIG2_ACCEPTANCE",
+    "FIG2_DIAGNOSTICS",
     "Fig1Result",
     "run_fig1",
     "LRSweepResult",
@@ -71,10 +74,15 @@ PathLike = Union[str, "os.PathLike[str]"]
 DIGITS_PATH = Path(__file__).resolve().parent.parent / "models_zoo" / "data" / "digits.npz"
 
 FIG2_QUANTITIES = ("feature_change", "spectral_change", "alignment", "frobenius_change")
+# Fitted and tabulated but not plotted: Eq. 23 with the norms pooled over the batch (a check that
+# the bend at small widths is not an artefact of averaging per-sample ratios).
+FIG2_DIAGNOSTICS = ("feature_change_pooled",)
 # Predicted log-log slopes against width (Sections 5.3 and 6; Table 1 for the Frobenius column).
 FIG2_PREDICTED: dict[str, dict[str, float]] = {
-    "mup": {"feature_change": 0.0, "spectral_change": 0.0, "alignment": 0.0, "frobenius_change": -0.5},
-    "ntp": {"feature_change": -0.5, "spectral_change": -0.5, "alignment": -0.5, "frobenius_change": -1.0},
+    "mup": {"feature_change": 0.0, "spectral_change": 0.0, "alignment": 0.0, "frobenius_change": -0.5,
+            "feature_change_pooled": 0.0},
+    "ntp": {"feature_change": -0.5, "spectral_change": -0.5, "alignment": -0.5, "frobenius_change": -1.0,
+            "feature_change_pooled": -0.5},
 }
 # The quantities whose slopes the reproduction must match within the tolerance.
 FIG2_ACCEPTANCE = ("feature_change", "spectral_change")
@@ -109,9 +117,19 @@ def digits_features(images: Tensor, size: int = 32, channels: int = 3) -> Tensor
     return (x - x.mean()) / x.std()
 
 
+ClassSpec = Union[int, Sequence[int]]
+
+
+def _class_group(c: ClassSpec) -> tuple[int, ...]:
+    """One class (any integer, NumPy's too) or a group of classes, as a tuple of ints."""
+    if hasattr(c, "__index__") and not hasattr(c, "__len__"):
+        return (operator.index(c),)
+    return tuple(operator.index(v) for v in c)
+
+
 def binary_digits(
     n: int = 200,
-    classes: tuple[int, int] = (0, 1),
+    classes: tuple[ClassSpec, ClassSpec] = (0, 1),
     seed: int = 0,
     *,
     size: int = 32,
@@ -119,15 +137,22 @@ def binary_digits(
     path: Optional[PathLike] = None,
 ) -> tuple[Tensor, Tensor]:
     """``n`` random samples (seeded) of two digit classes: features ``(n, 3072)``, targets -1 / +1
-    (first class -1). The stand-in for the paper's 200 CIFAR-10 airplanes and automobiles."""
+    (first class -1). The stand-in for the paper's 200 CIFAR-10 airplanes and automobiles (CIFAR's
+    classes 0 and 1; the default takes the digits' classes 0 and 1). Each side of ``classes`` may
+    also be a group of digits, e.g. ``((0, 1, 2, 3, 4), (5, 6, 7, 8, 9))``."""
     images, target = load_digits(path)
-    idx = torch.nonzero((target == classes[0]) | (target == classes[1])).squeeze(1)
+    neg, pos = _class_group(classes[0]), _class_group(classes[1])
+    if set(neg) & set(pos):
+        raise ValueError(f"classes {classes} overlap")
+    is_neg = torch.isin(target, torch.tensor(neg, dtype=target.dtype))
+    is_pos = torch.isin(target, torch.tensor(pos, dtype=target.dtype))
+    idx = torch.nonzero(is_neg | is_pos).squeeze(1)
     if n > len(idx):
         raise ValueError(f"only {len(idx)} samples of classes {classes}, asked for {n}")
     g = torch.Generator().manual_seed(seed)
     idx = idx[torch.randperm(len(idx), generator=g)[:n]]
     x = digits_features(images[idx], size, channels)
-    y = torch.where(target[idx] == classes[0], -1.0, 1.0)
+    y = torch.where(is_neg[idx], -1.0, 1.0)
     return x, y
 
 
@@ -206,11 +231,16 @@ def train_mlp_gd(
 
 @torch.no_grad()
 def fig2_measure(x: Tensor, W0: Sequence[Tensor], W: Sequence[Tensor]) -> dict[str, float]:
-    """The four Fig. 2 quantities between initial weights ``W0`` and final weights ``W`` (3 layers)."""
+    """The four Fig. 2 quantities between initial weights ``W0`` and final weights ``W`` (3 layers).
+
+    ``feature_change`` is Eq. 23 as printed: the mean over samples of ``|h2 - h2^0| / |h2^0|``
+    (pre-activations). ``feature_change_pooled`` (``|H2 - H2^0|_F / |H2^0|_F`` over the batch) and
+    ``alignment_init`` (Eq. 24 at init) are extra diagnostics, not plotted in the paper."""
     h0 = _mlp_forward(x, W0, F.relu)
     h = _mlp_forward(x, W, F.relu)
     h2_0, h2 = h0[1], h[1]
-    feat = ((h2 - h2_0).norm(dim=1) / h2_0.norm(dim=1)).mean()
+    feat = ((h2 - h2_0).norm(dim=1) / h2_0.norm(dim=1)).mean()  # Eq. 23: per-sample ratio, then mean
+    feat_pooled = (h2 - h2_0).norm() / h2_0.norm()  # ratio of norms over the batch (diagnostic only)
     D = W[1] - W0[1]
     spec = spectral_norm(D) / spectral_norm(W0[1])
     frob = D.norm() / W0[1].norm()
@@ -222,6 +252,7 @@ def fig2_measure(x: Tensor, W0: Sequence[Tensor], W: Sequence[Tensor]) -> dict[s
         "alignment": float(align),
         "frobenius_change": float(frob),
         "alignment_init": float(align0),
+        "feature_change_pooled": float(feat_pooled),
     }
 
 
@@ -269,10 +300,13 @@ def _fit_to_json(f: SlopeFit) -> dict[str, Any]:
 class Fig2Result:
     """Result of :func:`run_fig2`. ``raw[param][quantity][seed_index][width_index]``; ``mean`` / ``std``
     over seeds per width; ``slopes[param][quantity]`` fits the log of the seed mean against log width
-    over ``fit_widths`` (all widths unless ``run_fig2(fit_from=...)`` left the narrowest out);
-    ``slopes_all`` fits every width; ``seed_slopes`` fits each seed separately over ``fit_widths`` (its
-    spread shows the noise); ``passed`` is whether every acceptance quantity's ``slopes`` entry is
-    within ``tol`` of its prediction for every parametrization."""
+    over ``fit_widths`` (every measured width by default; ``run_fig2(fit_from=...)`` can leave the
+    narrowest out); ``slopes_all`` fits every width; ``slopes_wide`` fits widths ``>= wide_from``
+    only (a diagnostic of where the curve bends, never the acceptance); ``seed_slopes`` fits each
+    seed separately over ``fit_widths`` (its spread shows the noise); ``inverse_width_fit[param][q]``
+    is the least-squares ``(a, b)`` of ``mean = a + b / n`` over all widths (``a``: the wide limit,
+    ``b / n``: the finite-width correction); ``passed`` is whether every acceptance quantity's
+    ``slopes`` entry is within ``tol`` of its prediction for every parametrization."""
 
     widths: list[int]
     params: list[str]
@@ -294,6 +328,9 @@ class Fig2Result:
     acceptance: tuple[str, ...]
     seconds: float
     project_input: bool = True
+    slopes_wide: Optional[dict[str, dict[str, SlopeFit]]] = None
+    wide_from: Optional[int] = None
+    inverse_width_fit: Optional[dict[str, dict[str, tuple[float, float]]]] = None
 
     @property
     def deviations(self) -> dict[str, dict[str, float]]:
@@ -305,23 +342,32 @@ class Fig2Result:
                    if q in self.predicted.get(p, {}))
 
     def table(self) -> str:
-        """Markdown table of measured vs predicted slopes."""
+        """Markdown table of measured vs predicted slopes (plus, when they differ from the fit range,
+        the slopes over all widths and over the wide widths only)."""
         fw = f"{self.fit_widths[0]}–{self.fit_widths[-1]}"
         aw = f"{self.widths[0]}–{self.widths[-1]}"
-        extra = fw != aw
+        cols: list[tuple[str, dict[str, dict[str, SlopeFit]]]] = []
+        if fw != aw:
+            cols.append((f"slope ({aw})", self.slopes_all))
+        if self.slopes_wide is not None and self.wide_from is not None:
+            ww = [w for w in self.widths if w >= self.wide_from]
+            if ww and f"{ww[0]}–{ww[-1]}" != fw:
+                cols.append((f"slope ({ww[0]}–{ww[-1]}, diagnostic)", self.slopes_wide))
         head = f"| parametrization | quantity | slope ({fw}) | predicted | deviation | seed-slope std |"
-        lines = [head + (f" slope ({aw}) |" if extra else ""), "|---|---|---|---|---|---|" + ("---|" if extra else "")]
+        head += "".join(f" {c} |" for c, _ in cols)
+        lines = [head, "|---|---|---|---|---|---|" + "---|" * len(cols)]
         for p in self.params:
-            for q in FIG2_QUANTITIES:
+            for q in FIG2_QUANTITIES + FIG2_DIAGNOSTICS:
+                if q not in self.slopes[p]:
+                    continue
                 f = self.slopes[p][q]
                 pr = self.predicted[p][q]
                 ss = self.seed_slopes[p][q]
                 m = sum(ss) / len(ss)
                 sd = math.sqrt(sum((s - m) ** 2 for s in ss) / len(ss))
-                flag = " (acceptance)" if q in self.acceptance else ""
+                flag = " (acceptance)" if q in self.acceptance else (" (diagnostic)" if q in FIG2_DIAGNOSTICS else "")
                 row = f"| {p} | {q}{flag} | {f.slope:+.3f} | {pr:+.2f} | {f.slope - pr:+.3f} | {sd:.3f} |"
-                if extra:
-                    row += f" {self.slopes_all[p][q].slope:+.3f} |"
+                row += "".join(f" {d[p][q].slope:+.3f} |" for _, d in cols)
                 lines.append(row)
         return "\n".join(lines)
 
@@ -344,6 +390,11 @@ class Fig2Result:
             "fit_widths": self.fit_widths,
             "slopes": {p: {q: _fit_to_json(f) for q, f in d.items()} for p, d in self.slopes.items()},
             "slopes_all": {p: {q: _fit_to_json(f) for q, f in d.items()} for p, d in self.slopes_all.items()},
+            "wide_from": self.wide_from,
+            "slopes_wide": None if self.slopes_wide is None else
+            {p: {q: _fit_to_json(f) for q, f in d.items()} for p, d in self.slopes_wide.items()},
+            "inverse_width_fit": None if self.inverse_width_fit is None else
+            {p: {q: {"a": ab[0], "b": ab[1]} for q, ab in d.items()} for p, d in self.inverse_width_fit.items()},
             "seed_slopes": self.seed_slopes,
             "predicted": self.predicted,
             "deviations": self.deviations,
@@ -371,17 +422,27 @@ def _write_result(result, out_dir: PathLike, name: str, plot_fn) -> dict[str, st
         paths["png"] = plot_fn(result, os.path.join(out_dir, f"{name}.png"))
     return paths
 
+def _inverse_width_fit(widths: Sequence[int], values: Sequence[float]) -> tuple[float, float]:
+    """Least-squares ``(a, b)`` of ``values = a + b / width``."""
+    u = [1.0 / w for w in widths]
+    mu, mv = sum(u) / len(u), sum(values) / len(values)
+    suu = sum((x - mu) ** 2 for x in u)
+    b = sum((x - mu) * (v - mv) for x, v in zip(u, values)) / suu if suu > 0 else 0.0
+    return mv - b * mu, b
+
+
 def run_fig2(
     widths: Sequence[int] = (16, 32, 64, 128, 256, 512, 1024),
     *,
     steps: int = 4000,
-    seeds: Sequence[int] = (0, 1, 2, 3, 4),
+    seeds: Sequence[int] = tuple(range(10)),
     params: Sequence[str] = ("mup", "ntp"),
     eta: float = 0.1,
     n_samples: int = 200,
-    classes: tuple[int, int] = (0, 1),
+    classes: tuple[ClassSpec, ClassSpec] = (0, 1),
     tol: float = 0.1,
-    fit_from: Optional[int] = 64,
+    fit_from: Optional[int] = None,
+    wide_from: Optional[int] = 64,
     project_input: bool = True,
     data_path: Optional[PathLike] = None,
     out_dir: Optional[PathLike] = None,
@@ -389,12 +450,18 @@ def run_fig2(
 ) -> Fig2Result:
     """Reproduce Fig. 2: for each seed (data subset and init), parametrization and width, train the
     MLP for ``steps`` full-batch GD steps and measure the four quantities; fit slopes of the seed
-    means against width (only widths >= ``fit_from`` when given; the narrower ones are still
-    measured, plotted and fitted in ``slopes_all``). With ``out_dir`` also writes ``fig2.json`` and
-    ``fig2.png``."""
+    means against width. The acceptance fit covers every measured width unless ``fit_from`` leaves
+    the narrower ones out (then they are still measured, plotted and fitted in ``slopes_all``);
+    ``wide_from`` adds a diagnostic fit over widths ``>= wide_from`` (``slopes_wide``).
+
+    Defaults follow Appendix A where the CPU allows: classes 0 and 1 (CIFAR-10's classes 0 and 1
+    are the paper's airplane and automobile), 200 samples, eta = 0.1, 10 seeds (trials), widths
+    from 16; 4000 steps instead of 10^4 (every width is below the paper's 0.01 training loss on
+    average by then), widths up to 1024 instead of 4096. With ``out_dir`` also writes ``fig2.json``
+    and ``fig2.png``."""
     t0 = time.perf_counter()
     widths = [int(w) for w in widths]
-    quantities = FIG2_QUANTITIES + ("alignment_init", "final_loss")
+    quantities = FIG2_QUANTITIES + FIG2_DIAGNOSTICS + ("alignment_init", "final_loss")
     raw: dict[str, dict[str, list[list[float]]]] = {p: {q: [] for q in quantities} for p in params}
     n0 = 0
     for s in seeds:
@@ -420,19 +487,27 @@ def run_fig2(
     if len(keep) < 2:
         raise ValueError(f"fit_from={fit_from} leaves fewer than two widths to fit")
     fit_widths = [widths[i] for i in keep]
+    wide = [i for i, w in enumerate(widths) if wide_from is not None and w >= wide_from]
+    slopes_wide: Optional[dict[str, dict[str, SlopeFit]]] = {p: {} for p in params} if len(wide) >= 2 else None
+    inv_fit: dict[str, dict[str, tuple[float, float]]] = {p: {} for p in params}
     for p in params:
         for q in quantities:
             mean[p][q], std[p][q] = _mean_std(raw[p][q])
-        for q in FIG2_QUANTITIES:
+        for q in FIG2_QUANTITIES + FIG2_DIAGNOSTICS:
             slopes[p][q] = fit_slope(fit_widths, [mean[p][q][i] for i in keep])
             slopes_all[p][q] = fit_slope(widths, mean[p][q])
             seed_slopes[p][q] = [fit_slope(fit_widths, [row[i] for i in keep]).slope for row in raw[p][q]]
+            if slopes_wide is not None:
+                slopes_wide[p][q] = fit_slope([widths[i] for i in wide], [mean[p][q][i] for i in wide])
+            inv_fit[p][q] = _inverse_width_fit(widths, mean[p][q])
     res = Fig2Result(
         widths=widths, params=list(params), seeds=list(seeds), steps=steps, eta=eta, n0=n0,
         n_samples=n_samples, classes=tuple(classes), raw=raw, mean=mean, std=std, slopes=slopes,
         slopes_all=slopes_all, fit_widths=fit_widths, seed_slopes=seed_slopes,
         predicted={p: dict(FIG2_PREDICTED[p]) for p in params if p in FIG2_PREDICTED},
         tol=tol, acceptance=FIG2_ACCEPTANCE, seconds=time.perf_counter() - t0, project_input=project_input,
+        slopes_wide=slopes_wide, wide_from=wide_from if slopes_wide is not None else None,
+        inverse_width_fit=inv_fit,
     )
     if out_dir is not None:
         res.write(out_dir)
@@ -734,10 +809,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     f2 = sub.add_parser("fig2", help="Fig. 2: muP vs NTP spectral quantities against width")
     f2.add_argument("--widths", type=int, nargs="+", default=[16, 32, 64, 128, 256, 512, 1024])
     f2.add_argument("--steps", type=int, default=4000)
-    f2.add_argument("--seeds", type=int, default=5, help="number of seeds (0..N-1)")
+    f2.add_argument("--seeds", type=int, default=10, help="number of seeds (0..N-1); the paper used 10")
     f2.add_argument("--eta", type=float, default=0.1)
     f2.add_argument("--tol", type=float, default=0.1)
-    f2.add_argument("--fit-from", type=int, default=64, help="fit slopes on widths >= this only (0: all)")
+    f2.add_argument("--classes", nargs=2, default=["0", "1"], metavar=("NEG", "POS"),
+                    help="the two classes (targets -1, +1); a comma list makes a group, e.g. 0,1,2,3,4 5,6,7,8,9")
+    f2.add_argument("--fit-from", type=int, default=0,
+                    help="fit the acceptance slopes on widths >= this only (default 0: every width)")
+    f2.add_argument("--wide-from", type=int, default=64, help="diagnostic fit on widths >= this (0: none)")
+    f2.add_argument("--name", default="fig2", help="output file stem (NAME.json, NAME.png)")
     f2.add_argument("--no-project", action="store_true", help="train the full 3072-wide first layer")
     f1 = sub.add_parser("fig1", help="Fig. 1: stable rank and alignment of one update against batch size")
     f1.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024])
@@ -761,9 +841,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
     if a.cmd == "fig2":
-        res = run_fig2(a.widths, steps=a.steps, seeds=range(a.seeds), eta=a.eta, tol=a.tol,
-                       fit_from=a.fit_from or None, project_input=not a.no_project, data_path=a.data, progress=True)
-        paths = res.write(a.out)
+        classes = tuple(tuple(int(v) for v in c.split(",")) if "," in c else int(c) for c in a.classes)
+        res = run_fig2(a.widths, steps=a.steps, seeds=range(a.seeds), eta=a.eta, tol=a.tol, classes=classes,
+                       fit_from=a.fit_from or None, wide_from=a.wide_from or None,
+                       project_input=not a.no_project, data_path=a.data, progress=True)
+        paths = res.write(a.out, a.name)
         print(res.table())
         print(f"passed (±{res.tol}) : {res.passed}; {res.seconds:.0f} s; wrote {paths}")
         return 0 if res.passed else 1

@@ -42,6 +42,13 @@ def test_binary_digits():
     assert torch.allclose(xp @ V.T, x, atol=1e-4)
     with pytest.raises(ValueError):
         binary_digits(1000)
+    # a side may be a group of digits; the default pair is unchanged by that option
+    xg, yg = binary_digits(200, ((0, 1, 2, 3, 4), (5, 6, 7, 8, 9)), seed=0)
+    assert xg.shape == (200, 3072) and 60 < int((yg > 0).sum()) < 140
+    x3, y3 = binary_digits(200, ((0,), [1]), seed=0)
+    assert torch.equal(x3, x) and torch.equal(y3, y)
+    with pytest.raises(ValueError):
+        binary_digits(100, ((0, 1), (1, 2)))
     with pytest.raises(FileNotFoundError):
         load_digits("/nonexistent/digits.npz")
 
@@ -81,18 +88,45 @@ def test_input_projection_is_exact():
         assert m_full[q] == pytest.approx(m_proj[q], rel=1e-6), q
 
 
-def _check_slopes(res, tol):
+def _check_slopes(res, tol, skip=()):
     for p in ("mup", "ntp"):
         for q in ("feature_change", "spectral_change"):
+            if (p, q) in skip:
+                continue
             dev = res.slopes[p][q].slope - FIG2_PREDICTED[p][q]
             assert abs(dev) <= tol, (p, q, res.slopes[p][q].slope)
 
 
+def _inverse_width_model_slope(res, p, q):
+    """Slope over ``res.widths`` of the fitted ``a + b / n`` (the finite-width model of the means)."""
+    from sptrace.slopes import fit_slope
+
+    a, b = res.inverse_width_fit[p][q]
+    return fit_slope(res.widths, [a + b / w for w in res.widths]).slope
+
+
 def test_fig2_fast(tmp_path):
-    """Widths 64..512, 300 steps, 3 seeds: slopes within ±0.1 of the predictions (μP 0, NTP -1/2)."""
-    res = run_fig2((64, 128, 256, 512), steps=300, seeds=(0, 1, 2), tol=0.1)
-    _check_slopes(res, 0.1)
-    assert res.passed
+    """Widths 16..512, 300 steps, 3 seeds, slopes fitted over every width (docs/measurements.md).
+
+    What holds already at this cost: the spectral change of W2 (μP flat, NTP -1/2), the Frobenius
+    change and the alignment point the predicted way, and μP's feature change is flat from width
+    64 on. Over the full range μP's feature change carries the finite-width bend documented in
+    docs/measurements.md (mean ≈ a + b/n with b > 0: larger at 16 and 32), and 300 steps leave
+    NTP undertrained, so neither feature-change slope is asserted to ±0.1 from 16 here; the slow
+    test checks the documented run."""
+    res = run_fig2((16, 32, 64, 128, 256, 512), steps=300, seeds=(0, 1, 2), tol=0.1)
+    assert res.fit_widths == res.widths == [16, 32, 64, 128, 256, 512]
+    assert res.wide_from == 64
+    _check_slopes(res, 0.1, skip={("mup", "feature_change"), ("ntp", "feature_change")})
+    assert abs(res.slopes_wide["mup"]["feature_change"].slope) <= 0.1
+    # the bend: larger at the narrow widths, a positive 1/n correction, still far from NTP's -1/2
+    mup_feat = res.mean["mup"]["feature_change"]
+    assert mup_feat[0] > mup_feat[2] > 0
+    assert res.inverse_width_fit["mup"]["feature_change"][1] > 0
+    assert -0.35 < res.slopes["mup"]["feature_change"].slope < 0
+    assert res.slopes["ntp"]["feature_change"].slope < -0.4
+    assert res.passed == all(abs(d) <= 0.1 for p in res.params for q, d in res.deviations[p].items()
+                             if q in res.acceptance)
     # the other two panels point the right way
     assert abs(res.slopes["mup"]["alignment"].slope) < 0.15
     assert res.slopes["ntp"]["alignment"].slope < -0.3
@@ -101,26 +135,50 @@ def test_fig2_fast(tmp_path):
     # alignment of the final layer at init is ~1/sqrt(n) under both (Sec. 6)
     assert res.mean["mup"]["alignment_init"][-1] < 0.25
     d = json.loads(json.dumps(res.to_dict()))
-    assert d["passed"] is True and d["steps"] == 300
-    assert "| mup | feature_change" in res.table()
+    assert d["steps"] == 300 and d["fit_widths"][0] == 16 and "feature_change_pooled" in d["slopes"]["mup"]
+    assert set(d["inverse_width_fit"]["mup"]["feature_change"]) == {"a", "b"}
+    table = res.table()
+    assert "| mup | feature_change (acceptance)" in table and "slope (64–512, diagnostic)" in table
     pytest.importorskip("matplotlib")
     paths = res.write(tmp_path)
     assert (tmp_path / "fig2.json").exists() and (tmp_path / "fig2.png").stat().st_size > 10_000
     assert paths["png"].endswith("fig2.png")
 
 
+def test_fig2_cli_classes(tmp_path, capsys):
+    """`--classes` takes digit groups; `--name` names the outputs; the fit covers every width."""
+    rc = main(["fig2", "--widths", "16", "32", "--steps", "3", "--seeds", "1", "--classes", "0,1,2,3,4",
+               "5,6,7,8,9", "--name", "grp", "--out", str(tmp_path)])
+    assert rc in (0, 1)
+    d = json.loads((tmp_path / "grp.json").read_text())
+    assert d["classes"] == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]] and d["fit_widths"] == [16, 32]
+    assert "| ntp | spectral_change (acceptance)" in capsys.readouterr().out
+
+
 @pytest.mark.slow
 def test_fig2_full():
-    """The documented reproduction (docs/measurements.md): widths 16..1024, 4000 steps, 5 seeds,
-    slopes fitted on widths 64..1024 within ±0.1; every width trains below 0.01 loss on average.
-    About 20 minutes on one CPU thread."""
-    res = run_fig2((16, 32, 64, 128, 256, 512, 1024), steps=4000, seeds=(0, 1, 2, 3, 4), tol=0.1, fit_from=64)
-    _check_slopes(res, 0.1)
-    assert res.passed
+    """The documented reproduction (docs/measurements.md "Fig. 2"): widths 16..1024, 4000 steps,
+    10 seeds, digits 0 vs 1, slopes fitted over every width. Every width trains below 0.01 loss on
+    average. Asserted over the full range 16..1024: μP spectral change 0 and NTP feature and
+    spectral change -1/2 (±0.1), the alignment and Frobenius panels (±0.1). μP's feature change is
+    flat (±0.1) from width 64 on; over 16..1024 its mean follows a + b/n (b > 0, within 10% at
+    every width) and its slope is the slope of that finite-width model (±0.05), which the paper's
+    Θ(1) prediction does not include: see the docs for why the full-range value misses ±0.1.
+    2268 s measured on one CPU thread of the loaded shared machine."""
+    res = run_fig2((16, 32, 64, 128, 256, 512, 1024), steps=4000, seeds=tuple(range(10)), tol=0.1)
+    assert res.fit_widths == res.widths
+    _check_slopes(res, 0.1, skip={("mup", "feature_change")})
     for p in ("mup", "ntp"):
         assert max(res.mean[p]["final_loss"]) < 0.01
-        assert abs(res.slopes[p]["frobenius_change"].slope - FIG2_PREDICTED[p]["frobenius_change"]) < 0.1
-        assert abs(res.slopes[p]["alignment"].slope - FIG2_PREDICTED[p]["alignment"]) < 0.1
+        for q in ("frobenius_change", "alignment"):
+            assert abs(res.slopes[p][q].slope - FIG2_PREDICTED[p][q]) < 0.1, (p, q)
+    assert abs(res.slopes_wide["mup"]["feature_change"].slope) <= 0.1
+    a, b = res.inverse_width_fit["mup"]["feature_change"]
+    assert a > 0 and b > 0
+    for w, m in zip(res.widths, res.mean["mup"]["feature_change"]):
+        assert abs(a + b / w - m) <= 0.1 * m, (w, m, a + b / w)
+    model = _inverse_width_model_slope(res, "mup", "feature_change")
+    assert abs(res.slopes["mup"]["feature_change"].slope - model) <= 0.05
 
 
 def test_fig1_fast(tmp_path):
