@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import operator
+import warnings
 from dataclasses import dataclass
 from typing import Optional
 
@@ -118,8 +119,11 @@ def _lean_export():
 def _capture_export(model, args, kwargs) -> CapturedGraph:
     from torch.export.graph_signature import InputKind, OutputKind
 
-    with _lean_export():
+    with _lean_export(), warnings.catch_warnings():
+        # RNN modules re-point their _flat_weights during export, which export undoes afterwards
+        warnings.filterwarnings("ignore", message="The tensor attributes .* were assigned during export")
         ep = torch.export.export(_TensorOutputs(model), tuple(args), kwargs=dict(kwargs), strict=False)
+        ep = _decompose_recurrent(ep)
     sig = ep.graph_signature
     unwrap = lambda target: target[len("model."):]  # noqa: E731
     params, buffers, inputs = {}, {}, []
@@ -143,6 +147,19 @@ def _capture_export(model, args, kwargs) -> CapturedGraph:
     # only the graph is kept: no stage reads the ExportedProgram, and keeping it would keep its
     # state_dict (every parameter) and its other objects alive as long as the trace
     return CapturedGraph(ep.graph, "export", {}, params, buffers, inputs, outputs)
+
+
+def _decompose_recurrent(ep):
+    """``aten.lstm`` / ``gru`` / ``rnn_*`` take every weight in one list argument: decompose them
+    (torch's own decompositions) into the linear ops and gate arithmetic the later stages read."""
+    from torch._decomp import decomposition_table
+
+    aten = torch.ops.aten
+    recurrent = (aten.lstm.input, aten.gru.input, aten.rnn_tanh.input, aten.rnn_relu.input)
+    table = {op: decomposition_table[op] for op in recurrent if op in decomposition_table}
+    if not any(node.target in table for node in ep.graph.nodes):
+        return ep
+    return ep.run_decompositions(table)
 
 
 def _unwrap_path(path: str) -> str:
@@ -248,8 +265,9 @@ def _capture_eager(model, args, kwargs) -> CapturedGraph:
     ]
     try:
         # grad stays enabled: under no_grad PyTorch takes fused inference paths
-        # (_transformer_encoder_layer_fwd) that hide the parameters' uses
-        with torch.enable_grad(), recorder:
+        # (_transformer_encoder_layer_fwd) that hide the parameters' uses; so do oneDNN's and
+        # cuDNN's fused recurrent kernels (mkldnn_rnn_layer, _cudnn_rnn), off for this one forward
+        with torch.enable_grad(), _no_fused_backends(), recorder:
             out = model(*args, **kwargs)
     finally:
         for h in handles:
@@ -259,6 +277,13 @@ def _capture_eager(model, args, kwargs) -> CapturedGraph:
     graph.output(tuple(out_nodes))
     outputs = [n.name for n in out_nodes]
     return CapturedGraph(graph, "eager", {}, params, buffers, inputs, outputs)
+
+
+def _no_fused_backends():
+    stack = contextlib.ExitStack()
+    stack.enter_context(torch.backends.mkldnn.flags(enabled=False))
+    stack.enter_context(torch.backends.cudnn.flags(enabled=False))
+    return stack
 
 
 def _restore_buffers(model, saved):

@@ -273,6 +273,18 @@ def _elementwise(node, name, args, ax, shapes, out, out_shape):
         _broadcast_ties(out_key, out_shape, _tensor_inputs(node, shapes), ax)
 
 
+def _prelu(node, name, args, ax, shapes, out, out_shape):
+    """prelu(x, weight): one slope per channel, the weight's axis 0 is the input's axis 1."""
+    ax.category = "elementwise"
+    src, weight = value_key(node.args[0]), value_key(node.args[1])
+    src_shape, weight_shape = shapes.get(src), shapes.get(weight)
+    if src_shape is None or out_shape is None:
+        return
+    _broadcast_ties(out, out_shape, [(src, src_shape)], ax)
+    if weight_shape and weight_shape[0] > 1 and len(out_shape) >= 2:
+        ax.same.append(((weight, 0), (out, 1)))
+
+
 def _reshape(node, name, args, ax, shapes, out, out_shape):
     ax.category = "passthrough"
     src = value_key(node.args[0])
@@ -651,6 +663,8 @@ _BUILDERS = {
     "index_select": _index,
     "gather": _index,
     "one_hot": _one_hot,
+    "prelu": _prelu,
+    "_prelu_kernel": _prelu,
 }
 _FAMILIES = [
     (ELEMENTWISE_BINARY | ELEMENTWISE_UNARY, _elementwise),

@@ -23,7 +23,7 @@ from .types import ParamUse, Role, Space
 AxisMap = list[frozenset]  # per axis of a value: {(param node, param axis), ...}
 
 ADDITIVE = {"add", "sub", "rsub"}
-MULTIPLICATIVE = {"mul", "div", "true_divide"}
+MULTIPLICATIVE = {"mul", "div", "true_divide", "prelu", "_prelu_kernel"}
 # self + value * tensor1 (* or /) tensor2 (ConvNeXt-V2's GlobalResponseNorm: addcmul(bias, weight, x)):
 # the argument ``self`` is added, ``tensor1`` and ``tensor2`` multiply each other
 ADD_PRODUCT = {"addcmul": "self", "addcdiv": "self"}
@@ -119,7 +119,9 @@ class _UseWalker:
         if node.target is operator.getitem and isinstance(node.args[0], fx.Node):
             inputs = [f"{node.args[0].name}.{node.args[1]}"]
         derived_inputs = [k for k in inputs if k in self.derived]
-        is_activation = any(k in self.activation for k in inputs) or (not derived_inputs and self._is_index(node.name))
+        # data: computed from an input, an index, or made from nothing (an RNN's zero initial state)
+        is_activation = any(k in self.activation for k in inputs) or (
+            not derived_inputs and (self._is_index(node.name) or not inputs))
         if is_activation:
             for key in self._output_keys(node) + [node.name]:
                 self.activation.add(key)

@@ -795,3 +795,43 @@ def test_tiny_vit(route, mode):
     tr = run_trace(model, base, mode, route, images())
     assert_table(tr, model, tiny_vit_table())
     assert tr["cls_token"].uses[0].op == "cat", tr["cls_token"].uses
+
+
+class Recurrent(nn.Module):
+    """torch's own recurrent layers (aten.lstm / gru / rnn_tanh take every weight in one list: the
+    capture decomposes them) and PReLU's per-channel slope, on token ids."""
+
+    def __init__(self, width=32, vocab=11):
+        super().__init__()
+        self.emb = nn.Embedding(vocab, width)
+        self.lstm = nn.LSTM(width, width, batch_first=True)
+        self.gru = nn.GRU(width, 2 * width, num_layers=2, batch_first=True)
+        self.rnn = nn.RNN(2 * width, width, batch_first=True)
+        self.act = nn.PReLU(width)
+        self.head = nn.Linear(width, vocab)
+
+    def forward(self, ids):
+        h = self.rnn(self.gru(self.lstm(self.emb(ids))[0])[0])[0]  # (B, T, width)
+        return self.head(self.act(h.transpose(1, 2)).transpose(1, 2))  # PReLU slopes on axis 1
+
+
+def recurrent_table(w=32):
+    """Each gate stack is one dense operator: weight_ih (gates*out, in), weight_hh (gates*out, out)."""
+    table = {"emb.weight": embedding(11, w), "act.weight": gain(w), "head.weight": readout_linear(11, w),
+             "head.bias": fixed_bias(11)}
+    for prefix, gates, n_in, n_out in (("lstm.", 4, w, w), ("gru.", 3, w, 2 * w), ("rnn.", 1, 2 * w, w)):
+        layers = [(n_in, n_out)] + ([(n_out, n_out)] if prefix == "gru." else [])
+        for layer, (fan_in, out) in enumerate(layers):
+            table[f"{prefix}weight_ih_l{layer}"] = hidden_linear(gates * out, fan_in)
+            table[f"{prefix}weight_hh_l{layer}"] = hidden_linear(gates * out, out)
+            table[f"{prefix}bias_ih_l{layer}"] = bias(gates * out)
+            table[f"{prefix}bias_hh_l{layer}"] = bias(gates * out)
+    return table
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("route", ROUTES)
+def test_recurrent_layers_and_prelu(route, mode):
+    model, base = seeded(Recurrent), seeded(Recurrent, width=16)
+    tr = run_trace(model, base, mode, route, torch.randint(0, 11, (B, T), generator=torch.Generator().manual_seed(6)))
+    assert_table(tr, model, recurrent_table())

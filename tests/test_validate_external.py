@@ -1,5 +1,5 @@
 """Coord checks on external models sptrace was not written for (HF GPT-2 tied and untied, Llama,
-HF ViT), on the zoo's real data, under every optimizer family: sptrace keeps every slope within
+HF ViT, torch's LSTM and GRU), on the zoo's real data, under every optimizer family: sptrace keeps every slope within
 ±0.25 (widths 64..512, 3 init seeds averaged, readouts zero-initialised: validate's defaults), the
 library default (standard parametrization, one lr) does not. timm and torchvision models are in
 tests/test_validate_vision_external.py (they need a torchvision that matches the installed torch)."""
@@ -42,7 +42,22 @@ def vit(width):
     return transformers.ViTForImageClassification(cfg)
 
 
+class RecurrentLM(torch.nn.Module):
+    """torch's own LSTM and GRU layers (their weights reach the graph through one list argument)."""
+
+    def __init__(self, width):
+        super().__init__()
+        self.emb = torch.nn.Embedding(77, width)
+        self.lstm = torch.nn.LSTM(width, width, batch_first=True)
+        self.gru = torch.nn.GRU(width, width, batch_first=True)
+        self.head = torch.nn.Linear(width, 77)
+
+    def forward(self, ids):
+        return self.head(self.gru(self.lstm(self.emb(ids))[0])[0])
+
+
 MODELS = {
+    "lstm-gru": (RecurrentLM, "gpt"),
     "gpt2-tied": (lambda w: gpt2(w, True), "gpt"),
     "gpt2-untied": (lambda w: gpt2(w, False), "gpt"),
     "llama": (llama, "gpt"),
@@ -72,7 +87,8 @@ def check(name, parametrization, optimizer="adam", steps=3, batch_size=8, n_seed
         return model
 
     cc = coord_check(make_model, lambda m: optimizers.pop(id(m)), batches,
-                     lambda out, y: spec.loss(out.logits, y), WIDTHS, steps=steps, params=False, n_seeds=n_seeds)
+                     lambda out, y: spec.loss(getattr(out, "logits", out), y), WIDTHS, steps=steps, params=False,
+                     n_seeds=n_seeds)
     return cc.verdict(tol=0.25, quantities=["rms@0", f"delta_rms@{steps}"], allow_shrink=["rms@0"])
 
 
