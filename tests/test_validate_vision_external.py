@@ -144,7 +144,7 @@ MODELS = {
     "timm-convnext-v2": ("timm", timm_convnext_v2, (16, 32, 64, 128)),
     "timm-mixer": ("timm", timm_mixer, (16, 32, 64, 128)),
     "timm-resnet": ("timm", timm_resnet, (16, 32, 64, 128)),
-    "timm-convmixer": ("timm", timm_convmixer, (16, 32, 64, 128)),
+    "timm-convmixer": ("timm", timm_convmixer, (32, 64, 128, 256)),  # at width 16 SGD is pre-asymptotic (docs)
 }
 
 
