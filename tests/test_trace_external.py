@@ -835,3 +835,27 @@ def test_recurrent_layers_and_prelu(route, mode):
     model, base = seeded(Recurrent), seeded(Recurrent, width=16)
     tr = run_trace(model, base, mode, route, torch.randint(0, 11, (B, T), generator=torch.Generator().manual_seed(6)))
     assert_table(tr, model, recurrent_table())
+
+
+class Bilinear(nn.Module):
+    def __init__(self, width=32):
+        super().__init__()
+        self.a, self.b = nn.Linear(5, width), nn.Linear(5, 2 * width)
+        self.bil = nn.Bilinear(width, 2 * width, width)
+        self.head = nn.Linear(width, 3)
+
+    def forward(self, x):
+        return self.head(self.bil(self.a(x), self.b(x)))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_bilinear_contracts_both_inputs(mode):
+    """y_o = x1_i W_oij x2_j: both input axes of W are its fan-in (export route: the eager one sees
+    torch's _trilinear, which sptrace does not read, and says so)."""
+    model, base = seeded(Bilinear), seeded(Bilinear, width=16)
+    tr = run_trace(model, base, mode, "export", torch.randn(B, 5, generator=torch.Generator().manual_seed(7)))
+    assert_table(tr, model, {
+        "a.weight": input_linear(32, 5), "a.bias": bias(32), "b.weight": input_linear(64, 5), "b.bias": bias(64),
+        "bil.weight": ("matrix", "hidden", "dense", 32 * 64, 32, (0, 1, 2), (1, 2), (0,)), "bil.bias": bias(32),
+        "head.weight": readout_linear(3, 32), "head.bias": fixed_bias(3),
+    })
