@@ -204,9 +204,7 @@ POOLS = {
     "upsample_nearest2d", "upsample_bilinear2d", "_upsample_nearest_exact2d", "upsample_nearest1d",
     "pixel_shuffle", "pixel_unshuffle",
 }
-MATMULS = {
-    "mm", "bmm", "matmul", "addmm", "baddbmm", "dot", "mv", "addmv", "einsum", "linear", "_addmm_activation", "bilinear",
-}
+MATMULS = {"mm", "bmm", "matmul", "addmm", "baddbmm", "dot", "mv", "addmv", "einsum", "linear", "_addmm_activation"}
 CONVS = {
     "convolution", "_convolution", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
     "conv_transpose3d", "cudnn_convolution", "mkldnn_convolution", "conv_tbc",
@@ -466,8 +464,6 @@ def _matmul(node, name, args, ax, shapes, out, out_shape):
         if b is not None and out_shape is not None:
             _broadcast_ties(out, out_shape, [(b.name, shapes.get(b.name))], ax)
         return
-    if name == "bilinear":
-        return _bilinear(args, ax, shapes, out, out_shape)
     if name in ("addmm", "baddbmm", "addmv", "_addmm_activation"):
         bias, a, b = args.get("self", args.get("input")), args.get("mat1", args.get("batch1", args.get("mat"))), args.get("mat2", args.get("batch2", args.get("vec")))
         if bias is not None and isinstance(bias, fx.Node) and out_shape is not None:
@@ -478,20 +474,6 @@ def _matmul(node, name, args, ax, shapes, out, out_shape):
     if sa is None or sb is None:
         return
     _matmul_ties(a.name, sa, b.name, sb, out, out_shape, ax)
-
-
-def _bilinear(args, ax, shapes, out, out_shape):
-    """y_o = x1_i W_oij x2_j + b_o: W (out, in1, in2) contracts x1's last axis and x2's."""
-    x1, x2, w, b = args.get("input1"), args.get("input2"), args.get("weight"), args.get("bias")
-    s1, s2 = shapes.get(value_key(x1)), shapes.get(value_key(x2))
-    if s1 is None or s2 is None or out_shape is None:
-        return
-    ax.contract.extend((((x1.name, len(s1) - 1), (w.name, 1)), ((x2.name, len(s2) - 1), (w.name, 2))))
-    for key, shape in ((x1.name, s1), (x2.name, s2)):
-        ax.same.extend(((key, i), (out, i)) for i in range(len(shape) - 1) if shape[i] > 1)
-    ax.same.append(((w.name, 0), (out, len(out_shape) - 1)))
-    if b is not None:
-        _broadcast_ties(out, out_shape, [(b.name, shapes.get(b.name))], ax)
 
 
 def _einsum(node, args, ax, shapes, out, out_shape):

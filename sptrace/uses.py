@@ -28,7 +28,7 @@ MULTIPLICATIVE = {"mul", "div", "true_divide", "prelu", "_prelu_kernel"}
 # the argument ``self`` is added, ``tensor1`` and ``tensor2`` multiply each other
 ADD_PRODUCT = {"addcmul": "self", "addcdiv": "self"}
 ADDITIVE_ARG = {  # the argument that is added to the product: a bias
-    "linear": "bias", "bilinear": "bias", "addmm": "self", "baddbmm": "self", "addmv": "self", "_addmm_activation": "self",
+    "linear": "bias", "addmm": "self", "baddbmm": "self", "addmv": "self", "_addmm_activation": "self",
 }
 
 

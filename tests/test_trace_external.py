@@ -848,14 +848,14 @@ class Bilinear(nn.Module):
         return self.head(self.bil(self.a(x), self.b(x)))
 
 
-@pytest.mark.parametrize("mode", MODES)
-def test_bilinear_contracts_both_inputs(mode):
-    """y_o = x1_i W_oij x2_j: both input axes of W are its fan-in (export route: the eager one sees
-    torch's _trilinear, which sptrace does not read, and says so)."""
-    model, base = seeded(Bilinear), seeded(Bilinear, width=16)
-    tr = run_trace(model, base, mode, "export", torch.randn(B, 5, generator=torch.Generator().manual_seed(7)))
-    assert_table(tr, model, {
-        "a.weight": input_linear(32, 5), "a.bias": bias(32), "b.weight": input_linear(64, 5), "b.bias": bias(64),
-        "bil.weight": ("matrix", "hidden", "dense", 32 * 64, 32, (0, 1, 2), (1, 2), (0,)), "bil.bias": bias(32),
-        "head.weight": readout_linear(3, 32), "head.bias": fixed_bias(3),
-    })
+@pytest.mark.parametrize("route", ROUTES)
+def test_bilinear_is_reported_not_guessed(route):
+    """nn.Bilinear's fan-in is in1 x in2, which grows like width^2: no rule of the paper's tables
+    covers it (measured with a guessed rule: its output shrank like width^-0.2, the readout's change
+    like width^-0.4), so sptrace names it and leaves it at the library default."""
+    model = seeded(Bilinear)
+    tr = sptrace.trace(model, torch.randn(B, 5), routes=(route,))
+    unclassified = {r.name for r in tr.unclassified}
+    assert "bil.weight" in unclassified and unclassified <= {"bil.weight", "bil.bias"}  # eager adds the bias apart
+    assert all("linear" in r.problem for r in tr.unclassified), [r.problem for r in tr.unclassified]
+    assert tr["a.weight"].role.value == "input" and tr["head.weight"].role.value == "readout"
