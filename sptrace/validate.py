@@ -72,7 +72,7 @@ def validate(
     *,
     lr: Optional[float] = None,
     batch_size: int = 32,
-    parametrizations: Sequence[str] = PARAMETRIZATIONS,
+    parametrizations: Optional[Sequence[str]] = None,
     device: str = "cpu",
     out: Optional[str] = None,
     seed: int = 0,
@@ -103,6 +103,8 @@ def validate(
         raise SptraceError("validate needs at least two widths")
     if optimizer not in OPTIMIZERS:
         raise SptraceError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+    if parametrizations is None:  # NTP (Eq. 22) has no spectral-optimizer form
+        parametrizations = ("sptrace", "sp") if optimizer == "spectral" else PARAMETRIZATIONS
     unknown = set(parametrizations) - set(PARAMETRIZATIONS)
     if unknown:
         raise SptraceError(f"unknown parametrizations {sorted(unknown)}; choose from {PARAMETRIZATIONS}")

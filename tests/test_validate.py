@@ -40,6 +40,16 @@ def test_validate_writes_json_and_plots(tmp_path):
                     "mlp-adam-sptrace-spectral.png"]
 
 
+def test_cli_validate_spectral_defaults_to_the_baselines_it_has(capsys):
+    """NTP (Eq. 22) has no spectral-optimizer form: the default baselines drop it, not fail."""
+    from sptrace.cli import main
+
+    code = main(["validate", "mlp", "--widths", "64", "128", "--steps", "2", "--batch-size", "8", "--optimizer",
+                 "spectral", "--no-spectral", "--seeds", "1"])
+    out = capsys.readouterr().out
+    assert code == 0 and "sptrace  PASS" in out and "sp       " in out and "ntp" not in out
+
+
 def test_validate_rejects_bad_input():
     from sptrace import SptraceError
 
