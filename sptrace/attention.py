@@ -45,12 +45,15 @@ class AttentionSite:
         return math.isclose(self.scale, 1.0 / self.head_dim, rel_tol=1e-6)
 
 
-def with_base(sites: list[AttentionSite], base_sites: list[AttentionSite]) -> list[AttentionSite]:
-    """Base mode: head_dim grows exactly when it differs from the base model's, site by site."""
+def with_base(sites: list[AttentionSite], base_sites: list[AttentionSite],
+              delta_sites: Optional[list[AttentionSite]] = None) -> list[AttentionSite]:
+    """Base mode: head_dim grows exactly when it differs from the base model's (or the delta
+    model's from the base's), site by site."""
     if len(sites) != len(base_sites):
         return sites
-    return [replace(s, head_dim_is_width=s.head_dim != b.head_dim, base_head_dim=b.head_dim)
-            for s, b in zip(sites, base_sites)]
+    deltas = delta_sites if delta_sites is not None and len(delta_sites) == len(sites) else sites
+    return [replace(s, head_dim_is_width=b.head_dim != s.head_dim or b.head_dim != d.head_dim, base_head_dim=b.head_dim)
+            for s, b, d in zip(sites, base_sites, deltas)]
 
 
 def find_attention(captured: CapturedGraph, shapes: Shapes, axes: dict[str, OpAxes], labels: AxisLabels) -> list[AttentionSite]:

@@ -119,7 +119,7 @@ def trace(
     warnings += _record_warnings(records)
     attention = find_attention(captured, shapes, uses.op_axes, labels)
     if base_attention is not None:
-        attention = with_base(attention, base_attention)
+        attention = with_base(attention, base_attention, _delta_attention(delta, example_args, example_kwargs, routes))
     result = Trace(records, captured.route, captured.failures, warnings, attention,
                    "base" if base is not None else "automatic", captured)
     if strict and result.unclassified:
@@ -220,6 +220,16 @@ def _delta_shapes(delta, base_info) -> Optional[dict[str, tuple]]:
             raise SptraceError(f"parameter {name!r} has shape {b_shape} in the base but {shapes[name]} in the delta "
                                "model: ranks differ")
     return shapes
+
+
+def _delta_attention(delta, args, kwargs, routes) -> Optional[list[AttentionSite]]:
+    """The delta model's attention sites (head_dim at a third width), where it runs on the inputs."""
+    if delta is None:
+        return None
+    try:
+        return trace(delta, *_on_device(args, delta), routes=routes, **_on_device(kwargs, delta)).attention
+    except SptraceError:
+        return None
 
 
 def _base_shapes(base, model, args, kwargs, routes):

@@ -87,6 +87,7 @@ def test_delta_decides_width_dims_at_the_base_width():
     assert at_base.width_mode == "base" and not at_base.warnings
     assert at_base["head.weight"].width_dims == (1,) and at_base["head.weight"].role.value == "readout"
     assert at_base["qkv.weight"].width_dims == (0, 1)
+    assert at_base.attention[0].head_dim_is_width is True  # 4 heads at both widths: head_dim grows
     alone = sptrace.trace(TinyGPT(32, tied=False), x, base=TinyGPT(32, tied=False))
     assert any("pass delta=" in w for w in alone.warnings)
     with pytest.raises(sptrace.SptraceError, match="pass base= as well"):
