@@ -267,19 +267,22 @@ def fig2_run(
     seed: int = 0,
     project_input: bool = True,
     dtype: torch.dtype = torch.float32,
+    device: Union[str, torch.device] = "cpu",
 ) -> dict[str, float]:
-    """One Fig. 2 training run at one width; returns the measured quantities and ``final_loss``."""
+    """One Fig. 2 training run at one width; returns the measured quantities and ``final_loss``.
+    The init is drawn on the CPU (the same numbers on every device), then trained on ``device``."""
     n0 = x.shape[1]
     sig, lrs = fig2_constants(param, n0, width, eta)
     x = x.to(dtype)
     xin = input_basis(x)[0] if project_input else x
     g = torch.Generator().manual_seed(seed)
     W0 = [
-        torch.randn(width, xin.shape[1], generator=g, dtype=dtype) * sig[0],
-        torch.randn(width, width, generator=g, dtype=dtype) * sig[1],
-        torch.randn(1, width, generator=g, dtype=dtype) * sig[2],
+        (torch.randn(width, xin.shape[1], generator=g, dtype=dtype) * sig[0]).to(device),
+        (torch.randn(width, width, generator=g, dtype=dtype) * sig[1]).to(device),
+        (torch.randn(1, width, generator=g, dtype=dtype) * sig[2]).to(device),
     ]
-    W, hist = train_mlp_gd(xin, y.to(dtype), W0, lrs, steps)
+    xin = xin.to(device)
+    W, hist = train_mlp_gd(xin, y.to(dtype).to(device), W0, lrs, steps)
     out = fig2_measure(xin, W0, W)
     out["final_loss"] = hist[-1]
     return out
@@ -447,6 +450,7 @@ def run_fig2(
     data_path: Optional[PathLike] = None,
     out_dir: Optional[PathLike] = None,
     progress: bool = False,
+    device: Union[str, torch.device] = "cpu",
 ) -> Fig2Result:
     """Reproduce Fig. 2: for each seed (data subset and init), parametrization and width, train the
     MLP for ``steps`` full-batch GD steps and measure the four quantities; fit slopes of the seed
@@ -470,7 +474,7 @@ def run_fig2(
         for p in params:
             rows: dict[str, list[float]] = {q: [] for q in quantities}
             for w in widths:
-                r = fig2_run(x, y, w, p, steps, eta=eta, seed=10_000 + s, project_input=project_input)
+                r = fig2_run(x, y, w, p, steps, eta=eta, seed=10_000 + s, project_input=project_input, device=device)
                 for q in quantities:
                     rows[q].append(r[q])
                 if progress:
@@ -819,6 +823,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     f2.add_argument("--wide-from", type=int, default=64, help="diagnostic fit on widths >= this (0: none)")
     f2.add_argument("--name", default="fig2", help="output file stem (NAME.json, NAME.png)")
     f2.add_argument("--no-project", action="store_true", help="train the full 3072-wide first layer")
+    f2.add_argument("--device", default="cpu", help="cpu or cuda (the paper's widths up to 4096 take minutes on a GPU)")
     f1 = sub.add_parser("fig1", help="Fig. 1: stable rank and alignment of one update against batch size")
     f1.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024])
     f1.add_argument("--width", type=int, default=300)
@@ -844,7 +849,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         classes = tuple(tuple(int(v) for v in c.split(",")) if "," in c else int(c) for c in a.classes)
         res = run_fig2(a.widths, steps=a.steps, seeds=range(a.seeds), eta=a.eta, tol=a.tol, classes=classes,
                        fit_from=a.fit_from or None, wide_from=a.wide_from or None,
-                       project_input=not a.no_project, data_path=a.data, progress=True)
+                       project_input=not a.no_project, data_path=a.data, progress=True, device=a.device)
         paths = res.write(a.out, a.name)
         print(res.table())
         print(f"passed (±{res.tol}) : {res.passed}; {res.seconds:.0f} s; wrote {paths}")

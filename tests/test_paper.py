@@ -227,3 +227,23 @@ def test_plot_coord_check(tmp_path):
     plot_coord_check(cc, tmp_path / "cc_params.png", params=True)
     with pytest.raises(ValueError):
         plot_coord_check(cc, tmp_path / "none.png", quantities=["missing"])
+
+
+@pytest.mark.gpu
+def test_fig2_to_the_papers_widths_on_cuda():
+    """The paper's range, 16..4096, on a GPU (minutes): the same run as test_fig2_full with two more
+    widths. Asserts the acceptance slopes (feature and spectral change, μP 0 and NTP -1/2, ±0.1)
+    over the whole range, and that a run on CUDA reproduces the CPU one at one width."""
+    x, y = binary_digits(200, (0, 1), seed=0)
+    from sptrace.paper import fig2_run
+
+    cpu = fig2_run(x, y, 64, "mup", 200, seed=10_000)
+    gpu = fig2_run(x, y, 64, "mup", 200, seed=10_000, device="cuda")
+    for q in ("feature_change", "spectral_change", "final_loss"):
+        assert gpu[q] == pytest.approx(cpu[q], rel=1e-3), q
+    res = run_fig2((16, 32, 64, 128, 256, 512, 1024, 2048, 4096), steps=4000, seeds=tuple(range(10)), tol=0.1,
+                   device="cuda")
+    print(res.table())
+    for p in ("mup", "ntp"):
+        for q in ("feature_change", "spectral_change"):
+            assert abs(res.slopes[p][q].slope - FIG2_PREDICTED[p][q]) <= 0.1, (p, q, res.slopes[p][q].slope)
