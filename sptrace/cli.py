@@ -29,9 +29,10 @@ def main(argv=None) -> int:
     val.add_argument("--device", default="cpu", help="cpu or cuda")
     val.add_argument("--out", default=None, help="folder for the JSON result and the PNG plots")
     val.add_argument("--baselines", nargs="*", default=None,
-                     help="sp and/or ntp (default: both; sp only for the spectral optimizer, which NTP does not define)")
+                     help="sp and/or ntp (default: both; sp only for the spectral optimizer: NTP has none)")
     val.add_argument("--seeds", type=int, default=3, help="init seeds averaged per width")
-    val.add_argument("--no-zero-readout", action="store_true", help="keep the rule's readout init (see docs/validation.md)")
+    val.add_argument("--no-zero-readout", action="store_true",
+                     help="keep the rule's readout init (see docs/validation.md)")
     val.add_argument("--no-spectral", action="store_true", help="skip per-parameter spectral norms (faster)")
     val.add_argument("--tol", type=float, default=0.25)
     args = parser.parse_args(argv)

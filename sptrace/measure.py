@@ -660,8 +660,10 @@ def _forked_rng(device: torch.device) -> Iterator[None]:
 def _mean_rows(rows: Sequence[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
     """Mean over seeds of each (name, quantity) that every seed recorded."""
     common = [k for k in rows[0] if all(k in r for r in rows[1:])]
-    return {k: {q: sum(float(r[k][q]) for r in rows) / len(rows) for q in rows[0][k] if all(q in r[k] for r in rows[1:])}
-            for k in common}
+    return {
+        k: {q: sum(float(r[k][q]) for r in rows) / len(rows) for q in rows[0][k] if all(q in r[k] for r in rows[1:])}
+        for k in common
+    }
 
 
 def _one_run(
