@@ -8,15 +8,12 @@ import warnings
 import pytest
 import torch
 
-import models_zoo
-import sptrace
-from sptrace.measure import coord_check
+from tests.external_coord import external_coord_check
 
 transformers = pytest.importorskip("transformers")
 warnings.filterwarnings("ignore", message=".*(bos|eos)_token_id.*")
 
 WIDTHS = (64, 128, 256, 512)
-LR = {"adam": 3e-3, "sgd": 0.05, "spectral": 0.02}  # validate's defaults
 HEAD_DIM = 16
 
 
@@ -65,34 +62,13 @@ MODELS = {
 }
 
 
-def check(name, parametrization, optimizer="adam", steps=3, batch_size=8, n_seeds=3):
+def check(name, parametrization, optimizer="adam", n_seeds=3):
     build, data = MODELS[name]
-    spec = models_zoo.get(data)
-    stream = spec.batches(batch_size, seed=0)
-    batches = [next(stream) for _ in range(steps)]
-    example = batches[0][0]
-    optimizers = {}
-
-    def make_model(width):
-        model = build(width)
-        if parametrization == "sp":
-            optimizers[id(model)] = sptrace.parametrize(model, optimizer, lr=LR[optimizer], example_inputs=example,
-                                                        parametrization="sp")
-        else:
-            base = build(WIDTHS[0])  # a real base: sptrace reads the library's init law off it
-            with torch.device("meta"):  # tells the width dims at the base width itself
-                delta = build(WIDTHS[1])
-            optimizers[id(model)] = sptrace.parametrize(model, optimizer, lr=LR[optimizer], example_inputs=example,
-                                                        base=base, delta=delta, zero_readout=True)
-        return model
-
-    cc = coord_check(make_model, lambda m: optimizers.pop(id(m)), batches,
-                     lambda out, y: spec.loss(getattr(out, "logits", out), y), WIDTHS, steps=steps, params=False,
-                     n_seeds=n_seeds)
-    return cc.verdict(tol=0.25, quantities=["rms@0", f"delta_rms@{steps}"], allow_shrink=["rms@0"])
+    return external_coord_check(build, data, optimizer, parametrization, WIDTHS, steps=3, batch_size=8,
+                                n_seeds=n_seeds)
 
 
-@pytest.mark.parametrize("optimizer", sorted(LR))
+@pytest.mark.parametrize("optimizer", ["adam", "sgd", "spectral"])
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_external_models_sptrace_stable(name, optimizer):
     verdict = check(name, "sptrace", optimizer)

@@ -22,11 +22,8 @@ import warnings
 import pytest
 import torch
 
-import models_zoo
 import sptrace
-from sptrace.measure import coord_check
-from sptrace.parametrize import OPTIMIZERS
-from sptrace.validate import DEFAULT_LR
+from tests.external_coord import external_coord_check
 
 pytest.importorskip("torchvision")
 
@@ -160,38 +157,11 @@ def build(name, width):
 
 def check(name, optimizer, parametrization, steps=STEPS, batch_size=BATCH, widths=None, n_seeds=SEEDS):
     """Coord check of MODELS[name] under ``parametrization`` ("sptrace" or "sp"): the same seeds and
-    the same digits at every width; returns the verdict (and the CoordCheck on ``.coord``).
-    sptrace is anchored at the narrowest width (a real base built there: sptrace reads the
-    library's init law off it) and readouts start at zero, as ``sptrace.validate`` does."""
+    the same digits at every width (tests/external_coord.py); returns the verdict."""
     library, builder, default_widths = MODELS[name]
     pytest.importorskip(library)
-    widths = tuple(widths or default_widths)
-    spec = models_zoo.get(DATA)
-    stream = spec.batches(batch_size, seed=0)
-    batches = [next(stream) for _ in range(steps)]
-    example = batches[0][0]
-    lr = DEFAULT_LR[optimizer]
-    optimizers = {}
-
-    def make_model(width):  # coord_check seeds the RNG before each call
-        model = builder(width)
-        if parametrization == "sp":
-            optimizers[id(model)] = OPTIMIZERS[optimizer](model.parameters(), lr=lr)
-        else:
-            base = builder(widths[0])  # a real base: sptrace reads the library's init law off it
-            with torch.device("meta"):  # tells the width dims at the base width itself
-                delta = builder(widths[1])
-            optimizers[id(model)] = sptrace.parametrize(model, optimizer, lr=lr, example_inputs=example, base=base,
-                                                        delta=delta, zero_readout=True)
-        return model
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        cc = coord_check(make_model, lambda m: optimizers.pop(id(m)), batches, spec.loss, widths, steps=steps,
-                         params=False, n_seeds=n_seeds)
-    result = cc.verdict(tol=TOL, quantities=["rms@0", f"delta_rms@{steps}"], allow_shrink=["rms@0"])
-    result.coord = cc
-    return result
+    return external_coord_check(builder, DATA, optimizer, parametrization, tuple(widths or default_widths),
+                                steps=steps, batch_size=batch_size, n_seeds=n_seeds, tol=TOL)
 
 
 def worst(result):
