@@ -6,7 +6,7 @@ Every stage reads and writes only these dataclasses, so each can be tested alone
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import Optional
 

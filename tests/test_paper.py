@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from sptrace.paper import (
     FIG2_PREDICTED,

@@ -30,7 +30,7 @@ def test_zoo_sptrace_stable_standard_not(name, optimizer):
 
 
 def test_validate_writes_json_and_plots(tmp_path):
-    result = validate("mlp", (64, 128), "adam", steps=2, batch_size=8, out=str(tmp_path), parametrizations=("sptrace", "ntp"))
+    validate("mlp", (64, 128), "adam", steps=2, batch_size=8, out=str(tmp_path), parametrizations=("sptrace", "ntp"))
     data = json.loads((tmp_path / "mlp-adam.json").read_text())
     assert set(data["runs"]) == {"sptrace", "ntp"} and data["widths"] == [64, 128]
     spectral = data["runs"]["sptrace"]["coord_check"]
