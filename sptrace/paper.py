@@ -37,7 +37,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -56,6 +56,8 @@ __all__ = [
     "train_mlp_gd",
     "fig2_measure",
     "fig2_run",
+    "fig2_run_key",
+    "Fig2RunStore",
     "Fig2Result",
     "run_fig2",
     "FIG2_PREDICTED",
@@ -288,11 +290,76 @@ def fig2_run(
     return out
 
 
-def _mean_std(rows: Sequence[Sequence[float]]) -> tuple[list[float], list[float]]:
-    cols = list(zip(*rows))
+def _mean_std(rows: Sequence[Sequence[Optional[float]]]) -> tuple[list[float], list[float]]:
+    """Mean and std over seeds per width; ``None`` marks a width that seed did not run."""
+    cols = [[v for v in c if v is not None] for c in zip(*rows)]
     mean = [sum(c) / len(c) for c in cols]
     std = [math.sqrt(sum((v - m) ** 2 for v in c) / len(c)) for c, m in zip(cols, mean)]
     return mean, std
+
+
+def _file_digest(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+class Fig2RunStore:
+    """Finished Fig. 2 runs in a JSON-lines file, one record per run, so that a long reproduction
+    can be interrupted, extended to wider widths or more seeds, and refitted without training again.
+
+    A record is keyed by everything that determines its numbers: the data file's digest, the two
+    classes, the sample count and data seed, the init seed, the parametrization, the width, the
+    steps, eta and the input projection (the device is recorded, not keyed: the init is drawn on
+    the CPU). Written by hand because the record is a flat dict and a run is minutes long: one
+    ``json.dumps`` line appended per run survives a kill between runs."""
+
+    def __init__(self, path: PathLike):
+        self.path = Path(path)
+        self._runs: dict[str, dict[str, float]] = {}
+        if self.path.exists():
+            for n, line in enumerate(self.path.read_text().splitlines(), 1):
+                if line.strip():
+                    try:
+                        rec = json.loads(line)
+                        self._runs[self._key(rec["key"])] = rec["result"]
+                    except (ValueError, KeyError, TypeError) as e:
+                        raise ValueError(f"{self.path}:{n} is not a Fig. 2 run record ({e}); "
+                                         "fix or delete that line (or pass another run store)") from e
+
+    @staticmethod
+    def _key(key: dict[str, Any]) -> str:
+        return json.dumps(key, sort_keys=True)
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+    def get(self, key: dict[str, Any]) -> Optional[dict[str, float]]:
+        return self._runs.get(self._key(key))
+
+    def put(self, key: dict[str, Any], result: dict[str, float], **info: Any) -> None:
+        self._runs[self._key(key)] = result
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a") as fh:
+            fh.write(json.dumps({"key": key, "result": result, **info}, sort_keys=True) + "\n")
+
+
+def fig2_run_key(data_digest: str, classes: tuple[ClassSpec, ClassSpec], n_samples: int, seed: int,
+                 param: str, width: int, steps: int, eta: float, project_input: bool) -> dict[str, Any]:
+    """The :class:`Fig2RunStore` key of one run (data seed ``seed``, init seed ``10_000 + seed``)."""
+    return {"data": data_digest, "classes": [list(_class_group(c)) for c in classes], "n_samples": n_samples,
+            "data_seed": seed, "init_seed": 10_000 + seed, "param": param, "width": width, "steps": steps,
+            "eta": eta, "project_input": project_input}
+
+
+def _seed_count(width: int, n_seeds: int, seeds_at: Optional[Mapping[int, int]]) -> int:
+    """How many of the seeds run at ``width``: all, or the first ``seeds_at[width]``."""
+    if seeds_at is None or width not in seeds_at:
+        return n_seeds
+    k = int(seeds_at[width])
+    if not 1 <= k <= n_seeds:
+        raise ValueError(f"seeds_at[{width}] = {k}: must be between 1 and the number of seeds ({n_seeds})")
+    return k
 
 
 def _fit_to_json(f: SlopeFit) -> dict[str, Any]:
@@ -301,7 +368,8 @@ def _fit_to_json(f: SlopeFit) -> dict[str, Any]:
 
 @dataclass
 class Fig2Result:
-    """Result of :func:`run_fig2`. ``raw[param][quantity][seed_index][width_index]``; ``mean`` / ``std``
+    """Result of :func:`run_fig2`. ``raw[param][quantity][seed_index][width_index]`` (``None`` where
+    ``seeds_at`` left that seed out at that width; ``seed_counts`` per width); ``mean`` / ``std``
     over seeds per width; ``slopes[param][quantity]`` fits the log of the seed mean against log width
     over ``fit_widths`` (every measured width by default; ``run_fig2(fit_from=...)`` can leave the
     narrowest out); ``slopes_all`` fits every width; ``slopes_wide`` fits widths ``>= wide_from``
@@ -334,6 +402,7 @@ class Fig2Result:
     slopes_wide: Optional[dict[str, dict[str, SlopeFit]]] = None
     wide_from: Optional[int] = None
     inverse_width_fit: Optional[dict[str, dict[str, tuple[float, float]]]] = None
+    seed_counts: Optional[list[int]] = None
 
     @property
     def deviations(self) -> dict[str, dict[str, float]]:
@@ -366,8 +435,7 @@ class Fig2Result:
                 f = self.slopes[p][q]
                 pr = self.predicted[p][q]
                 ss = self.seed_slopes[p][q]
-                m = sum(ss) / len(ss)
-                sd = math.sqrt(sum((s - m) ** 2 for s in ss) / len(ss))
+                sd = _mean_std([[v] for v in ss])[1][0] if ss else float("nan")
                 flag = " (acceptance)" if q in self.acceptance else (" (diagnostic)" if q in FIG2_DIAGNOSTICS else "")
                 row = f"| {p} | {q}{flag} | {f.slope:+.3f} | {pr:+.2f} | {f.slope - pr:+.3f} | {sd:.3f} |"
                 row += "".join(f" {d[p][q].slope:+.3f} |" for _, d in cols)
@@ -380,6 +448,7 @@ class Fig2Result:
             "widths": self.widths,
             "params": self.params,
             "seeds": self.seeds,
+            "seed_counts": self.seed_counts,
             "steps": self.steps,
             "eta": self.eta,
             "n0": self.n0,
@@ -451,6 +520,8 @@ def run_fig2(
     out_dir: Optional[PathLike] = None,
     progress: bool = False,
     device: Union[str, torch.device] = "cpu",
+    seeds_at: Optional[Mapping[int, int]] = None,
+    runs: Optional[Union[PathLike, Fig2RunStore]] = None,
 ) -> Fig2Result:
     """Reproduce Fig. 2: for each seed (data subset and init), parametrization and width, train the
     MLP for ``steps`` full-batch GD steps and measure the four quantities; fit slopes of the seed
@@ -462,19 +533,44 @@ def run_fig2(
     are the paper's airplane and automobile), 200 samples, eta = 0.1, 10 seeds (trials), widths
     from 16; 4000 steps instead of 10^4 (every width is below the paper's 0.01 training loss on
     average by then), widths up to 1024 instead of 4096. With ``out_dir`` also writes ``fig2.json``
-    and ``fig2.png``."""
+    and ``fig2.png``.
+
+    ``seeds_at`` runs only the first ``k`` seeds at the widths it names (``{4096: 2}``): a wide run
+    costs ``n^2`` per step while its seed-to-seed spread shrinks, so the mean there needs fewer
+    seeds; the means are then over different seed counts (``seed_counts``), and ``seed_slopes``
+    only covers the seeds that ran at every fitted width. ``runs`` (a path or a
+    :class:`Fig2RunStore`) reuses finished runs and records new ones as they finish."""
     t0 = time.perf_counter()
     widths = [int(w) for w in widths]
+    seeds = list(seeds)
+    unknown = sorted(set(seeds_at or ()) - set(widths))
+    if unknown:
+        raise ValueError(f"seeds_at names widths {unknown} that are not among the widths {widths}")
+    counts = [_seed_count(w, len(seeds), seeds_at) for w in widths]
+    store = Fig2RunStore(runs) if runs is not None and not isinstance(runs, Fig2RunStore) else runs
+    digest = _file_digest(Path(data_path) if data_path is not None else DIGITS_PATH)
     quantities = FIG2_QUANTITIES + FIG2_DIAGNOSTICS + ("alignment_init", "final_loss")
-    raw: dict[str, dict[str, list[list[float]]]] = {p: {q: [] for q in quantities} for p in params}
+    raw: dict[str, dict[str, list[list[Optional[float]]]]] = {p: {q: [] for q in quantities} for p in params}
     n0 = 0
-    for s in seeds:
+    for i, s in enumerate(seeds):
         x, y = binary_digits(n_samples, classes, seed=s, path=data_path)
         n0 = x.shape[1]
         for p in params:
-            rows: dict[str, list[float]] = {q: [] for q in quantities}
-            for w in widths:
-                r = fig2_run(x, y, w, p, steps, eta=eta, seed=10_000 + s, project_input=project_input, device=device)
+            rows: dict[str, list[Optional[float]]] = {q: [] for q in quantities}
+            for w, k in zip(widths, counts):
+                if i >= k:
+                    for q in quantities:
+                        rows[q].append(None)
+                    continue
+                key = fig2_run_key(digest, classes, n_samples, s, p, w, steps, eta, project_input)
+                r = store.get(key) if store is not None else None
+                if r is None:
+                    t_run = time.perf_counter()
+                    r = fig2_run(x, y, w, p, steps, eta=eta, seed=10_000 + s, project_input=project_input,
+                                 device=device)
+                    if store is not None:
+                        store.put(key, r, seconds=round(time.perf_counter() - t_run, 1), device=str(device),
+                                  torch=torch.__version__)
                 for q in quantities:
                     rows[q].append(r[q])
                 if progress:
@@ -500,7 +596,8 @@ def run_fig2(
         for q in FIG2_QUANTITIES + FIG2_DIAGNOSTICS:
             slopes[p][q] = fit_slope(fit_widths, [mean[p][q][i] for i in keep])
             slopes_all[p][q] = fit_slope(widths, mean[p][q])
-            seed_slopes[p][q] = [fit_slope(fit_widths, [row[i] for i in keep]).slope for row in raw[p][q]]
+            seed_slopes[p][q] = [fit_slope(fit_widths, [row[i] for i in keep]).slope for row in raw[p][q]
+                                 if all(row[i] is not None for i in keep)]
             if slopes_wide is not None:
                 slopes_wide[p][q] = fit_slope([widths[i] for i in wide], [mean[p][q][i] for i in wide])
             inv_fit[p][q] = _inverse_width_fit(widths, mean[p][q])
@@ -511,7 +608,7 @@ def run_fig2(
         predicted={p: dict(FIG2_PREDICTED[p]) for p in params if p in FIG2_PREDICTED},
         tol=tol, acceptance=FIG2_ACCEPTANCE, seconds=time.perf_counter() - t0, project_input=project_input,
         slopes_wide=slopes_wide, wide_from=wide_from if slopes_wide is not None else None,
-        inverse_width_fit=inv_fit,
+        inverse_width_fit=inv_fit, seed_counts=counts,
     )
     if out_dir is not None:
         res.write(out_dir)
@@ -807,6 +904,17 @@ def run_coord_demo(
 # --------------------------------------------------------------------------------------------
 
 
+def _width_counts(pairs: Sequence[str]) -> dict[int, int]:
+    """``["2048=3", "4096=2"]`` -> ``{2048: 3, 4096: 2}``."""
+    out = {}
+    for pair in pairs:
+        w, sep, k = pair.partition("=")
+        if not sep or not w.strip().isdigit() or not k.strip().isdigit():
+            raise SystemExit(f"--seeds-at {pair!r}: expected WIDTH=K with two integers, e.g. 4096=2")
+        out[int(w)] = int(k)
+    return out
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m sptrace.paper", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -824,6 +932,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     f2.add_argument("--name", default="fig2", help="output file stem (NAME.json, NAME.png)")
     f2.add_argument("--no-project", action="store_true", help="train the full 3072-wide first layer")
     f2.add_argument("--device", default="cpu", help="cpu or cuda (the paper's widths up to 4096 take minutes on a GPU)")
+    f2.add_argument("--seeds-at", nargs="+", default=[], metavar="WIDTH=K",
+                    help="run only the first K seeds at WIDTH, e.g. 2048=3 4096=2 (wide runs cost n^2 per step)")
+    f2.add_argument("--runs", default=None, metavar="FILE.jsonl",
+                    help="store of finished runs: reused when they match, new ones appended (resumable)")
     f1 = sub.add_parser("fig1", help="Fig. 1: stable rank and alignment of one update against batch size")
     f1.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024])
     f1.add_argument("--width", type=int, default=300)
@@ -849,7 +961,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         classes = tuple(tuple(int(v) for v in c.split(",")) if "," in c else int(c) for c in a.classes)
         res = run_fig2(a.widths, steps=a.steps, seeds=range(a.seeds), eta=a.eta, tol=a.tol, classes=classes,
                        fit_from=a.fit_from or None, wide_from=a.wide_from or None,
-                       project_input=not a.no_project, data_path=a.data, progress=True, device=a.device)
+                       project_input=not a.no_project, data_path=a.data, progress=True, device=a.device,
+                       seeds_at=_width_counts(a.seeds_at), runs=a.runs)
         paths = res.write(a.out, a.name)
         print(res.table())
         print(f"passed (±{res.tol}) : {res.passed}; {res.seconds:.0f} s; wrote {paths}")

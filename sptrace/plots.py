@@ -203,6 +203,13 @@ def _slope_triangle(ax: Any, xs: Sequence[float], ys: Sequence[float], slope: fl
                 va="center")
 
 
+def _seed_label(result: "Fig2Result") -> str:
+    counts = result.seed_counts or [len(result.seeds)] * len(result.widths)
+    if len(set(counts)) == 1:
+        return f"{counts[0]} seeds"
+    return "seeds per width " + ", ".join(f"{w}: {k}" for w, k in zip(result.widths, counts))
+
+
 def plot_fig2(result: "Fig2Result", path: PathLike, *, title: Optional[str] = None) -> str:
     """The paper's Fig. 2: four panels (feature change, spectral change, alignment, Frobenius change)
     against width for each parametrization, mean ± one std over seeds, with dashed reference lines
@@ -232,7 +239,7 @@ def plot_fig2(result: "Fig2Result", path: PathLike, *, title: Optional[str] = No
     fw = result.fit_widths
     fit_note = "" if list(fw) == list(result.widths) else f", slopes fitted on widths {fw[0]}–{fw[-1]}"
     fig.suptitle(title or (f"MLP {result.n0}→n→n→1 on digits, full-batch GD, {result.steps} steps, "
-                           f"{len(result.seeds)} seeds\n(mean ± std over seeds; dashed: predicted slopes{fit_note})"),
+                           f"{_seed_label(result)}\n(mean ± std over seeds; dashed: predicted slopes{fit_note})"),
                  fontsize=11)
     fig.tight_layout()
     return _save(fig, path)

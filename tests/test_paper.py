@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -152,6 +153,63 @@ def test_fig2_cli_classes(tmp_path, capsys):
     d = json.loads((tmp_path / "grp.json").read_text())
     assert d["classes"] == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]] and d["fit_widths"] == [16, 32]
     assert "| ntp | spectral_change (acceptance)" in capsys.readouterr().out
+
+
+def test_fig2_seeds_at_and_run_store(tmp_path, monkeypatch):
+    """`seeds_at` runs fewer seeds at the named widths (means over what ran, seed slopes only over
+    seeds that ran everywhere); a run store makes a second call train nothing and agree exactly."""
+    import sptrace.paper as paper
+
+    store = tmp_path / "runs.jsonl"
+    res = run_fig2((16, 32), steps=5, seeds=(0, 1), seeds_at={32: 1}, runs=store)
+    assert res.seed_counts == [2, 1]
+    fc = res.raw["mup"]["feature_change"]
+    assert fc[1][1] is None and fc[0][1] is not None and fc[1][0] is not None
+    assert res.mean["mup"]["feature_change"][1] == fc[0][1]
+    assert res.mean["mup"]["feature_change"][0] == pytest.approx((fc[0][0] + fc[1][0]) / 2)
+    assert len(res.seed_slopes["mup"]["feature_change"]) == 1
+    assert len(store.read_text().splitlines()) == 6  # 3 (seed, width) pairs x 2 parametrizations
+    assert "| mup | feature_change (acceptance)" in res.table()
+    assert json.loads(json.dumps(res.to_dict()))["seed_counts"] == [2, 1]
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a stored run was trained again")
+
+    monkeypatch.setattr(paper, "fig2_run", no_training)
+    again = run_fig2((16, 32), steps=5, seeds=(0, 1), seeds_at={32: 1}, runs=store)
+    assert again.raw == res.raw and again.slopes["ntp"]["spectral_change"] == res.slopes["ntp"]["spectral_change"]
+    # a different training length is a different run
+    with pytest.raises(AssertionError, match="trained again"):
+        run_fig2((16,), steps=6, seeds=(0,), runs=store)
+
+
+def test_fig2_seeds_at_and_run_store_errors(tmp_path):
+    with pytest.raises(ValueError, match=r"seeds_at names widths \[64\]"):
+        run_fig2((16, 32), steps=1, seeds=(0,), seeds_at={64: 1})
+    with pytest.raises(ValueError, match=r"seeds_at\[32\] = 3: must be between 1 and the number of seeds \(2\)"):
+        run_fig2((16, 32), steps=1, seeds=(0, 1), seeds_at={32: 3})
+    bad = tmp_path / "runs.jsonl"
+    bad.write_text('{"key": {"width": 16}, "result": {}}\nnot json\n')
+    with pytest.raises(ValueError, match=r"runs.jsonl:2 is not a Fig. 2 run record"):
+        run_fig2((16,), steps=1, seeds=(0,), runs=bad)
+    with pytest.raises(SystemExit, match="expected WIDTH=K"):
+        main(["fig2", "--widths", "16", "--seeds-at", "16:1", "--out", str(tmp_path)])
+
+
+def test_committed_fig2_runs_reproduce():
+    """The run store behind docs/measurements.md's Fig. 2 table holds what this code computes: two
+    of its stored runs (narrowest width, both parametrizations) are trained again and compared."""
+    from sptrace.paper import DIGITS_PATH, Fig2RunStore, _file_digest, fig2_run, fig2_run_key
+
+    store = Fig2RunStore(Path(__file__).resolve().parent.parent / "docs" / "img" / "paper" / "fig2_runs.jsonl")
+    assert len(store) >= 140
+    x, y = binary_digits(200, (0, 1), seed=3)
+    for param in ("mup", "ntp"):
+        stored = store.get(fig2_run_key(_file_digest(DIGITS_PATH), (0, 1), 200, 3, param, 16, 4000, 0.1, True))
+        assert stored is not None, param
+        fresh = fig2_run(x, y, 16, param, 4000, seed=10_003)
+        for q in ("feature_change", "spectral_change", "final_loss"):
+            assert fresh[q] == pytest.approx(stored[q], rel=1e-3, abs=1e-6), (param, q)
 
 
 @pytest.mark.slow
