@@ -15,6 +15,7 @@ whose nodes carry ``meta["val"]`` (a tensor or tuple of tensors with the right s
 """
 from __future__ import annotations
 
+
 import contextlib
 import operator
 import warnings
@@ -150,16 +151,24 @@ def _capture_export(model, args, kwargs) -> CapturedGraph:
 
 
 def _decompose_recurrent(ep):
-    """``aten.lstm`` / ``gru`` / ``rnn_*`` take every weight in one list argument: decompose them
-    (torch's own decompositions) into the linear ops and gate arithmetic the later stages read."""
+    """``aten.lstm`` / ``gru`` / ``rnn_*`` take every weight in one list argument and their
+    ``*_cell`` forms hide the weights behind one op: decompose them (torch's own decompositions)
+    into the linear ops and gate arithmetic the later stages read."""
     from torch._decomp import decomposition_table
 
     aten = torch.ops.aten
-    recurrent = (aten.lstm.input, aten.gru.input, aten.rnn_tanh.input, aten.rnn_relu.input)
-    table = {op: decomposition_table[op] for op in recurrent if op in decomposition_table}
-    if not any(node.target in table for node in ep.graph.nodes):
+    layers = {aten.lstm.input, aten.gru.input, aten.rnn_tanh.input, aten.rnn_relu.input}
+    cells = {aten.lstm_cell.default, aten.gru_cell.default, aten.rnn_tanh_cell.default, aten.rnn_relu_cell.default}
+    present = {node.target for node in ep.graph.nodes} & (layers | cells)
+    if not present:
         return ep
-    return ep.run_decompositions(table)
+    table = {op: decomposition_table[op] for op in present & layers if op in decomposition_table}
+    # the cells are composite ops that recent export keeps whole (older export decomposed them itself)
+    composite = getattr(torch.export, "default_decompositions", None)
+    if present & cells and composite is not None:
+        every = composite()
+        table.update({op: every[op] for op in present & cells})
+    return ep.run_decompositions(table) if table else ep
 
 
 def _unwrap_path(path: str) -> str:
@@ -281,6 +290,9 @@ def _capture_eager(model, args, kwargs) -> CapturedGraph:
 
 def _no_fused_backends():
     stack = contextlib.ExitStack()
+    # torch >= 2.13 warns about Intel-GPU TF32 whenever the oneDNN flags are set, on any machine
+    stack.enter_context(warnings.catch_warnings())
+    warnings.filterwarnings("ignore", message=".*TF32 acceleration on top of oneDNN.*")
     stack.enter_context(torch.backends.mkldnn.flags(enabled=False))
     stack.enter_context(torch.backends.cudnn.flags(enabled=False))
     return stack

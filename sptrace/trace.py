@@ -165,8 +165,31 @@ def _facts(model, captured: CapturedGraph, uses: UseAnalysis, names_by_tensor, n
             problem = f"parameter of dtype {tensor.dtype} is not a float tensor: it cannot be trained"
         elif not nodes:
             problem = "not seen in the captured graph"
+        if problem is not None:
+            problem += _reparametrization_hint(model, names[0])
         facts.append(ParamFacts(names[0], tuple(names), tensor, found, problem))
     return facts
+
+
+def _reparametrization_hint(model, name: str) -> str:
+    """What to do when an unclassified parameter feeds a weight reparametrization (weight_norm,
+    spectral_norm, orthogonal): the spectral condition is stated for the weight the layer uses,
+    not for the tensors it is computed from."""
+    from torch.nn.utils import parametrize
+    from torch.nn.utils.weight_norm import WeightNorm
+
+    owner_path, _, leaf = name.rpartition(".")
+    owner = model.get_submodule(owner_path) if owner_path else model
+    if isinstance(owner, parametrize.ParametrizationList):
+        layer, _, tensor_name = owner_path.rpartition(".parametrizations.")
+        return (f". It is an input of the torch.nn.utils.parametrize parametrization of {layer}.{tensor_name}; "
+                "sptrace's rules are for the weight a layer uses, not for the tensors it is computed from: remove "
+                f"it first (torch.nn.utils.parametrize.remove_parametrizations(model.{layer}, {tensor_name!r}))")
+    if any(isinstance(h, WeightNorm) and leaf in (f"{h.name}_g", f"{h.name}_v") for h in owner._forward_pre_hooks.values()):
+        return (f". It is half of the weight normalization of {owner_path or 'the model'}; sptrace's rules are "
+                "for the weight a layer uses, not for its (g, v) factors: remove it first "
+                f"(torch.nn.utils.remove_weight_norm(model.{owner_path}))")
+    return ""
 
 
 def _deciders(facts, nodes_of, labels: AxisLabels, base_info, delta_shapes, warnings):

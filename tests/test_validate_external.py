@@ -1,5 +1,5 @@
 """Coord checks on external models sptrace was not written for (HF GPT-2 tied and untied, Llama,
-HF ViT, torch's LSTM and GRU), on the zoo's real data, under every optimizer family: sptrace keeps every slope within
+HF ViT, torch's LSTM and GRU as layers and as cells in a loop), on the zoo's real data, under every optimizer family: sptrace keeps every slope within
 ±0.25 (widths 64..512, 3 init seeds averaged, readouts zero-initialised: validate's defaults), the
 library default (standard parametrization, one lr) does not. timm and torchvision models are in
 tests/test_validate_vision_external.py (they need a torchvision that matches the installed torch)."""
@@ -53,8 +53,29 @@ class RecurrentLM(torch.nn.Module):
         return self.head(self.gru(self.lstm(self.emb(ids))[0])[0])
 
 
+class RecurrentCellLM(torch.nn.Module):
+    """torch's LSTMCell and GRUCell stepped in a Python loop over time (one use of each weight per step)."""
+
+    def __init__(self, width):
+        super().__init__()
+        self.emb = torch.nn.Embedding(77, width)
+        self.lstm = torch.nn.LSTMCell(width, width)
+        self.gru = torch.nn.GRUCell(width, width)
+        self.head = torch.nn.Linear(width, 77)
+
+    def forward(self, ids):
+        h = c = g = torch.zeros(ids.shape[0], self.lstm.hidden_size, device=ids.device)
+        outs = []
+        for t in range(ids.shape[1]):
+            h, c = self.lstm(self.emb(ids[:, t]), (h, c))
+            g = self.gru(h, g)
+            outs.append(g)
+        return self.head(torch.stack(outs, 1))
+
+
 MODELS = {
     "lstm-gru": (RecurrentLM, "gpt"),
+    "lstm-gru-cells": (RecurrentCellLM, "gpt"),
     "gpt2-tied": (lambda w: gpt2(w, True), "gpt"),
     "gpt2-untied": (lambda w: gpt2(w, False), "gpt"),
     "llama": (llama, "gpt"),
