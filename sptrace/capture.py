@@ -15,9 +15,10 @@ whose nodes carry ``meta["val"]`` (a tensor or tuple of tensors with the right s
 """
 from __future__ import annotations
 
-
 import contextlib
+import io
 import operator
+import sys
 import warnings
 from dataclasses import dataclass
 from typing import Optional
@@ -117,10 +118,31 @@ def _lean_export():
         yield
 
 
+@contextlib.contextmanager
+def _no_partial_graph_printout():
+    """A failed export prints its partial graph to stderr (once per attempt, hundreds of lines on a real model); the
+    failure is already in ``trace.failures`` and the eager route follows, so only that printout is
+    dropped: anything else written to stderr meanwhile is passed on."""
+    buffer = io.StringIO()
+    partial = ""
+    try:
+        with contextlib.redirect_stderr(buffer):
+            yield
+    except Exception as exc:
+        partial = str(getattr(exc, "partial_fx_graph", "") or "")
+        raise
+    finally:
+        text = buffer.getvalue()
+        if partial:
+            text = text.replace(partial + "\n", "")
+        if text:
+            sys.stderr.write(text)
+
+
 def _capture_export(model, args, kwargs) -> CapturedGraph:
     from torch.export.graph_signature import InputKind, OutputKind
 
-    with _lean_export(), warnings.catch_warnings():
+    with _lean_export(), _no_partial_graph_printout(), warnings.catch_warnings():
         # RNN modules re-point their _flat_weights during export, which export undoes afterwards
         warnings.filterwarnings("ignore", message="The tensor attributes .* were assigned during export")
         ep = torch.export.export(_TensorOutputs(model), tuple(args), kwargs=dict(kwargs), strict=False)

@@ -80,6 +80,37 @@ def test_data_dependent_control_flow_falls_back_to_eager():
     assert tr["neg.bias"].kind.value == "unclassified"
 
 
+class TopKExperts(nn.Module):
+    """Top-k routing to experts that skips idle experts: a branch on a data-dependent count, so
+    export fails part-way, where torch prints its partial graph to stderr."""
+
+    def __init__(self, d_in=6, width=32, n_experts=4):
+        super().__init__()
+        self.inp, self.router = nn.Linear(d_in, width), nn.Linear(width, n_experts, bias=False)
+        self.experts = nn.ModuleList(nn.Linear(width, width) for _ in range(n_experts))
+        self.out = nn.Linear(width, 1)
+
+    def forward(self, x):
+        h = self.inp(x)
+        weight, expert = self.router(h).topk(2, dim=-1)
+        y = torch.zeros_like(h)
+        for e, layer in enumerate(self.experts):
+            token, slot = (expert == e).nonzero(as_tuple=True)
+            if token.numel():  # skip idle experts, as MoE code does
+                y = y.index_add(0, token, weight.softmax(-1)[token, slot, None] * layer(h[token]))
+        return self.out(h + y)
+
+
+def test_failed_export_is_quiet_and_recorded(capsys):
+    torch.manual_seed(0)
+    tr = sptrace.trace(TopKExperts(), torch.randn(16, 6, generator=torch.Generator().manual_seed(1)),
+                       base=TopKExperts(width=16))
+    err = capsys.readouterr().err
+    assert tr.route == "eager" and set(tr.failures) == {"export"}
+    assert "def forward" not in err, err[:500]
+    assert tr["experts.0.weight"].role.value == "hidden" and tr["router.weight"].role.value == "readout"
+
+
 def test_data_dependent_control_flow_export_only_is_an_error():
     with pytest.raises(SptraceError) as info:
         sptrace.trace(Branchy(), positive_x(), routes=("export",))
