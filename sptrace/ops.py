@@ -37,6 +37,8 @@ class OpAxes:
     contract: list[tuple[Ref, Ref]] = field(default_factory=list)
     products: list[tuple[tuple[Ref, ...], tuple[Ref, ...]]] = field(default_factory=list)
     fixed: list[tuple[Ref, str]] = field(default_factory=list)
+    # inputs that only steer the op (which rows to touch), neither data nor axes of the output
+    steering: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------------------------
@@ -283,6 +285,17 @@ def _prelu(node, name, args, ax, shapes, out, out_shape):
     _broadcast_ties(out, out_shape, [(src, src_shape)], ax)
     if weight_shape and weight_shape[0] > 1 and len(out_shape) >= 2:
         ax.same.append(((weight, 0), (out, 1)))
+
+
+def _renorm_rows(node, name, args, ax, shapes, out, out_shape):
+    """embedding_renorm_(weight, ids, max_norm, p) (nn.Embedding(max_norm=...)): rescales the rows
+    about to be looked up, in place; the table keeps its axes, the ids are not an input to them."""
+    ax.category = "passthrough"
+    src = value_key(node.args[0])
+    ax.steering = (value_key(node.args[1]),)
+    src_shape = shapes.get(src)
+    if src_shape is not None and out_shape is not None:
+        _broadcast_ties(out, out_shape, [(src, src_shape)], ax)
 
 
 def _reshape(node, name, args, ax, shapes, out, out_shape):
@@ -665,6 +678,7 @@ _BUILDERS = {
     "one_hot": _one_hot,
     "prelu": _prelu,
     "_prelu_kernel": _prelu,
+    "embedding_renorm": _renorm_rows,
 }
 _FAMILIES = [
     (ELEMENTWISE_BINARY | ELEMENTWISE_UNARY, _elementwise),

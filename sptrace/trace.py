@@ -13,7 +13,7 @@ from .attention import AttentionSite, find_attention, with_base
 from .axes import AxisLabels, label_axes
 from .capture import CapturedGraph, capture
 from .classify import ParamFacts, classify
-from .ops import Shapes
+from .ops import Shapes, op_name
 from .types import DimDecision, Kind, ParamRecord, SptraceError, Space
 from .uses import UseAnalysis, analyse_uses
 
@@ -94,6 +94,9 @@ def trace(
     """
     if not isinstance(model, torch.nn.Module):
         raise SptraceError(f"sptrace.trace expects a torch.nn.Module, got {type(model).__name__}")
+    _check_materialised(model, "model")
+    if isinstance(base, torch.nn.Module):
+        _check_materialised(base, "base")
     names_by_tensor = _aliases(model)
     if not names_by_tensor:
         return Trace([], "none", {}, [f"{type(model).__name__} has no parameters: nothing to classify"], [], "automatic", None)
@@ -117,6 +120,7 @@ def trace(
         records.append(classify(fact, decide, base_shape, base_groups))
     _check_overrides(width_overrides, records)
     warnings += _record_warnings(records)
+    warnings += _constant_row_norm_caps(captured, records)
     attention = find_attention(captured, shapes, uses.op_axes, labels)
     if base_attention is not None:
         attention = with_base(attention, base_attention, _delta_attention(delta, example_args, example_kwargs, routes))
@@ -329,6 +333,33 @@ def _record_warnings(records: list[ParamRecord]) -> list[str]:
             out.append(f"{r.name}: tied parameter also used as {where}; that use needs a forward multiplier")
         if not r.requires_grad:
             out.append(f"{r.name}: frozen (requires_grad=False): classified, but left out of optimizer groups")
+    return out
+
+
+def _check_materialised(module: torch.nn.Module, which: str) -> None:
+    lazy = [n for n, p in module.named_parameters() if isinstance(p, torch.nn.parameter.UninitializedParameter)]
+    if lazy:
+        raise SptraceError(
+            f"{which} has parameters that lazy modules have not created yet: {', '.join(lazy)}. Run it once on "
+            f"the example inputs ({which}(*example_inputs)) so they get their shapes, then call sptrace.")
+
+
+def _constant_row_norm_caps(captured: CapturedGraph, records: list[ParamRecord]) -> list[str]:
+    """nn.Embedding(max_norm=c) rescales each looked-up row to l2 norm <= c in place: with a width
+    fan-out that is an RMS of c / sqrt(width), whatever init and lr sptrace gives the table."""
+    by_name = {a: r for r in records for a in r.aliases}
+    out = []
+    for node in captured.graph.nodes:
+        if node.op != "call_function" or op_name(node) != "embedding_renorm" or len(node.args) < 3:
+            continue
+        table = node.args[0]
+        while getattr(table, "op", None) == "call_function" and op_name(table) in ("detach", "alias"):
+            table = table.args[0]  # F.embedding renorms weight.detach()
+        record = by_name.get(captured.param_nodes.get(getattr(table, "name", None)))
+        if record is not None and record.fan_out_is_width:
+            out.append(f"{record.name}: nn.Embedding(max_norm={node.args[2]}) caps each looked-up row's l2 norm at a "
+                       "constant, so its RMS shrinks like 1/sqrt(width) whatever the init: scale max_norm with "
+                       "sqrt(width) (the width-stable form) or drop it")
     return out
 
 

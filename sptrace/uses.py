@@ -115,7 +115,7 @@ class _UseWalker:
     def _call(self, node: fx.Node):
         ax = op_axes(node, self.shapes)
         self.axes[node.name] = ax
-        inputs = self._input_keys(node)
+        inputs = [k for k in self._input_keys(node) if k not in ax.steering]
         if node.target is operator.getitem and isinstance(node.args[0], fx.Node):
             inputs = [f"{node.args[0].name}.{node.args[1]}"]
         derived_inputs = [k for k in inputs if k in self.derived]

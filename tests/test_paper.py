@@ -196,18 +196,20 @@ def test_fig2_seeds_at_and_run_store_errors(tmp_path):
         main(["fig2", "--widths", "16", "--seeds-at", "16:1", "--out", str(tmp_path)])
 
 
-def test_committed_fig2_runs_reproduce():
-    """The run store behind docs/measurements.md's Fig. 2 table holds what this code computes: two
-    of its stored runs (narrowest width, both parametrizations) are trained again and compared."""
+@pytest.mark.parametrize("width, seed", [(16, 3), pytest.param(2048, 0, marks=pytest.mark.slow)])
+def test_committed_fig2_runs_reproduce(width, seed):
+    """The run store behind docs/measurements.md's Fig. 2 table holds what this code computes: stored
+    runs (both parametrizations) are trained again and compared; the narrowest width by default,
+    a wide one (minutes) with -m slow."""
     from sptrace.paper import DIGITS_PATH, Fig2RunStore, _file_digest, fig2_run, fig2_run_key
 
     store = Fig2RunStore(Path(__file__).resolve().parent.parent / "docs" / "img" / "paper" / "fig2_runs.jsonl")
     assert len(store) >= 140
-    x, y = binary_digits(200, (0, 1), seed=3)
+    x, y = binary_digits(200, (0, 1), seed=seed)
     for param in ("mup", "ntp"):
-        stored = store.get(fig2_run_key(_file_digest(DIGITS_PATH), (0, 1), 200, 3, param, 16, 4000, 0.1, True))
+        stored = store.get(fig2_run_key(_file_digest(DIGITS_PATH), (0, 1), 200, seed, param, width, 4000, 0.1, True))
         assert stored is not None, param
-        fresh = fig2_run(x, y, 16, param, 4000, seed=10_003)
+        fresh = fig2_run(x, y, width, param, 4000, seed=10_000 + seed)
         for q in ("feature_change", "spectral_change", "final_loss"):
             assert fresh[q] == pytest.approx(stored[q], rel=1e-3, abs=1e-6), (param, q)
 

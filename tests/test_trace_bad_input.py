@@ -154,6 +154,16 @@ def test_wrong_example_inputs_is_a_clear_error():
     assert "MLP" in str(info.value)
 
 
+def test_lazy_modules_must_be_materialised_first():
+    model = nn.Sequential(nn.LazyLinear(16), nn.ReLU(), nn.Linear(16, 2))
+    with pytest.raises(SptraceError, match=r"lazy modules have not created yet: 0.weight, 0.bias\. Run it once"):
+        sptrace.trace(model, x_in())
+    with pytest.raises(SptraceError, match=r"base has parameters that lazy modules"):
+        sptrace.trace(MLP(), x_in(), base=nn.Sequential(nn.LazyLinear(8)))
+    model(x_in())  # the dry run the message asks for
+    assert sptrace.trace(model, x_in())["0.weight"].role.value == "input"
+
+
 def test_not_a_module():
     with pytest.raises(SptraceError, match="nn.Module"):
         sptrace.trace(lambda x: x, x_in())

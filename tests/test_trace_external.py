@@ -916,6 +916,38 @@ def test_weight_norm_is_reported_with_the_way_out(new_api):
     assert not tr.unclassified and tr["b.weight"].role.value == "hidden"
 
 
+class CappedEmbedding(nn.Module):
+    def __init__(self, width=32, max_norm=1.0):
+        super().__init__()
+        self.emb = nn.Embedding(11, width, max_norm=max_norm)
+        self.head = nn.Linear(width, 11)
+
+    def forward(self, ids):
+        return self.head(self.emb(ids))
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_embedding_max_norm_is_an_embedding_with_a_warning(route):
+    """`max_norm` renormalises looked-up rows in place (aten.embedding_renorm_, steered by the ids):
+    the table is still an embedding, and the constant cap is named, because it makes the looked-up
+    vectors' RMS shrink like 1/sqrt(width) whatever sptrace does (measured below)."""
+    ids = torch.randint(0, 11, (B, T), generator=torch.Generator().manual_seed(6))
+    tr = sptrace.trace(seeded(CappedEmbedding), ids, base=seeded(CappedEmbedding, width=16), routes=(route,))
+    assert not tr.unclassified and tr["emb.weight"].role.value == "embedding"
+    assert any("emb.weight: nn.Embedding(max_norm=1.0)" in w for w in tr.warnings), tr.warnings
+
+    def looked_up_rms(width, max_norm):
+        model = seeded(CappedEmbedding, width=width, max_norm=max_norm)
+        sptrace.parametrize(model, "adam", lr=1e-3, example_inputs=(ids,))
+        with torch.no_grad():
+            return model.emb(ids).square().mean().sqrt().item()
+
+    capped = looked_up_rms(256, 1.0) / looked_up_rms(64, 1.0)
+    free = looked_up_rms(256, None) / looked_up_rms(64, None)
+    assert capped == pytest.approx(0.5, rel=0.1) and free == pytest.approx(1.0, rel=0.1), (capped, free)
+    assert not any("max_norm" in w for w in sptrace.trace(seeded(CappedEmbedding, max_norm=None), ids).warnings)
+
+
 class Bilinear(nn.Module):
     def __init__(self, width=32):
         super().__init__()
