@@ -120,9 +120,9 @@ def _lean_export():
 
 @contextlib.contextmanager
 def _no_partial_graph_printout():
-    """A failed export prints its partial graph to stderr (once per attempt, hundreds of lines on a real model); the
-    failure is already in ``trace.failures`` and the eager route follows, so only that printout is
-    dropped: anything else written to stderr meanwhile is passed on."""
+    """A failed export prints its partial graph to stderr (once per attempt, hundreds of lines on a
+    real model); the failure is already in ``trace.failures`` and the eager route follows, so only
+    that printout is dropped: anything else written to stderr meanwhile is passed on."""
     buffer = io.StringIO()
     partial = ""
     try:
