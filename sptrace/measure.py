@@ -554,7 +554,7 @@ class CoordCheck:
         """Width-stability verdict on the module records (see :func:`sptrace.slopes.verdict`)."""
         from .slopes import verdict
 
-        return verdict(self.slopes(quantities), tol=tol, **kwargs)
+        return verdict(self.slopes(quantities), tol=tol, unmeasured=self.meta.get("unmeasured"), **kwargs)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable dict (non-finite values become the strings "nan", "inf", "-inf")."""
@@ -668,9 +668,10 @@ def _mean_rows(rows: Sequence[dict[str, dict[str, float]]]) -> dict[str, dict[st
 
 def _one_run(
     width: int, seed: int, *, make_model, make_optimizer, batches, loss_fn, steps, rec_steps, probe, param_axes,
-    params, names, leaves_only, device, spectral_method, forward,
+    params, names, leaves_only, device, spectral_method, forward, unmeasured,
 ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]], list[float]]:
-    """One width and one init seed of :func:`coord_check`: (module rows, parameter rows, losses)."""
+    """One width and one init seed of :func:`coord_check`: (module rows, parameter rows, losses).
+    Modules whose output change cannot be measured are named in ``unmeasured`` with the reason."""
     cpu = torch.device("cpu")
     with _forked_rng(torch.device(device) if device is not None else cpu):
         torch.manual_seed(seed)
@@ -727,13 +728,17 @@ def _one_run(
                 width_losses.append(float(loss.detach()))
                 if t in rec_steps or t == steps:
                     rec = run_probe()
+                    for k in out0.keys() - rec.outputs.keys():
+                        unmeasured.setdefault(k, f"not called on the probe batch after step {t}")
                     for k, o in rec.outputs.items():
                         if k not in out0:
+                            unmeasured.setdefault(k, "not called on the probe batch at init")
                             continue
-                        if o.shape != out0[k].shape:
-                            d = float("nan")
-                        else:
-                            d = rms(o - out0[k])
+                        if o.shape != out0[k].shape:  # data-dependent work, e.g. tokens routed to an expert
+                            unmeasured.setdefault(k, f"output shape {tuple(out0[k].shape)} at init, "
+                                                     f"{tuple(o.shape)} after step {t}")
+                            continue
+                        d = rms(o - out0[k])
                         if t in rec_steps:
                             row.setdefault(k, {})[f"delta_rms@{t}"] = d
                         if t == steps:
@@ -797,7 +802,10 @@ def coord_check(
     ParamRecord-like object, or None to skip); parameters not named use :func:`default_param_axes`.
 
     Runs under a forked RNG, so the caller's RNG state is unchanged. Modules that appear at some
-    widths only are dropped (their names are listed in ``meta["dropped"]``).
+    widths only are dropped (their names are listed in ``meta["dropped"]``). A module whose output
+    change has no meaning at some width and seed (its output changed shape, as an expert's does
+    when routing moves tokens, or it was not called at init or after a step) keeps only what was
+    measured everywhere and is named with the reason in ``meta["unmeasured"]``; the verdict lists it.
     """
     if steps < 0:
         raise ValueError("steps must be >= 0")
@@ -813,6 +821,7 @@ def coord_check(
         _one_run, make_model=make_model, make_optimizer=make_optimizer, batches=batches, loss_fn=loss_fn,
         steps=steps, rec_steps=rec_steps, probe=probe, param_axes=param_axes, params=params, names=names,
         leaves_only=leaves_only, device=device, spectral_method=spectral_method, forward=forward or _call,
+        unmeasured=(unmeasured := {}),
     )
     per_width: list[dict[str, dict[str, float]]] = []
     per_width_params: list[dict[str, dict[str, float]]] = []
@@ -847,5 +856,6 @@ def coord_check(
 
     records, dropped = merge(per_width)
     precords, pdropped = merge(per_width_params)
-    meta = {"seed": seed, "n_seeds": n_seeds, "record_steps": rec_steps, "dropped": dropped, "dropped_params": pdropped}
+    meta = {"seed": seed, "n_seeds": n_seeds, "record_steps": rec_steps, "dropped": dropped, "dropped_params": pdropped,
+            "unmeasured": dict(sorted(unmeasured.items()))}
     return CoordCheck(widths=widths, steps=steps, records=records, param_records=precords, losses=losses, meta=meta)

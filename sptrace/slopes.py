@@ -148,18 +148,27 @@ class Verdict:
     tol: float
     modules: dict[str, ModuleVerdict]
     worst: list[Check]
+    # module -> why its output change could not be measured (not judged on that quantity)
+    unmeasured: dict[str, str] = field(default_factory=dict)
 
     def summary(self, top: int = 5) -> str:
         n_fail = sum(not m.passed for m in self.modules.values())
         if self.passed:
-            return f"PASS: {len(self.modules)} modules, every slope within ±{self.tol:g} of its expectation"
-        parts = []
-        for c in self.worst[:top]:
-            what = c.message if c.status == "invalid" else f"slope {c.slope:+.2f}"
-            parts.append(f"{c.module} [{c.quantity}] {c.status}: {what}")
-        more = len(self.worst) - top
-        tail = f"; ... and {more} more" if more > 0 else ""
-        return f"FAIL: {n_fail}/{len(self.modules)} modules; worst: " + "; ".join(parts) + tail
+            head = f"PASS: {len(self.modules)} modules, every slope within ±{self.tol:g} of its expectation"
+        else:
+            parts = []
+            for c in self.worst[:top]:
+                what = c.message if c.status == "invalid" else f"slope {c.slope:+.2f}"
+                parts.append(f"{c.module} [{c.quantity}] {c.status}: {what}")
+            more = len(self.worst) - top
+            tail = f"; ... and {more} more" if more > 0 else ""
+            head = f"FAIL: {n_fail}/{len(self.modules)} modules; worst: " + "; ".join(parts) + tail
+        if not self.unmeasured:
+            return head
+        shown = "; ".join(f"{k} ({why})" for k, why in list(self.unmeasured.items())[:top])
+        more = len(self.unmeasured) - top
+        return (f"{head}. Output change not measured for {len(self.unmeasured)} modules: {shown}"
+                + (f"; ... and {more} more" if more > 0 else ""))
 
     def to_dict(self) -> dict[str, Any]:
         def cd(c: Check) -> dict[str, Any]:
@@ -174,6 +183,7 @@ class Verdict:
             "modules": {k: {"passed": m.passed, "checks": {q: cd(c) for q, c in m.checks.items()}}
                         for k, m in self.modules.items()},
             "worst": [cd(c) for c in self.worst],
+            "unmeasured": self.unmeasured,
         }
 
 
@@ -193,6 +203,7 @@ def verdict(
     *,
     expected: Optional[Mapping[str, float]] = None,
     allow_shrink: Union[bool, Iterable[str]] = (),
+    unmeasured: Optional[Mapping[str, str]] = None,
 ) -> Verdict:
     """Judge ``slopes[module][quantity]`` (a :class:`SlopeFit` or a plain float).
 
@@ -231,4 +242,4 @@ def verdict(
                 failing.append(c)
         modules[module] = mv
     failing.sort(key=lambda c: (c.status != "invalid", -c.excess))
-    return Verdict(passed=not failing, tol=tol, modules=modules, worst=failing)
+    return Verdict(passed=not failing, tol=tol, modules=modules, worst=failing, unmeasured=dict(unmeasured or {}))

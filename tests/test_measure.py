@@ -409,6 +409,41 @@ def test_coord_check_param_axes_rng_and_nonfinite():
     json.dumps(bad.to_dict())  # non-finite values serialise as strings
 
 
+class Routed(nn.Module):
+    """The muP MLP plus side branches whose work depends on the call, as routing makes an expert's:
+    ``varying`` sees one more row each call, ``late`` runs from the second call on, ``early`` only
+    on the first. Their outputs feed nothing, so the MLP's own checks are unchanged."""
+
+    def __init__(self, width):
+        super().__init__()
+        self.mlp = make_mup(width)
+        self.varying, self.late, self.early = nn.Linear(64, 4), nn.Linear(64, 4), nn.Linear(64, 4)
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        self.varying(x[: min(self.calls, len(x))])
+        (self.late if self.calls > 1 else self.early)(x)
+        return self.mlp(x)
+
+
+def test_coord_check_names_modules_it_cannot_measure():
+    """An output that changes shape (or a module not called at init, or not after a step) has no
+    output change to fit: it is named with the reason, never fitted as NaN, and the rest is judged."""
+    batches = _data(steps=2)
+    cc = coord_check(Routed, lambda m: adam_mup(m.mlp), batches, F.cross_entropy, [32, 64, 128], steps=2,
+                     params=False)
+    why = cc.meta["unmeasured"]
+    assert why["varying"].startswith("output shape (1, 4) at init, (") and "after step 1" in why["varying"]
+    assert why["late"] == "not called on the probe batch at init"
+    assert why["early"] == "not called on the probe batch after step 1"
+    assert "delta_rms@2" not in cc.records["varying"] and "delta_rms@2" in cc.records["mlp.fc2"]
+    v = cc.verdict(quantities=["rms@0", "delta_rms@2"], allow_shrink=["rms@0"])
+    assert v.passed, v.summary()
+    assert v.unmeasured == why and "Output change not measured for 3 modules: early (not called" in v.summary()
+    assert json.loads(json.dumps(v.to_dict()))["unmeasured"] == why
+
+
 def test_coord_check_averages_init_seeds():
     """n_seeds=2 records, per width, the mean of the runs with seeds 0 and 1 (same data)."""
     batches = _data(steps=2)
