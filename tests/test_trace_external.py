@@ -817,17 +817,20 @@ class Recurrent(nn.Module):
         return self.head(self.act(h.transpose(1, 2)).transpose(1, 2))  # PReLU slopes on axis 1
 
 
-def recurrent_table(w=32):
+def gate_stack_rows(prefix, suffix, gates, fan_in, out):
     """Each gate stack is one dense operator: weight_ih (gates*out, in), weight_hh (gates*out, out)."""
+    return {f"{prefix}weight_ih{suffix}": hidden_linear(gates * out, fan_in),
+            f"{prefix}weight_hh{suffix}": hidden_linear(gates * out, out),
+            f"{prefix}bias_ih{suffix}": bias(gates * out), f"{prefix}bias_hh{suffix}": bias(gates * out)}
+
+
+def recurrent_table(w=32):
     table = {"emb.weight": embedding(11, w), "act.weight": gain(w), "head.weight": readout_linear(11, w),
              "head.bias": fixed_bias(11)}
     for prefix, gates, n_in, n_out in (("lstm.", 4, w, w), ("gru.", 3, w, 2 * w), ("rnn.", 1, 2 * w, w)):
         layers = [(n_in, n_out)] + ([(n_out, n_out)] if prefix == "gru." else [])
         for layer, (fan_in, out) in enumerate(layers):
-            table[f"{prefix}weight_ih_l{layer}"] = hidden_linear(gates * out, fan_in)
-            table[f"{prefix}weight_hh_l{layer}"] = hidden_linear(gates * out, out)
-            table[f"{prefix}bias_ih_l{layer}"] = bias(gates * out)
-            table[f"{prefix}bias_hh_l{layer}"] = bias(gates * out)
+            table.update(gate_stack_rows(prefix, f"_l{layer}", gates, fan_in, out))
     return table
 
 
@@ -867,10 +870,7 @@ class RecurrentCells(nn.Module):
 def recurrent_cells_table(w=32):
     table = {"emb.weight": embedding(11, w), "head.weight": readout_linear(11, w), "head.bias": fixed_bias(11)}
     for prefix, gates, n_in, n_out in (("lstm.", 4, w, w), ("gru.", 3, w, 2 * w), ("rnn.", 1, 2 * w, w)):
-        table[f"{prefix}weight_ih"] = hidden_linear(gates * n_out, n_in)
-        table[f"{prefix}weight_hh"] = hidden_linear(gates * n_out, n_out)
-        table[f"{prefix}bias_ih"] = bias(gates * n_out)
-        table[f"{prefix}bias_hh"] = bias(gates * n_out)
+        table.update(gate_stack_rows(prefix, "", gates, n_in, n_out))
     return table
 
 
