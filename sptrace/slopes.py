@@ -160,15 +160,13 @@ class Verdict:
             for c in self.worst[:top]:
                 what = c.message if c.status == "invalid" else f"slope {c.slope:+.2f}"
                 parts.append(f"{c.module} [{c.quantity}] {c.status}: {what}")
-            more = len(self.worst) - top
-            tail = f"; ... and {more} more" if more > 0 else ""
-            head = f"FAIL: {n_fail}/{len(self.modules)} modules; worst: " + "; ".join(parts) + tail
+            head = (f"FAIL: {n_fail}/{len(self.modules)} modules; worst: " + "; ".join(parts)
+                    + _and_more(len(self.worst), top))
         if not self.unmeasured:
             return head
         shown = "; ".join(f"{k} ({why})" for k, why in list(self.unmeasured.items())[:top])
-        more = len(self.unmeasured) - top
         return (f"{head}. Output change not measured for {len(self.unmeasured)} modules: {shown}"
-                + (f"; ... and {more} more" if more > 0 else ""))
+                + _and_more(len(self.unmeasured), top))
 
     def to_dict(self) -> dict[str, Any]:
         def cd(c: Check) -> dict[str, Any]:
@@ -185,6 +183,10 @@ class Verdict:
             "worst": [cd(c) for c in self.worst],
             "unmeasured": self.unmeasured,
         }
+
+
+def _and_more(total: int, shown: int) -> str:
+    return f"; ... and {total - shown} more" if total > shown else ""
 
 
 def _match(quantity: str, patterns: Union[bool, Iterable[str]]) -> bool:

@@ -799,6 +799,11 @@ def test_tiny_vit(route, mode):
     assert tr["cls_token"].uses[0].op == "cat", tr["cls_token"].uses
 
 
+def token_ids():
+    """The same B x T ids over an 11-token vocabulary for every token model below."""
+    return torch.randint(0, 11, (B, T), generator=torch.Generator().manual_seed(6))
+
+
 class Recurrent(nn.Module):
     """torch's own recurrent layers (aten.lstm / gru / rnn_tanh take every weight in one list: the
     capture decomposes them) and PReLU's per-channel slope, on token ids."""
@@ -838,7 +843,7 @@ def recurrent_table(w=32):
 @pytest.mark.parametrize("route", ROUTES)
 def test_recurrent_layers_and_prelu(route, mode):
     model, base = seeded(Recurrent), seeded(Recurrent, width=16)
-    tr = run_trace(model, base, mode, route, torch.randint(0, 11, (B, T), generator=torch.Generator().manual_seed(6)))
+    tr = run_trace(model, base, mode, route, token_ids())
     assert_table(tr, model, recurrent_table())
 
 
@@ -878,7 +883,7 @@ def recurrent_cells_table(w=32):
 @pytest.mark.parametrize("route", ROUTES)
 def test_recurrent_cells_in_a_loop(route, mode):
     model, base = seeded(RecurrentCells), seeded(RecurrentCells, width=16)
-    tr = run_trace(model, base, mode, route, torch.randint(0, 11, (B, T), generator=torch.Generator().manual_seed(6)))
+    tr = run_trace(model, base, mode, route, token_ids())
     assert_table(tr, model, recurrent_cells_table())
     assert len(tr["lstm.weight_ih"].uses) == T  # one use per time step
 
@@ -931,7 +936,7 @@ def test_embedding_max_norm_is_an_embedding_with_a_warning(route):
     """`max_norm` renormalises looked-up rows in place (aten.embedding_renorm_, steered by the ids):
     the table is still an embedding, and the constant cap is named, because it makes the looked-up
     vectors' RMS shrink like 1/sqrt(width) whatever sptrace does (measured below)."""
-    ids = torch.randint(0, 11, (B, T), generator=torch.Generator().manual_seed(6))
+    ids = token_ids()
     tr = sptrace.trace(seeded(CappedEmbedding), ids, base=seeded(CappedEmbedding, width=16), routes=(route,))
     assert not tr.unclassified and tr["emb.weight"].role.value == "embedding"
     assert any("emb.weight: nn.Embedding(max_norm=1.0)" in w for w in tr.warnings), tr.warnings
