@@ -29,7 +29,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from sptrace.measure import power_iteration  # noqa: E402
+from sptrace.spectral import power_iteration  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:

@@ -7,12 +7,11 @@ The table lists, per model and optimizer, the verdict and the worst slope of spt
 baselines (standard parametrization, NTP). docs/validation.md quotes its output.
 """
 import argparse
-import json
 import os
 import time
 import warnings
 
-from sptrace.validate import validate
+from sptrace.validation.validate import validate
 
 CONFIGS = {  # scale -> model -> (widths, build options, batch size)
     "cpu": {

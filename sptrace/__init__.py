@@ -1,14 +1,21 @@
 """sptrace: width-stable training for any PyTorch model, from its traced graph.
 
-Public API: :func:`trace` (classify every parameter), :func:`parametrize` (re-initialise and
-build optimizer groups so Condition 2 holds), :func:`param_groups`, their returned objects, the
-CLI (``python -m sptrace``) and the zoo (``models_zoo``).
+Public API (docs/api.md): :func:`trace` (classify every parameter), :func:`parametrize`
+(re-initialise and build optimizer groups so Condition 2 holds), :func:`param_groups`,
+:func:`validate` (coord-check a model under sptrace and the baselines), :class:`SpectralSGD`, the
+records they return, the CLI (``python -m sptrace``) and the zoo (``models_zoo``).
+
+The pipeline, one subpackage per stage: ``graph`` (capture → uses → axes → classify) →
+``planning`` (rules → plan) → ``apply`` (init, hooks, groups); ``spectral`` measures and
+``validation`` checks.
 """
-from .parametrize import Parametrization, param_groups, parametrize
-from .trace import Trace, trace
+from .apply.parametrize import Parametrization, param_groups, parametrize
+from .graph.trace import Trace, trace
+from .optim import SpectralSGD
 from .types import DimDecision, Kind, ParamRecord, ParamUse, Role, Space, SptraceError
+from .validation.validate import Validation, validate
 
 __all__ = [
-    "trace", "parametrize", "param_groups", "Trace", "Parametrization", "ParamRecord", "ParamUse",
-    "DimDecision", "Kind", "Role", "Space", "SptraceError",
+    "trace", "parametrize", "param_groups", "validate", "SpectralSGD", "Trace", "Parametrization", "Validation",
+    "ParamRecord", "ParamUse", "DimDecision", "Kind", "Role", "Space", "SptraceError",
 ]

@@ -4,9 +4,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .models import resolve
-from .report import FORMATS
+from .graph.report import FORMATS
 from .types import SptraceError
+from .validation.models import resolve
 
 
 def main(argv=None) -> int:
@@ -44,7 +44,7 @@ def main(argv=None) -> int:
 
 
 def _report(args) -> int:
-    from .trace import trace
+    from .graph.trace import trace
 
     source = resolve(args.model)
     width = args.width or source.default_width
@@ -52,7 +52,7 @@ def _report(args) -> int:
     base = source.build(args.base_width)[0] if args.base_width else None
     result = trace(model, *example_args, base=base, strict=args.strict, **example_kwargs)
     if args.optimizer:
-        from .parametrize import annotate_plan
+        from .apply.parametrize import annotate_plan
 
         annotate_plan(result, model, optimizer=args.optimizer)
     print(result.report(args.format), end="")
@@ -60,7 +60,7 @@ def _report(args) -> int:
 
 
 def _validate(args) -> int:
-    from .validate import validate
+    from .validation.validate import validate
 
     parametrizations = None if args.baselines is None else ("sptrace", *args.baselines)
     result = validate(

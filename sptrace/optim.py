@@ -29,7 +29,7 @@ Newton–Schulz: Frobenius-normalise (all singular values in (0, 1]), then ``ns_
 steps with Muon's coefficients (3.4445, -4.7750, 2.0315), which push every singular value into
 about [0.7, 1.2] quickly but do not converge to 1, then ``polish_steps`` steps of the classical
 quintic (15/8, -10/8, 3/8), which has 1 as a third-order fixed point and brings the top singular
-values to within ~1% of 1 (measured in tests/test_spectral_optimizer.py). Runs in float32 by
+values to within ~1% of 1 (measured in tests/test_optim.py). Runs in float32 by
 default (``ns_dtype``; bf16 is safe — the iteration is normalised — but less accurate).
 """
 from __future__ import annotations
@@ -38,7 +38,7 @@ from typing import Any, Callable, Iterable, Optional
 
 import torch
 
-from .init import Layout, from_blocks, to_blocks
+from .planning.layout import Layout, from_blocks, to_blocks
 
 __all__ = ["SpectralSGD", "newton_schulz", "orthogonalize", "power_normalize"]
 
@@ -107,9 +107,9 @@ class SpectralSGD(torch.optim.Optimizer):
 
     Args:
         params: tensors or param-group dicts. Group keys beyond torch's: ``spectral_scale``
-            (sqrt(d_out/d_in), set by :func:`sptrace.plan.group`), ``sptrace_update``
+            (sqrt(d_out/d_in), set by :func:`sptrace.planning.plan.group`), ``sptrace_update``
             (``"orthogonal"`` | ``"column"`` | ``"sign"``), ``sptrace_layout`` (a dict from
-            :meth:`sptrace.init.Layout.to_dict`, or None for the default layout).
+            :meth:`sptrace.planning.layout.Layout.to_dict`, or None for the default layout).
         lr: natural-norm step size (the update's natural spectral norm, Condition 2).
         momentum, nesterov: heavy-ball buffer ``buf = momentum * buf + grad``; Nesterov uses
             ``grad + momentum * buf``. The buffer's scale does not matter (O is scale-invariant).

@@ -1,0 +1,331 @@
+"""Stage 5, apply: ``sptrace.parametrize`` and ``sptrace.param_groups``.
+
+trace → plan (rules) → in-place init, forward multipliers, optimizer param groups. All of it is
+one transaction: if anything fails, every parameter is restored bit for bit and every hook is
+removed before the error reaches the caller. Calling it again on the same model is idempotent:
+a parameter whose recorded init equals the new one is not touched (no double scaling), and the
+previous call's hooks are replaced.
+"""
+from __future__ import annotations
+
+import math
+import weakref
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Optional, Sequence, Union
+
+import torch
+
+from ..graph.trace import Trace, trace
+from ..optim import SpectralSGD
+from ..planning.plan import ParamPlan, group, library_candidates, plan, plan_warnings
+from ..planning.rules import optimizer_family
+from ..spectral import natural_spectral_norm
+from ..types import Space, SptraceError
+from .hooks import Multiplier, install_attention_scale, install_readout_multiplier, mup_attention_scale
+from .init import apply_init
+from .transaction import INIT_MARK, Snapshot
+
+OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "sgd": torch.optim.SGD,
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "spectral": SpectralSGD,
+}
+STATE_ATTR = "_sptrace_parametrization"
+
+
+@dataclass
+class Parametrization:
+    """What parametrize did; ``optimizer.sptrace`` and ``model._sptrace_parametrization``."""
+
+    trace: Trace
+    plans: list[ParamPlan]
+    multipliers: list[Multiplier]
+    warnings: list[str]
+    handles: list = field(default_factory=list, repr=False)
+    model: Any = field(default=None, repr=False)  # weak reference, for measuring at report time
+
+    def __getitem__(self, name: str) -> ParamPlan:
+        for p in self.plans:
+            if name == p.name or name in p.aliases:
+                return p
+        raise KeyError(f"no parameter named {name!r}")
+
+    def report(self, format: str = "text") -> str:
+        """The trace's table with the plan and the natural spectral norms measured now."""
+        model = self.model() if self.model is not None else None
+        if model is not None:
+            _add_measured(self.trace, model)
+        return self.trace.report(format)
+
+    def remove_hooks(self):
+        for h in self.handles:
+            h.remove()
+        self.handles.clear()
+
+
+def param_groups(
+    model: torch.nn.Module,
+    optimizer: Any = "adam",
+    lr: Optional[float] = None,
+    example_inputs: Any = None,
+    base: Optional[torch.nn.Module] = None,
+    *,
+    weight_decay: float = 0.0,
+    strict: bool = False,
+    width_overrides=None,
+    delta: Optional[torch.nn.Module] = None,
+    traced: Optional[Trace] = None,
+    **plan_options,
+) -> list[dict]:
+    """Torch param groups for any optimizer: per-group lr and weight decay by the rules.
+
+    Each group records ``sptrace_lr_multiplier`` so schedulers can scale relative to it. The
+    model is not modified (use :func:`parametrize` for the init and the forward multipliers).
+    """
+    _check_lr(lr)
+    family = optimizer_family(optimizer)
+    traced = traced or _trace(model, example_inputs, base, strict, width_overrides, delta)
+    plans = plan(traced.records, family, lr=lr, weight_decay=weight_decay, **plan_options)
+    return group(plans, dict(model.named_parameters(remove_duplicate=False)))
+
+
+def parametrize(
+    model: torch.nn.Module,
+    optimizer: Union[str, type, Callable[..., torch.optim.Optimizer]] = "adam",
+    lr: Optional[float] = None,
+    example_inputs: Any = None,
+    base: Optional[torch.nn.Module] = None,
+    *,
+    init: str = "default",
+    zero_readout: bool = False,
+    attention_fix: bool = False,
+    weight_decay: float = 0.0,
+    no_decay: Sequence[str] = (),
+    strict: bool = False,
+    width_overrides=None,
+    delta: Optional[torch.nn.Module] = None,
+    family: Optional[str] = None,
+    parametrization: str = "spectral",
+    library_init: Any = "auto",
+    **optimizer_kwargs,
+) -> torch.optim.Optimizer:
+    """Re-initialise ``model`` in place and return an optimizer whose groups satisfy Condition 2.
+
+    ``optimizer``: ``"sgd" | "adam" | "adamw" | "spectral"``, an optimizer class, or a factory
+    called as ``factory(param_groups, lr=lr, **optimizer_kwargs)`` (then say ``family=``).
+    ``lr``: absolute form, a width-free prefactor; with ``base=``, the lr tuned at the base width.
+    ``delta``: with ``base``, a model at another width (meta is enough) that tells which dims grow
+    when ``model`` has the base's own shapes (tuning at the base width), as mup's delta model.
+    ``init``: ``"default"`` (Gaussian by the rule; with a base, the library init times width
+    ratios), ``"gaussian"``, ``"orthogonal"``, ``"spectral"`` (Eq. 16), or ``"keep"``
+    (fine-tuning: only the groups change). ``attention_fix``: route SDPA calls to the μP
+    ``1/head_dim`` scale. Extra keyword arguments go to the optimizer.
+    """
+    _check_lr(lr)
+    factory = _optimizer_factory(optimizer)
+    family = family or optimizer_family(optimizer)
+    traced = _trace(model, example_inputs, base, strict, width_overrides, delta)
+    if library_init == "auto":
+        library_init = _measured_library_init(traced, model, base)
+    plans = plan(traced.records, family, lr=lr, init=init, zero_readout=zero_readout, weight_decay=weight_decay,
+                 no_decay=no_decay, parametrization=parametrization, library_init=library_init)
+    previous = getattr(model, STATE_ATTR, None)
+    pending = _pending(model, plans)
+    snapshot = Snapshot.take(model, (t for t, _ in pending))
+    result = Parametrization(traced, plans, [], list(traced.warnings) + plan_warnings(plans), model=weakref.ref(model))
+    try:
+        if previous is not None:
+            previous.remove_hooks()
+        _initialise(pending)
+        _install_multipliers(model, result, attention_fix)
+        groups = group(plans, dict(model.named_parameters(remove_duplicate=False)))
+        built = factory(groups, lr=lr, **optimizer_kwargs)
+    except BaseException:
+        snapshot.restore(model)
+        result.remove_hooks()
+        if previous is not None:
+            _reinstall(model, previous)
+        raise
+    _annotate(traced, plans, result.multipliers)
+    setattr(model, STATE_ATTR, result)
+    built.sptrace = result
+    return built
+
+
+def annotate_plan(traced: Trace, model: torch.nn.Module, optimizer: str = "adam", lr: float = 1.0, **options):
+    """Add the planned init and lr columns to a trace's report without changing the model."""
+    plans = plan(traced.records, optimizer_family(optimizer), lr=lr, **options)
+    _annotate(traced, plans, [])
+    _add_measured(traced, model)
+    traced.warnings.extend(plan_warnings(plans))
+    return plans
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _check_lr(lr):
+    if lr is None:
+        raise SptraceError("lr is required: the global learning rate (absolute form: a width-free prefactor; "
+                           "with base=, the lr tuned at the base width)")
+    if not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+        raise SptraceError(f"lr must be a positive finite number, got {lr!r}")
+
+
+def _optimizer_factory(optimizer) -> Callable[..., torch.optim.Optimizer]:
+    if isinstance(optimizer, str):
+        if optimizer.lower() not in OPTIMIZERS:
+            raise SptraceError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}, "
+                               "or pass an optimizer class or factory")
+        return OPTIMIZERS[optimizer.lower()]
+    if callable(optimizer):
+        return optimizer
+    raise SptraceError(f"optimizer must be a name, an optimizer class or a factory, got {type(optimizer).__name__}")
+
+
+def _trace(model, example_inputs, base, strict, width_overrides, delta) -> Trace:
+    args, kwargs = _example_inputs(model, example_inputs)
+    return trace(model, *args, base=base, delta=delta, strict=strict, width_overrides=width_overrides, **kwargs)
+
+
+def _example_inputs(model, example_inputs):
+    """A tensor, a tuple of args, (args, kwargs), a dict of kwargs, or model.example_inputs()."""
+    if example_inputs is None:
+        if not hasattr(model, "example_inputs"):
+            raise SptraceError("pass example_inputs= (a tensor, a tuple of args, (args, kwargs) or a dict of "
+                               "kwargs): sptrace traces the model on them")
+        example_inputs = model.example_inputs()
+    if isinstance(example_inputs, dict):
+        return (), example_inputs
+    if isinstance(example_inputs, torch.Tensor):
+        return (example_inputs,), {}
+    if isinstance(example_inputs, (tuple, list)) and len(example_inputs) == 2 and isinstance(example_inputs[1], dict) \
+            and isinstance(example_inputs[0], (tuple, list)):
+        return tuple(example_inputs[0]), dict(example_inputs[1])
+    return tuple(example_inputs), {}
+
+
+def _measured_library_init(traced: Trace, model, base):
+    """Per parameter, the std ratio (model / base) of the library init law (rules.LIBRARY_LAWS:
+    PyTorch's fan-in, kaiming fan-out, xavier, constant) that the model's and the base's tensors
+    agree with best; PyTorch's law when the base has no values (meta)."""
+    if base is None or any(p.device.type == "meta" for p in base.parameters()):
+        return "torch"
+    ours = dict(model.named_parameters(remove_duplicate=False))
+    theirs = dict(base.named_parameters(remove_duplicate=False))
+    laws = {}
+    for name, candidates in library_candidates(traced.records).items():
+        if name not in theirs:
+            continue
+        measured = _library_std(ours[name]) / max(_std(theirs[name]), 1e-30)
+        if math.isfinite(measured) and measured > 0:
+            laws[name] = min(candidates, key=lambda ratio: abs(math.log(measured / ratio)))
+    return laws
+
+
+def _library_std(tensor) -> float:
+    """The std of the library's own values: a previous call's "scale" is divided out; after any
+    other re-init they are gone (NaN: no measurement)."""
+    mark = getattr(tensor, INIT_MARK, None)
+    if mark is None or mark[0] == "keep":
+        return _std(tensor)
+    return _std(tensor) / mark[3] if mark[0] == "scale" else math.nan
+
+
+def _std(tensor) -> float:
+    return float(tensor.detach().float().std()) if tensor.numel() > 1 else 0.0
+
+
+def _init_key(p: ParamPlan):
+    return (p.init, p.init_std, p.init_target, p.init_scale)
+
+
+def _pending(model, plans: list[ParamPlan]) -> list[tuple[torch.Tensor, ParamPlan]]:
+    """(tensor, plan) for every parameter whose init this call changes."""
+    params = dict(model.named_parameters(remove_duplicate=False))
+    return [(params[p.name], p) for p in plans
+            if p.init != "keep" and getattr(params[p.name], INIT_MARK, None) != _init_key(p)]
+
+
+def _initialise(pending):
+    for tensor, p in pending:
+        scale = p.init_scale
+        previous = getattr(tensor, INIT_MARK, None)
+        if p.init == "scale" and previous is not None and previous[0] == "scale":
+            scale = p.init_scale / previous[3]  # a new base: rescale from the library's values, not again
+        apply_init(tensor, p.init, std=p.init_std, target=p.init_target, scale=scale, layout=p.layout)
+        setattr(tensor, INIT_MARK, _init_key(p))
+
+
+def _install_multipliers(model, result: Parametrization, attention_fix: bool):
+    for p in result.plans:
+        for fm in p.forward_multipliers:
+            result.handles.append(install_readout_multiplier(model, fm.use.module, fm.multiplier))
+            result.multipliers.append(Multiplier(fm.use.module, "tied readout input", fm.multiplier,
+                                                 f"{p.name} is also a readout here (NOTES §5)"))
+    for i, site in enumerate(result.trace.attention):
+        if attention_fix and site.kind == "sdpa":
+            scale = mup_attention_scale(site.head_dim, site.base_head_dim)
+            result.handles.extend(install_attention_scale(model, site.module, scale))
+            result.multipliers.append(Multiplier(site.module, "attention scale", scale, "μP 1/head_dim (NOTES §5)"))
+            result.trace.attention[i] = replace(site, scale=scale, scale_source="attention_fix: μP 1/head_dim",
+                                                fixed_by_sptrace=True)
+        elif site.kind == "manual" and (attention_fix or site.head_dim_is_width):
+            result.warnings.append(f"{site.module}: attention scale is computed by hand ({site.scale_source}) and "
+                                   "sptrace only reroutes scaled_dot_product_attention: where head_dim grows with "
+                                   "width, scale the logits by 1/head_dim in the model's code")
+        elif site.head_dim_is_width:
+            result.warnings.append(f"{site.module}: head_dim grows with width ({site.head_dim}) and the attention "
+                                   "scale stays 1/sqrt(head_dim): pass attention_fix=True for μP's 1/head_dim")
+
+
+def _reinstall(model, previous: Parametrization):
+    fresh = Parametrization(previous.trace, previous.plans, [], previous.warnings)
+    _install_multipliers(model, fresh, any(m.what == "attention scale" for m in previous.multipliers))
+    previous.handles = fresh.handles
+
+
+def _annotate(traced: Trace, plans: list[ParamPlan], multipliers: list[Multiplier]):
+    for p in plans:
+        record = traced[p.name]
+        traced.annotations[p.name] = {
+            "init": _init_text(p),
+            "lr x": f"{p.lr_multiplier:.4g}",
+            "target nat ||W||": "-" if p.rule is None else f"{_natural(record, p.rule.target_spectral_W):.3g}",
+        }
+    for m in multipliers:
+        traced.warnings.append(f"multiplier {m.value:.4g} on {m.what} of {m.module or '<root>'}: {m.reason}")
+
+
+def _add_measured(traced: Trace, model):
+    params = dict(model.named_parameters(remove_duplicate=False))
+    for record in traced.records:
+        traced.annotations.setdefault(record.name, {})["nat ||W||"] = _measured(record, params.get(record.name))
+
+
+def _init_text(p: ParamPlan) -> str:
+    if p.init == "gaussian":
+        return f"N(0, {p.init_std:.3g}²)"
+    if p.init in ("orthogonal", "spectral"):
+        return f"{p.init} ||W||={p.init_target:.3g}"
+    if p.init == "scale":
+        return f"default x{p.init_scale:.4g}"
+    return p.init
+
+
+def _natural(record, raw: float) -> float:
+    d_in = record.fan_in if record.input_space is Space.DENSE else 1
+    d_out = record.fan_out if record.output_space is Space.DENSE else 1
+    return raw * math.sqrt(d_in / d_out)
+
+
+def _measured(record, tensor) -> str:
+    if tensor is None or tensor.device.type == "meta" or not record.classified or tensor.dim() == 0:
+        return "-"
+    value = natural_spectral_norm(
+        tensor.detach(), record.fan_in_axes, record.fan_out_axes,
+        input_dense=record.input_space is Space.DENSE, output_dense=record.output_space is Space.DENSE,
+        groups=record.groups,
+    )
+    return f"{float(value):.3g}"

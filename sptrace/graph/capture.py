@@ -1,0 +1,362 @@
+"""Stage 1: capture a torch.fx graph of aten ops from any model.
+
+Routes, tried in order (the first that works wins; why the others failed is recorded):
+
+* ``export``: ``torch.export.export(strict=False)``, training IR, not decomposed to core ATen.
+  Non-strict export runs the forward on fake tensors, so no weight is copied.
+* ``eager``: runs the model once under a ``TorchDispatchMode`` that records every aten op and
+  the identity of the tensors it consumed. It takes the branch the example input takes, so it
+  works for graph breaks, data-dependent control flow and cache objects in the outputs.
+
+Both produce the same thing: an ``fx.Graph`` whose ``call_function`` nodes target aten
+``OpOverload``s, whose placeholders are parameters, buffers and the user's tensor inputs, and
+whose nodes carry ``meta["val"]`` (a tensor or tuple of tensors with the right shapes) and
+``meta["nn_module_stack"]``. Later stages read only that.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import operator
+import sys
+import warnings
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.fx as fx
+from torch.utils import _pytree as pytree
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from ..types import SptraceError
+
+
+@dataclass
+class CapturedGraph:
+    graph: fx.Graph
+    route: str
+    failures: dict[str, str]
+    param_nodes: dict[str, str]  # placeholder node name -> parameter name (as the route saw it)
+    buffer_nodes: dict[str, str]  # placeholder node name -> buffer name
+    input_nodes: list[str]  # placeholder node names of the user's tensor inputs
+    output_nodes: list[str]  # node names of the tensors the model returns
+
+
+def capture(model: torch.nn.Module, args: tuple, kwargs: dict, routes=("export", "eager")) -> CapturedGraph:
+    args, kwargs = _inputs_on_model_device(model, args, kwargs)
+    failures: dict[str, str] = {}
+    for route in routes:
+        try:
+            captured = _ROUTES[route](model, args, kwargs)
+        except Exception as exc:  # noqa: BLE001 - every failure is recorded and reported
+            failures[route] = _short_error(exc)
+            continue
+        captured.failures = failures
+        return captured
+    lines = "\n".join(f"  {r}: {msg}" for r, msg in failures.items())
+    raise SptraceError(
+        f"could not capture a graph of {type(model).__name__} by any route:\n{lines}\n"
+        "Check that model(*example_args, **example_kwargs) runs eagerly with these inputs."
+    )
+
+
+def _short_error(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}".strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return first[:400]
+
+
+def _inputs_on_model_device(model, args, kwargs):
+    """Meta models are traced with meta inputs; otherwise inputs are used as given."""
+    devices = {p.device.type for p in model.parameters()}
+    if devices != {"meta"}:
+        return args, kwargs
+    to_meta = lambda t: t.to("meta") if isinstance(t, torch.Tensor) else t  # noqa: E731
+    return pytree.tree_map(to_meta, args), pytree.tree_map(to_meta, kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# route 1: torch.export
+
+
+class _TensorOutputs(torch.nn.Module):
+    """Exports see only the tensors a model returns: cache objects and other non-pytree outputs
+    (HF's DynamicCache) would otherwise make export fail."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, *args, **kwargs):
+        out = self.model(*args, **kwargs)
+        return tuple(t for t in pytree.tree_leaves(out) if isinstance(t, torch.Tensor))
+
+
+@contextlib.contextmanager
+def _lean_export():
+    """Switch off two things export does for the graph's later users that sptrace never needs:
+    it only reads ``ep.graph``, never runs the module or reads ``node.meta["stack_trace"]``.
+
+    * a Python stack trace recorded on every node (about a fifth of export's time on GPT-2);
+    * Python code generated for the graph module after every pass (lazy graph modules generate
+      it only when the module is first run; about an eighth).
+
+    Both are torch-internal switches; where a torch version lacks one, export runs as usual.
+    """
+    with contextlib.ExitStack() as stack:
+        config = fx.config
+        before = getattr(config, "do_not_emit_stack_traces", None)
+        if before is not None:
+            config.do_not_emit_stack_traces = True
+            stack.callback(setattr, config, "do_not_emit_stack_traces", before)
+        try:
+            from torch.fx._lazy_graph_module import _use_lazy_graph_module
+        except ImportError:
+            pass
+        else:
+            stack.enter_context(_use_lazy_graph_module(True))
+        yield
+
+
+@contextlib.contextmanager
+def _no_partial_graph_printout():
+    """A failed export prints its partial graph to stderr (once per attempt, hundreds of lines on a
+    real model); the failure is already in ``trace.failures`` and the eager route follows, so only
+    that printout is dropped: anything else written to stderr meanwhile is passed on."""
+    buffer = io.StringIO()
+    partial = ""
+    try:
+        with contextlib.redirect_stderr(buffer):
+            yield
+    except Exception as exc:
+        partial = str(getattr(exc, "partial_fx_graph", "") or "")
+        raise
+    finally:
+        text = buffer.getvalue()
+        if partial:
+            text = text.replace(partial + "\n", "")
+        if text:
+            sys.stderr.write(text)
+
+
+def _capture_export(model, args, kwargs) -> CapturedGraph:
+    from torch.export.graph_signature import InputKind, OutputKind
+
+    with _lean_export(), _no_partial_graph_printout(), warnings.catch_warnings():
+        # RNN modules re-point their _flat_weights during export, which export undoes afterwards
+        warnings.filterwarnings("ignore", message="The tensor attributes .* were assigned during export")
+        ep = torch.export.export(_TensorOutputs(model), tuple(args), kwargs=dict(kwargs), strict=False)
+        ep = _decompose_recurrent(ep)
+    sig = ep.graph_signature
+    unwrap = lambda target: target[len("model."):]  # noqa: E731
+    params, buffers, inputs = {}, {}, []
+    for spec in sig.input_specs:
+        name = spec.arg.name
+        if spec.kind == InputKind.PARAMETER:
+            params[name] = unwrap(spec.target)
+        elif spec.kind in (InputKind.BUFFER, InputKind.CONSTANT_TENSOR):
+            buffers[name] = unwrap(spec.target) if spec.target.startswith("model.") else spec.target
+        elif spec.kind == InputKind.USER_INPUT and _is_tensor_node(ep.graph, name):
+            inputs.append(name)
+    outputs = [
+        spec.arg.name
+        for spec in sig.output_specs
+        if spec.kind == OutputKind.USER_OUTPUT and hasattr(spec.arg, "name")
+    ]
+    for node in ep.graph.nodes:
+        stack = node.meta.get("nn_module_stack")
+        if stack:
+            node.meta["nn_module_stack"] = {k: (_unwrap_path(path), cls) for k, (path, cls) in stack.items()}
+    # only the graph is kept: no stage reads the ExportedProgram, and keeping it would keep its
+    # state_dict (every parameter) and its other objects alive as long as the trace
+    return CapturedGraph(ep.graph, "export", {}, params, buffers, inputs, outputs)
+
+
+def _decompose_recurrent(ep):
+    """``aten.lstm`` / ``gru`` / ``rnn_*`` take every weight in one list argument and their
+    ``*_cell`` forms hide the weights behind one op: decompose them (torch's own decompositions)
+    into the linear ops and gate arithmetic the later stages read."""
+    from torch._decomp import decomposition_table
+
+    aten = torch.ops.aten
+    layers = {aten.lstm.input, aten.gru.input, aten.rnn_tanh.input, aten.rnn_relu.input}
+    cells = {aten.lstm_cell.default, aten.gru_cell.default, aten.rnn_tanh_cell.default, aten.rnn_relu_cell.default}
+    present = {node.target for node in ep.graph.nodes} & (layers | cells)
+    if not present:
+        return ep
+    table = {op: decomposition_table[op] for op in present & layers if op in decomposition_table}
+    # the cells are composite ops that recent export keeps whole (older export decomposed them itself)
+    composite = getattr(torch.export, "default_decompositions", None)
+    if present & cells and composite is not None:
+        every = composite()
+        table.update({op: every[op] for op in present & cells})
+    return ep.run_decompositions(table) if table else ep
+
+
+def _unwrap_path(path: str) -> str:
+    """Paths inside the _TensorOutputs wrapper start with 'model'; give the user's own path."""
+    path = _clean_module_path(path)
+    return path[len("model."):] if path.startswith("model.") else ("" if path == "model" else path)
+
+
+def _is_tensor_node(graph: fx.Graph, name: str) -> bool:
+    node = next(n for n in graph.nodes if n.name == name)
+    return isinstance(node.meta.get("val"), torch.Tensor)
+
+
+# ---------------------------------------------------------------------------------------------
+# route 2: eager dispatch recorder
+
+
+class _Recorder(TorchDispatchMode):
+    """Records each aten op as an fx node, keyed by the identity of the tensors it touches."""
+
+    def __init__(self, graph: fx.Graph, known: dict[int, fx.Node], module_stack: list):
+        super().__init__()
+        self.graph, self.known, self.module_stack = graph, known, module_stack
+        self.keep_alive: list = []  # ids stay unique only while the tensors live
+
+    def node_for(self, value):
+        if isinstance(value, torch.Tensor):
+            if id(value) not in self.known:
+                node = self.graph.placeholder(f"const_{len(self.known)}")
+                node.meta["val"] = _meta_like(value)
+                node.meta["sptrace_constant"] = True
+                self._remember(value, node)
+            return self.known[id(value)]
+        return value
+
+    def _remember(self, tensor, node):
+        self.known[id(tensor)] = node
+        self.keep_alive.append(tensor)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        node_args = pytree.tree_map(self.node_for, args)
+        node_kwargs = pytree.tree_map(self.node_for, kwargs)
+        node = self.graph.call_function(func, tuple(node_args), dict(node_kwargs))
+        node.meta["nn_module_stack"] = {f"m{i}": (path, cls) for i, (path, cls) in enumerate(self.module_stack)}
+        node.meta["val"] = pytree.tree_map(_meta_like, out)
+        if isinstance(out, torch.Tensor):
+            self._remember(out, node)
+        elif isinstance(out, (tuple, list)):
+            for i, item in enumerate(out):
+                if isinstance(item, torch.Tensor):
+                    item_node = self.graph.call_function(operator.getitem, (node, i))
+                    item_node.meta.update(val=node.meta["val"][i], nn_module_stack=node.meta["nn_module_stack"])
+                    self._remember(item, item_node)
+        return out
+
+
+def _meta_like(value):
+    if isinstance(value, torch.Tensor):
+        return torch.empty(value.shape, dtype=value.dtype, device="meta")
+    return value
+
+
+def _capture_eager(model, args, kwargs) -> CapturedGraph:
+    graph = fx.Graph()
+    known: dict[int, fx.Node] = {}
+    params, buffers, inputs = {}, {}, []
+    for name, p in model.named_parameters(remove_duplicate=True):
+        node = graph.placeholder(_safe(f"p_{name}"))
+        node.meta["val"] = _meta_like(p)
+        known[id(p)] = node
+        params[node.name] = name
+    for name, b in model.named_buffers(remove_duplicate=True):
+        node = graph.placeholder(_safe(f"b_{name}"))
+        node.meta["val"] = _meta_like(b)
+        known[id(b)] = node
+        buffers[node.name] = name
+    for i, leaf in enumerate(pytree.tree_leaves((args, kwargs))):
+        if isinstance(leaf, torch.Tensor) and id(leaf) not in known:
+            node = graph.placeholder(f"input_{i}")
+            node.meta["val"] = _meta_like(leaf)
+            known[id(leaf)] = node
+            inputs.append(node.name)
+
+    stack: list = []
+    names = {id(m): n for n, m in model.named_modules(remove_duplicate=False)}
+    recorder = _Recorder(graph, known, stack)
+    recorder.keep_alive.extend(pytree.tree_leaves((args, kwargs)))
+
+    def push(module, _args):
+        if id(module) in names:
+            stack.append((names[id(module)], f"{type(module).__module__}.{type(module).__qualname__}"))
+
+    def pop(module, _args, _out):
+        if id(module) in names and stack:
+            stack.pop()
+
+    saved_buffers = {n: b.detach().clone() for n, b in model.named_buffers() if b.device.type != "meta"}
+    handles = [
+        torch.nn.modules.module.register_module_forward_pre_hook(push),
+        torch.nn.modules.module.register_module_forward_hook(pop),
+    ]
+    try:
+        # grad stays enabled: under no_grad PyTorch takes fused inference paths
+        # (_transformer_encoder_layer_fwd) that hide the parameters' uses; so do oneDNN's and
+        # cuDNN's fused recurrent kernels (mkldnn_rnn_layer, _cudnn_rnn), off for this one forward
+        with torch.enable_grad(), _no_fused_backends(), recorder:
+            out = model(*args, **kwargs)
+    finally:
+        for h in handles:
+            h.remove()
+        _restore_buffers(model, saved_buffers)
+    out_nodes = [known[id(t)] for t in pytree.tree_leaves(out) if isinstance(t, torch.Tensor) and id(t) in known]
+    graph.output(tuple(out_nodes))
+    outputs = [n.name for n in out_nodes]
+    return CapturedGraph(graph, "eager", {}, params, buffers, inputs, outputs)
+
+
+def _no_fused_backends():
+    stack = contextlib.ExitStack()
+    # torch >= 2.13 warns about Intel-GPU TF32 whenever the oneDNN flags are set, on any machine
+    stack.enter_context(warnings.catch_warnings())
+    warnings.filterwarnings("ignore", message=".*TF32 acceleration on top of oneDNN.*")
+    stack.enter_context(torch.backends.mkldnn.flags(enabled=False))
+    stack.enter_context(torch.backends.cudnn.flags(enabled=False))
+    return stack
+
+
+def _restore_buffers(model, saved):
+    """The recorded forward runs in the model's mode; running stats it updated are put back."""
+    with torch.no_grad():
+        for name, buf in model.named_buffers():
+            if name in saved:
+                buf.copy_(saved[name])
+
+
+def _safe(name: str) -> str:
+    return name.replace(".", "_")
+
+
+_ROUTES = {"export": _capture_export, "eager": _capture_eager}
+
+
+# ---------------------------------------------------------------------------------------------
+# small readers shared by later stages
+
+
+def tensor_meta(node: fx.Node, index: Optional[int] = None) -> Optional[torch.Tensor]:
+    val = node.meta.get("val")
+    if index is not None and isinstance(val, (tuple, list)):
+        val = val[index] if index < len(val) else None
+    return val if isinstance(val, torch.Tensor) else None
+
+
+def module_path(node: fx.Node) -> str:
+    stack = node.meta.get("nn_module_stack") or {}
+    if not stack:
+        return ""
+    path = list(stack.values())[-1][0]
+    return _clean_module_path(path)
+
+
+def _clean_module_path(path: str) -> str:
+    """export writes paths as 'layers.0.attn' or "L['self'].layers[0]"; normalise to dotted."""
+    if path.startswith("L['self']"):
+        path = path[len("L['self']"):].lstrip(".")
+        path = path.replace("[", ".").replace("]", "").replace("'", "")
+    return path.strip(".")

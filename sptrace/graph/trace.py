@@ -1,0 +1,296 @@
+"""``sptrace.trace``: capture → uses → axes → classify, and the ``Trace`` object it returns."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Iterator, Mapping, Optional, Sequence
+
+import torch
+
+from ..types import DimDecision, Kind, ParamRecord, Space, SptraceError
+from . import report as _report
+from .attention import AttentionSite, find_attention, with_base
+from .axes import label_axes
+from .capture import CapturedGraph, capture
+from .classify import ParamFacts, classify
+from .ops import Shapes, op_name
+from .uses import UseAnalysis, analyse_uses
+from .widths import check_overrides, deciders, delta_shapes, override
+
+CONTRACTIONS = ("linear", "mm", "bmm", "matmul", "addmm", "baddbmm", "einsum", "mv", "dot", "conv")
+
+
+@dataclass
+class Trace:
+    """One record per distinct parameter tensor; index by any of its names (aliases included)."""
+
+    records: list[ParamRecord]
+    route: str
+    failures: dict[str, str]
+    warnings: list[str]
+    attention: list[AttentionSite]
+    width_mode: str  # "automatic" | "base"
+    captured: CapturedGraph = field(repr=False)
+    annotations: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)
+
+    def __iter__(self) -> Iterator[ParamRecord]:
+        return iter(self.records)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, name: str) -> ParamRecord:
+        for record in self.records:
+            if name == record.name or name in record.aliases:
+                return record
+        raise KeyError(f"no parameter named {name!r}; known: {', '.join(r.name for r in self.records)}")
+
+    def __contains__(self, name: str) -> bool:
+        return any(name == r.name or name in r.aliases for r in self.records)
+
+    @property
+    def graph(self):
+        return self.captured.graph
+
+    @property
+    def unclassified(self) -> list[ParamRecord]:
+        return [r for r in self.records if r.kind is Kind.UNCLASSIFIED]
+
+    def summary(self) -> dict:
+        return {
+            "route": self.route,
+            "width_mode": self.width_mode,
+            "parameters": len(self.records),
+            "kinds": dict(Counter(r.kind.value for r in self.records)),
+            "roles": dict(Counter(r.role.value for r in self.records)),
+            "capture_failures": dict(self.failures),
+        }
+
+    def report(self, format: str = "text") -> str:
+        return _report.render(self, format)
+
+    def to_dict(self) -> dict:
+        return json.loads(_report.render(self, "json"))
+
+
+def trace(
+    model: torch.nn.Module,
+    *example_args,
+    base: Optional[torch.nn.Module] = None,
+    delta: Optional[torch.nn.Module] = None,
+    strict: bool = False,
+    width_overrides: Optional[Mapping[str, Sequence[int]]] = None,
+    routes: Sequence[str] = ("export", "eager"),
+    **example_kwargs,
+) -> Trace:
+    """Trace ``model`` on the example inputs and classify every parameter from the graph.
+
+    ``base``: a narrower model of the same architecture; dims whose size differs are width.
+    ``delta``: with ``base``, a model of another width (its shapes only: meta is enough); dims
+    whose size differs between base and delta are width too, so that the model at the base width
+    itself is classified like every other width (mup's delta model).
+    ``width_overrides``: ``{parameter name: width axes}`` replaces the decision for a parameter.
+    ``strict``: raise ``SptraceError`` when a parameter cannot be classified.
+    """
+    if not isinstance(model, torch.nn.Module):
+        raise SptraceError(f"sptrace.trace expects a torch.nn.Module, got {type(model).__name__}")
+    _check_materialised(model, "model")
+    if isinstance(base, torch.nn.Module):
+        _check_materialised(base, "base")
+    names_by_tensor = _aliases(model)
+    if not names_by_tensor:
+        return Trace([], "none", {}, [f"{type(model).__name__} has no parameters: nothing to classify"], [], "automatic", None)
+    captured = capture(model, example_args, example_kwargs, routes=routes)
+    shapes = Shapes(captured.graph)
+    uses = analyse_uses(captured, shapes)
+    labels = label_axes(captured, shapes, uses.op_axes, _dense_fan_in(uses))
+    nodes_of = _param_nodes_by_tensor(model, captured)
+    facts = _facts(model, captured, uses, names_by_tensor, nodes_of)
+    warnings = [f"capture route {r!r} failed, used {captured.route!r}: {msg}" for r, msg in captured.failures.items()]
+    base_info, base_attention = (_base_shapes(base, model, example_args, example_kwargs, routes)
+                                 if base is not None else (None, None))
+    delta_info = delta_shapes(delta, base_info)
+    decide_for = deciders(facts, nodes_of, labels, base_info, delta_info, warnings)
+    records = []
+    for fact in facts:
+        decide = decide_for(fact)
+        if width_overrides and (set(fact.aliases) & set(width_overrides)):
+            decide = override(fact, width_overrides, decide)
+        base_shape, base_groups = (base_info or {}).get(fact.name, (None, None))
+        records.append(classify(fact, decide, base_shape, base_groups))
+    check_overrides(width_overrides, records)
+    warnings += _record_warnings(records)
+    warnings += _constant_row_norm_caps(captured, records)
+    attention = find_attention(captured, shapes, uses.op_axes, labels)
+    if base_attention is not None:
+        attention = with_base(attention, base_attention, _delta_attention(delta, example_args, example_kwargs, routes))
+    result = Trace(records, captured.route, captured.failures, warnings, attention,
+                   "base" if base is not None else "automatic", captured)
+    if strict and result.unclassified:
+        lines = "\n".join(f"  {r.name}: {r.problem}" for r in result.unclassified)
+        raise SptraceError(f"{len(result.unclassified)} parameter(s) could not be classified:\n{lines}\n"
+                           "Pass width_overrides, rewrite the use with a supported op, or call with strict=False.")
+    return result
+
+
+def _aliases(model) -> dict[int, list[str]]:
+    names: dict[int, list[str]] = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        names.setdefault(id(p), []).append(name)
+    return names
+
+
+def _dense_fan_in(uses: UseAnalysis) -> set:
+    refs = set()
+    for param, found in uses.uses.items():
+        for use in found:
+            if use.input_space is Space.DENSE and (use.op in CONTRACTIONS or use.op.startswith("conv")):
+                refs |= {(param, a) for a in use.fan_in_axes}
+    return refs
+
+
+def _param_nodes_by_tensor(model, captured: CapturedGraph) -> dict[int, list[str]]:
+    """Export may lift one tied tensor as several placeholders: group them by identity."""
+    nodes: dict[int, list[str]] = {}
+    for node_name, pname in captured.param_nodes.items():
+        nodes.setdefault(id(model.get_parameter(pname)), []).append(node_name)
+    return nodes
+
+
+def _facts(model, captured: CapturedGraph, uses: UseAnalysis, names_by_tensor, nodes_of) -> list[ParamFacts]:
+    order = {n.name: i for i, n in enumerate(captured.graph.nodes)}
+    facts = []
+    for tensor_id, names in names_by_tensor.items():
+        tensor = model.get_parameter(names[0])
+        nodes = nodes_of.get(tensor_id, [])
+        found = sorted((u for n in nodes for u in uses.uses.get(n, [])), key=lambda u: order.get(u.node, 0))
+        problem = next((uses.problems[n] for n in nodes if n in uses.problems), None)
+        if not (tensor.dtype.is_floating_point or tensor.dtype.is_complex):
+            problem = f"parameter of dtype {tensor.dtype} is not a float tensor: it cannot be trained"
+        elif not nodes:
+            problem = "not seen in the captured graph"
+        if problem is not None:
+            problem += _reparametrization_hint(model, names[0])
+        facts.append(ParamFacts(names[0], tuple(names), tensor, found, problem))
+    return facts
+
+
+def _reparametrization_hint(model, name: str) -> str:
+    """What to do when an unclassified parameter feeds a weight reparametrization (weight_norm,
+    spectral_norm, orthogonal): the spectral condition is stated for the weight the layer uses,
+    not for the tensors it is computed from."""
+    from torch.nn.utils import parametrize
+    from torch.nn.utils.weight_norm import WeightNorm
+
+    owner_path, _, leaf = name.rpartition(".")
+    owner = model.get_submodule(owner_path) if owner_path else model
+    if isinstance(owner, parametrize.ParametrizationList):
+        layer, _, tensor_name = owner_path.rpartition(".parametrizations.")
+        return (f". It is an input of the torch.nn.utils.parametrize parametrization of {layer}.{tensor_name}; "
+                "sptrace's rules are for the weight a layer uses, not for the tensors it is computed from: remove "
+                f"it first (torch.nn.utils.parametrize.remove_parametrizations(model.{layer}, {tensor_name!r}))")
+    if any(isinstance(h, WeightNorm) and leaf in (f"{h.name}_g", f"{h.name}_v") for h in owner._forward_pre_hooks.values()):
+        return (f". It is half of the weight normalization of {owner_path or 'the model'}; sptrace's rules are "
+                "for the weight a layer uses, not for its (g, v) factors: remove it first "
+                f"(torch.nn.utils.remove_weight_norm(model.{owner_path}))")
+    return ""
+
+
+def _delta_attention(delta, args, kwargs, routes) -> Optional[list[AttentionSite]]:
+    """The delta model's attention sites (head_dim at a third width), where it runs on the inputs."""
+    if delta is None:
+        return None
+    try:
+        return trace(delta, *_on_device(args, delta), routes=routes, **_on_device(kwargs, delta)).attention
+    except SptraceError:
+        return None
+
+
+def _base_shapes(base, model, args, kwargs, routes):
+    """{name: (base shape, base groups)} and the base's attention sites; checks the base fits."""
+    if not isinstance(base, torch.nn.Module):
+        raise SptraceError(f"base must be a torch.nn.Module of the same architecture, got {type(base).__name__}")
+    try:
+        base_trace = trace(base, *_on_device(args, base), routes=routes, **_on_device(kwargs, base))
+        shapes = {a: (r.shape, r.groups) for r in base_trace for a in r.aliases}
+        base_names, attention = [r.aliases for r in base_trace], base_trace.attention
+    except SptraceError:
+        # the example inputs may carry a width-sized axis (a bare layer fed hidden states): the base
+        # cannot run on them, but its parameter shapes are all base mode needs
+        base_params = list(base.named_parameters(remove_duplicate=False))
+        shapes = {n: (tuple(p.shape), None) for n, p in base_params}
+        base_names, attention = [(n,) for n, _ in base_params], None
+    info = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        if name not in shapes:
+            raise SptraceError(f"parameter {name!r} has no counterpart in the base model; base must have the same architecture")
+        b_shape, b_groups = shapes[name]
+        if len(b_shape) != p.dim():
+            raise SptraceError(f"parameter {name!r} has shape {tuple(p.shape)} but {b_shape} in the base model: ranks differ")
+        for axis, (bs, s) in enumerate(zip(b_shape, p.shape)):
+            if bs > s:
+                raise SptraceError(
+                    f"base model is not narrower: {name!r} axis {axis} is {bs} in the base and {s} in the model; "
+                    "pass the narrower model as base"
+                )
+        info[name] = (b_shape, b_groups)
+    model_names = {name for name, _ in model.named_parameters(remove_duplicate=False)}
+    extra = [names[0] for names in base_names if not set(names) & model_names]
+    if extra:
+        raise SptraceError(f"base model has parameters the model lacks: {', '.join(extra)}")
+    return info, attention
+
+
+def _on_device(values, module):
+    """Base models often live on meta: give them inputs on their device."""
+    device = next((p.device for p in module.parameters()), None)
+    if device is None:
+        return values
+    move = lambda t: t.to(device) if isinstance(t, torch.Tensor) else t  # noqa: E731
+    from torch.utils import _pytree as pytree
+
+    return pytree.tree_map(move, values)
+
+
+def _record_warnings(records: list[ParamRecord]) -> list[str]:
+    out = []
+    for r in records:
+        if r.kind is Kind.UNCLASSIFIED:
+            out.append(f"{r.name}: unclassified: {r.problem}")
+        if r.secondary_uses:
+            where = ", ".join(f"{u.module or '<root>'} ({u.op}, {u.role.value})" for u in r.secondary_uses)
+            out.append(f"{r.name}: tied parameter also used as {where}; that use needs a forward multiplier")
+        if not r.requires_grad:
+            out.append(f"{r.name}: frozen (requires_grad=False): classified, but left out of optimizer groups")
+    return out
+
+
+def _check_materialised(module: torch.nn.Module, which: str) -> None:
+    lazy = [n for n, p in module.named_parameters() if isinstance(p, torch.nn.parameter.UninitializedParameter)]
+    if lazy:
+        raise SptraceError(
+            f"{which} has parameters that lazy modules have not created yet: {', '.join(lazy)}. Run it once on "
+            f"the example inputs ({which}(*example_inputs)) so they get their shapes, then call sptrace.")
+
+
+def _constant_row_norm_caps(captured: CapturedGraph, records: list[ParamRecord]) -> list[str]:
+    """nn.Embedding(max_norm=c) rescales each looked-up row to l2 norm <= c in place: with a width
+    fan-out that is an RMS of c / sqrt(width), whatever init and lr sptrace gives the table."""
+    by_name = {a: r for r in records for a in r.aliases}
+    out = []
+    for node in captured.graph.nodes:
+        if node.op != "call_function" or op_name(node) != "embedding_renorm" or len(node.args) < 3:
+            continue
+        table = node.args[0]
+        while getattr(table, "op", None) == "call_function" and op_name(table) in ("detach", "alias"):
+            table = table.args[0]  # F.embedding renorms weight.detach()
+        record = by_name.get(captured.param_nodes.get(getattr(table, "name", None)))
+        if record is not None and record.fan_out_is_width:
+            out.append(f"{record.name}: nn.Embedding(max_norm={node.args[2]}) caps each looked-up row's l2 norm at a "
+                       "constant, so its RMS shrinks like 1/sqrt(width) whatever the init: scale max_norm with "
+                       "sqrt(width) (the width-stable form) or drop it")
+    return out
+
+
+__all__ = ["Trace", "trace", "DimDecision"]

@@ -1,0 +1,300 @@
+"""Stage 2: every use of every parameter, with the parameter axes that are fan-in and fan-out.
+
+One forward pass over the graph. A value computed from parameters alone (a view, a cast, ``1 + w``,
+``w.chunk(3)``) is *parameter-derived* and carries an axis map: for each of its axes, the set of
+(parameter, axis) it came from. Where a parameter-derived value meets an activation, the op's
+semantics (``ops.op_axes``) say which of its axes are contracted and which reach the output; the
+axis map turns those into the parameter's own axes. Activations are marked sparse (integer ids,
+one-hot) or dense on the way, so every use knows the space of its input.
+"""
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.fx as fx
+
+from ..types import ParamUse, Role, Space
+from .capture import CapturedGraph, module_path
+from .ops import MIXING, OpAxes, Ref, Shapes, op_axes, op_name
+
+AxisMap = list[frozenset]  # per axis of a value: {(param node, param axis), ...}
+
+ADDITIVE = {"add", "sub", "rsub"}
+MULTIPLICATIVE = {"mul", "div", "true_divide", "prelu", "_prelu_kernel"}
+# self + value * tensor1 (* or /) tensor2 (ConvNeXt-V2's GlobalResponseNorm: addcmul(bias, weight, x)):
+# the argument ``self`` is added, ``tensor1`` and ``tensor2`` multiply each other
+ADD_PRODUCT = {"addcmul": "self", "addcdiv": "self"}
+ADDITIVE_ARG = {  # the argument that is added to the product: a bias
+    "linear": "bias", "addmm": "self", "baddbmm": "self", "addmv": "self", "_addmm_activation": "self",
+}
+
+
+@dataclass
+class Derived:
+    params: frozenset  # parameter nodes this value is computed from
+    axes: AxisMap
+    via: tuple[str, ...] = ()
+
+
+@dataclass
+class UseAnalysis:
+    uses: dict[str, list[ParamUse]]  # param node -> uses, in graph order
+    problems: dict[str, str]  # param node -> why a use is not understood
+    op_axes: dict[str, OpAxes]  # node name -> axis semantics (shared with the axes stage)
+    sparse_values: set[str]
+
+
+def analyse_uses(captured: CapturedGraph, shapes: Shapes) -> UseAnalysis:
+    return _UseWalker(captured, shapes).run()
+
+
+class _UseWalker:
+    def __init__(self, captured: CapturedGraph, shapes: Shapes):
+        self.captured, self.shapes = captured, shapes
+        self.derived: dict[str, Derived] = {}
+        self.activation: set[str] = set()
+        self.sparse: set[str] = set()
+        self.uses: dict[str, list[ParamUse]] = {p: [] for p in captured.param_nodes}
+        self.problems: dict[str, str] = {}
+        self.axes: dict[str, OpAxes] = {}
+
+    def run(self) -> UseAnalysis:
+        for node in self.captured.graph.nodes:
+            if node.op == "placeholder":
+                self._placeholder(node)
+            elif node.op == "call_function":
+                self._call(node)
+            elif node.op not in ("output", "get_attr"):
+                for p in self._derived_params(node):
+                    self._problem(p, node, f"unsupported graph op kind {node.op!r}")
+        return UseAnalysis(self.uses, self.problems, self.axes, self.sparse)
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+
+    def _placeholder(self, node: fx.Node):
+        shape = self.shapes.get(node.name)
+        if node.name in self.captured.param_nodes and shape is not None:
+            self.derived[node.name] = Derived(frozenset({node.name}), [frozenset({(node.name, a)}) for a in range(len(shape))])
+        elif node.name in self.captured.input_nodes or self._is_index(node.name):
+            self.activation.add(node.name)
+            if self._is_index(node.name):
+                self.sparse.add(node.name)
+
+    def _is_index(self, key: str) -> bool:
+        """Integer tensors are data (ids, positions) wherever they come from: sparse."""
+        dtype = self.shapes.dtype.get(key)
+        return dtype is not None and not (dtype.is_floating_point or dtype.is_complex or dtype == torch.bool)
+
+    def _pname(self, node_name: str) -> str:
+        return self.captured.param_nodes.get(node_name, node_name)
+
+    def _problem(self, param: str, node: fx.Node, what: str):
+        self.problems.setdefault(param, f"node {node.name!r} ({op_name(node)}): {what}")
+
+    def _input_keys(self, node: fx.Node) -> list[str]:
+        keys = []
+        for v in _flat(list(node.args) + list(node.kwargs.values())):
+            if isinstance(v, fx.Node):
+                keys.append(v.name)
+        return keys
+
+    def _derived_params(self, node: fx.Node) -> set[str]:
+        return {p for k in self._input_keys(node) if k in self.derived for p in self.derived[k].params}
+
+    def _output_keys(self, node: fx.Node) -> list[str]:
+        val = node.meta.get("val")
+        if isinstance(val, (tuple, list)):
+            return [f"{node.name}.{i}" for i in range(len(val))]
+        return [node.name]
+
+    # -- the walk ------------------------------------------------------------------------------
+
+    def _call(self, node: fx.Node):
+        ax = op_axes(node, self.shapes)
+        self.axes[node.name] = ax
+        inputs = [k for k in self._input_keys(node) if k not in ax.steering]
+        if node.target is operator.getitem and isinstance(node.args[0], fx.Node):
+            inputs = [f"{node.args[0].name}.{node.args[1]}"]
+        derived_inputs = [k for k in inputs if k in self.derived]
+        # data: computed from an input, an index, or made from nothing (an RNN's zero initial state)
+        is_activation = any(k in self.activation for k in inputs) or (
+            not derived_inputs and (self._is_index(node.name) or not inputs))
+        if is_activation:
+            for key in self._output_keys(node) + [node.name]:
+                self.activation.add(key)
+            self._mark_sparse(node, ax, inputs)
+            for key in dict.fromkeys(derived_inputs):
+                self._consume(node, ax, key)
+        elif derived_inputs:
+            self._propagate(node, ax, derived_inputs)
+
+    def _mark_sparse(self, node: fx.Node, ax: OpAxes, inputs: list[str]):
+        if ax.category == "one_hot":
+            self.sparse.add(node.name)
+        elif ax.category == "passthrough" and inputs and all(k in self.sparse for k in inputs if k in self.activation):
+            self.sparse.update(self._output_keys(node) + [node.name])
+
+    def _propagate(self, node: fx.Node, ax: OpAxes, derived_inputs: list[str]):
+        """A parameter-only computation: carry the axis map to the outputs, or give up loudly."""
+        if ax.category not in ("passthrough", "elementwise", "cat") or op_name(node) in MIXING:
+            for p in self._derived_params(node):
+                others = sorted({self._pname(q) for q in self._derived_params(node) if q != p})
+                what = (f"combined with {', '.join(others)} before any activation" if others and ax.category == "matmul"
+                        else "transformed by an op that mixes its entries")
+                self._problem(p, node, f"{what}; sptrace cannot tell which parameter axes reach the use")
+            return
+        via = tuple(dict.fromkeys(v for k in derived_inputs for v in self.derived[k].via)) + (op_name(node),)
+        params = frozenset().union(*(self.derived[k].params for k in derived_inputs))
+        for out_key in self._output_keys(node):
+            shape = self.shapes.get(out_key)
+            if shape is None:
+                continue
+            axes: list[set] = [set() for _ in shape]
+            for (src, i), (dst, j) in ax.same:
+                if dst == out_key and src in self.derived and i < len(self.derived[src].axes):
+                    axes[j] |= self.derived[src].axes[i]
+            for lhs, rhs in ax.products:
+                for group_in, group_out in ((lhs, rhs), (rhs, lhs)):
+                    sources = set().union(*(self._axis_of(r) for r in group_in))
+                    for dst, j in group_out:
+                        if dst == out_key:
+                            axes[j] |= sources
+            self.derived[out_key] = Derived(params, [frozenset(a) for a in axes], via)
+        if len(self._output_keys(node)) > 1:
+            self.derived.setdefault(node.name, Derived(params, [], via))
+
+    def _axis_of(self, ref: Ref) -> frozenset:
+        key, axis = ref
+        d = self.derived.get(key)
+        return d.axes[axis] if d is not None and axis < len(d.axes) else frozenset()
+
+    # -- a parameter meets an activation -------------------------------------------------------
+
+    def _consume(self, node: fx.Node, ax: OpAxes, key: str):
+        derived = self.derived[key]
+        arg = _arg_name(ax.args, key)
+        for param in sorted(derived.params):
+            use = self._use_for(node, ax, key, arg, param, derived)
+            if isinstance(use, str):
+                self._problem(param, node, use)
+            else:
+                self.uses[param].append(use)
+
+    def _param_axes(self, derived: Derived, view_axes, param: str) -> tuple[int, ...]:
+        found = set()
+        for a in view_axes:
+            if a < len(derived.axes):
+                found |= {pa for p, pa in derived.axes[a] if p == param}
+        return tuple(sorted(found))
+
+    def _use_for(self, node, ax: OpAxes, key, arg, param, derived: Derived):
+        name = op_name(node)
+        shape = self.shapes.get(param) or ()
+        common = dict(node=node.name, op=name, arg=arg or "?", module=module_path(node), via=derived.via)
+        if _numel(shape) == 1:
+            return ParamUse(fan_in_axes=(), fan_out_axes=(), role=Role.SCALAR, **common)
+        all_axes = tuple(range(len(shape)))
+        non_singleton = tuple(a for a in all_axes if shape[a] > 1)
+        cat = ax.category
+        if (cat == "matmul" and arg == ADDITIVE_ARG.get(name)) or (cat == "conv" and arg == "bias") or (cat == "norm" and arg == "bias"):
+            return ParamUse(fan_in_axes=(), fan_out_axes=non_singleton, input_space=Space.SPARSE, role=Role.BIAS, **common)
+        if cat == "norm" and arg == "weight":
+            return ParamUse(fan_in_axes=(), fan_out_axes=non_singleton, role=Role.GAIN, **common)
+        if cat == "elementwise" and name in MULTIPLICATIVE:
+            return ParamUse(fan_in_axes=(), fan_out_axes=non_singleton, role=Role.GAIN, **common)
+        if cat == "elementwise" and name in ADDITIVE:
+            return ParamUse(fan_in_axes=(), fan_out_axes=non_singleton, input_space=Space.SPARSE, role=Role.BIAS, **common)
+        if cat == "elementwise" and name in ADD_PRODUCT:
+            factors = [v for a, v in ax.args.items() if a in ("tensor1", "tensor2") and a != arg]
+            if arg == ADD_PRODUCT[name] or not any(isinstance(v, fx.Node) and v.name in self.activation for v in factors):
+                # added to the product, or a factor of a product of parameters that is then added
+                return ParamUse(fan_in_axes=(), fan_out_axes=non_singleton, input_space=Space.SPARSE, role=Role.BIAS,
+                                **common)
+            if arg in ("tensor1", "tensor2"):  # multiplied elementwise with an activation
+                return ParamUse(fan_in_axes=(), fan_out_axes=non_singleton, role=Role.GAIN, **common)
+        if cat == "cat":
+            return ParamUse(fan_in_axes=(), fan_out_axes=non_singleton, input_space=Space.SPARSE, role=Role.EMBEDDING, **common)
+        if cat == "embedding" and arg == "weight":
+            view_rank = len(derived.axes)
+            return ParamUse(
+                fan_in_axes=self._param_axes(derived, [0], param),
+                fan_out_axes=self._param_axes(derived, range(1, view_rank), param),
+                input_space=Space.SPARSE, role=Role.EMBEDDING, **common,
+            )
+        if cat == "index" and arg in ("self", "input", "arg0"):
+            indexed = ax.args.get("indexed_axes", (0,))
+            rest = [a for a in range(len(derived.axes)) if a not in indexed]
+            return ParamUse(
+                fan_in_axes=self._param_axes(derived, indexed, param),
+                fan_out_axes=self._param_axes(derived, rest, param),
+                input_space=Space.SPARSE, role=Role.EMBEDDING, **common,
+            )
+        if cat == "conv" and arg == "weight":
+            return self._conv_use(ax, derived, param, common)
+        if cat == "matmul":
+            return self._contraction_use(node, ax, key, derived, param, common)
+        return f"parameter {self._pname(param)!r} used as argument {arg!r} of an op sptrace does not understand"
+
+    def _conv_use(self, ax: OpAxes, derived: Derived, param: str, common: dict):
+        rank = len(derived.axes)
+        transposed, groups = ax.args.get("transposed", False), ax.args.get("groups", 1)
+        fan_in_view = [0] + list(range(2, rank)) if transposed else list(range(1, rank))
+        fan_out_view = [1] if transposed else [0]
+        x = ax.args.get("input")
+        space = Space.SPARSE if isinstance(x, fx.Node) and x.name in self.sparse else Space.DENSE
+        return ParamUse(
+            fan_in_axes=self._param_axes(derived, fan_in_view, param),
+            fan_out_axes=self._param_axes(derived, fan_out_view, param),
+            groups=groups, input_space=space, **common,
+        )
+
+    def _contraction_use(self, node, ax: OpAxes, key, derived: Derived, param, common):
+        contracted, partners = [], []
+        for left, right in ax.contract:
+            for mine, other in ((left, right), (right, left)):
+                if mine[0] == key:
+                    contracted.append(mine[1])
+                    partners.append(other[0])
+        if not contracted:
+            return f"parameter {self._pname(param)!r} enters a contraction without a contracted axis"
+        activation_out = {o for (src, _), o in ax.same if src in self.activation and src != key}
+        fan_out_view, group_view = [], []
+        for (src, i), o in ax.same:
+            if src == key:
+                (group_view if o in activation_out else fan_out_view).append(i)
+        if any(p in self.derived for p in partners):
+            return f"parameter {self._pname(param)!r} is contracted with another parameter"
+        space = Space.SPARSE if partners and all(p in self.sparse for p in partners) else Space.DENSE
+        return ParamUse(
+            fan_in_axes=self._param_axes(derived, contracted, param),
+            fan_out_axes=self._param_axes(derived, fan_out_view, param),
+            group_axes=self._param_axes(derived, group_view, param),
+            input_space=space, **common,
+        )
+
+
+def _flat(values):
+    for v in values:
+        if isinstance(v, (list, tuple)):
+            yield from _flat(v)
+        else:
+            yield v
+
+
+def _arg_name(args: dict, key: str) -> Optional[str]:
+    base = key.split(".")[0]
+    for name, value in args.items():
+        for v in _flat([value]):
+            if isinstance(v, fx.Node) and v.name in (key, base):
+                return name
+    return None
+
+
+def _numel(shape) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n

@@ -1,0 +1,242 @@
+"""Stage 4: records + optimizer -> one :class:`ParamPlan` per parameter, and torch param groups.
+
+Pure functions: nothing here touches a model. ``apply`` (the next stage) runs each plan's init with
+:func:`sptrace.apply.init.apply_init`, installs the forward multipliers of tied secondary uses, and builds
+the optimizer from :func:`group`'s dicts.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Optional, Sequence, Union
+
+import torch
+
+from ..types import ParamRecord, ParamUse, Role, SptraceError
+from .layout import Layout
+from .rules import LIBRARY_LAWS, Rule, forward_multiplier, library_std_ratio, optimizer_family, rule_for
+
+__all__ = ["ParamPlan", "ForwardMultiplier", "plan", "group", "plan_warnings"]
+
+GROUP_LR_MULT = "sptrace_lr_multiplier"
+GROUP_BASE_LR = "sptrace_base_lr"
+GROUP_NAMES = "sptrace_names"
+
+
+@dataclass(frozen=True)
+class ForwardMultiplier:
+    """Multiply the tensor by ``multiplier`` in this (secondary) use (NOTES §5: tied readout)."""
+
+    use: ParamUse
+    multiplier: float
+
+
+@dataclass(frozen=True)
+class ParamPlan:
+    """What to do with one parameter.
+
+    ``init`` is one of ``"gaussian"`` (``init_std``), ``"orthogonal"`` / ``"spectral"``
+    (``init_target``: raw spectral norm per block of ``layout``), ``"zeros"``, ``"ones"``,
+    ``"scale"`` (multiply the current values by ``init_scale``) or ``"keep"``; run it with
+    ``sptrace.apply.init.apply_init(param, p.init, std=p.init_std, target=p.init_target,
+    scale=p.init_scale, layout=p.layout)``. ``lr = global_lr * lr_multiplier``; ``weight_decay`` is
+    the group's (already multiplied). ``spectral_scale``, ``update`` and ``layout`` are for
+    :class:`sptrace.optim.SpectralSGD`.
+    """
+
+    name: str
+    aliases: tuple[str, ...]
+    optimizer: str
+    parametrization: str
+    form: str
+    trainable: bool
+    classified: bool
+    init: str
+    init_std: Optional[float]
+    init_target: Optional[float]
+    init_scale: float
+    layout: Layout
+    lr: float
+    global_lr: float
+    lr_multiplier: float
+    weight_decay: float
+    spectral_scale: float
+    update: str
+    forward_multipliers: tuple[ForwardMultiplier, ...]
+    citation: str
+    warning: Optional[str] = None
+    rule: Optional[Rule] = field(default=None, repr=False, compare=False)
+
+
+def _resolve_base(records: Sequence[ParamRecord], base: Optional[bool]) -> bool:
+    classified = [r for r in records if r.classified]
+    have = [r.base_shape is not None for r in classified]
+    if base is None:
+        return bool(classified) and all(have)
+    if base:
+        missing = [r.name for r, h in zip(classified, have) if not h]
+        if missing:
+            raise SptraceError(f"base form asked for, but these parameters have no base shape: {', '.join(missing)}")
+    return bool(base)
+
+
+def _paired_weights(records: Sequence[ParamRecord]) -> dict[str, ParamRecord]:
+    """bias name -> the weight consumed by the same graph node (linear / conv / addmm)."""
+    by_node: dict[str, ParamRecord] = {}
+    for r in records:
+        if r.classified and r.role is not Role.BIAS:
+            for u in r.uses:
+                by_node.setdefault(u.node, r)
+    return {
+        r.name: by_node[r.uses[0].node]
+        for r in records
+        if r.classified and r.role is Role.BIAS and r.uses and r.uses[0].node in by_node
+    }
+
+
+def _lib_ratio(record: ParamRecord, library_init: Any, paired: Mapping[str, ParamRecord]) -> Optional[float]:
+    """std(library init at model) / std(at base) for one record (see rules.library_std_ratio).
+
+    A bias takes its weight's ratio under PyTorch's defaults (bias ~ U(±1/sqrt(weight fan-in))).
+    """
+    if isinstance(library_init, Mapping):
+        for n in (record.name, *record.aliases):
+            if n in library_init:
+                return float(library_init[n])
+        library_init = "torch"
+    if isinstance(library_init, str) and record.role is Role.BIAS and record.name in paired:
+        weight = paired[record.name]
+        return library_std_ratio(weight, library_init) if weight.base_shape is not None else 1.0
+    return library_std_ratio(record, library_init)
+
+
+def library_candidates(records: Sequence[ParamRecord]) -> dict[str, list[float]]:
+    """Per classified record with a base shape, its std ratio (model / base) under each library
+    init law (rules.LIBRARY_LAWS; a bias under its weight's), for matching measured ratios to."""
+    records = list(records)
+    paired = _paired_weights(records)
+    return {
+        r.name: sorted({_lib_ratio(r, law, paired) for law in LIBRARY_LAWS})
+        for r in records if r.classified and r.base_shape is not None
+    }
+
+
+def _role_names(roles: Iterable[Union[Role, str]]) -> set[str]:
+    return {r.value if isinstance(r, Role) else str(r) for r in roles}
+
+
+def plan(
+    records: Iterable[ParamRecord],
+    optimizer: Any,
+    *,
+    lr: float,
+    base: Optional[bool] = None,
+    init: str = "default",
+    parametrization: str = "spectral",
+    zero_readout: bool = False,
+    weight_decay: float = 0.0,
+    no_decay: Iterable[Union[Role, str]] = (),
+    init_gain: float = 1.0,
+    library_init: Union[str, float, Mapping[str, float]] = "torch",
+) -> list[ParamPlan]:
+    """One :class:`ParamPlan` per record (same order).
+
+    Args:
+        records: classified parameters (``Trace.records``).
+        optimizer: family name (``"sgd"``, ``"adam"``, ``"spectral"``, or ``"adamw"``, ``"muon"``…),
+            optimizer class or instance.
+        lr: the global learning rate (absolute form: a Θ(1) prefactor; base form: the lr tuned
+            at the base width).
+        base: anchored form (NOTES §6). ``None``: base form exactly when every classified record
+            has a base shape.
+        init: ``"default"`` (absolute: Gaussian by Parametrization 1; base: library default times
+            width ratios), ``"gaussian"``, ``"orthogonal"``, ``"spectral"`` (Eq. 16), ``"keep"``.
+        parametrization: ``"spectral"`` (μP), or the baselines ``"sp"`` / ``"ntp"``.
+        zero_readout: zero-initialise readouts (dense, width fan-in, fixed fan-out).
+        weight_decay: global decay; each group gets ``weight_decay / lr_multiplier`` so that the
+            per-step shrink ``group lr * group wd = lr * weight_decay`` is width-independent.
+        no_decay: roles (e.g. ``{"bias", "gain"}``) whose weight decay is 0.
+        init_gain: Θ(1) prefactor on dense-input weight inits (sqrt(2) for ReLU nets).
+        library_init: how the library's own init scales with width (base form, ``init="default"``):
+            ``"torch"`` (PyTorch defaults; a bias takes the ratio of the weight consumed by the same
+            graph node, as μP's ``rescale_linear_bias``), ``"constant"`` (HF-style fixed std), a
+            float, or a mapping name -> measured std ratio (model tensor / base tensor).
+
+    Unclassified records keep the library init and get the plain lr (a warning names them);
+    frozen records are planned (init) but :func:`group` leaves them out.
+    """
+    records = list(records)
+    family = optimizer_family(optimizer)
+    use_base = _resolve_base(records, base)
+    skip_decay = _role_names(no_decay)
+    paired = _paired_weights(records) if use_base else {}
+    out: list[ParamPlan] = []
+    for r in records:
+        rule = rule_for(
+            r, family, base=use_base and r.classified, parametrization=parametrization, init=init,
+            zero_readout=zero_readout, init_gain=init_gain,
+            library_ratio=_lib_ratio(r, library_init, paired) if r.classified and use_base else None,
+        )
+        warning = None
+        if not r.classified:
+            warning = (
+                f"{r.name}: unclassified ({r.problem or 'no reason recorded'}): library-default init "
+                f"and the plain lr {lr:g}"
+            )
+        multipliers: tuple[ForwardMultiplier, ...] = ()
+        if r.classified and r.secondary_uses and parametrization == "spectral":
+            multipliers = tuple(
+                ForwardMultiplier(u, forward_multiplier(r, u, base=use_base)) for u in r.secondary_uses
+            )
+        wd = 0.0 if (r.role.value in skip_decay) else weight_decay * rule.weight_decay_multiplier
+        out.append(ParamPlan(
+            name=r.name, aliases=tuple(r.aliases), optimizer=family, parametrization=parametrization,
+            form=rule.form, trainable=r.requires_grad, classified=r.classified, init=rule.init_kind,
+            init_std=rule.init_std, init_target=rule.init_target, init_scale=rule.init_scale,
+            layout=Layout.from_record(r), lr=lr * rule.lr_multiplier, global_lr=lr, lr_multiplier=rule.lr_multiplier,
+            weight_decay=wd, spectral_scale=rule.spectral_scale, update=rule.update,
+            forward_multipliers=multipliers, citation=rule.citation, warning=warning, rule=rule,
+        ))
+    return out
+
+
+def plan_warnings(plans: Iterable[ParamPlan]) -> list[str]:
+    return [p.warning for p in plans if p.warning]
+
+
+def _lookup(params: Mapping[str, torch.Tensor], p: ParamPlan) -> torch.Tensor:
+    for n in (p.name, *p.aliases):
+        if n in params:
+            return params[n]
+    raise SptraceError(f"{p.name}: no tensor under this name (or its aliases {p.aliases}) in the mapping")
+
+
+def group(plans: Iterable[ParamPlan], params: Optional[Mapping[str, torch.Tensor]] = None) -> list[dict]:
+    """Merge trainable parameters with equal hyperparameters into as few param-group dicts as possible.
+
+    Each dict has ``"params"`` (the tensors from ``params`` when given — a name -> Parameter
+    mapping such as ``dict(model.named_parameters(remove_duplicate=False))`` — else the names),
+    ``"lr"``, ``"weight_decay"``, ``"sptrace_lr_multiplier"`` (scale schedules relative to it),
+    ``"sptrace_base_lr"`` and ``"sptrace_names"``; for the spectral family also
+    ``"spectral_scale"``, ``"sptrace_update"`` and ``"sptrace_layout"`` (layouts differ between
+    e.g. linear and conv weights, so those split groups further). Groups come in order of first
+    appearance. Frozen parameters are left out.
+    """
+    groups: dict[tuple, dict] = {}
+    for p in plans:
+        if not p.trainable:
+            continue
+        key: tuple = (p.lr, p.weight_decay, p.lr_multiplier)
+        extra: dict[str, Any] = {}
+        if p.optimizer == "spectral":
+            layout = p.layout.to_dict()
+            key += (p.spectral_scale, p.update, tuple(sorted(layout.items())))
+            extra = {"spectral_scale": p.spectral_scale, "sptrace_update": p.update, "sptrace_layout": layout}
+        g = groups.get(key)
+        if g is None:
+            g = groups[key] = {
+                "params": [], "lr": p.lr, "weight_decay": p.weight_decay, GROUP_LR_MULT: p.lr_multiplier,
+                GROUP_BASE_LR: p.global_lr, GROUP_NAMES: [], **extra,
+            }
+        g["params"].append(_lookup(params, p) if params is not None else p.name)
+        g[GROUP_NAMES].append(p.name)
+    return list(groups.values())

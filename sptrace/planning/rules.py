@@ -1,0 +1,569 @@
+"""The rule table: what Condition 2 asks of each parameter, per optimizer family, in one place.
+
+Read with docs/rules.md (the same table in markdown, with derivations). Every rule reads only a
+:class:`~sptrace.types.ParamRecord` (spaces, fan axes, width flags, base shape) and an optimizer
+family. Notation (NOTES §1): a parameter is a linear operator, one *block* of which maps a space of
+``fan_in`` coordinates to one of ``fan_out`` coordinates; effective dims are
+
+    d_in  = fan_in  if the input space is dense  else 1      (one-hot ids, a bias's constant 1)
+    d_out = fan_out if the output space is dense else 1
+
+and Condition 2 (natural spectral norm Θ(1)) reads, in raw spectral norm,
+``||W||_* ≈ ||ΔW||_* ≈ sqrt(d_out / d_in)``.
+
+Families (:func:`optimizer_family`):
+
+* ``"sgd"``      SGD with or without momentum (and any optimizer whose update is linear in the
+  gradient).
+* ``"adam"``     Adam, AdamW and every entrywise-normalised / sign-like optimizer (RMSprop, Adagrad,
+  Adamax, NAdam, RAdam, Lion, signSGD).
+* ``"spectral"`` :class:`sptrace.optim.SpectralSGD`: steepest descent under the spectral norm
+  (Eq. 17, orthogonalised updates as in Muon).
+
+Two forms (NOTES §6):
+
+* **absolute** (no base): multipliers are the width-free constants of the paper, e.g. Adam hidden
+  lr = lr / fan_in, init std = 1/sqrt(fan_in). The global ``lr`` is then a Θ(1) prefactor.
+* **base** (``record.base_shape`` set): every factor is divided by the same factor evaluated at the
+  base shapes, so at the base shapes every multiplier is exactly 1.0 and the init is left as the
+  library made it (bit-identical standard practice); only width ratios enter.
+
+Baselines for validation: ``parametrization="sp"`` (standard parametrization, §5.2 Eq. 21:
+library-default init, one global lr) and ``parametrization="ntp"`` (§5.3 Eq. 22).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from ..types import ParamRecord, ParamUse, Role, Space, SptraceError
+
+__all__ = [
+    "Rule",
+    "Dims",
+    "FAMILIES",
+    "PARAMETRIZATIONS",
+    "optimizer_family",
+    "effective_dims",
+    "rule_for",
+    "forward_multiplier",
+    "gaussian_std",
+    "init_spectral_target",
+    "lr_factor",
+    "library_std_ratio",
+]
+
+FAMILIES = ("sgd", "adam", "spectral")
+PARAMETRIZATIONS = ("spectral", "sp", "ntp")
+INIT_CHOICES = ("default", "gaussian", "orthogonal", "spectral", "keep")
+
+# --- citations (kept short; docs/rules.md has the derivations) --------------------------------
+C_COND = "Condition 1/2, Appendix E (natural norms); effective dims NOTES §1"
+C_SIGMA = "Parametrization 1 (sigma); finite dims are constants: input min->1, readout sqrt(fan_out)/fan_in (NOTES §3)"
+C_EMBED = "Appendix E: sparse (one-hot) input, d_in = 1 -> entries Θ(1) (NOTES §1)"
+C_BIAS = "Appendix D: bias = n_out x 1 operator from the constant-1 space; sigma_b = 0 in practice"
+C_GAIN = "NOTES §1: elementwise gain is diagonal, d_in = 1; entries Θ(1): the library's constant is kept"
+C_SCALAR = "NOTES §1: scalars are Θ(1); nothing to scale"
+C_SGD = "Parametrization 1 (eta = d_out/d_in), Eq. 19-20; Appendix D (bias eta = n_out); x blocks for block-diagonal ops"
+C_ADAM = "§3.3 + NOTES §2: sign-like updates, ||dW|| ~ eta sqrt(n_out n_in) -> eta = 1/d_in"
+C_SPEC = "Eq. 17: dW = -eta sqrt(d_out/d_in) UV^T (per block); group lr multiplier 1"
+C_WD = "decay shrink per step lr*wd must be width-independent -> wd multiplier = 1/lr multiplier (docs/rules.md)"
+C_BASE = "anchored to the base shapes: every factor divided by its value at the base (NOTES §6)"
+C_SP = "§5.2 Eq. 21 (SP): library-default init, one global lr"
+C_NTP = "§5.3 Eq. 22 (NTP): sigma = 1/sqrt(fan_in), SGD eta = 1/fan_in (Adam: 1/sqrt(fan_in))"
+C_UNCL = "unclassified: library-default init and the plain lr"
+
+
+@dataclass(frozen=True)
+class Dims:
+    """The numbers a rule reads, for one block of one parameter (at the model or the base shapes)."""
+
+    fan_in: int
+    fan_out: int
+    d_in: int  # effective: fan_in if the input space is dense, else 1
+    d_out: int  # effective: fan_out if the output space is dense, else 1
+    blocks: int  # independent blocks: conv groups x einsum/bmm group axes
+    fan_in_w: float  # block fan-in counting width axes only (fixed axes such as a kernel set to 1)
+    fan_out_w: float  # block fan-out counting width axes only
+    fan_in_width: bool
+    fan_out_width: bool
+    sparse_in: bool
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What the rules prescribe for one parameter under one optimizer family.
+
+    Fields:
+        optimizer, parametrization, form: the family, ``"spectral"|"sp"|"ntp"``,
+            ``"absolute"|"base"``.
+        dims: the model-shape :class:`Dims`; ``base_dims`` at the base shapes (base form only).
+        target_spectral_W, target_spectral_dW: Condition 2 in raw spectral norm per block,
+            ``sqrt(d_out/d_in)`` (absolute values in both forms: a Θ target for diagnostics).
+        init_kind: ``"gaussian"`` (use ``init_std``), ``"orthogonal"`` / ``"spectral"`` (use
+            ``init_target``), ``"zeros"``, ``"ones"``, ``"scale"`` (multiply the library-default
+            values in place by ``init_scale``), ``"keep"`` (leave them).
+        init_std: the Gaussian std of the absolute rule (``None`` where it does not apply).
+        init_target: raw spectral norm per block for orthogonal / Eq. 16 init (``None`` where it
+            does not apply).
+        init_scale: factor for ``"scale"`` (1.0 otherwise).
+        lr_multiplier: the group lr is ``lr * lr_multiplier``.
+        weight_decay_multiplier: the group weight decay is ``weight_decay * this``.
+        spectral_scale: :class:`~sptrace.optim.SpectralSGD`'s per-parameter factor (1.0 for other
+            families): the update is ``-lr * spectral_scale * orthogonalise(buffer)``; for the
+            ``"sign"`` update it is the per-entry step.
+        update: how SpectralSGD treats the tensor: ``"column"`` (sparse input: each one-hot
+            input's column normalised), ``"orthogonal"`` (blocks orthogonalised; a
+            block with one row or column is l2-normalised, which is its exact polar factor) or
+            ``"sign"`` (diagonal operators and scalars).
+        citation: paper section / NOTES item each number comes from.
+    """
+
+    optimizer: str
+    parametrization: str
+    form: str
+    dims: Dims
+    base_dims: Optional[Dims]
+    target_spectral_W: float
+    target_spectral_dW: float
+    init_kind: str
+    init_std: Optional[float]
+    init_target: Optional[float]
+    init_scale: float
+    lr_multiplier: float
+    weight_decay_multiplier: float
+    spectral_scale: float
+    update: str
+    citation: str
+
+
+# --- optimizer families --------------------------------------------------------------------------
+_SGD_NAMES = {"sgd", "momentum", "nesterov", "asgd", "heavyball"}
+_ADAM_NAMES = {
+    "adam", "adamw", "adamax", "nadam", "radam", "rmsprop", "adagrad", "adadelta", "lion", "signsgd",
+    "sign", "signum", "sparseadam", "adafactor", "lamb_free_adam",
+}
+_SPECTRAL_NAMES = {"spectral", "spectralsgd", "muon", "orthogonal", "spectral_sgd", "steepest_spectral"}
+
+
+def optimizer_family(optimizer: Any) -> str:
+    """``"sgd"``, ``"adam"`` or ``"spectral"`` for a name, an optimizer class or an instance."""
+    if isinstance(optimizer, str):
+        name = optimizer.lower().replace("-", "").replace(" ", "")
+    else:
+        cls = optimizer if isinstance(optimizer, type) else type(optimizer)
+        name = cls.__name__.lower()
+    if name in FAMILIES:
+        return name
+    if name in _SGD_NAMES:
+        return "sgd"
+    if name in _ADAM_NAMES:
+        return "adam"
+    if name in _SPECTRAL_NAMES:
+        return "spectral"
+    raise SptraceError(
+        f"unknown optimizer {optimizer!r}: say which family it belongs to: 'sgd' (update linear in the "
+        f"gradient), 'adam' (entrywise-normalised / sign-like) or 'spectral' (orthogonalised, Eq. 17)"
+    )
+
+
+# --- dims ----------------------------------------------------------------------------------------
+def _block_count(record: ParamRecord, shape, groups: int) -> int:
+    use = record.uses[0] if record.uses else None
+    group_axes = use.group_axes if use is not None else ()
+    return groups * math.prod(shape[a] for a in group_axes)
+
+
+def effective_dims(record: ParamRecord, *, base: bool = False) -> Dims:
+    """Effective dims of one block (NOTES §1), at the model shapes or (``base=True``) the base's."""
+    if base:
+        if record.base_shape is None:
+            raise SptraceError(f"{record.name}: base form asked for, but the record has no base shape")
+        shape, groups = record.base_shape, record.base_groups or record.groups
+        fan_in, fan_out = record.base_fan_in, record.base_fan_out
+    else:
+        shape, groups = record.shape, record.groups
+        fan_in, fan_out = record.fan_in, record.fan_out
+    if fan_in < 1 or fan_out < 1:
+        where = "base" if base else "model"
+        raise SptraceError(
+            f"{record.name}: empty block at the {where} shape (fan_in {fan_in}, fan_out {fan_out}; "
+            f"groups {groups}{'; base_groups unset?' if base and record.base_groups is None else ''})"
+        )
+    sparse_in = record.input_space is Space.SPARSE
+    width = set(record.width_dims)
+    shape_w = [s if a in width else 1 for a, s in enumerate(shape)]
+
+    def width_only(axes) -> float:
+        size = float(math.prod(shape_w[a] for a in axes))
+        return size / groups if (0 in axes and 0 in width) else size
+
+    return Dims(
+        fan_in=fan_in, fan_out=fan_out,
+        d_in=1 if sparse_in else fan_in,
+        d_out=fan_out if record.output_space is Space.DENSE else 1,
+        blocks=_block_count(record, shape, groups),
+        fan_in_w=width_only(record.fan_in_axes), fan_out_w=width_only(record.fan_out_axes),
+        fan_in_width=record.fan_in_is_width, fan_out_width=record.fan_out_is_width,
+        sparse_in=sparse_in,
+    )
+
+
+# --- the rules, as formulas ----------------------------------------------------------------------
+def _m(d: Dims) -> float:
+    """Parametrization 1's min(1, sqrt(fan_out/fan_in)), with NOTES §3's limits for fixed dims.
+
+    The min() is a statement about the width limit, so only width enters it:
+
+    * both sides width: min(1, sqrt(fan_out_w/fan_in_w)) over the width axes only. For a matmul
+      this is the literal rule (e.g. 1/2 for a 4n -> n down-projection); for a conv the fixed
+      kernel area stays out of it (n -> n channels with a 3x3 kernel: m = 1, sigma =
+      1/sqrt(9n), Kaiming; the literal 1/3 would shrink every conv layer's output 3x, compounding
+      with depth, for no width reason).
+    * both fixed: literal min(1, sqrt(d_out/d_in)) (a constant either way).
+    * fixed fan-in, width fan-out (input layer, embedding, depthwise conv): fan_out -> inf, so 1.
+    * width fan-in, fixed fan-out (readout): fan_in -> inf, so sqrt(d_out/d_in).
+    """
+    if d.fan_in_width and d.fan_out_width:
+        fan_in_w = 1.0 if d.sparse_in else d.fan_in_w
+        return min(1.0, math.sqrt(d.fan_out_w / fan_in_w))
+    if not d.fan_in_width and not d.fan_out_width:
+        return min(1.0, math.sqrt(d.d_out / d.d_in))
+    return 1.0 if d.fan_out_width else math.sqrt(d.d_out / d.d_in)
+
+
+def gaussian_std(d: Dims) -> float:
+    """Parametrization 1: sigma = (1/sqrt(d_in)) * m (times a Θ(1) gain, e.g. sqrt(2) for ReLU).
+
+    Dense input, e.g. the paper's MLP 3072 -> n -> n -> 10: input 1/sqrt(3072), hidden 1/sqrt(n),
+    readout sqrt(10)/n. Sparse input (embedding): d_in = 1 and the fan-in (vocabulary) is fixed,
+    so sigma = 1: looked-up vectors have RMS 1.
+    """
+    return _m(d) / math.sqrt(d.d_in)
+
+
+def init_spectral_target(d: Dims) -> float:
+    """Raw spectral norm per block for orthogonal / Eq. 16 init: sqrt(d_out/d_in), NOTES §3 limit.
+
+    When the fan-in is fixed and the fan-out grows (input layer, embedding), the layer's input is
+    data, not aligned with W, and while fan_out < fan_in the block is rank-deficient: a literal
+    sqrt(d_out/d_in) then makes the output RMS grow like sqrt(fan_out) (the finite-width trap of
+    NOTES §3). The width limit (fan_out -> inf) is taken instead: sqrt(max(fan_out, fan_in)/d_in),
+    equal to sqrt(d_out/d_in) once fan_out >= fan_in. A semi-orthogonal block then maps a generic
+    input to output RMS exactly 1 at every width (input layer) and looks up vectors of RMS 1
+    (embedding). When both sides are width the ratio is taken over width axes only, as in
+    :func:`_m` (a hidden 3x3 conv: 1, so a semi-orthogonal n x 9n block keeps the RMS of a generic
+    patch; a linear layer: the literal sqrt(fan_out/fan_in)).
+    """
+    if d.fan_out_width and not d.fan_in_width:
+        return math.sqrt(max(d.d_out, d.fan_in) / d.d_in)
+    if d.fan_out_width and d.fan_in_width and not d.sparse_in:
+        return math.sqrt(d.fan_out_w / d.fan_in_w)
+    return math.sqrt(d.d_out / d.d_in)
+
+
+def lr_factor(family: str, d: Dims) -> float:
+    """The absolute lr multiplier of a family (Condition 2 on ΔW).
+
+    * sgd: Parametrization 1, eta = d_out/d_in (Eq. 19-20: ||grad||_* = Θ(sqrt(d_in/d_out))).
+      For a block-diagonal operator (conv groups, einsum batch axes) the loss change sums over the
+      blocks, so each block's gradient is ``blocks`` times smaller and eta = blocks * d_out/d_in.
+      This gives a bias or gain eta = n_out (Appendix D), a depthwise conv eta ∝ channels (like a
+      gain), and per-head weights the same eta as the fused matrix.
+    * adam: sign-like updates have entries ≈ ±eta with low stable rank, so
+      ||ΔW||_* ≈ eta sqrt(n_out n_in_active); setting it to sqrt(d_out/d_in) gives eta = 1/d_in
+      (hidden / readout 1/fan_in, input 1/fan_in (a constant), embedding / bias / gain 1).
+    * spectral: 1 (the optimizer applies sqrt(d_out/d_in) itself).
+    """
+    if family == "sgd":
+        return d.blocks * d.d_out / d.d_in
+    if family == "adam":
+        return 1.0 / d.d_in
+    if family == "spectral":
+        return 1.0
+    raise SptraceError(f"unknown optimizer family {family!r}")
+
+
+# How a library's default init std depends on a weight's shape (``torch.nn.init`` names): the
+# candidates that the base form matches against a real base model's tensors.
+LIBRARY_LAWS = ("torch", "fan_out", "fan_avg", "constant")
+
+
+def library_std_ratio(record: ParamRecord, library_init: Any = "torch") -> float:
+    """std(library default at the model shape) / std(library default at the base shape).
+
+    ``"torch"``: PyTorch's defaults: weights of ≥2 dims (Linear, Conv, ConvTranspose, MHA) have
+    std ∝ 1/sqrt(fan_in), fan_in = shape[1] * prod(shape[2:])
+    (``torch.nn.init._calculate_fan_in_and_fan_out``); embedding tables (N(0,1)), norm weights (1)
+    and 1-D tensors are width-independent. ``"fan_out"``: kaiming ``mode="fan_out"`` (torchvision's
+    and timm's ResNets and MobileNets), fan_out = shape[0] * prod(shape[2:]). ``"fan_avg"``: xavier,
+    (fan_in + fan_out) / 2 (timm's MLP-Mixer). ``"constant"``: every std is width-independent
+    (HF models: N(0, initializer_range)). A float: that ratio.
+    """
+    if isinstance(library_init, (int, float)):
+        return float(library_init)
+    if library_init not in LIBRARY_LAWS:
+        raise SptraceError(f"library_init must be one of {', '.join(LIBRARY_LAWS)} or a float, got {library_init!r}")
+    if library_init == "constant":
+        return 1.0
+    if record.base_shape is None or len(record.shape) < 2 or record.input_space is Space.SPARSE:
+        return 1.0
+    if record.role in (Role.BIAS, Role.GAIN, Role.SCALAR, Role.EMBEDDING):
+        return 1.0
+    fan = _LAW_FANS[library_init]
+    return math.sqrt(fan(record.base_shape) / fan(record.shape))
+
+
+def _fan_in(shape) -> int:
+    return shape[1] * math.prod(shape[2:])
+
+
+def _fan_out(shape) -> int:
+    return shape[0] * math.prod(shape[2:])
+
+
+_LAW_FANS = {
+    "torch": _fan_in,
+    "fan_out": _fan_out,
+    "fan_avg": lambda shape: (_fan_in(shape) + _fan_out(shape)) / 2,
+}
+
+
+def _snap(x: float) -> float:
+    """Round a ratio within float noise of 1 to exactly 1.0 (so "keep" means untouched)."""
+    return 1.0 if abs(x - 1.0) < 1e-12 else x
+
+
+def _is_scalar_like(record: ParamRecord) -> bool:
+    return record.role is Role.SCALAR or math.prod(record.shape) == 1
+
+
+def _update_mode(record: ParamRecord) -> str:
+    """SpectralSGD's treatment: sign for gains and scalars, column for sparse inputs, else orthogonal.
+
+    A gain is diag(g): its spectral norm is max|g_i|, whose steepest-descent direction is sign(grad)
+    (per-entry step lr: natural norm lr). A sparse-input operator (embedding, position table, class
+    token, bias) is applied to one one-hot input at a time, so what it does to each input is one
+    column: normalising each column of the gradient (steepest descent under the l1 -> RMS operator
+    norm, the max column RMS) moves every input's vector by RMS lr whatever the gradient's rank.
+    The polar factor would move each column by sqrt(rank / columns touched) instead, and the rank
+    is capped by the width while the width is below the fixed vocabulary or context: measured on
+    the GPT's position table (64 positions, widths 16-128, docs/rules.md §3) it grew like
+    width^0.38. Both have natural spectral norm Theta(1) in width (the columns touched are a fixed
+    count, NOTES §3), so Condition 2 holds either way. For a bias (one column) the two coincide:
+    grad / RMS(grad).
+    """
+    if record.classified and (record.role is Role.GAIN or _is_scalar_like(record)):
+        return "sign"
+    if not record.classified and math.prod(record.shape) == 1:
+        return "sign"
+    if record.classified and record.input_space is Space.SPARSE:
+        return "column"
+    return "orthogonal"
+
+
+def _spectral_scale(d: Dims, update: str) -> float:
+    return 1.0 if update == "sign" else math.sqrt(d.d_out / d.d_in)
+
+
+def _is_readout(record: ParamRecord) -> bool:
+    return (
+        record.classified and record.input_space is Space.DENSE
+        and record.fan_in_is_width and not record.fan_out_is_width
+    )
+
+
+def rule_for(
+    record: ParamRecord,
+    optimizer: Any,
+    *,
+    base: bool = False,
+    parametrization: str = "spectral",
+    init: str = "default",
+    zero_readout: bool = False,
+    init_gain: float = 1.0,
+    library_ratio: Optional[float] = None,
+) -> Rule:
+    """The rule for one parameter.
+
+    Args:
+        record: the classified parameter.
+        optimizer: family name, optimizer class or instance (:func:`optimizer_family`).
+        base: anchored form (NOTES §6); needs ``record.base_shape``.
+        parametrization: ``"spectral"`` (Parametrization 1 / μP, the default), ``"sp"``, ``"ntp"``.
+        init: ``"default"`` (absolute: Gaussian; base: scale the library default by width ratios),
+            ``"gaussian"``, ``"orthogonal"``, ``"spectral"`` (Eq. 16) — these three are sptrace's
+            own absolute init even in base form — or ``"keep"`` (library default untouched).
+        zero_readout: initialise readout weights (dense, width fan-in, fixed fan-out) to zero.
+        init_gain: Θ(1) prefactor on dense-input weight inits (sqrt(2) for ReLU, paper §4).
+        library_ratio: std of the library init at the model shape over the base shape (base form,
+            ``init="default"``); ``None`` = PyTorch's defaults (:func:`library_std_ratio`). For a
+            bias, the ratio of the weight it is added to (:func:`sptrace.planning.plan.plan` pairs them).
+    """
+    family = optimizer_family(optimizer)
+    if parametrization not in PARAMETRIZATIONS:
+        raise SptraceError(f"parametrization must be one of {PARAMETRIZATIONS}, got {parametrization!r}")
+    if init not in INIT_CHOICES:
+        raise SptraceError(f"init must be one of {INIT_CHOICES}, got {init!r}")
+    form = "base" if base else "absolute"
+
+    if not record.classified:
+        d = Dims(1, 1, 1, 1, 1, 1.0, 1.0, False, False, False)
+        update = _update_mode(record)
+        return Rule(
+            family, parametrization, form, d, None, 1.0, 1.0, "keep", None, None, 1.0, 1.0, 1.0, 1.0,
+            update, f"{C_UNCL} ({record.problem or 'no problem recorded'})",
+        )
+
+    d = effective_dims(record)
+    bd = effective_dims(record, base=True) if base else None
+    target = math.sqrt(d.d_out / d.d_in)
+    update = _update_mode(record)
+
+    if parametrization == "sp":
+        return Rule(
+            family, "sp", form, d, bd, target, target, "keep", None, None, 1.0, 1.0, 1.0, 1.0, update, C_SP,
+        )
+    if parametrization == "ntp":
+        return _ntp_rule(record, family, form, d, bd, target, update, init)
+
+    # ---- init (Parametrization 1 with NOTES §3 limits; Appendix D; NOTES §1) ----
+    dense_gain = 1.0 if d.sparse_in else init_gain
+    std = gaussian_std(d) * dense_gain
+    itarget = init_spectral_target(d) * dense_gain
+    cites = [C_COND]
+    init_scale = 1.0
+    is_weight = True
+    if record.role is Role.BIAS:
+        kind, std, itarget, is_weight = "zeros", None, None, False
+        cites.append(C_BIAS)
+    elif record.role is Role.GAIN:
+        # the library's value is a width-free constant (1 for norms, 1e-6 for ConvNeXt's layer
+        # scale, 0 for ConvNeXt-V2's response norm): resetting it to 1 would change the model
+        kind, std, itarget, is_weight = "keep", None, None, False
+        cites.append(C_GAIN)
+    elif _is_scalar_like(record):
+        kind, std, itarget, is_weight = "keep", None, None, False
+        cites.append(C_SCALAR)
+    else:
+        kind = "gaussian"
+        cites.append(C_EMBED if d.sparse_in else C_SIGMA)
+
+    if init == "keep":
+        kind = "keep"
+    elif zero_readout and _is_readout(record):
+        kind = "zeros"
+        cites.append("readout zero init (μP readout_zero_init)")
+    elif is_weight and init in ("orthogonal", "spectral"):
+        kind = init
+        cites.append("§4 semi-orthogonal init" if init == "orthogonal" else "Eq. 16 spectral normalisation")
+    elif base and init == "default":
+        # anchored: library default at the model shape, times
+        # (rule std at model / rule std at base) / (library std at model / library std at base).
+        lib = library_std_ratio(record) if library_ratio is None else library_ratio
+        if is_weight:
+            init_scale = _snap(gaussian_std(d) / gaussian_std(bd) / lib)
+        elif record.role is Role.BIAS:
+            # Appendix D: sigma_b = Θ(1). PyTorch's bias init is U(±1/sqrt(fan_in of the weight)),
+            # which shrinks with width; undo that (plan() passes the paired weight's ratio; μP's
+            # rescale_linear_bias does the same). Gains and scalars: width-free library values.
+            init_scale = _snap(1.0 / lib)
+        kind = "keep" if init_scale == 1.0 else "scale"
+        cites.append(C_BASE)
+
+    # ---- learning rate, weight decay, spectral scale ----
+    lr_mult = lr_factor(family, d)
+    scale = _spectral_scale(d, update) if family == "spectral" else 1.0
+    if base:
+        lr_mult = lr_mult / lr_factor(family, bd)
+        if family == "spectral":
+            scale = scale / _spectral_scale(bd, update)
+    cites.append({"sgd": C_SGD, "adam": C_ADAM, "spectral": C_SPEC}[family])
+    wd_mult = 1.0 / lr_mult
+    cites.append(C_WD)
+    if base:
+        cites.append(C_BASE)
+    return Rule(
+        optimizer=family, parametrization="spectral", form=form, dims=d, base_dims=bd,
+        target_spectral_W=target, target_spectral_dW=target, init_kind=kind,
+        init_std=std if kind == "gaussian" else None,
+        init_target=itarget if kind in ("orthogonal", "spectral") else None,
+        init_scale=init_scale, lr_multiplier=lr_mult, weight_decay_multiplier=wd_mult,
+        spectral_scale=scale, update=update, citation="; ".join(dict.fromkeys(cites)),
+    )
+
+
+def _ntp_rule(record, family, form, d, bd, target, update, init) -> Rule:
+    """NTP (§5.3, Eq. 22): W = W'/sqrt(fan_in), W' ~ N(0,1), one global lr on W'.
+
+    Equivalent to sigma = 1/sqrt(fan_in) and eta = 1/fan_in for SGD on W (the multiplier scales the
+    gradient by 1/sqrt(fan_in) too); for Adam (entrywise normalised, so only one factor) eta =
+    1/sqrt(fan_in). The raw fan-in is used (Jacot et al.: n_{l-1} is the input size, one-hot or not).
+    """
+    if family == "spectral":
+        raise SptraceError("NTP is defined for SGD and Adam only (Eq. 22); use parametrization='sp' to compare")
+
+    def ntp_lr(dd: Dims) -> float:
+        return 1.0 / dd.fan_in if family == "sgd" else 1.0 / math.sqrt(dd.fan_in)
+
+    std = 1.0 / math.sqrt(d.fan_in)
+    init_scale = 1.0
+    if record.role is Role.BIAS:
+        kind, std = "zeros", None
+    elif record.role is Role.GAIN:
+        kind, std = "ones", None
+    elif _is_scalar_like(record):
+        kind, std = "keep", None
+    else:
+        kind = "gaussian"
+    if init == "keep":
+        kind = "keep"
+    if form == "base" and init == "default":
+        if kind == "gaussian":
+            init_scale = _snap((std * math.sqrt(bd.fan_in)) / library_std_ratio(record))
+            kind = "keep" if init_scale == 1.0 else "scale"
+        else:
+            kind = "keep"
+    lr_mult = ntp_lr(d) / (ntp_lr(bd) if form == "base" else 1.0)
+    return Rule(
+        optimizer=family, parametrization="ntp", form=form, dims=d, base_dims=bd,
+        target_spectral_W=target, target_spectral_dW=target, init_kind=kind,
+        init_std=std if kind == "gaussian" else None, init_target=None, init_scale=init_scale,
+        lr_multiplier=lr_mult, weight_decay_multiplier=1.0, spectral_scale=1.0, update=update,
+        citation=C_NTP + (f"; {C_BASE}" if form == "base" else ""),
+    )
+
+
+def _use_dims(record: ParamRecord, use: ParamUse, shape) -> tuple[int, int]:
+    fan_in = math.prod(shape[a] for a in use.fan_in_axes)
+    fan_out = math.prod(shape[a] for a in use.fan_out_axes)
+    d_in = 1 if use.input_space is Space.SPARSE else fan_in
+    return d_in, fan_out
+
+
+def forward_multiplier(record: ParamRecord, use: ParamUse, *, base: bool = False) -> float:
+    """Forward multiplier for a secondary use of a tied tensor (NOTES §5).
+
+    One tensor gets one init and one lr, set by its primary use. A secondary use whose target
+    ``sqrt(d_out/d_in)`` differs needs the tensor multiplied by ``T_secondary / T_primary`` in that
+    use. Only width enters (NOTES §3): absolute form evaluates the ratio with every fixed axis set
+    to size 1 — for a tied embedding (primary: V -> n sparse, T = sqrt(n); readout: n -> V dense,
+    T = sqrt(V/n)) that is 1/n = 1/fan_in of the readout use, μP's 1/width; base form divides
+    the full ratio by its value at the base shapes: base_fan_in/fan_in (exactly 1 at the base).
+    """
+    width = set(record.width_dims)
+
+    def target(u: ParamUse, shape) -> float:
+        d_in, d_out = _use_dims(record, u, shape)
+        return math.sqrt(d_out / d_in)
+
+    primary = record.uses[0]
+    if base:
+        if record.base_shape is None:
+            raise SptraceError(f"{record.name}: base form asked for, but the record has no base shape")
+        now = target(use, record.shape) / target(primary, record.shape)
+        then = target(use, record.base_shape) / target(primary, record.base_shape)
+        return now / then
+    width_only = tuple(s if a in width else 1 for a, s in enumerate(record.shape))
+    return target(use, width_only) / target(primary, width_only)

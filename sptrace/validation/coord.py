@@ -1,0 +1,501 @@
+"""The coordinate check: the same seed and data at every width, every module's output and every
+parameter's natural spectral norm recorded (paper Desideratum 1; docs/measurements.md).
+
+* output recording: :class:`OutputRecorder`, a context manager that hooks every submodule and
+  keeps the RMS (and optionally a copy) of each module's first tensor output;
+* :func:`coord_check` trains the same seed on the same batches at each width and returns a
+  :class:`CoordCheck` (per-module RMS at init and RMS of the change, per-parameter natural
+  spectral norms of W and of the update), with JSON round-tripping and slope fitting.
+"""
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
+
+import torch
+from torch import Tensor, nn
+
+from ..spectral import accumulation_dtype, default_param_axes, natural_spectral_norm
+
+__all__ = ["rms", "first_tensor", "OutputRecorder", "CoordCheck", "coord_check", "ROOT"]
+
+ROOT = "<model>"  # record name used for the root module's output
+
+
+# --------------------------------------------------------------------------------------------
+# output recording
+# --------------------------------------------------------------------------------------------
+
+
+def rms(x: Tensor) -> float:
+    """Root mean square of all entries, computed in float32 (float64 stays float64)."""
+    x = x.detach()
+    return float(x.to(accumulation_dtype(x)).square().mean().sqrt()) if x.numel() else float("nan")
+
+
+def first_tensor(out: Any) -> Optional[Tensor]:
+    """The first floating-point tensor in a module output (tensor, tuple/list, dict, HF ModelOutput)."""
+    if isinstance(out, Tensor):
+        return out if (out.is_floating_point() or out.is_complex()) else None
+    if isinstance(out, Mapping):
+        items: Iterable[Any] = out.values()
+    elif isinstance(out, (tuple, list)):
+        items = out
+    else:
+        return None
+    for item in items:
+        t = first_tensor(item)
+        if t is not None:
+            return t
+    return None
+
+
+class OutputRecorder:
+    """Context manager recording each submodule's first tensor output during forward passes.
+
+    >>> with OutputRecorder(model) as rec:
+    ...     model(x)
+    >>> rec.rms  # {"<model>": ..., "fc1": ..., "act": ..., "act#1": ...}
+
+    Names are ``named_modules()`` names, the root is ``ROOT`` (``"<model>"``). A module called more
+    than once in one forward (a shared activation) records ``name``, ``name#1``, ``name#2``, ...
+    Each forward pass (each call of the root module) starts a fresh record. ``keep_outputs=True``
+    also keeps a detached float32 copy of every output in ``outputs`` (needed for differences).
+    ``names`` restricts recording to those modules; ``leaves_only`` to modules without children.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        keep_outputs: bool = False,
+        names: Optional[Iterable[str]] = None,
+        leaves_only: bool = False,
+        include_root: bool = True,
+    ) -> None:
+        self.model = model
+        self.keep_outputs = keep_outputs
+        self.names = None if names is None else set(names)
+        self.leaves_only = leaves_only
+        self.include_root = include_root
+        self.rms: dict[str, float] = {}
+        self.outputs: dict[str, Tensor] = {}
+        self._counts: dict[str, int] = {}
+        self._handles: list[Any] = []
+        self._depth = 0
+
+    def _pre(self, module: nn.Module, args: Any) -> None:
+        if module is self.model:
+            if self._depth == 0:
+                self.rms, self.outputs, self._counts = {}, {}, {}
+            self._depth += 1
+
+    def _make_hook(self, name: str) -> Callable[..., None]:
+        def hook(module: nn.Module, args: Any, out: Any) -> None:
+            t = first_tensor(out)
+            if t is None:
+                return
+            k = self._counts.get(name, 0)
+            self._counts[name] = k + 1
+            key = name if k == 0 else f"{name}#{k}"
+            t = t.detach()
+            if t.is_complex():
+                t = t.abs()
+            self.rms[key] = rms(t)
+            if self.keep_outputs:
+                self.outputs[key] = t.to(accumulation_dtype(t)).clone()
+
+        return hook
+
+    def _post(self, module: nn.Module, args: Any, out: Any) -> None:
+        self._depth = max(0, self._depth - 1)
+
+    def __enter__(self) -> "OutputRecorder":
+        self._depth = 0
+        self._handles.append(self.model.register_forward_pre_hook(self._pre))
+        for name, mod in self.model.named_modules():
+            is_root = mod is self.model
+            key = ROOT if is_root else name
+            if is_root and not self.include_root:
+                continue
+            if self.names is not None and key not in self.names and name not in self.names:
+                continue
+            if self.leaves_only and not is_root and next(mod.children(), None) is not None:
+                continue
+            self._handles.append(mod.register_forward_hook(self._make_hook(key)))
+        # registered last so that it runs after the root's recording hook
+        self._handles.append(self.model.register_forward_hook(self._post, always_call=True))
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+
+# --------------------------------------------------------------------------------------------
+# the coord check
+# --------------------------------------------------------------------------------------------
+
+
+def _fmt(x: float) -> Union[float, str]:
+    return x if math.isfinite(x) else str(x)  # "nan", "inf", "-inf": valid JSON, keeps the kind
+
+
+def _unfmt(x: Union[float, str, None]) -> float:
+    return float("nan") if x is None else float(x)
+
+
+@dataclass
+class CoordCheck:
+    """Result of :func:`coord_check`.
+
+    ``records[module][quantity]`` and ``param_records[param][quantity]`` are lists aligned with
+    ``widths``. Module quantities: ``"rms@0"`` (RMS of the output at init), ``"rms@T"`` (after the
+    last step), ``"delta_rms@t"`` (RMS of output after t steps minus output at init, same probe
+    batch) for each recorded step t. Parameter quantities (natural spectral norms, NOTES §1):
+    ``"nat@0"`` (W at init), ``"dnat"`` (W_T - W_0), ``"dnat_last"`` (W_T - W_{T-1}).
+    ``losses[i]`` is the training loss per step at ``widths[i]``.
+    """
+
+    widths: list[int]
+    steps: int
+    records: dict[str, dict[str, list[float]]]
+    param_records: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    losses: list[list[float]] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def modules(self) -> list[str]:
+        return list(self.records)
+
+    def quantities(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for q in self.records.values():
+            seen.update(dict.fromkeys(q))
+        return list(seen)
+
+    def series(self, quantity: str, params: bool = False) -> dict[str, list[float]]:
+        """``{name: values per width}`` for one quantity."""
+        src = self.param_records if params else self.records
+        return {k: v[quantity] for k, v in src.items() if quantity in v}
+
+    def slopes(self, quantities: Optional[Iterable[str]] = None, params: bool = False) -> dict[str, dict[str, Any]]:
+        """Log-log slope fits ``{name: {quantity: SlopeFit}}`` (see :mod:`sptrace.validation.slopes`)."""
+        from .slopes import fit_slopes
+
+        src = self.param_records if params else self.records
+        return fit_slopes(self.widths, src, quantities=quantities)
+
+    def verdict(self, tol: float = 0.25, quantities: Optional[Iterable[str]] = None, **kwargs: Any) -> Any:
+        """Width-stability verdict on the module records (see :func:`sptrace.validation.slopes.verdict`)."""
+        from .slopes import verdict
+
+        return verdict(self.slopes(quantities), tol=tol, unmeasured=self.meta.get("unmeasured"), **kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable dict (non-finite values become the strings "nan", "inf", "-inf")."""
+        conv = lambda recs: {k: {q: [_fmt(float(x)) for x in v] for q, v in d.items()} for k, d in recs.items()}
+        return {
+            "widths": list(self.widths),
+            "steps": self.steps,
+            "records": conv(self.records),
+            "param_records": conv(self.param_records),
+            "losses": [[_fmt(float(x)) for x in row] for row in self.losses],
+            "meta": self.meta,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "CoordCheck":
+        conv = lambda recs: {k: {q: [_unfmt(x) for x in v] for q, v in dd.items()} for k, dd in recs.items()}
+        return cls(
+            widths=list(d["widths"]),
+            steps=int(d["steps"]),
+            records=conv(d["records"]),
+            param_records=conv(d.get("param_records", {})),
+            losses=[[_unfmt(x) for x in row] for row in d.get("losses", [])],
+            meta=dict(d.get("meta", {})),
+        )
+
+
+def _to_device(x: Any, device: torch.device) -> Any:
+    if isinstance(x, Tensor):
+        return x.to(device)
+    if isinstance(x, Mapping):
+        moved = {k: _to_device(v, device) for k, v in x.items()}
+        try:
+            return type(x)(moved)
+        except Exception:  # mappings whose constructor takes something else
+            return moved
+    if isinstance(x, tuple):
+        return tuple(_to_device(v, device) for v in x)
+    if isinstance(x, list):
+        return [_to_device(v, device) for v in x]
+    return x
+
+
+def _call(model: nn.Module, inputs: Any) -> Any:
+    if isinstance(inputs, Mapping):
+        return model(**inputs)
+    if isinstance(inputs, (tuple, list)):
+        return model(*inputs)
+    return model(inputs)
+
+
+def _axes_for(name: str, p: Tensor, param_axes: Optional[Mapping[str, Any]]) -> Optional[dict[str, Any]]:
+    """Resolve metadata for one parameter: tuple ``(fan_in, fan_out[, input_dense[, output_dense]])``,
+    a dict with those keys (plus ``groups``), an object with those attributes (a ParamRecord), or
+    ``None`` in the mapping to skip the parameter."""
+    if param_axes is not None and name in param_axes:
+        spec = param_axes[name]
+        if spec is None:
+            return None
+        if isinstance(spec, Mapping):
+            d = dict(spec)
+        elif isinstance(spec, (tuple, list)):
+            keys = ("fan_in_axes", "fan_out_axes", "input_dense", "output_dense", "groups")
+            d = dict(zip(keys, spec))
+        else:  # ParamRecord-like object
+            d = {"fan_in_axes": spec.fan_in_axes, "fan_out_axes": spec.fan_out_axes,
+                 "groups": getattr(spec, "groups", 1)}
+            space = getattr(spec, "input_space", None)
+            if space is not None:
+                d["input_dense"] = str(getattr(space, "value", space)) == "dense"
+            space = getattr(spec, "output_space", None)
+            if space is not None:
+                d["output_dense"] = str(getattr(space, "value", space)) == "dense"
+    else:
+        fi, fo, dense = default_param_axes(p.shape)
+        d = {"fan_in_axes": fi, "fan_out_axes": fo, "input_dense": dense}
+    d.setdefault("input_dense", True)
+    d.setdefault("output_dense", True)
+    d.setdefault("groups", 1)
+    return d
+
+
+def _nat(W: Tensor, spec: Mapping[str, Any], method: str) -> float:
+    return float(
+        natural_spectral_norm(
+            W,
+            spec["fan_in_axes"],
+            spec["fan_out_axes"],
+            bool(spec["input_dense"]),
+            bool(spec["output_dense"]),
+            groups=int(spec["groups"]),
+            method=method,
+        )
+    )
+
+
+@contextmanager
+def _forked_rng(device: torch.device) -> Iterator[None]:
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        yield
+
+
+def _mean_rows(rows: Sequence[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """Mean over seeds of each (name, quantity) that every seed recorded."""
+    common = [k for k in rows[0] if all(k in r for r in rows[1:])]
+    return {
+        k: {q: sum(float(r[k][q]) for r in rows) / len(rows) for q in rows[0][k] if all(q in r[k] for r in rows[1:])}
+        for k in common
+    }
+
+
+def _one_run(
+    width: int, seed: int, *, make_model, make_optimizer, batches, loss_fn, steps, rec_steps, probe, param_axes,
+    params, names, leaves_only, device, spectral_method, forward, unmeasured,
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]], list[float]]:
+    """One width and one init seed of :func:`coord_check`: (module rows, parameter rows, losses).
+    Modules whose output change cannot be measured are named in ``unmeasured`` with the reason."""
+    cpu = torch.device("cpu")
+    with _forked_rng(torch.device(device) if device is not None else cpu):
+        torch.manual_seed(seed)
+        model = make_model(width)
+        if device is not None:
+            model = model.to(device)
+        dev = next((p.device for p in model.parameters()), torch.device(device) if device else cpu)
+        with _forked_rng(dev):
+            torch.manual_seed(seed)
+            opt = make_optimizer(model)
+            probe_in = _to_device(probe if probe is not None else batches[0][0], dev)
+            probe_state = torch.random.get_rng_state()
+            probe_cuda_state = torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None
+
+            def run_probe() -> OutputRecorder:
+                buffers = {k: b.detach().clone() for k, b in model.named_buffers()}
+                rng = torch.random.get_rng_state()
+                rng_cuda = torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None
+                torch.random.set_rng_state(probe_state)
+                if probe_cuda_state is not None:
+                    torch.cuda.set_rng_state(probe_cuda_state, dev)
+                try:
+                    with torch.no_grad(), OutputRecorder(model, keep_outputs=True, names=names,
+                                                         leaves_only=leaves_only) as rec:
+                        forward(model, probe_in)
+                finally:
+                    torch.random.set_rng_state(rng)
+                    if rng_cuda is not None:
+                        torch.cuda.set_rng_state(rng_cuda, dev)
+                    with torch.no_grad():
+                        for k, b in model.named_buffers():
+                            if k in buffers:
+                                b.copy_(buffers[k])
+                return rec
+
+            rec0 = run_probe()
+            out0 = rec0.outputs
+            row: dict[str, dict[str, float]] = {k: {"rms@0": v} for k, v in rec0.rms.items()}
+            named = [(n, p) for n, p in model.named_parameters() if p.requires_grad] if params else []
+            specs = {n: _axes_for(n, p, param_axes) for n, p in named}
+            named = [(n, p) for n, p in named if specs[n] is not None]
+            W0 = {n: p.detach().clone() for n, p in named}
+            prev: dict[str, Tensor] = {}
+            width_losses: list[float] = []
+            for t in range(1, steps + 1):
+                x, y = batches[(t - 1) % len(batches)]
+                x, y = _to_device(x, dev), _to_device(y, dev)
+                opt.zero_grad(set_to_none=True)
+                loss = loss_fn(forward(model, x), y)
+                loss.backward()
+                if t == steps:
+                    prev = {n: p.detach().clone() for n, p in named}
+                opt.step()
+                width_losses.append(float(loss.detach()))
+                if t in rec_steps or t == steps:
+                    rec = run_probe()
+                    for k in out0.keys() - rec.outputs.keys():
+                        unmeasured.setdefault(k, f"not called on the probe batch after step {t}")
+                    for k, o in rec.outputs.items():
+                        if k not in out0:
+                            unmeasured.setdefault(k, "not called on the probe batch at init")
+                            continue
+                        if o.shape != out0[k].shape:  # data-dependent work, e.g. tokens routed to an expert
+                            unmeasured.setdefault(k, f"output shape {tuple(out0[k].shape)} at init, "
+                                                     f"{tuple(o.shape)} after step {t}")
+                            continue
+                        d = rms(o - out0[k])
+                        if t in rec_steps:
+                            row.setdefault(k, {})[f"delta_rms@{t}"] = d
+                        if t == steps:
+                            row.setdefault(k, {})["rms@T"] = rec.rms[k]
+            if steps == 0:
+                for k, v in rec0.rms.items():
+                    row[k]["rms@T"] = v
+            prow: dict[str, dict[str, float]] = {}
+            for n, p in named:
+                spec = specs[n]
+                W = p.detach()
+                q = {"nat@0": _nat(W0[n], spec, spectral_method)}
+                if steps > 0:
+                    q["dnat"] = _nat(W - W0[n], spec, spectral_method)
+                    q["dnat_last"] = _nat(W - prev[n], spec, spectral_method)
+                prow[n] = q
+    return row, prow, width_losses
+
+
+def coord_check(
+    make_model: Callable[[int], nn.Module],
+    make_optimizer: Callable[[nn.Module], torch.optim.Optimizer],
+    batches: Sequence[tuple[Any, Any]],
+    loss_fn: Callable[[Any, Any], Tensor],
+    widths: Sequence[int],
+    steps: int = 4,
+    *,
+    seed: int = 0,
+    n_seeds: int = 1,
+    probe: Any = None,
+    record_steps: Optional[Iterable[int]] = None,
+    param_axes: Optional[Mapping[str, Any]] = None,
+    params: bool = True,
+    names: Optional[Iterable[str]] = None,
+    leaves_only: bool = False,
+    device: Optional[Union[str, torch.device]] = None,
+    spectral_method: str = "auto",
+    forward: Optional[Callable[[nn.Module, Any], Any]] = None,
+    progress: bool = False,
+) -> CoordCheck:
+    """Coordinate check (NOTES §7, Desideratum 1 and 2): the same seed and data at every width.
+
+    For each width: seed the RNG with ``seed``, build ``make_model(width)`` (already parametrized by
+    the caller) and ``make_optimizer(model)``, record every module's output on the ``probe`` inputs
+    (default: the first batch's inputs), run ``steps`` optimizer steps on ``batches[t % len]``
+    (each ``(inputs, target)``; inputs may be a tensor, a tuple of positional args or a dict of
+    keyword args; ``loss_fn(output, target)`` returns a scalar), and after each step in
+    ``record_steps`` (default: every step) record the RMS of (probe output now - probe output at
+    init), per module. The probe passes run under ``no_grad`` with the model in its own mode and the
+    same RNG state each time (dropout masks match); BatchNorm running statistics are restored
+    after each probe pass.
+
+    ``n_seeds > 1`` repeats every width with the init seeds ``seed, seed + 1, ...`` (same data) and
+    records the mean over seeds of every quantity, as mup's coord check does: at small widths and
+    a few steps one init's RMS values scatter by tens of percent, enough to tilt a slope by ±0.3
+    (docs/validation.md).
+
+    With ``params=True`` also the natural spectral norm of every trainable parameter at init, of its
+    total update and of the last step's update; ``param_axes`` maps parameter names to
+    ``(fan_in_axes, fan_out_axes, input_dense[, output_dense[, groups]])`` (or a dict / a
+    ParamRecord-like object, or None to skip); parameters not named use :func:`default_param_axes`.
+
+    Runs under a forked RNG, so the caller's RNG state is unchanged. Modules that appear at some
+    widths only are dropped (their names are listed in ``meta["dropped"]``). A module whose output
+    change has no meaning at some width and seed (its output changed shape, as an expert's does
+    when routing moves tokens, or it was not called at init or after a step) keeps only what was
+    measured everywhere and is named with the reason in ``meta["unmeasured"]``; the verdict lists it.
+    """
+    if steps < 0:
+        raise ValueError("steps must be >= 0")
+    if n_seeds < 1:
+        raise ValueError("n_seeds must be >= 1")
+    if not batches and steps > 0:
+        raise ValueError("coord_check needs at least one batch to train on")
+    widths = [int(w) for w in widths]
+    rec_steps = sorted(set(range(1, steps + 1) if record_steps is None else (int(t) for t in record_steps)))
+    if any(t < 1 or t > steps for t in rec_steps):
+        raise ValueError(f"record_steps must lie in 1..{steps}")
+    one_run = partial(
+        _one_run, make_model=make_model, make_optimizer=make_optimizer, batches=batches, loss_fn=loss_fn,
+        steps=steps, rec_steps=rec_steps, probe=probe, param_axes=param_axes, params=params, names=names,
+        leaves_only=leaves_only, device=device, spectral_method=spectral_method, forward=forward or _call,
+        unmeasured=(unmeasured := {}),
+    )
+    per_width: list[dict[str, dict[str, float]]] = []
+    per_width_params: list[dict[str, dict[str, float]]] = []
+    losses: list[list[float]] = []
+    runs = [(w, s) for w in widths for s in range(seed, seed + n_seeds)]
+    if progress:
+        try:
+            from tqdm import tqdm
+
+            runs = tqdm(runs, desc="coord check")
+        except ImportError:  # pragma: no cover
+            pass
+    by_width: dict[int, list[tuple[dict, dict, list[float]]]] = {}
+    for width, s in runs:
+        by_width.setdefault(width, []).append(one_run(width, s))
+    for width in widths:
+        rows, prows, width_losses = zip(*by_width[width])
+        per_width.append(_mean_rows(rows))
+        per_width_params.append(_mean_rows(prows))
+        losses.append([sum(v) / len(v) for v in zip(*width_losses)])
+
+    def merge(rows: list[dict[str, dict[str, float]]]) -> tuple[dict[str, dict[str, list[float]]], list[str]]:
+        if not rows:
+            return {}, []
+        common = [k for k in rows[0] if all(k in r for r in rows[1:])]
+        dropped = sorted({k for r in rows for k in r} - set(common))
+        out: dict[str, dict[str, list[float]]] = {}
+        for k in common:
+            qs = [q for q in rows[0][k] if all(q in r[k] for r in rows[1:])]
+            out[k] = {q: [float(r[k][q]) for r in rows] for q in qs}
+        return out, dropped
+
+    records, dropped = merge(per_width)
+    precords, pdropped = merge(per_width_params)
+    meta = {"seed": seed, "n_seeds": n_seeds, "record_steps": rec_steps, "dropped": dropped, "dropped_params": pdropped,
+            "unmeasured": dict(sorted(unmeasured.items()))}
+    return CoordCheck(widths=widths, steps=steps, records=records, param_records=precords, losses=losses, meta=meta)

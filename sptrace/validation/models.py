@@ -1,0 +1,73 @@
+"""Resolve a MODEL argument (a zoo name or ``module:factory``) into a model and example inputs.
+
+A factory is called as ``factory(width=W)`` when it accepts ``width`` (else with no argument) and
+returns either a module that has an ``example_inputs()`` method, or ``(model, args)`` /
+``(model, args, kwargs)``.
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import torch
+
+from ..types import SptraceError
+
+
+@dataclass
+class ModelSource:
+    name: str
+    build: Callable[[int], tuple[torch.nn.Module, tuple, dict]]
+    default_width: Optional[int]
+    zoo: Any = None  # the ZooSpec when MODEL names a zoo model
+
+
+def resolve(model: str) -> ModelSource:
+    if ":" in model:
+        return _from_factory(model)
+    try:
+        import models_zoo
+    except ImportError as exc:  # pragma: no cover - the zoo ships with sptrace
+        raise SptraceError("models_zoo is not importable; pass MODEL as module:factory") from exc
+    try:
+        spec = models_zoo.get(model)
+    except KeyError as exc:
+        raise SptraceError(f"unknown model {model!r}: pass a zoo name ({', '.join(models_zoo.names())}) "
+                           "or module:factory") from exc
+
+    def build(width):
+        net = spec.build(width)
+        args, kwargs = spec.example_inputs()
+        return net, tuple(args), dict(kwargs)
+
+    return ModelSource(model, build, spec.default_width, spec)
+
+
+def _from_factory(text: str) -> ModelSource:
+    module_name, _, attr = text.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise SptraceError(f"cannot load {text!r}: {exc}. MODEL is a zoo name or module:factory") from exc
+    takes_width = "width" in inspect.signature(factory).parameters
+
+    def build(width):
+        made = factory(width=width) if takes_width and width is not None else factory()
+        if isinstance(made, torch.nn.Module):
+            if not hasattr(made, "example_inputs"):
+                raise SptraceError(f"{text} returned a module without example_inputs(); return (model, args) instead")
+            made = (made, *_as_args(made.example_inputs()))
+        if len(made) == 2:
+            made = (*made, {})
+        model, args, kwargs = made
+        return model, tuple(args) if isinstance(args, (tuple, list)) else (args,), dict(kwargs)
+
+    return ModelSource(text, build, None)
+
+
+def _as_args(value):
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], dict):
+        return value
+    return (value, {})

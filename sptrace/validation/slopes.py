@@ -1,0 +1,247 @@
+"""Log-log slopes of measured quantities against width, and width-stability verdicts (NOTES §7).
+
+A quantity that scales like ``width**s`` has slope ``s``. Width-stable training (Desideratum 1,
+Condition 2) wants every output RMS, output-change RMS and natural spectral norm to have slope 0;
+:func:`verdict` turns a table of slopes into pass / fail per module with the worst offenders named.
+
+Degenerate data are reported, never silently dropped:
+
+* a NaN or infinite value at any width is a failure (training diverged or the measure broke);
+* a negative value is a failure (these quantities are norms);
+* all values zero: the quantity is identically zero (e.g. a zero-initialised readout at init);
+  the fit reports slope 0 with ``status="zero"``, which passes;
+* zero at some widths but not others: failure (``status="partial-zero"``), since no power law fits.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable, Mapping, Optional, Sequence, Union
+
+__all__ = ["SlopeFit", "fit_slope", "fit_slopes", "Check", "ModuleVerdict", "Verdict", "verdict"]
+
+
+@dataclass
+class SlopeFit:
+    """Least-squares fit of ``log(value) = slope * log(width) + intercept``.
+
+    ``status``: ``"ok"``, ``"zero"`` (all values exactly 0: slope reported as 0), ``"nonfinite"``,
+    ``"negative"``, ``"partial-zero"`` (the last three are failures, slope NaN). ``r2`` is the
+    coefficient of determination of the fit (1 for an exact power law; NaN when undefined).
+    ``message`` says what went wrong, naming the widths.
+    """
+
+    slope: float
+    intercept: float
+    r2: float
+    widths: list[float]
+    values: list[float]
+    status: str = "ok"
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("ok", "zero")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k in ("slope", "intercept", "r2"):
+            if not math.isfinite(d[k]):
+                d[k] = str(d[k])
+        d["values"] = [v if math.isfinite(v) else str(v) for v in d["values"]]
+        return d
+
+
+def fit_slope(widths: Sequence[float], values: Sequence[float]) -> SlopeFit:
+    """Fit the log-log slope of ``values`` against ``widths`` (at least two distinct widths)."""
+    ws = [float(w) for w in widths]
+    vs = [float(v) for v in values]
+    if len(ws) != len(vs):
+        raise ValueError(f"{len(ws)} widths but {len(vs)} values")
+    if len(set(ws)) < 2:
+        raise ValueError("a slope needs at least two distinct widths")
+    if any(not (w > 0 and math.isfinite(w)) for w in ws):
+        raise ValueError(f"widths must be positive and finite, got {ws}")
+    nan = float("nan")
+    bad = [w for w, v in zip(ws, vs) if not math.isfinite(v)]
+    if bad:
+        kinds = sorted({str(v) for v in vs if not math.isfinite(v)})
+        return SlopeFit(nan, nan, nan, ws, vs, "nonfinite",
+                        f"{'/'.join(kinds)} at width{'s' if len(bad) > 1 else ''} {_fmt_ws(bad)}")
+    neg = [w for w, v in zip(ws, vs) if v < 0]
+    if neg:
+        return SlopeFit(nan, nan, nan, ws, vs, "negative", f"negative value at width {_fmt_ws(neg)}")
+    zeros = [w for w, v in zip(ws, vs) if v == 0]
+    if len(zeros) == len(vs):
+        return SlopeFit(0.0, -math.inf, nan, ws, vs, "zero", "identically zero at every width")
+    if zeros:
+        return SlopeFit(nan, nan, nan, ws, vs, "partial-zero",
+                        f"exactly zero at width {_fmt_ws(zeros)} but not at the others")
+    x = [math.log(w) for w in ws]
+    y = [math.log(v) for v in vs]
+    n = len(x)
+    mx, my = sum(x) / n, sum(y) / n
+    sxx = sum((a - mx) ** 2 for a in x)
+    sxy = sum((a - mx) * (b - my) for a, b in zip(x, y))
+    slope = sxy / sxx
+    intercept = my - slope * mx
+    ss_res = sum((b - (slope * a + intercept)) ** 2 for a, b in zip(x, y))
+    ss_tot = sum((b - my) ** 2 for b in y)
+    r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else (1.0 if ss_res == 0 else nan)
+    return SlopeFit(slope, intercept, r2, ws, vs)
+
+
+def _fmt_ws(ws: Iterable[float]) -> str:
+    return ", ".join(str(int(w)) if float(w).is_integer() else str(w) for w in ws)
+
+
+def fit_slopes(
+    widths: Sequence[float],
+    records: Mapping[str, Mapping[str, Sequence[float]]],
+    quantities: Optional[Iterable[str]] = None,
+) -> dict[str, dict[str, SlopeFit]]:
+    """``{name: {quantity: SlopeFit}}`` for a ``records[name][quantity] -> values per width`` table."""
+    qs = None if quantities is None else list(quantities)
+    out: dict[str, dict[str, SlopeFit]] = {}
+    for name, rec in records.items():
+        fits = {q: fit_slope(widths, vals) for q, vals in rec.items() if qs is None or q in qs}
+        if fits:
+            out[name] = fits
+    return out
+
+
+@dataclass
+class Check:
+    """One (module, quantity) judged: ``status`` is ``"pass"``, ``"shrinks-allowed"``, ``"grows"``,
+    ``"shrinks"`` or ``"invalid"`` (NaN / inf / negative / partly zero; see ``message``)."""
+
+    module: str
+    quantity: str
+    slope: float
+    expected: float
+    status: str
+    message: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.status in ("pass", "shrinks-allowed")
+
+    @property
+    def excess(self) -> float:
+        """How far beyond the tolerance band the slope lies (inf for invalid fits)."""
+        return math.inf if not math.isfinite(self.slope) else abs(self.slope - self.expected)
+
+
+@dataclass
+class ModuleVerdict:
+    module: str
+    passed: bool
+    checks: dict[str, Check] = field(default_factory=dict)
+
+
+@dataclass
+class Verdict:
+    """Overall result of :func:`verdict`: ``passed``, per-module verdicts, and ``worst``: the failing
+    checks, worst first (invalid fits, then by distance of the slope from its expectation)."""
+
+    passed: bool
+    tol: float
+    modules: dict[str, ModuleVerdict]
+    worst: list[Check]
+    # module -> why its output change could not be measured (not judged on that quantity)
+    unmeasured: dict[str, str] = field(default_factory=dict)
+
+    def summary(self, top: int = 5) -> str:
+        n_fail = sum(not m.passed for m in self.modules.values())
+        if self.passed:
+            head = f"PASS: {len(self.modules)} modules, every slope within ±{self.tol:g} of its expectation"
+        else:
+            parts = []
+            for c in self.worst[:top]:
+                what = c.message if c.status == "invalid" else f"slope {c.slope:+.2f}"
+                parts.append(f"{c.module} [{c.quantity}] {c.status}: {what}")
+            head = (f"FAIL: {n_fail}/{len(self.modules)} modules; worst: " + "; ".join(parts)
+                    + _and_more(len(self.worst), top))
+        if not self.unmeasured:
+            return head
+        shown = "; ".join(f"{k} ({why})" for k, why in list(self.unmeasured.items())[:top])
+        return (f"{head}. Output change not measured for {len(self.unmeasured)} modules: {shown}"
+                + _and_more(len(self.unmeasured), top))
+
+    def to_dict(self) -> dict[str, Any]:
+        def cd(c: Check) -> dict[str, Any]:
+            d = asdict(c)
+            d["slope"] = c.slope if math.isfinite(c.slope) else str(c.slope)
+            return d
+
+        return {
+            "passed": self.passed,
+            "tol": self.tol,
+            "summary": self.summary(),
+            "modules": {k: {"passed": m.passed, "checks": {q: cd(c) for q, c in m.checks.items()}}
+                        for k, m in self.modules.items()},
+            "worst": [cd(c) for c in self.worst],
+            "unmeasured": self.unmeasured,
+        }
+
+
+def _and_more(total: int, shown: int) -> str:
+    return f"; ... and {total - shown} more" if total > shown else ""
+
+
+def matches(quantity: str, patterns: Union[bool, Iterable[str]]) -> bool:
+    """``True`` matches everything; otherwise exact names or prefixes ending in ``*``."""
+    if isinstance(patterns, bool):
+        return patterns
+    for p in patterns:
+        if p == quantity or (p.endswith("*") and quantity.startswith(p[:-1])):
+            return True
+    return False
+
+
+def verdict(
+    slopes: Mapping[str, Mapping[str, Union[SlopeFit, float]]],
+    tol: float = 0.25,
+    *,
+    expected: Optional[Mapping[str, float]] = None,
+    allow_shrink: Union[bool, Iterable[str]] = (),
+    unmeasured: Optional[Mapping[str, str]] = None,
+) -> Verdict:
+    """Judge ``slopes[module][quantity]`` (a :class:`SlopeFit` or a plain float).
+
+    A check fails when the slope exceeds its expectation (``expected[quantity]``, default 0) by more
+    than ``tol`` ("grows"), or falls more than ``tol`` below it ("shrinks"; Desideratum 1 wants
+    Theta(1), so vanishing updates fail too) unless the quantity is in ``allow_shrink`` (a list of
+    quantity names, ``"prefix*"`` patterns, or ``True`` for all; e.g. ``allow_shrink=["rms@0"]``
+    accepts outputs at init that shrink with width). NaN / inf / negative / partly zero fits fail
+    as "invalid". A module passes when all of its checks pass; the verdict passes when all modules do.
+    """
+    exp = dict(expected or {})
+    modules: dict[str, ModuleVerdict] = {}
+    failing: list[Check] = []
+    for module, fits in slopes.items():
+        mv = ModuleVerdict(module, True)
+        for q, fit in fits.items():
+            e = float(exp.get(q, 0.0))
+            if isinstance(fit, SlopeFit):
+                s, ok, msg = fit.slope, fit.ok, fit.message
+            else:
+                s = float(fit)
+                ok = math.isfinite(s)
+                msg = "" if ok else f"slope is {s}"
+            if not ok:
+                c = Check(module, q, s, e, "invalid", msg)
+            elif s - e > tol:
+                c = Check(module, q, s, e, "grows", f"slope {s:+.3f} > {e:+.2f} + {tol:g}")
+            elif s - e < -tol:
+                status = "shrinks-allowed" if matches(q, allow_shrink) else "shrinks"
+                c = Check(module, q, s, e, status, f"slope {s:+.3f} < {e:+.2f} - {tol:g}")
+            else:
+                c = Check(module, q, s, e, "pass", msg)
+            mv.checks[q] = c
+            if not c.passed:
+                mv.passed = False
+                failing.append(c)
+        modules[module] = mv
+    failing.sort(key=lambda c: (c.status != "invalid", -c.excess))
+    return Verdict(passed=not failing, tol=tol, modules=modules, worst=failing, unmeasured=dict(unmeasured or {}))

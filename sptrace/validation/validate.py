@@ -1,0 +1,186 @@
+"""``sptrace.validation.validate``: the coord check of a model under sptrace and under the baselines.
+
+For each parametrization (sptrace, standard = the library's init with one lr, NTP = Eq. 22) and
+each width: same seed, same real data, a few optimizer steps; record every module's output RMS at
+init and the RMS of its change, and every parameter's natural spectral norms (NOTES §7). Fit the
+log-log slope of each against width and judge: width-stable means every slope within ±tol
+(outputs at init may shrink). sptrace must pass; the baselines are expected to fail.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Optional, Sequence, Union
+
+import torch
+
+from ..apply.parametrize import OPTIMIZERS, parametrize
+from ..types import SptraceError
+from .coord import CoordCheck, coord_check
+from .models import ModelSource, resolve
+from .slopes import Verdict
+
+PARAMETRIZATIONS = ("sptrace", "sp", "ntp")
+# lr at the base (narrowest) width, where all three parametrizations start from the same model
+DEFAULT_LR = {"adam": 3e-3, "adamw": 3e-3, "sgd": 0.05, "spectral": 0.02}
+
+
+@dataclass
+class Run:
+    parametrization: str
+    coord: CoordCheck
+    verdict: Verdict
+
+    def to_dict(self) -> dict:
+        return {"parametrization": self.parametrization, "verdict": self.verdict.to_dict(), "coord_check": self.coord.to_dict()}
+
+
+@dataclass
+class Validation:
+    model: str
+    optimizer: str
+    widths: list[int]
+    steps: int
+    lr: float
+    runs: dict[str, Run]
+    files: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        """sptrace is width-stable (the baselines' verdicts are reported, not required)."""
+        return self.runs["sptrace"].verdict.passed
+
+    def summary(self) -> str:
+        lines = [f"{self.model} / {self.optimizer}, widths {self.widths}, {self.steps} steps, base lr {self.lr:g}"]
+        for name, run in self.runs.items():
+            lines.append(f"  {name:8s} {run.verdict.summary(top=3)}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return {
+            "model": self.model, "optimizer": self.optimizer, "widths": self.widths, "steps": self.steps,
+            "lr": self.lr, "passed": self.passed, "runs": {k: r.to_dict() for k, r in self.runs.items()},
+        }
+
+
+def validate(
+    model: Union[str, ModelSource],
+    widths: Optional[Sequence[int]] = None,
+    optimizer: str = "adam",
+    steps: int = 4,
+    *,
+    lr: Optional[float] = None,
+    batch_size: int = 32,
+    parametrizations: Optional[Sequence[str]] = None,
+    device: str = "cpu",
+    out: Optional[str] = None,
+    seed: int = 0,
+    n_seeds: int = 3,
+    source: str = "real",
+    tol: float = 0.25,
+    progress: bool = False,
+    build_options: Optional[dict] = None,
+    spectral: bool = True,
+    zero_readout: bool = True,
+) -> Validation:
+    """Coord-check ``model`` (a zoo name, ``module:factory`` or a :class:`ModelSource`).
+
+    ``spectral=False`` skips the per-parameter natural spectral norms (the slow part on CPU).
+    ``zero_readout`` (μP's recommendation, the default) starts sptrace's readouts at zero, so the
+    output change measured is the Θ(1) term ΔW·h and not the W0·Δh transient that decays like
+    width^-1/2 from a finite width (NOTES §5). ``n_seeds`` init seeds per width are averaged
+    (:func:`sptrace.validation.coord.coord_check`): one seed's RMS values scatter enough at CPU widths to
+    tilt a slope by ±0.3 (docs/validation.md).
+    """
+    src = resolve(model) if isinstance(model, str) else model
+    zoo = src.zoo
+    if zoo is None:
+        raise SptraceError(f"validate needs data and a loss: {src.name} is not a zoo model; add it to models_zoo "
+                           "or call sptrace.validation.coord.coord_check with your own batches")
+    widths = sorted(widths or zoo.coord_widths)
+    if len(widths) < 2:
+        raise SptraceError("validate needs at least two widths")
+    if optimizer not in OPTIMIZERS:
+        raise SptraceError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+    if parametrizations is None:  # NTP (Eq. 22) has no spectral-optimizer form
+        parametrizations = ("sptrace", "sp") if optimizer == "spectral" else PARAMETRIZATIONS
+    unknown = set(parametrizations) - set(PARAMETRIZATIONS)
+    if unknown:
+        raise SptraceError(f"unknown parametrizations {sorted(unknown)}; choose from {PARAMETRIZATIONS}")
+    lr = lr if lr is not None else DEFAULT_LR[optimizer]
+    options = build_options or {}
+    batches = _batches(zoo, batch_size, steps, seed, source, device)
+    args, kwargs = zoo.example_inputs(device=device)
+    axes = _param_axes(zoo, widths[0], (args, kwargs), options) if spectral else None
+    runs = {}
+    for name in parametrizations:
+        make_model, make_optimizer = _factories(name, zoo, optimizer, lr, widths, (args, kwargs), device, options,
+                                                zero_readout and name == "sptrace")
+        cc = coord_check(
+            make_model, make_optimizer, batches, zoo.loss, widths, steps=steps, seed=seed, n_seeds=n_seeds,
+            device=device, progress=progress, param_axes=axes, params=spectral,
+        )
+        verdict = cc.verdict(tol=tol, quantities=["rms@0", f"delta_rms@{steps}"], allow_shrink=["rms@0"])
+        runs[name] = Run(name, cc, verdict)
+    result = Validation(src.name, optimizer, list(widths), steps, lr, runs)
+    if out:
+        result.files = _write(result, out)
+    return result
+
+
+def _batches(zoo, batch_size, steps, seed, source, device) -> list:
+    stream = zoo.batches(batch_size, seed=seed, source=source, device=device)
+    return [next(stream) for _ in range(steps)]
+
+
+def _factories(name, zoo, optimizer, lr, widths, example, device, options, zero_readout):
+    """make_model(width) / make_optimizer(model) for one parametrization, anchored at widths[0].
+
+    The delta model (widths[1]) lets the base width itself be classified like the others.
+    """
+    optimizers: dict[int, torch.optim.Optimizer] = {}
+
+    def make_model(width):
+        model = zoo.build(width, **options).to(device)
+        if name == "sp":
+            optimizers[id(model)] = OPTIMIZERS[optimizer](model.parameters(), lr=lr)
+        else:
+            with torch.device("meta"):  # only their shapes matter
+                base, delta = zoo.build(widths[0], **options), zoo.build(widths[1], **options)
+            optimizers[id(model)] = parametrize(
+                model, optimizer, lr=lr, example_inputs=example, base=base, delta=delta,
+                parametrization="spectral" if name == "sptrace" else "ntp", zero_readout=zero_readout,
+            )
+        return model
+
+    return make_model, lambda model: optimizers.pop(id(model))
+
+
+def _param_axes(zoo, width, example, options) -> dict:
+    """Each parameter's fan-in / fan-out axes and spaces, for the natural spectral norms."""
+    from ..graph.trace import trace
+
+    with torch.device("meta"):
+        model = zoo.build(width, **options)
+    args, kwargs = example
+    return {alias: r for r in trace(model, *args, **kwargs) for alias in r.aliases if r.classified}
+
+
+def _write(result: Validation, out: str) -> list[str]:
+    from . import plots
+
+    os.makedirs(out, exist_ok=True)
+    stem = f"{result.model}-{result.optimizer}"
+    files = [os.path.join(out, f"{stem}.json")]
+    with open(files[0], "w") as fh:
+        json.dump(result.to_dict(), fh, indent=1)
+    for name, run in result.runs.items():
+        files.append(plots.plot_coord_check(run.coord, os.path.join(out, f"{stem}-{name}-coord.png"),
+                                            title=f"{result.model} {result.optimizer}: {name}", allow_shrink=["rms@0"]))
+        if run.coord.param_records:
+            files.append(plots.plot_coord_check(
+                run.coord, os.path.join(out, f"{stem}-{name}-spectral.png"), params=True,
+                quantities=["nat@0", "dnat", "dnat_last"],
+                title=f"{result.model} {result.optimizer}: {name}, natural spectral norms"))
+    return files

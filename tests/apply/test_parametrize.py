@@ -1,0 +1,310 @@
+"""sptrace.parametrize / param_groups: init in place, groups, anchoring, ties, attention, bad input."""
+import copy
+
+import pytest
+import torch
+import torch.nn as nn
+from torch.overrides import TorchFunctionMode
+
+import sptrace
+from tests.graph.test_trace_core import PaperMLP, TinyGPT
+
+
+def snapshot(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def assert_same(model, snap):
+    now = model.state_dict()
+    assert now.keys() == snap.keys()
+    for k, v in snap.items():
+        assert torch.equal(now[k], v), k
+
+
+def ids():
+    return torch.randint(0, 50, (2, 16))
+
+
+def test_same_parameter_objects_and_state_dict_keys():
+    torch.manual_seed(0)
+    model = PaperMLP(64)
+    before = {n: p for n, p in model.named_parameters()}
+    opt = sptrace.parametrize(model, "adam", lr=0.5, example_inputs=torch.randn(2, 3072))
+    assert all(p is before[n] for n, p in model.named_parameters())
+    assert {id(p) for g in opt.param_groups for p in g["params"]} == {id(p) for p in before.values()}
+
+
+def test_init_is_deterministic_under_manual_seed():
+    def run():
+        torch.manual_seed(1)
+        model = PaperMLP(64)
+        torch.manual_seed(7)
+        sptrace.parametrize(model, "adam", lr=0.5, example_inputs=torch.randn(2, 3072))
+        return snapshot(model)
+
+    a, b = run(), run()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_absolute_adam_groups_follow_one_over_fan_in():
+    model = PaperMLP(128)
+    opt = sptrace.parametrize(model, "adam", lr=1.0, example_inputs=torch.randn(2, 3072))
+    lr = {n: g["lr"] for g in opt.param_groups for n in g["sptrace_names"]}
+    assert lr["fc1.weight"] == pytest.approx(1 / 3072)
+    assert lr["fc2.weight"] == pytest.approx(1 / 128)
+    assert lr["fc3.weight"] == pytest.approx(1 / 128)
+    assert len(opt.param_groups) == 2  # equal hyperparameters share a group (fc2, fc3)
+    for g in opt.param_groups:
+        assert g["lr"] == pytest.approx(g["sptrace_base_lr"] * g["sptrace_lr_multiplier"])
+
+
+def test_base_at_same_width_is_bit_identical_standard_practice():
+    torch.manual_seed(0)
+    model = TinyGPT(32, tied=False)
+    snap = snapshot(model)
+    opt = sptrace.parametrize(model, "adam", lr=3e-3, example_inputs=ids(), base=copy.deepcopy(model))
+    assert_same(model, snap)
+    assert {g["lr"] for g in opt.param_groups} == {3e-3}
+
+
+def test_base_mode_ratios_between_widths():
+    model, base = TinyGPT(128, tied=False), TinyGPT(32, tied=False)
+    opt = sptrace.parametrize(model, "adam", lr=1e-3, example_inputs=ids(), base=base)
+    lr = {n: g["lr"] for g in opt.param_groups for n in g["sptrace_names"]}
+    assert lr["qkv.weight"] == pytest.approx(1e-3 * 32 / 128)
+    assert lr["head.weight"] == pytest.approx(1e-3 * 32 / 128)
+    assert lr["wte.weight"] == pytest.approx(1e-3)
+    assert lr["qkv.bias"] == pytest.approx(1e-3)
+
+
+def test_base_at_same_width_with_delta_classifies_like_every_width():
+    """Tuning at the base width: with delta= the model there is classified like any wider one
+    (head a readout, so zero_readout zeroes it) and everything else stays standard practice."""
+    torch.manual_seed(0)
+    model = TinyGPT(32, tied=False)
+    snap = snapshot(model)
+    with torch.device("meta"):
+        delta = TinyGPT(64, tied=False)
+    opt = sptrace.parametrize(model, "adam", lr=3e-3, example_inputs=ids(), base=copy.deepcopy(model), delta=delta,
+                              zero_readout=True)
+    assert not model.head.weight.any()
+    assert all(torch.equal(v, snap[k]) for k, v in model.state_dict().items() if k != "head.weight")
+    assert {g["lr"] for g in opt.param_groups} == {3e-3}
+    wider = sptrace.trace(TinyGPT(128, tied=False), ids(), base=TinyGPT(32, tied=False))
+    assert [(r.role, r.width_dims) for r in opt.sptrace.trace] == [(r.role, r.width_dims) for r in wider]
+
+
+class FanOutNet(nn.Module):
+    """Libraries that do not use PyTorch's fan-in default: kaiming fan_out on convs (torchvision and
+    timm ResNets, MobileNets) and xavier on a token-mixing-like input layer (timm's Mixer)."""
+
+    def __init__(self, width):
+        super().__init__()
+        self.stem = nn.Conv2d(3, width, 3, padding=1)
+        self.dw = nn.Conv2d(width, width, 3, padding=1, groups=width)
+        self.pw = nn.Conv2d(width, width, 1)
+        self.mix = nn.Linear(16, width)
+        self.head = nn.Linear(width, 10)
+        for conv in (self.stem, self.dw, self.pw):
+            nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+        nn.init.xavier_uniform_(self.mix.weight)
+
+    def forward(self, x):
+        h = self.pw(torch.relu(self.dw(torch.relu(self.stem(x)))))  # (B, width, 4, 4)
+        h = self.mix(h.flatten(2)).mean(-1)  # the 16 positions mixed into width features
+        return self.head(h)
+
+
+def test_base_form_reads_fan_out_and_xavier_library_laws():
+    """μP keeps the std of the stem, the depthwise conv and the input-like mixing layer (fixed
+    fan-in) as at the base, and shrinks the pointwise conv's like sqrt(base/width): whatever law
+    the library used to draw them (measured on a real base, 64 -> 1024)."""
+    torch.manual_seed(0)
+    base, model = FanOutNet(64), FanOutNet(1024)
+    sptrace.parametrize(model, "adam", lr=1e-3, example_inputs=torch.randn(2, 3, 4, 4), base=base)
+    ratio = {n: (p.std() / dict(base.named_parameters())[n].std()).item() for n, p in model.named_parameters()
+             if n.endswith("weight")}
+    assert ratio["stem.weight"] == pytest.approx(1.0, rel=0.05)
+    assert ratio["dw.weight"] == pytest.approx(1.0, rel=0.1)
+    assert ratio["mix.weight"] == pytest.approx(1.0, rel=0.05)
+    assert ratio["pw.weight"] == pytest.approx((64 / 1024) ** 0.5, rel=0.05)
+
+
+def test_idempotent_no_double_scaling():
+    torch.manual_seed(0)
+    model, base = TinyGPT(64, tied=False), TinyGPT(32, tied=False)
+    sptrace.parametrize(model, "adam", lr=1e-3, example_inputs=ids(), base=base)
+    once = snapshot(model)
+    opt = sptrace.parametrize(model, "adam", lr=1e-3, example_inputs=ids(), base=base)
+    assert_same(model, once)
+    assert len(opt.sptrace.handles) == 0 or all(h is not None for h in opt.sptrace.handles)
+
+
+def test_tied_readout_gets_one_multiplier_and_it_is_replaced_on_a_second_call():
+    model, base = TinyGPT(64), TinyGPT(32)
+    x = ids()
+    for _ in range(2):
+        opt = sptrace.parametrize(model, "adam", lr=1e-3, example_inputs=x, base=base)
+    [m] = opt.sptrace.multipliers
+    assert m.module == "head" and m.value == pytest.approx(32 / 64)
+    with torch.no_grad():
+        h = torch.randn(3, 64)
+        assert torch.allclose(model.head(h), 0.5 * h @ model.wte.weight.t())
+
+
+def test_attention_fix_reroutes_sdpa_scale():
+    model, base = TinyGPT(64), TinyGPT(32)
+    x = ids()
+    sptrace.parametrize(model, "adam", lr=1e-3, example_inputs=x, base=base, attention_fix=True, init="keep")
+    scale = 8 ** 0.5 / 16  # base head_dim 8, head_dim 16: sqrt(8)/16, i.e. 1/sqrt(8) at the base
+    seen = []
+
+    class Spy(TorchFunctionMode):  # outer mode: sees the call after sptrace's mode rewrote it
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if func is torch.nn.functional.scaled_dot_product_attention:
+                seen.append((kwargs or {}).get("scale"))
+            return func(*args, **(kwargs or {}))
+
+    with Spy():
+        model(x)
+    assert seen == [pytest.approx(scale)]
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(optimizer="adamax9", lr=1e-3), "unknown optimizer"),
+        (dict(optimizer="adam", lr=-1.0), "positive finite"),
+        (dict(optimizer="adam"), "lr is required"),
+        (dict(optimizer="adam", lr=float("nan")), "positive finite"),
+    ],
+)
+def test_bad_arguments_leave_model_untouched(kwargs, message):
+    model = PaperMLP(32)
+    snap = snapshot(model)
+    with pytest.raises(sptrace.SptraceError, match=message):
+        sptrace.parametrize(model, example_inputs=torch.randn(2, 3072), **kwargs)
+    assert_same(model, snap)
+
+
+def test_failure_while_building_optimizer_restores_everything():
+    model = TinyGPT(64)
+    snap = snapshot(model)
+
+    def broken(groups, **kw):
+        raise RuntimeError("optimizer factory failed")
+
+    with pytest.raises(RuntimeError, match="factory failed"):
+        sptrace.parametrize(model, broken, lr=1e-3, example_inputs=ids(), family="adam")
+    assert_same(model, snap)
+    assert not model.head._forward_pre_hooks
+
+
+def test_failure_after_the_init_restores_every_parameter_bit_for_bit():
+    """The rollback snapshot holds the values the init overwrote (tied tensors once): a factory
+    failing after a full Gaussian re-init puts back every parameter exactly, marks included."""
+    torch.manual_seed(0)
+    model = TinyGPT(64)
+    snap = snapshot(model)
+
+    def broken(groups, **kw):
+        assert not torch.equal(model.qkv.weight, snap["qkv.weight"])  # the init did run
+        raise RuntimeError("optimizer factory failed")
+
+    with pytest.raises(RuntimeError, match="factory failed"):
+        sptrace.parametrize(model, broken, lr=1e-3, example_inputs=ids(), family="adam")
+    assert_same(model, snap)
+    assert not any(hasattr(p, "_sptrace_init") for p in model.parameters())
+    opt = sptrace.parametrize(model, "adam", lr=1e-3, example_inputs=ids())  # and a retry works
+    assert not torch.equal(model.qkv.weight, snap["qkv.weight"]) and opt.param_groups
+
+
+def test_base_not_narrower_or_other_architecture():
+    model = PaperMLP(32)
+    snap = snapshot(model)
+    with pytest.raises(sptrace.SptraceError, match="not narrower"):
+        sptrace.parametrize(model, "adam", lr=1e-3, example_inputs=torch.randn(2, 3072), base=PaperMLP(64))
+    with pytest.raises(sptrace.SptraceError, match="no counterpart"):
+        sptrace.parametrize(model, "adam", lr=1e-3, example_inputs=torch.randn(2, 3072), base=nn.Linear(3072, 8))
+    assert_same(model, snap)
+
+
+class Cumulative(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 16)
+        self.steps = nn.Parameter(torch.ones(16))
+
+    def forward(self, x):
+        return self.fc(x) * torch.cumsum(self.steps, 0)
+
+
+def test_unclassified_strict_raises_and_lenient_keeps_default():
+    model = Cumulative()
+    snap = snapshot(model)
+    with pytest.raises(sptrace.SptraceError, match="steps"):
+        sptrace.parametrize(model, "adam", lr=1e-3, example_inputs=torch.randn(2, 8), strict=True)
+    assert_same(model, snap)
+    opt = sptrace.parametrize(model, "adam", lr=1e-3, example_inputs=torch.randn(2, 8))
+    assert torch.equal(model.steps, snap["steps"])
+    assert any("steps" in w and "unclassified" in w for w in opt.sptrace.warnings)
+    lr = {n: g["lr"] for g in opt.param_groups for n in g["sptrace_names"]}
+    assert lr["steps"] == 1e-3
+
+
+def test_frozen_parameters_are_left_out():
+    model = PaperMLP(32)
+    model.fc1.weight.requires_grad_(False)
+    opt = sptrace.parametrize(model, "sgd", lr=0.1, example_inputs=torch.randn(2, 3072))
+    assert all(p is not model.fc1.weight for g in opt.param_groups for p in g["params"])
+
+
+def test_param_groups_work_with_fused_and_foreach_adamw():
+    model = PaperMLP(64)
+    groups = sptrace.param_groups(model, "adamw", lr=0.5, example_inputs=torch.randn(2, 3072), weight_decay=0.1)
+    for flag in ({"foreach": True}, {"fused": True}):
+        opt = torch.optim.AdamW(groups, lr=0.5, **flag)
+        model(torch.randn(4, 3072)).sum().backward()
+        opt.step()
+    assert sum(len(g["params"]) for g in groups) == 3
+
+
+def test_spectral_optimizer_from_parametrize_steps():
+    torch.manual_seed(0)
+    model = PaperMLP(64)
+    opt = sptrace.parametrize(model, "spectral", lr=0.05, example_inputs=torch.randn(2, 3072))
+    x, y = torch.randn(16, 3072), torch.randint(0, 10, (16,))
+    losses = []
+    for _ in range(5):
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+
+
+def test_report_has_plan_columns():
+    model = PaperMLP(64)
+    opt = sptrace.parametrize(model, "adam", lr=1.0, example_inputs=torch.randn(2, 3072))
+    text = opt.sptrace.report()
+    assert "lr x" in text and "nat ||W||" in text and "N(0," in text
+
+
+def test_second_call_with_another_base_rescales_from_the_library_values():
+    torch.manual_seed(0)
+    fresh = TinyGPT(64, tied=False)
+    again = copy.deepcopy(fresh)
+    sptrace.parametrize(fresh, "adam", lr=1e-3, example_inputs=ids(), base=TinyGPT(16, tied=False))
+    sptrace.parametrize(again, "adam", lr=1e-3, example_inputs=ids(), base=TinyGPT(32, tied=False))
+    sptrace.parametrize(again, "adam", lr=1e-3, example_inputs=ids(), base=TinyGPT(16, tied=False))
+    for (name, a), b in zip(fresh.named_parameters(), again.parameters()):
+        assert torch.allclose(a, b, rtol=1e-6, atol=0), name
+
+
+def test_report_shows_the_fixed_attention_scale():
+    model, base = TinyGPT(64), TinyGPT(32)
+    opt = sptrace.parametrize(model, "adam", lr=1e-3, example_inputs=ids(), base=base, attention_fix=True)
+    [site] = opt.sptrace.trace.attention
+    assert site.fixed_by_sptrace and site.width_stable
+    assert "NOT width-stable" not in opt.sptrace.report()

@@ -1,0 +1,231 @@
+"""Stage-by-stage tests of the tracer on small hand-written models (expectations derived by hand)."""
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import sptrace
+from sptrace.graph.ops import _reshape_groups
+
+ROUTES = [("export",), ("eager",)]
+
+
+def expect(t, name, kind, role, space, fan_in, fan_out, width_dims):
+    r = t[name]
+    got = (r.kind.value, r.role.value, r.input_space.value, r.fan_in, r.fan_out, r.width_dims)
+    assert got == (kind, role, space, fan_in, fan_out, tuple(width_dims)), f"{name}: {got}"
+
+
+class PaperMLP(nn.Module):
+    def __init__(self, n):
+        super().__init__()
+        self.fc1, self.fc2, self.fc3 = nn.Linear(3072, n, False), nn.Linear(n, n, False), nn.Linear(n, 10, False)
+
+    def forward(self, x):
+        return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x.flatten(1))))))
+
+
+@pytest.mark.parametrize("routes", ROUTES)
+@pytest.mark.parametrize("n", [64, 3072])  # 3072 = the input size: decided by structure, not size
+def test_paper_mlp(routes, n):
+    t = sptrace.trace(PaperMLP(n), torch.randn(2, 3, 32, 32), routes=routes)
+    assert t.route == routes[0]
+    expect(t, "fc1.weight", "vector", "input", "dense", 3072, n, [0])
+    expect(t, "fc2.weight", "matrix", "hidden", "dense", n, n, [0, 1])
+    expect(t, "fc3.weight", "vector", "readout", "dense", n, 10, [1])
+
+
+class TinyGPT(nn.Module):
+    def __init__(self, d, vocab=50, block=16, tied=True):
+        super().__init__()
+        self.wte, self.wpe = nn.Embedding(vocab, d), nn.Embedding(block, d)
+        self.ln = nn.LayerNorm(d)
+        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.head = nn.Linear(d, vocab, bias=False)
+        if tied:
+            self.head.weight = self.wte.weight
+        self.h = 4
+
+    def forward(self, ids):
+        B, T = ids.shape
+        x = self.wte(ids) + self.wpe(torch.arange(T, device=ids.device))
+        q, k, v = self.qkv(self.ln(x)).split(x.shape[-1], dim=2)
+        q, k, v = (z.view(B, T, self.h, -1).transpose(1, 2) for z in (q, k, v))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(B, T, -1)
+        return self.head(x + self.proj(y))
+
+
+@pytest.mark.parametrize("routes", ROUTES)
+def test_tied_gpt(routes):
+    t = sptrace.trace(TinyGPT(32), torch.randint(0, 50, (2, 16)), routes=routes)
+    r = t["head.weight"]
+    assert r is t["wte.weight"] and r.aliases == ("wte.weight", "head.weight")
+    expect(t, "wte.weight", "vector", "embedding", "sparse", 50, 32, [1])
+    assert [u.role.value for u in r.secondary_uses] == ["readout"]
+    assert r.secondary_uses[0].module == "head"
+    expect(t, "wpe.weight", "vector", "embedding", "sparse", 16, 32, [1])
+    expect(t, "qkv.weight", "matrix", "hidden", "dense", 32, 96, [0, 1])
+    expect(t, "qkv.bias", "vector", "bias", "sparse", 1, 96, [0])
+    expect(t, "ln.weight", "vector", "gain", "dense", 1, 32, [0])
+    expect(t, "ln.bias", "vector", "bias", "sparse", 1, 32, [0])
+    [site] = t.attention
+    assert site.kind == "sdpa" and site.head_dim == 8 and site.head_dim_is_width is None
+
+
+def test_base_mode_decides_head_dim_and_widths():
+    model, base = TinyGPT(64, tied=False), TinyGPT(32, tied=False)
+    t = sptrace.trace(model, torch.randint(0, 50, (2, 16)), base=base)
+    assert t.width_mode == "base"
+    assert t["qkv.weight"].width_dims == (0, 1) and t["qkv.weight"].base_shape == (96, 32)
+    assert t["head.weight"].width_dims == (1,) and t["head.weight"].role.value == "readout"
+    assert t.attention[0].head_dim_is_width is True  # 4 heads at both widths: head_dim 8 -> 16
+
+
+def test_delta_decides_width_dims_at_the_base_width():
+    x = torch.randint(0, 50, (2, 16))
+    at_base = sptrace.trace(TinyGPT(32, tied=False), x, base=TinyGPT(32, tied=False), delta=TinyGPT(64, tied=False))
+    assert at_base.width_mode == "base" and not at_base.warnings
+    assert at_base["head.weight"].width_dims == (1,) and at_base["head.weight"].role.value == "readout"
+    assert at_base["qkv.weight"].width_dims == (0, 1)
+    assert at_base.attention[0].head_dim_is_width is True  # 4 heads at both widths: head_dim grows
+    alone = sptrace.trace(TinyGPT(32, tied=False), x, base=TinyGPT(32, tied=False))
+    assert any("pass delta=" in w for w in alone.warnings)
+    with pytest.raises(sptrace.SptraceError, match="pass base= as well"):
+        sptrace.trace(TinyGPT(32, tied=False), x, delta=TinyGPT(64, tied=False))
+    with pytest.raises(sptrace.SptraceError, match="no counterpart in the delta model"):
+        sptrace.trace(TinyGPT(32, tied=False), x, base=TinyGPT(32, tied=False), delta=nn.Linear(3, 3))
+
+
+class ConvNet(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.stem = nn.Conv2d(3, c, 3, padding=1)
+        self.bn = nn.BatchNorm2d(c)
+        self.dw = nn.Conv2d(c, c, 3, padding=1, groups=c, bias=False)
+        self.grouped = nn.Conv2d(c, 2 * c, 1, groups=4, bias=False)
+        self.up = nn.ConvTranspose2d(2 * c, c, 2, stride=2, groups=2)
+        self.gn = nn.GroupNorm(4, c)
+        self.gamma = nn.Parameter(torch.ones(c, 1, 1))
+        self.fc = nn.Linear(c, 10)
+
+    def forward(self, x):
+        x = F.relu(self.bn(self.stem(x)))
+        x = self.gamma * self.gn(self.up(self.grouped(self.dw(x))))
+        return self.fc(x.mean((2, 3)))
+
+
+@pytest.mark.parametrize("routes", ROUTES)
+def test_convnet(routes):
+    c = 16
+    t = sptrace.trace(ConvNet(c), torch.randn(2, 3, 8, 8), routes=routes)
+    expect(t, "stem.weight", "vector", "input", "dense", 3 * 9, c, [0])
+    expect(t, "stem.bias", "vector", "bias", "sparse", 1, c, [0])
+    expect(t, "bn.weight", "vector", "gain", "dense", 1, c, [0])
+    expect(t, "dw.weight", "vector", "input", "dense", 9, 1, [0])  # depthwise: width lives in the groups
+    assert t["dw.weight"].groups == c
+    expect(t, "grouped.weight", "matrix", "hidden", "dense", c // 4, 2 * c // 4, [0, 1])
+    expect(t, "up.weight", "matrix", "hidden", "dense", (2 * c // 2) * 4, c // 2, [0, 1])
+    expect(t, "gn.weight", "vector", "gain", "dense", 1, c, [0])
+    expect(t, "gamma", "vector", "gain", "dense", 1, c, [0])
+    expect(t, "fc.weight", "vector", "readout", "dense", c, 10, [1])
+
+
+class Mixer(nn.Module):
+    """Token mixing maps the fixed patch count to a width dim and back (NOTES §3)."""
+
+    def __init__(self, d):
+        super().__init__()
+        self.patch = nn.Conv2d(3, d, 4, stride=4)
+        self.cls = nn.Parameter(torch.zeros(1, 1, d))
+        self.pos = nn.Parameter(torch.zeros(1, 17, d))
+        self.tok1, self.tok2 = nn.Linear(16, d), nn.Linear(d, 16)
+        self.scale = nn.Parameter(torch.tensor(1.0))
+        self.head = nn.Linear(d, 10)
+
+    def forward(self, x):
+        p = self.patch(x).flatten(2).transpose(1, 2)  # (B, 16, d)
+        p = p + self.tok2(F.gelu(self.tok1(p.transpose(1, 2)))).transpose(1, 2)
+        z = torch.cat([self.cls.expand(x.shape[0], -1, -1), p], dim=1) + self.pos
+        return self.head(z[:, 0] * self.scale)
+
+
+@pytest.mark.parametrize("routes", ROUTES)
+def test_mixer_cls_pos_scalar(routes):
+    d = 32
+    t = sptrace.trace(Mixer(d), torch.randn(2, 3, 16, 16), routes=routes)
+    expect(t, "patch.weight", "vector", "input", "dense", 48, d, [0])
+    expect(t, "tok1.weight", "vector", "input", "dense", 16, d, [0])
+    expect(t, "tok2.weight", "vector", "readout", "dense", d, 16, [1])
+    expect(t, "tok2.bias", "scalar", "scalar", "sparse", 1, 16, [])
+    expect(t, "cls", "vector", "embedding", "sparse", 1, d, [2])
+    expect(t, "pos", "vector", "embedding", "sparse", 17, d, [2])
+    assert t["pos"].fan_in_axes == (1,) and t["pos"].fan_out_axes == (2,)
+    expect(t, "scale", "scalar", "scalar", "dense", 1, 1, [])
+
+
+class HeadlessEncoder(nn.Module):
+    def __init__(self, d):
+        super().__init__()
+        self.emb, self.fc, self.pool = nn.Embedding(20, d), nn.Linear(d, d), nn.Linear(d, d)
+
+    def forward(self, ids):
+        h = self.fc(self.emb(ids))
+        return h, torch.tanh(self.pool(h[:, 0]))
+
+
+def test_headless_outputs_stay_width():
+    t = sptrace.trace(HeadlessEncoder(24), torch.randint(0, 20, (2, 5)))
+    expect(t, "fc.weight", "matrix", "hidden", "dense", 24, 24, [0, 1])
+    expect(t, "pool.weight", "matrix", "hidden", "dense", 24, 24, [0, 1])
+
+
+class RawParams(nn.Module):
+    def __init__(self, d, heads=4):
+        super().__init__()
+        self.w_in = nn.Parameter(torch.randn(8, d))  # x @ w_in
+        self.w_heads = nn.Parameter(torch.randn(heads, d // heads, d // heads))  # per-head weights
+        self.w_out = nn.Parameter(torch.randn(d, 5))
+        self.heads = heads
+
+    def forward(self, x):
+        h = x @ self.w_in
+        h = torch.einsum("bhd,hde->bhe", h.view(x.shape[0], self.heads, -1), self.w_heads).flatten(1)
+        return F.linear(h, self.w_out.t())
+
+
+@pytest.mark.parametrize("routes", ROUTES)
+def test_raw_parameters_matmul_einsum(routes):
+    d = 16
+    t = sptrace.trace(RawParams(d), torch.randn(3, 8), routes=routes)
+    expect(t, "w_in", "vector", "input", "dense", 8, d, [1])
+    assert t["w_in"].fan_in_axes == (0,) and t["w_in"].fan_out_axes == (1,)
+    r = t["w_heads"]
+    assert (r.fan_in_axes, r.fan_out_axes, r.uses[0].group_axes) == ((1,), (2,), (0,))
+    assert r.kind.value == "matrix"
+    expect(t, "w_out", "vector", "readout", "dense", d, 5, [0])
+
+
+def test_reshape_groups():
+    assert _reshape_groups((2, 3, 4), (6, 4)) == [((0, 1), (0,)), ((2,), (1,))]
+    assert _reshape_groups((2, 12), (2, 3, 4)) == [((0,), (0,)), ((1,), (1, 2))]
+    assert _reshape_groups((1, 5, 1), (5,)) == [((1,), (0,))]
+
+
+def test_report_formats_and_lookup():
+    t = sptrace.trace(PaperMLP(32), torch.randn(2, 3072))
+    text = t.report()
+    assert "fc2.weight" in text and "hidden" in text
+    assert t.report("markdown").startswith("# sptrace")
+    assert t.to_dict()["parameters"][0]["name"] == "fc1.weight"
+    with pytest.raises(ValueError, match="unknown report format"):
+        t.report("html")
+    with pytest.raises(KeyError, match="no parameter named"):
+        t["fc9.weight"]
+    assert len(t) == 3 and [r.name for r in t] == ["fc1.weight", "fc2.weight", "fc3.weight"]
+
+
+def test_width_overrides():
+    t = sptrace.trace(PaperMLP(32), torch.randn(2, 3072), width_overrides={"fc1.weight": (0, 1)})
+    assert t["fc1.weight"].width_dims == (0, 1) and t["fc1.weight"].dims[1].reason == "user override"
+    with pytest.raises(sptrace.SptraceError, match="unknown parameters"):
+        sptrace.trace(PaperMLP(32), torch.randn(2, 3072), width_overrides={"nope": (0,)})

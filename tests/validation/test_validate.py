@@ -1,0 +1,102 @@
+"""Coord checks of every zoo model (NOTES §7): sptrace width-stable, standard parametrization not.
+
+Every zoo model under every optimizer family, widths 64..512 (8x) on CPU, 4 steps, 3 init seeds
+averaged, readouts zero-initialised (validate's defaults, docs/validation.md). Standard
+parametrization blows up clearly enough that one seed shows it.
+"""
+import json
+
+import pytest
+import torch
+
+from sptrace.validation.validate import validate
+
+WIDTHS = (64, 128, 256, 512)
+OPTIONS = {"mlp": {}, "cnn": {}, "mixer": {}, "gpt": {"n_layer": 1}, "vit": {"depth": 1}}
+
+
+def run(name, optimizer, parametrization, n_seeds):
+    return validate(name, WIDTHS, optimizer, steps=4, batch_size=8, spectral=False, build_options=OPTIONS[name],
+                    parametrizations=(parametrization,), n_seeds=n_seeds).runs[parametrization]
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd", "spectral"])
+@pytest.mark.parametrize("name", sorted(OPTIONS))
+def test_zoo_sptrace_stable_standard_not(name, optimizer):
+    sptrace = run(name, optimizer, "sptrace", n_seeds=3)
+    assert sptrace.verdict.passed, sptrace.verdict.summary()
+    standard = run(name, optimizer, "sp", n_seeds=1)
+    assert not standard.verdict.passed, standard.verdict.summary()
+
+
+def test_validate_writes_json_and_plots(tmp_path):
+    validate("mlp", (64, 128), "adam", steps=2, batch_size=8, out=str(tmp_path), parametrizations=("sptrace", "ntp"))
+    data = json.loads((tmp_path / "mlp-adam.json").read_text())
+    assert set(data["runs"]) == {"sptrace", "ntp"} and data["widths"] == [64, 128]
+    spectral = data["runs"]["sptrace"]["coord_check"]
+    assert "fc2.weight" in json.dumps(spectral)
+    pngs = sorted(p.name for p in tmp_path.glob("*.png"))
+    assert pngs == ["mlp-adam-ntp-coord.png", "mlp-adam-ntp-spectral.png", "mlp-adam-sptrace-coord.png",
+                    "mlp-adam-sptrace-spectral.png"]
+
+
+def test_cli_validate_spectral_defaults_to_the_baselines_it_has(capsys):
+    """NTP (Eq. 22) has no spectral-optimizer form: the default baselines drop it, not fail."""
+    from sptrace.cli import main
+
+    code = main(["validate", "mlp", "--widths", "64", "128", "--steps", "2", "--batch-size", "8", "--optimizer",
+                 "spectral", "--no-spectral", "--seeds", "1"])
+    out = capsys.readouterr().out
+    assert code == 0 and "sptrace  PASS" in out and "sp       " in out and "ntp" not in out
+
+
+def test_validate_rejects_bad_input():
+    from sptrace import SptraceError
+
+    with pytest.raises(SptraceError, match="unknown optimizer"):
+        validate("mlp", (64, 128), "lbfgs")
+    with pytest.raises(SptraceError, match="at least two widths"):
+        validate("mlp", (64,), "adam")
+    with pytest.raises(SptraceError, match="unknown parametrizations"):
+        validate("mlp", (64, 128), "adam", parametrizations=("sptrace", "mup"))
+
+
+def test_cli_validate(tmp_path, capsys):
+    from sptrace.cli import main
+
+    code = main(["validate", "mlp", "--widths", "64", "128", "--steps", "2", "--batch-size", "8", "--baselines",
+                 "--no-spectral", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0 and "sptrace  PASS" in out and (tmp_path / "mlp-adam.json").exists()
+
+
+SLOW = {name: {} for name in OPTIONS}  # the zoo's full depth
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("optimizer", ["adam", "sgd", "spectral"])
+@pytest.mark.parametrize("name", sorted(SLOW))
+def test_zoo_full_cpu(name, optimizer):
+    result = validate(name, WIDTHS, optimizer, steps=4, batch_size=16, build_options=SLOW[name])
+    assert result.passed, result.summary()
+    assert not result.runs["sp"].verdict.passed, result.summary()
+
+
+GPU = {
+    "mlp": (256, 512, 1024, 2048, 4096),
+    "cnn": (64, 128, 256, 512, 1024),
+    "mixer": (128, 256, 512, 1024, 2048),
+    "gpt": (128, 256, 512, 1024, 2048),
+    "vit": (128, 256, 512, 1024, 2048),
+}
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name, optimizer", [(n, "adam") for n in sorted(GPU)] + [
+    ("mlp", "sgd"), ("mlp", "spectral"), ("gpt", "sgd"), ("gpt", "spectral")])
+def test_zoo_large_widths_cuda(name, optimizer, tmp_path):
+    assert torch.cuda.is_available()
+    result = validate(name, GPU[name], optimizer, steps=4, batch_size=32, device="cuda",
+                      out=str(tmp_path), parametrizations=("sptrace", "sp"))
+    print(result.summary())
+    assert result.passed, result.summary()
