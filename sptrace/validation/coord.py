@@ -9,18 +9,18 @@ parameter's natural spectral norm recorded (paper Desideratum 1; docs/measuremen
 """
 from __future__ import annotations
 
-import math
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
 
 from ..spectral import accumulation_dtype, default_param_axes, natural_spectral_norm
+from ..types import SptraceError
+from .jsonio import from_json_float, to_json
 
-__all__ = ["rms", "first_tensor", "OutputRecorder", "CoordCheck", "coord_check", "ROOT"]
+__all__ = ["rms", "first_tensor", "call_model", "OutputRecorder", "CoordCheck", "coord_check", "ROOT"]
 
 ROOT = "<model>"  # record name used for the root module's output
 
@@ -140,13 +140,7 @@ class OutputRecorder:
 # the coord check
 # --------------------------------------------------------------------------------------------
 
-
-def _fmt(x: float) -> Union[float, str]:
-    return x if math.isfinite(x) else str(x)  # "nan", "inf", "-inf": valid JSON, keeps the kind
-
-
-def _unfmt(x: Union[float, str, None]) -> float:
-    return float("nan") if x is None else float(x)
+Rows = dict[str, dict[str, float]]  # {module or parameter: {quantity: value}} of one run
 
 
 @dataclass
@@ -156,9 +150,9 @@ class CoordCheck:
     ``records[module][quantity]`` and ``param_records[param][quantity]`` are lists aligned with
     ``widths``. Module quantities: ``"rms@0"`` (RMS of the output at init), ``"rms@T"`` (after the
     last step), ``"delta_rms@t"`` (RMS of output after t steps minus output at init, same probe
-    batch) for each recorded step t. Parameter quantities (natural spectral norms, NOTES §1):
-    ``"nat@0"`` (W at init), ``"dnat"`` (W_T - W_0), ``"dnat_last"`` (W_T - W_{T-1}).
-    ``losses[i]`` is the training loss per step at ``widths[i]``.
+    batch) for each recorded step t. Parameter quantities (natural spectral norms,
+    docs/derivations.md §1): ``"nat@0"`` (W at init), ``"dnat"`` (W_T - W_0), ``"dnat_last"``
+    (W_T - W_{T-1}). ``losses[i]`` is the training loss per step at ``widths[i]``.
     """
 
     widths: list[int]
@@ -171,17 +165,6 @@ class CoordCheck:
     @property
     def modules(self) -> list[str]:
         return list(self.records)
-
-    def quantities(self) -> list[str]:
-        seen: dict[str, None] = {}
-        for q in self.records.values():
-            seen.update(dict.fromkeys(q))
-        return list(seen)
-
-    def series(self, quantity: str, params: bool = False) -> dict[str, list[float]]:
-        """``{name: values per width}`` for one quantity."""
-        src = self.param_records if params else self.records
-        return {k: v[quantity] for k, v in src.items() if quantity in v}
 
     def slopes(self, quantities: Optional[Iterable[str]] = None, params: bool = False) -> dict[str, dict[str, Any]]:
         """Log-log slope fits ``{name: {quantity: SlopeFit}}`` (see :mod:`sptrace.validation.slopes`)."""
@@ -198,25 +181,25 @@ class CoordCheck:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable dict (non-finite values become the strings "nan", "inf", "-inf")."""
-        conv = lambda recs: {k: {q: [_fmt(float(x)) for x in v] for q, v in d.items()} for k, d in recs.items()}
-        return {
+        as_floats = lambda recs: {k: {q: [float(x) for x in v] for q, v in d.items()} for k, d in recs.items()}
+        return to_json({
             "widths": list(self.widths),
             "steps": self.steps,
-            "records": conv(self.records),
-            "param_records": conv(self.param_records),
-            "losses": [[_fmt(float(x)) for x in row] for row in self.losses],
+            "records": as_floats(self.records),
+            "param_records": as_floats(self.param_records),
+            "losses": [[float(x) for x in row] for row in self.losses],
             "meta": self.meta,
-        }
+        })
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "CoordCheck":
-        conv = lambda recs: {k: {q: [_unfmt(x) for x in v] for q, v in dd.items()} for k, dd in recs.items()}
+        read = lambda recs: {k: {q: [from_json_float(x) for x in v] for q, v in dd.items()} for k, dd in recs.items()}
         return cls(
             widths=list(d["widths"]),
             steps=int(d["steps"]),
-            records=conv(d["records"]),
-            param_records=conv(d.get("param_records", {})),
-            losses=[[_unfmt(x) for x in row] for row in d.get("losses", [])],
+            records=read(d["records"]),
+            param_records=read(d.get("param_records", {})),
+            losses=[[from_json_float(x) for x in row] for row in d.get("losses", [])],
             meta=dict(d.get("meta", {})),
         )
 
@@ -237,7 +220,8 @@ def _to_device(x: Any, device: torch.device) -> Any:
     return x
 
 
-def _call(model: nn.Module, inputs: Any) -> Any:
+def call_model(model: nn.Module, inputs: Any) -> Any:
+    """``model(**inputs)`` for a mapping, ``model(*inputs)`` for a tuple or list, else ``model(inputs)``."""
     if isinstance(inputs, Mapping):
         return model(**inputs)
     if isinstance(inputs, (tuple, list)):
@@ -297,7 +281,140 @@ def _forked_rng(device: torch.device) -> Iterator[None]:
         yield
 
 
-def _mean_rows(rows: Sequence[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+@dataclass(frozen=True)
+class _RunSettings:
+    """What every run of one :func:`coord_check` shares (its arguments, checked)."""
+
+    make_model: Callable[[int], nn.Module]
+    make_optimizer: Callable[[nn.Module], torch.optim.Optimizer]
+    batches: Sequence[tuple[Any, Any]]
+    loss_fn: Callable[[Any, Any], Tensor]
+    steps: int
+    record_steps: tuple[int, ...]
+    probe: Any
+    param_axes: Optional[Mapping[str, Any]]
+    params: bool
+    names: Optional[tuple[str, ...]]
+    leaves_only: bool
+    device: Optional[Union[str, torch.device]]
+    spectral_method: str
+    forward: Callable[[nn.Module, Any], Any]
+
+
+class _Probe:
+    """The probe pass: the model's outputs on the probe inputs, recorded without gradients.
+
+    Every pass starts from the RNG state of the first (dropout masks match) and leaves the caller's
+    RNG state and the model's buffers (BatchNorm running statistics) as it found them."""
+
+    def __init__(self, model: nn.Module, inputs: Any, device: torch.device, settings: _RunSettings) -> None:
+        self.model, self.inputs, self.device, self.settings = model, inputs, device, settings
+        self.rng = torch.random.get_rng_state()
+        self.rng_cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+
+    def __call__(self) -> OutputRecorder:
+        buffers = {k: b.detach().clone() for k, b in self.model.named_buffers()}
+        rng = torch.random.get_rng_state()
+        rng_cuda = torch.cuda.get_rng_state(self.device) if self.rng_cuda is not None else None
+        torch.random.set_rng_state(self.rng)
+        if self.rng_cuda is not None:
+            torch.cuda.set_rng_state(self.rng_cuda, self.device)
+        try:
+            with torch.no_grad(), OutputRecorder(self.model, keep_outputs=True, names=self.settings.names,
+                                                 leaves_only=self.settings.leaves_only) as rec:
+                self.settings.forward(self.model, self.inputs)
+        finally:
+            torch.random.set_rng_state(rng)
+            if rng_cuda is not None:
+                torch.cuda.set_rng_state(rng_cuda, self.device)
+            with torch.no_grad():
+                for k, b in self.model.named_buffers():
+                    if k in buffers:
+                        b.copy_(buffers[k])
+        return rec
+
+
+def _record_change(row: Rows, rec: OutputRecorder, out0: Mapping[str, Tensor], t: int, s: _RunSettings,
+                   unmeasured: dict[str, str]) -> None:
+    """Add step ``t``'s output changes (and, after the last step, the output RMS) to ``row``; name
+    in ``unmeasured`` every module whose change has no meaning, with the reason."""
+    for k in out0.keys() - rec.outputs.keys():
+        unmeasured.setdefault(k, f"not called on the probe batch after step {t}")
+    for k, o in rec.outputs.items():
+        if k not in out0:
+            unmeasured.setdefault(k, "not called on the probe batch at init")
+            continue
+        if o.shape != out0[k].shape:  # data-dependent work, e.g. tokens routed to an expert
+            unmeasured.setdefault(k, f"output shape {tuple(out0[k].shape)} at init, {tuple(o.shape)} after step {t}")
+            continue
+        if t in s.record_steps:
+            row.setdefault(k, {})[f"delta_rms@{t}"] = rms(o - out0[k])
+        if t == s.steps:
+            row.setdefault(k, {})["rms@T"] = rec.rms[k]
+
+
+def _train_and_record(s: _RunSettings, model: nn.Module, opt: torch.optim.Optimizer, device: torch.device,
+                      probe: _Probe, tracked: Sequence[tuple[str, nn.Parameter]],
+                      unmeasured: dict[str, str]) -> tuple[Rows, dict[str, Tensor], list[float]]:
+    """The step loop: (module rows, tracked parameters before the last step, loss per step)."""
+    rec0 = probe()
+    row: Rows = {k: {"rms@0": v} for k, v in rec0.rms.items()}
+    before_last: dict[str, Tensor] = {}
+    losses: list[float] = []
+    for t in range(1, s.steps + 1):
+        x, y = s.batches[(t - 1) % len(s.batches)]
+        x, y = _to_device(x, device), _to_device(y, device)
+        opt.zero_grad(set_to_none=True)
+        loss = s.loss_fn(s.forward(model, x), y)
+        loss.backward()
+        if t == s.steps:
+            before_last = {n: p.detach().clone() for n, p in tracked}
+        opt.step()
+        losses.append(float(loss.detach()))
+        if t in s.record_steps or t == s.steps:
+            _record_change(row, probe(), rec0.outputs, t, s, unmeasured)
+    if s.steps == 0:
+        for k, v in rec0.rms.items():
+            row[k]["rms@T"] = v
+    return row, before_last, losses
+
+
+def _param_rows(s: _RunSettings, tracked: Sequence[tuple[str, nn.Parameter]], specs: Mapping[str, Mapping],
+                W0: Mapping[str, Tensor], before_last: Mapping[str, Tensor]) -> Rows:
+    """Natural spectral norms of each tracked W at init, of its total update and of its last update."""
+    rows: Rows = {}
+    for n, p in tracked:
+        W, spec = p.detach(), specs[n]
+        q = {"nat@0": _nat(W0[n], spec, s.spectral_method)}
+        if s.steps > 0:
+            q["dnat"] = _nat(W - W0[n], spec, s.spectral_method)
+            q["dnat_last"] = _nat(W - before_last[n], spec, s.spectral_method)
+        rows[n] = q
+    return rows
+
+
+def _one_run(s: _RunSettings, width: int, seed: int, unmeasured: dict[str, str]) -> tuple[Rows, Rows, list[float]]:
+    """One width and one init seed of :func:`coord_check`: (module rows, parameter rows, losses)."""
+    requested = torch.device(s.device) if s.device is not None else torch.device("cpu")
+    with _forked_rng(requested):
+        torch.manual_seed(seed)
+        model = s.make_model(width)
+        if s.device is not None:
+            model = model.to(s.device)
+        device = next((p.device for p in model.parameters()), requested)
+        with _forked_rng(device):
+            torch.manual_seed(seed)
+            opt = s.make_optimizer(model)
+            probe = _Probe(model, _to_device(s.probe if s.probe is not None else s.batches[0][0], device), device, s)
+            tracked = [(n, p) for n, p in model.named_parameters() if p.requires_grad] if s.params else []
+            specs = {n: _axes_for(n, p, s.param_axes) for n, p in tracked}
+            tracked = [(n, p) for n, p in tracked if specs[n] is not None]
+            W0 = {n: p.detach().clone() for n, p in tracked}
+            row, before_last, losses = _train_and_record(s, model, opt, device, probe, tracked, unmeasured)
+            return row, _param_rows(s, tracked, specs, W0, before_last), losses
+
+
+def _mean_rows(rows: Sequence[Rows]) -> Rows:
     """Mean over seeds of each (name, quantity) that every seed recorded."""
     common = [k for k in rows[0] if all(k in r for r in rows[1:])]
     return {
@@ -306,96 +423,50 @@ def _mean_rows(rows: Sequence[dict[str, dict[str, float]]]) -> dict[str, dict[st
     }
 
 
-def _one_run(
-    width: int, seed: int, *, make_model, make_optimizer, batches, loss_fn, steps, rec_steps, probe, param_axes,
-    params, names, leaves_only, device, spectral_method, forward, unmeasured,
-) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]], list[float]]:
-    """One width and one init seed of :func:`coord_check`: (module rows, parameter rows, losses).
-    Modules whose output change cannot be measured are named in ``unmeasured`` with the reason."""
-    cpu = torch.device("cpu")
-    with _forked_rng(torch.device(device) if device is not None else cpu):
-        torch.manual_seed(seed)
-        model = make_model(width)
-        if device is not None:
-            model = model.to(device)
-        dev = next((p.device for p in model.parameters()), torch.device(device) if device else cpu)
-        with _forked_rng(dev):
-            torch.manual_seed(seed)
-            opt = make_optimizer(model)
-            probe_in = _to_device(probe if probe is not None else batches[0][0], dev)
-            probe_state = torch.random.get_rng_state()
-            probe_cuda_state = torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None
+def _merge_widths(rows: Sequence[Rows]) -> tuple[dict[str, dict[str, list[float]]], list[str]]:
+    """``{name: {quantity: value per width}}`` of what every width recorded, and the names dropped."""
+    if not rows:
+        return {}, []
+    common = [k for k in rows[0] if all(k in r for r in rows[1:])]
+    dropped = sorted({k for r in rows for k in r} - set(common))
+    out: dict[str, dict[str, list[float]]] = {}
+    for k in common:
+        qs = [q for q in rows[0][k] if all(q in r[k] for r in rows[1:])]
+        out[k] = {q: [float(r[k][q]) for r in rows] for q in qs}
+    return out, dropped
 
-            def run_probe() -> OutputRecorder:
-                buffers = {k: b.detach().clone() for k, b in model.named_buffers()}
-                rng = torch.random.get_rng_state()
-                rng_cuda = torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None
-                torch.random.set_rng_state(probe_state)
-                if probe_cuda_state is not None:
-                    torch.cuda.set_rng_state(probe_cuda_state, dev)
-                try:
-                    with torch.no_grad(), OutputRecorder(model, keep_outputs=True, names=names,
-                                                         leaves_only=leaves_only) as rec:
-                        forward(model, probe_in)
-                finally:
-                    torch.random.set_rng_state(rng)
-                    if rng_cuda is not None:
-                        torch.cuda.set_rng_state(rng_cuda, dev)
-                    with torch.no_grad():
-                        for k, b in model.named_buffers():
-                            if k in buffers:
-                                b.copy_(buffers[k])
-                return rec
 
-            rec0 = run_probe()
-            out0 = rec0.outputs
-            row: dict[str, dict[str, float]] = {k: {"rms@0": v} for k, v in rec0.rms.items()}
-            named = [(n, p) for n, p in model.named_parameters() if p.requires_grad] if params else []
-            specs = {n: _axes_for(n, p, param_axes) for n, p in named}
-            named = [(n, p) for n, p in named if specs[n] is not None]
-            W0 = {n: p.detach().clone() for n, p in named}
-            prev: dict[str, Tensor] = {}
-            width_losses: list[float] = []
-            for t in range(1, steps + 1):
-                x, y = batches[(t - 1) % len(batches)]
-                x, y = _to_device(x, dev), _to_device(y, dev)
-                opt.zero_grad(set_to_none=True)
-                loss = loss_fn(forward(model, x), y)
-                loss.backward()
-                if t == steps:
-                    prev = {n: p.detach().clone() for n, p in named}
-                opt.step()
-                width_losses.append(float(loss.detach()))
-                if t in rec_steps or t == steps:
-                    rec = run_probe()
-                    for k in out0.keys() - rec.outputs.keys():
-                        unmeasured.setdefault(k, f"not called on the probe batch after step {t}")
-                    for k, o in rec.outputs.items():
-                        if k not in out0:
-                            unmeasured.setdefault(k, "not called on the probe batch at init")
-                            continue
-                        if o.shape != out0[k].shape:  # data-dependent work, e.g. tokens routed to an expert
-                            unmeasured.setdefault(k, f"output shape {tuple(out0[k].shape)} at init, "
-                                                     f"{tuple(o.shape)} after step {t}")
-                            continue
-                        d = rms(o - out0[k])
-                        if t in rec_steps:
-                            row.setdefault(k, {})[f"delta_rms@{t}"] = d
-                        if t == steps:
-                            row.setdefault(k, {})["rms@T"] = rec.rms[k]
-            if steps == 0:
-                for k, v in rec0.rms.items():
-                    row[k]["rms@T"] = v
-            prow: dict[str, dict[str, float]] = {}
-            for n, p in named:
-                spec = specs[n]
-                W = p.detach()
-                q = {"nat@0": _nat(W0[n], spec, spectral_method)}
-                if steps > 0:
-                    q["dnat"] = _nat(W - W0[n], spec, spectral_method)
-                    q["dnat_last"] = _nat(W - prev[n], spec, spectral_method)
-                prow[n] = q
-    return row, prow, width_losses
+def _checked_record_steps(steps: int, n_seeds: int, batches: Sequence,
+                          record_steps: Optional[Iterable[int]]) -> tuple[int, ...]:
+    """The arguments a user can get wrong, checked; the steps recorded, sorted."""
+    if steps < 0:
+        raise SptraceError(f"coord_check: steps={steps} is negative; pass steps >= 0 (0 records the init only)")
+    if n_seeds < 1:
+        raise SptraceError(f"coord_check: n_seeds={n_seeds}; pass n_seeds >= 1 (init seeds averaged per width)")
+    if not batches and steps > 0:
+        raise SptraceError(f"coord_check: batches is empty but steps={steps}; pass at least one (inputs, target) "
+                           "batch, or steps=0")
+    chosen = sorted(set(range(1, steps + 1) if record_steps is None else (int(t) for t in record_steps)))
+    outside = [t for t in chosen if t < 1 or t > steps]
+    if outside:
+        raise SptraceError(f"coord_check: record_steps {outside} lie outside 1..{steps}; record only steps that run")
+    return tuple(chosen)
+
+
+def _runs_by_width(s: _RunSettings, widths: Sequence[int], seeds: range, progress: bool,
+                   unmeasured: dict[str, str]) -> dict[int, list[tuple[Rows, Rows, list[float]]]]:
+    runs: Iterable[tuple[int, int]] = [(w, seed) for w in widths for seed in seeds]
+    if progress:
+        try:
+            from tqdm import tqdm
+
+            runs = tqdm(runs, desc="coord check")
+        except ImportError:  # pragma: no cover
+            pass
+    by_width: dict[int, list[tuple[Rows, Rows, list[float]]]] = {}
+    for width, seed in runs:
+        by_width.setdefault(width, []).append(_one_run(s, width, seed, unmeasured))
+    return by_width
 
 
 def coord_check(
@@ -419,7 +490,8 @@ def coord_check(
     forward: Optional[Callable[[nn.Module, Any], Any]] = None,
     progress: bool = False,
 ) -> CoordCheck:
-    """Coordinate check (NOTES §7, Desideratum 1 and 2): the same seed and data at every width.
+    """Coordinate check (docs/derivations.md §7, Desideratum 1 and 2): the same seed and data at
+    every width.
 
     For each width: seed the RNG with ``seed``, build ``make_model(width)`` (already parametrized by
     the caller) and ``make_optimizer(model)``, record every module's output on the ``probe`` inputs
@@ -447,55 +519,24 @@ def coord_check(
     when routing moves tokens, or it was not called at init or after a step) keeps only what was
     measured everywhere and is named with the reason in ``meta["unmeasured"]``; the verdict lists it.
     """
-    if steps < 0:
-        raise ValueError("steps must be >= 0")
-    if n_seeds < 1:
-        raise ValueError("n_seeds must be >= 1")
-    if not batches and steps > 0:
-        raise ValueError("coord_check needs at least one batch to train on")
-    widths = [int(w) for w in widths]
-    rec_steps = sorted(set(range(1, steps + 1) if record_steps is None else (int(t) for t in record_steps)))
-    if any(t < 1 or t > steps for t in rec_steps):
-        raise ValueError(f"record_steps must lie in 1..{steps}")
-    one_run = partial(
-        _one_run, make_model=make_model, make_optimizer=make_optimizer, batches=batches, loss_fn=loss_fn,
-        steps=steps, rec_steps=rec_steps, probe=probe, param_axes=param_axes, params=params, names=names,
-        leaves_only=leaves_only, device=device, spectral_method=spectral_method, forward=forward or _call,
-        unmeasured=(unmeasured := {}),
+    settings = _RunSettings(
+        make_model=make_model, make_optimizer=make_optimizer, batches=batches, loss_fn=loss_fn, steps=steps,
+        record_steps=_checked_record_steps(steps, n_seeds, batches, record_steps), probe=probe,
+        param_axes=param_axes, params=params, names=None if names is None else tuple(names),
+        leaves_only=leaves_only, device=device, spectral_method=spectral_method, forward=forward or call_model,
     )
-    per_width: list[dict[str, dict[str, float]]] = []
-    per_width_params: list[dict[str, dict[str, float]]] = []
-    losses: list[list[float]] = []
-    runs = [(w, s) for w in widths for s in range(seed, seed + n_seeds)]
-    if progress:
-        try:
-            from tqdm import tqdm
-
-            runs = tqdm(runs, desc="coord check")
-        except ImportError:  # pragma: no cover
-            pass
-    by_width: dict[int, list[tuple[dict, dict, list[float]]]] = {}
-    for width, s in runs:
-        by_width.setdefault(width, []).append(one_run(width, s))
+    widths = [int(w) for w in widths]
+    unmeasured: dict[str, str] = {}
+    by_width = _runs_by_width(settings, widths, range(seed, seed + n_seeds), progress, unmeasured)
+    rows, param_rows, losses = [], [], []
     for width in widths:
-        rows, prows, width_losses = zip(*by_width[width])
-        per_width.append(_mean_rows(rows))
-        per_width_params.append(_mean_rows(prows))
+        module_rows, width_param_rows, width_losses = zip(*by_width[width])
+        rows.append(_mean_rows(module_rows))
+        param_rows.append(_mean_rows(width_param_rows))
         losses.append([sum(v) / len(v) for v in zip(*width_losses)])
-
-    def merge(rows: list[dict[str, dict[str, float]]]) -> tuple[dict[str, dict[str, list[float]]], list[str]]:
-        if not rows:
-            return {}, []
-        common = [k for k in rows[0] if all(k in r for r in rows[1:])]
-        dropped = sorted({k for r in rows for k in r} - set(common))
-        out: dict[str, dict[str, list[float]]] = {}
-        for k in common:
-            qs = [q for q in rows[0][k] if all(q in r[k] for r in rows[1:])]
-            out[k] = {q: [float(r[k][q]) for r in rows] for q in qs}
-        return out, dropped
-
-    records, dropped = merge(per_width)
-    precords, pdropped = merge(per_width_params)
-    meta = {"seed": seed, "n_seeds": n_seeds, "record_steps": rec_steps, "dropped": dropped, "dropped_params": pdropped,
-            "unmeasured": dict(sorted(unmeasured.items()))}
-    return CoordCheck(widths=widths, steps=steps, records=records, param_records=precords, losses=losses, meta=meta)
+    records, dropped = _merge_widths(rows)
+    param_records, dropped_params = _merge_widths(param_rows)
+    meta = {"seed": seed, "n_seeds": n_seeds, "record_steps": list(settings.record_steps), "dropped": dropped,
+            "dropped_params": dropped_params, "unmeasured": dict(sorted(unmeasured.items()))}
+    return CoordCheck(widths=widths, steps=steps, records=records, param_records=param_records, losses=losses,
+                      meta=meta)
