@@ -38,7 +38,8 @@ from typing import Any, Callable, Iterable, Optional
 
 import torch
 
-from .planning.layout import Layout, from_blocks, to_blocks
+from .planning.layout import from_blocks, to_blocks
+from .types import Layout
 
 __all__ = ["SpectralSGD", "newton_schulz", "orthogonalize", "power_normalize"]
 

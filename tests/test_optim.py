@@ -7,10 +7,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-from sptrace.planning.layout import Layout, block_spectral_norms, to_blocks
+from sptrace.planning.layout import block_spectral_norms, to_blocks
 from sptrace.optim import SpectralSGD, newton_schulz, orthogonalize, power_normalize
 from sptrace.planning.plan import group, plan
-from sptrace.types import DimDecision, Kind, ParamRecord, ParamUse, Role, Space
+from sptrace.types import DimDecision, Kind, Layout, ParamRecord, ParamUse, Role, Space
 
 
 

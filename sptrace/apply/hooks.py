@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -18,16 +17,6 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from ..types import SptraceError
-
-
-@dataclass(frozen=True)
-class Multiplier:
-    """One forward multiplier that sptrace installed, for the report."""
-
-    module: str
-    what: str  # "tied readout input" | "attention scale"
-    value: float
-    reason: str
 
 
 class _AttentionScale(TorchFunctionMode):

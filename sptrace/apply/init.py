@@ -25,9 +25,9 @@ from typing import Optional
 
 import torch
 
-from ..planning.layout import Layout, block_spectral_norms, from_blocks
+from ..planning.layout import block_spectral_norms, from_blocks
 from ..threads import cpu_threads
-from ..types import SptraceError
+from ..types import Layout, SptraceError
 
 __all__ = [
     "gaussian_",

@@ -17,11 +17,11 @@ import torch
 
 from ..graph.trace import Trace, trace
 from ..optim import SpectralSGD
-from ..planning.plan import ParamPlan, group, library_candidates, plan, plan_warnings
+from ..planning.plan import group, library_candidates, plan, plan_warnings
 from ..planning.rules import optimizer_family
 from ..spectral import natural_spectral_norm
-from ..types import Space, SptraceError
-from .hooks import Multiplier, install_attention_scale, install_readout_multiplier, mup_attention_scale
+from ..types import Multiplier, ParamPlan, Space, SptraceError
+from .hooks import install_attention_scale, install_readout_multiplier, mup_attention_scale
 from .init import apply_init
 from .transaction import INIT_MARK, Snapshot
 

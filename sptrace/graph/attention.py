@@ -6,43 +6,19 @@ only while head_dim is fixed (NOTES §5); μP uses 1/head_dim when head_dim grow
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Optional
 
 import torch.fx as fx
 
-from .axes import AxisLabels
-from .capture import CapturedGraph, module_path
-from .ops import OpAxes, Shapes, op_name
+from ..types import AttentionSite, AxisLabels, CapturedGraph, OpAxes
+from .capture import module_path
+from .ops import Shapes, op_name
 
 SCALE_OPS = {"mul", "div", "true_divide"}
 MATMULS = {"matmul", "bmm", "einsum", "mm", "baddbmm"}
 SHAPE_OPS = {"view", "_unsafe_view", "reshape", "transpose", "permute", "t", "expand", "clone", "contiguous",
              "unsqueeze", "squeeze", "_to_copy", "to", "alias", "flatten", "unflatten"}
-
-
-@dataclass(frozen=True)
-class AttentionSite:
-    node: str
-    module: str
-    kind: str  # "sdpa" (scaled_dot_product_attention) or "manual" (matmul, scale, softmax)
-    head_dim: int
-    head_dim_is_width: Optional[bool]  # None: automatic mode cannot tell (head_dim splits a width dim)
-    scale: Optional[float]  # the scale in use; None where it is a runtime value
-    scale_source: str
-    base_head_dim: Optional[int] = None
-    fixed_by_sptrace: bool = False  # parametrize(attention_fix=True) rerouted this site's scale
-
-    @property
-    def width_stable(self) -> Optional[bool]:
-        """1/sqrt(head_dim) is only width-stable when head_dim is fixed; None when unknown."""
-        if self.fixed_by_sptrace:
-            return True
-        if self.head_dim_is_width is None:
-            return None
-        if not self.head_dim_is_width or self.scale is None:
-            return True
-        return math.isclose(self.scale, 1.0 / self.head_dim, rel_tol=1e-6)
 
 
 def with_base(sites: list[AttentionSite], base_sites: list[AttentionSite],

@@ -13,30 +13,10 @@ headless encoder returns are width, the logits of a classifier are not.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import networkx as nx
 
-from .capture import CapturedGraph
-from .ops import OpAxes, Ref, Shapes
-
-WIDTH_REASON = "not tied to any input, output, vocabulary or kernel axis"
-
-
-@dataclass
-class AxisLabels:
-    component: dict[Ref, int]
-    fixed_reason: dict[int, str]
-    sizes: dict[Ref, int]
-
-    def decide(self, ref: Ref) -> tuple[bool, str]:
-        """(is_width, reason) for one axis."""
-        if self.sizes.get(ref) == 1:
-            return False, "size 1"
-        comp = self.component.get(ref)
-        if comp is not None and comp in self.fixed_reason:
-            return False, self.fixed_reason[comp]
-        return True, WIDTH_REASON
+from ..types import AxisLabels, CapturedGraph, OpAxes, Ref
+from .ops import Shapes
 
 
 def label_axes(captured: CapturedGraph, shapes: Shapes, axes: dict[str, OpAxes], dense_fan_in: set[Ref]) -> AxisLabels:

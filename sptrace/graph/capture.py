@@ -20,7 +20,6 @@ import io
 import operator
 import sys
 import warnings
-from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -28,18 +27,7 @@ import torch.fx as fx
 from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from ..types import SptraceError
-
-
-@dataclass
-class CapturedGraph:
-    graph: fx.Graph
-    route: str
-    failures: dict[str, str]
-    param_nodes: dict[str, str]  # placeholder node name -> parameter name (as the route saw it)
-    buffer_nodes: dict[str, str]  # placeholder node name -> buffer name
-    input_nodes: list[str]  # placeholder node names of the user's tensor inputs
-    output_nodes: list[str]  # node names of the tensors the model returns
+from ..types import CapturedGraph, SptraceError
 
 
 def capture(model: torch.nn.Module, args: tuple, kwargs: dict, routes=("export", "eager")) -> CapturedGraph:

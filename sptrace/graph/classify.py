@@ -9,25 +9,12 @@ The rules in words (docs/classification.md has the table):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Callable, Optional
+from dataclasses import replace
+from typing import Callable
 
-import torch
-
-from ..types import DimDecision, Kind, ParamRecord, ParamUse, Role, Space
+from ..types import DimDecision, Kind, ParamFacts, ParamRecord, ParamUse, Role, Space
 
 Decide = Callable[[int], tuple[bool, str]]  # axis -> (is_width, reason)
-
-
-@dataclass
-class ParamFacts:
-    """What the graph says about one distinct tensor, before classification."""
-
-    name: str
-    aliases: tuple[str, ...]
-    tensor: torch.Tensor
-    uses: list[ParamUse]
-    problem: Optional[str]
 
 
 def classify(facts: ParamFacts, decide: Decide, base_shape=None, base_groups=None) -> ParamRecord:

@@ -1,6 +1,6 @@
 """Op semantics: for one graph node, how the axes of its inputs relate to the axes of its output.
 
-Every later analysis reads ops only through :func:`op_axes`, which returns an :class:`OpAxes`:
+Every later analysis reads ops only through :func:`op_axes`, which returns an :class:`~sptrace.types.OpAxes`:
 
 * ``same``: an input axis that *is* an output axis (views, broadcasting, batch axes of a matmul,
   the output axis of a weight);
@@ -8,7 +8,7 @@ Every later analysis reads ops only through :func:`op_axes`, which returns an :c
 * ``products``: a reshape that merges or splits axes (``prod(lhs) == prod(rhs)``);
 * ``fixed``: axes that are data by construction (conv kernel taps, embedding vocabulary).
 
-Axes are named by :data:`Ref` = (value key, axis). A value key is a node name, or
+Axes are named by :data:`~sptrace.types.Ref` = (value key, axis). A value key is a node name, or
 ``"name.i"`` for the i-th tensor of a node that returns a tuple.
 
 The table covers the aten ops that ``torch.export`` (training IR) and the eager dispatch recorder
@@ -20,25 +20,12 @@ from __future__ import annotations
 import math
 import operator
 import string
-from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import torch
 import torch.fx as fx
 
-Ref = tuple[str, int]
-
-
-@dataclass
-class OpAxes:
-    category: str
-    args: dict[str, Any]
-    same: list[tuple[Ref, Ref]] = field(default_factory=list)
-    contract: list[tuple[Ref, Ref]] = field(default_factory=list)
-    products: list[tuple[tuple[Ref, ...], tuple[Ref, ...]]] = field(default_factory=list)
-    fixed: list[tuple[Ref, str]] = field(default_factory=list)
-    # inputs that only steer the op (which rows to touch), neither data nor axes of the output
-    steering: tuple[str, ...] = ()
+from ..types import OpAxes, Ref
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,14 +8,15 @@ from typing import Iterator, Mapping, Optional, Sequence
 
 import torch
 
-from ..types import DimDecision, Kind, ParamRecord, Space, SptraceError
+from ..types import (AttentionSite, CapturedGraph, DimDecision, Kind, ParamFacts, ParamRecord, Space, SptraceError,
+                     UseAnalysis)
 from . import report as _report
-from .attention import AttentionSite, find_attention, with_base
+from .attention import find_attention, with_base
 from .axes import label_axes
-from .capture import CapturedGraph, capture
-from .classify import ParamFacts, classify
+from .capture import capture
+from .classify import classify
 from .ops import Shapes, op_name
-from .uses import UseAnalysis, analyse_uses
+from .uses import analyse_uses
 from .widths import check_overrides, deciders, delta_shapes, override
 
 CONTRACTIONS = ("linear", "mm", "bmm", "matmul", "addmm", "baddbmm", "einsum", "mv", "dot", "conv")

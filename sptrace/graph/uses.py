@@ -16,9 +16,9 @@ from typing import Optional
 import torch
 import torch.fx as fx
 
-from ..types import ParamUse, Role, Space
-from .capture import CapturedGraph, module_path
-from .ops import MIXING, OpAxes, Ref, Shapes, op_axes, op_name
+from ..types import CapturedGraph, OpAxes, ParamUse, Ref, Role, Space, UseAnalysis
+from .capture import module_path
+from .ops import MIXING, Shapes, op_axes, op_name
 
 AxisMap = list[frozenset]  # per axis of a value: {(param node, param axis), ...}
 
@@ -37,14 +37,6 @@ class Derived:
     params: frozenset  # parameter nodes this value is computed from
     axes: AxisMap
     via: tuple[str, ...] = ()
-
-
-@dataclass
-class UseAnalysis:
-    uses: dict[str, list[ParamUse]]  # param node -> uses, in graph order
-    problems: dict[str, str]  # param node -> why a use is not understood
-    op_axes: dict[str, OpAxes]  # node name -> axis semantics (shared with the axes stage)
-    sparse_values: set[str]
 
 
 def analyse_uses(captured: CapturedGraph, shapes: Shapes) -> UseAnalysis:

@@ -13,9 +13,7 @@ from typing import Optional
 
 import torch
 
-from ..types import SptraceError
-from .axes import AxisLabels
-from .classify import ParamFacts
+from ..types import AxisLabels, ParamFacts, SptraceError
 
 __all__ = ["deciders", "delta_shapes", "override", "check_overrides"]
 

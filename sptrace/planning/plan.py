@@ -6,65 +6,18 @@ the optimizer from :func:`group`'s dicts.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
 import torch
 
-from ..types import ParamRecord, ParamUse, Role, SptraceError
-from .layout import Layout
-from .rules import LIBRARY_LAWS, Rule, forward_multiplier, library_std_ratio, optimizer_family, rule_for
+from ..types import ForwardMultiplier, Layout, ParamPlan, ParamRecord, Role, SptraceError
+from .rules import LIBRARY_LAWS, forward_multiplier, library_std_ratio, optimizer_family, rule_for
 
-__all__ = ["ParamPlan", "ForwardMultiplier", "plan", "group", "plan_warnings"]
+__all__ = ["plan", "group", "plan_warnings"]
 
 GROUP_LR_MULT = "sptrace_lr_multiplier"
 GROUP_BASE_LR = "sptrace_base_lr"
 GROUP_NAMES = "sptrace_names"
-
-
-@dataclass(frozen=True)
-class ForwardMultiplier:
-    """Multiply the tensor by ``multiplier`` in this (secondary) use (NOTES §5: tied readout)."""
-
-    use: ParamUse
-    multiplier: float
-
-
-@dataclass(frozen=True)
-class ParamPlan:
-    """What to do with one parameter.
-
-    ``init`` is one of ``"gaussian"`` (``init_std``), ``"orthogonal"`` / ``"spectral"``
-    (``init_target``: raw spectral norm per block of ``layout``), ``"zeros"``, ``"ones"``,
-    ``"scale"`` (multiply the current values by ``init_scale``) or ``"keep"``; run it with
-    ``sptrace.apply.init.apply_init(param, p.init, std=p.init_std, target=p.init_target,
-    scale=p.init_scale, layout=p.layout)``. ``lr = global_lr * lr_multiplier``; ``weight_decay`` is
-    the group's (already multiplied). ``spectral_scale``, ``update`` and ``layout`` are for
-    :class:`sptrace.optim.SpectralSGD`.
-    """
-
-    name: str
-    aliases: tuple[str, ...]
-    optimizer: str
-    parametrization: str
-    form: str
-    trainable: bool
-    classified: bool
-    init: str
-    init_std: Optional[float]
-    init_target: Optional[float]
-    init_scale: float
-    layout: Layout
-    lr: float
-    global_lr: float
-    lr_multiplier: float
-    weight_decay: float
-    spectral_scale: float
-    update: str
-    forward_multipliers: tuple[ForwardMultiplier, ...]
-    citation: str
-    warning: Optional[str] = None
-    rule: Optional[Rule] = field(default=None, repr=False, compare=False)
 
 
 def _resolve_base(records: Sequence[ParamRecord], base: Optional[bool]) -> bool:

@@ -34,14 +34,11 @@ library-default init, one global lr) and ``parametrization="ntp"`` (§5.3 Eq. 22
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any, Optional
 
-from ..types import ParamRecord, ParamUse, Role, Space, SptraceError
+from ..types import Dims, ParamRecord, ParamUse, Role, Rule, Space, SptraceError
 
 __all__ = [
-    "Rule",
-    "Dims",
     "FAMILIES",
     "PARAMETRIZATIONS",
     "optimizer_family",
@@ -73,69 +70,6 @@ C_BASE = "anchored to the base shapes: every factor divided by its value at the 
 C_SP = "§5.2 Eq. 21 (SP): library-default init, one global lr"
 C_NTP = "§5.3 Eq. 22 (NTP): sigma = 1/sqrt(fan_in), SGD eta = 1/fan_in (Adam: 1/sqrt(fan_in))"
 C_UNCL = "unclassified: library-default init and the plain lr"
-
-
-@dataclass(frozen=True)
-class Dims:
-    """The numbers a rule reads, for one block of one parameter (at the model or the base shapes)."""
-
-    fan_in: int
-    fan_out: int
-    d_in: int  # effective: fan_in if the input space is dense, else 1
-    d_out: int  # effective: fan_out if the output space is dense, else 1
-    blocks: int  # independent blocks: conv groups x einsum/bmm group axes
-    fan_in_w: float  # block fan-in counting width axes only (fixed axes such as a kernel set to 1)
-    fan_out_w: float  # block fan-out counting width axes only
-    fan_in_width: bool
-    fan_out_width: bool
-    sparse_in: bool
-
-
-@dataclass(frozen=True)
-class Rule:
-    """What the rules prescribe for one parameter under one optimizer family.
-
-    Fields:
-        optimizer, parametrization, form: the family, ``"spectral"|"sp"|"ntp"``,
-            ``"absolute"|"base"``.
-        dims: the model-shape :class:`Dims`; ``base_dims`` at the base shapes (base form only).
-        target_spectral_W, target_spectral_dW: Condition 2 in raw spectral norm per block,
-            ``sqrt(d_out/d_in)`` (absolute values in both forms: a Θ target for diagnostics).
-        init_kind: ``"gaussian"`` (use ``init_std``), ``"orthogonal"`` / ``"spectral"`` (use
-            ``init_target``), ``"zeros"``, ``"ones"``, ``"scale"`` (multiply the library-default
-            values in place by ``init_scale``), ``"keep"`` (leave them).
-        init_std: the Gaussian std of the absolute rule (``None`` where it does not apply).
-        init_target: raw spectral norm per block for orthogonal / Eq. 16 init (``None`` where it
-            does not apply).
-        init_scale: factor for ``"scale"`` (1.0 otherwise).
-        lr_multiplier: the group lr is ``lr * lr_multiplier``.
-        weight_decay_multiplier: the group weight decay is ``weight_decay * this``.
-        spectral_scale: :class:`~sptrace.optim.SpectralSGD`'s per-parameter factor (1.0 for other
-            families): the update is ``-lr * spectral_scale * orthogonalise(buffer)``; for the
-            ``"sign"`` update it is the per-entry step.
-        update: how SpectralSGD treats the tensor: ``"column"`` (sparse input: each one-hot
-            input's column normalised), ``"orthogonal"`` (blocks orthogonalised; a
-            block with one row or column is l2-normalised, which is its exact polar factor) or
-            ``"sign"`` (diagonal operators and scalars).
-        citation: paper section / NOTES item each number comes from.
-    """
-
-    optimizer: str
-    parametrization: str
-    form: str
-    dims: Dims
-    base_dims: Optional[Dims]
-    target_spectral_W: float
-    target_spectral_dW: float
-    init_kind: str
-    init_std: Optional[float]
-    init_target: Optional[float]
-    init_scale: float
-    lr_multiplier: float
-    weight_decay_multiplier: float
-    spectral_scale: float
-    update: str
-    citation: str
 
 
 # --- optimizer families --------------------------------------------------------------------------

@@ -5,11 +5,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sptrace.planning.layout import Layout, block_spectral_norms, from_blocks, to_blocks
+from sptrace.planning.layout import block_spectral_norms, from_blocks, to_blocks
 from sptrace.apply.init import apply_init, gaussian_, ones_, orthogonal_, scale_, spectral_, zeros_
 from sptrace.threads import cpu_threads
 from sptrace.planning.rules import rule_for
-from sptrace.types import DimDecision, Kind, ParamRecord, ParamUse, Role, Space, SptraceError
+from sptrace.types import DimDecision, Kind, Layout, ParamRecord, ParamUse, Role, Space, SptraceError
 
 
 

@@ -8,12 +8,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from sptrace.planning.layout import Layout, block_spectral_norms, from_blocks
+from sptrace.planning.layout import block_spectral_norms, from_blocks
 from sptrace.apply.init import apply_init
 from sptrace.optim import SpectralSGD
 from sptrace.planning.plan import group, plan, plan_warnings
 from sptrace.planning.rules import effective_dims, forward_multiplier, optimizer_family, rule_for
-from sptrace.types import DimDecision, Kind, ParamRecord, ParamUse, Role, Space, SptraceError
+from sptrace.types import DimDecision, Kind, Layout, ParamRecord, ParamUse, Role, Space, SptraceError
 
 S = math.sqrt
 
