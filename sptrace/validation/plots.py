@@ -10,6 +10,7 @@ import math
 import os
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence, Union
 
+from ..types import SptraceError
 from .coord import ROOT
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -85,6 +86,78 @@ def _quantity_label(q: str) -> str:
             "dnat_last": "natural spectral norm of the last update"}.get(q, q)
 
 
+def _default_quantities(src: Mapping[str, Mapping[str, Any]], params: bool) -> list[str]:
+    """Every parameter quantity, or the module quantities ``rms@0`` and every ``delta_rms@t``."""
+    qs: list[str] = []
+    for rec in src.values():
+        for q in rec:
+            if q not in qs and (params or q == "rms@0" or q.startswith("delta_rms@")):
+                qs.append(q)
+    return qs
+
+
+def _panel_title(q: str, fits: Sequence[tuple[str, Any]], tol: Optional[float],
+                 allow_shrink: Union[bool, Iterable[str]]) -> str:
+    """The quantity, and with ``tol`` the steepest slope and whether it passes."""
+    from .slopes import matches
+
+    head = _quantity_label(q)
+    if tol is None or not fits:
+        return head
+    bad = [n for n, f in fits if not f.ok]
+    valid = [(n, f) for n, f in fits if f.ok]
+    if bad:
+        return head + f"\n{len(bad)} invalid (nan/inf/zero)"
+    if not valid:
+        return head
+    _, f = max(valid, key=lambda nf: abs(nf[1].slope))
+    if abs(f.slope) <= tol:
+        mark = "ok"
+    elif f.slope < 0 and matches(q, allow_shrink):
+        mark = "shrinks: allowed"
+    else:
+        mark = "FAIL"
+    return head + f"\nsteepest slope {f.slope:+.2f} ({mark}, ±{tol:g})"
+
+
+def _plot_panel(ax: Any, cc: "CoordCheck", src: Mapping[str, Mapping[str, Any]], names: Sequence[str], q: str,
+                cmap: Any, many: bool) -> list[tuple[str, Any]]:
+    """One line per module that recorded ``q``; returns each line's slope fit."""
+    from .slopes import fit_slope
+
+    fits = []
+    for j, name in enumerate(names):
+        vals = src[name].get(q)
+        if vals is None:
+            continue
+        fits.append((name, fit_slope(cc.widths, vals)))
+        color = cmap(j / max(1, len(names) - 1)) if many else cmap(j % 10)
+        style = dict(marker=_MARKERS[j % len(_MARKERS)], ms=3.5, lw=1.2, color=color)
+        if name == ROOT:  # usually equal to the last module's output: dashed so both show
+            style.update(color="k", ls="--", marker="x", lw=1.0)
+        ax.plot(cc.widths, positive(vals), label=name, **style)
+    ax.set_yscale("log")
+    label_minor_log(ax)
+    log2_ticks(ax, cc.widths)
+    ax.set_xlabel("width")
+    ax.grid(True, which="major", alpha=0.3)
+    return fits
+
+
+def _panel_legend(ax: Any, fits: Sequence[tuple[str, Any]], n_names: int, max_legend: int, first: bool) -> None:
+    """Every module in the first panel's legend, or, with more than ``max_legend``, the steepest."""
+    if n_names <= max_legend:
+        if first:
+            ax.legend(fontsize=7, loc="best")
+        return
+    valid = [(n, f) for n, f in fits if f.ok]
+    if valid:
+        steep = {n for n, _ in sorted(valid, key=lambda nf: -abs(nf[1].slope))[:max_legend]}
+        handles = [ln for ln in ax.get_lines() if ln.get_label() in steep]
+        ax.legend(handles=handles, fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                  title=f"{len(handles)} steepest of {n_names}", title_fontsize=6)
+
+
 def plot_coord_check(
     cc: "CoordCheck",
     path: PathLike,
@@ -106,20 +179,12 @@ def plot_coord_check(
     accepted, as in :func:`sptrace.validation.slopes.verdict`).
     """
     plt = pyplot()
-    from .slopes import fit_slope, matches
-
     src = cc.param_records if params else cc.records
     names = list(src) if modules is None else [m for m in modules if m in src]
-    if quantities is None:
-        qs: list[str] = []
-        for rec in src.values():
-            for q in rec:
-                if q not in qs and (params or q == "rms@0" or q.startswith("delta_rms@")):
-                    qs.append(q)
-    else:
-        qs = list(quantities)
+    qs = _default_quantities(src, params) if quantities is None else list(quantities)
     if not names or not any(q in src[n] for q in qs for n in names):
-        raise ValueError(f"nothing to plot: no module has any of the quantities {qs}")
+        raise SptraceError(f"plot_coord_check: no {'parameter' if params else 'module'} recorded any of the "
+                           f"quantities {qs}; pick quantities and modules from the CoordCheck's records")
     ncol = min(len(qs), 4)
     nrow = math.ceil(len(qs) / ncol)
     many = len(names) > max_legend
@@ -127,47 +192,9 @@ def plot_coord_check(
     cmap = plt.get_cmap("viridis" if many else "tab10")
     for i, q in enumerate(qs):
         ax = axes[i // ncol][i % ncol]
-        fits = []
-        for j, name in enumerate(names):
-            vals = src[name].get(q)
-            if vals is None:
-                continue
-            fit = fit_slope(cc.widths, vals)
-            fits.append((name, fit))
-            color = cmap(j / max(1, len(names) - 1)) if many else cmap(j % 10)
-            style = dict(marker=_MARKERS[j % len(_MARKERS)], ms=3.5, lw=1.2, color=color)
-            if name == ROOT:  # usually equal to the last module's output: dashed so both show
-                style.update(color="k", ls="--", marker="x", lw=1.0)
-            ax.plot(cc.widths, positive(vals), label=name, **style)
-        ax.set_yscale("log")
-        label_minor_log(ax)
-        log2_ticks(ax, cc.widths)
-        ax.set_xlabel("width")
-        ax.grid(True, which="major", alpha=0.3)
-        head = _quantity_label(q)
-        valid = [(n, f) for n, f in fits if f.ok]
-        if tol is not None and fits:
-            bad = [n for n, f in fits if not f.ok]
-            if bad:
-                head += f"\n{len(bad)} invalid (nan/inf/zero)"
-            elif valid:
-                n, f = max(valid, key=lambda nf: abs(nf[1].slope))
-                if abs(f.slope) <= tol:
-                    mark = "ok"
-                elif f.slope < 0 and matches(q, allow_shrink):
-                    mark = "shrinks: allowed"
-                else:
-                    mark = "FAIL"
-                head += f"\nsteepest slope {f.slope:+.2f} ({mark}, ±{tol:g})"
-        ax.set_title(head, fontsize=9)
-        if len(names) <= max_legend:
-            if i == 0:
-                ax.legend(fontsize=7, loc="best")
-        elif valid:
-            steep = sorted(valid, key=lambda nf: -abs(nf[1].slope))[:max_legend]
-            handles = [ln for ln in ax.get_lines() if ln.get_label() in {n for n, _ in steep}]
-            ax.legend(handles=handles, fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0),
-                      title=f"{len(handles)} steepest of {len(names)}", title_fontsize=6)
+        fits = _plot_panel(ax, cc, src, names, q, cmap, many)
+        ax.set_title(_panel_title(q, fits, tol, allow_shrink), fontsize=9)
+        _panel_legend(ax, fits, len(names), max_legend, first=i == 0)
     for k in range(len(qs), nrow * ncol):
         axes[k // ncol][k % ncol].axis("off")
     what = "parameters" if params else "module outputs"
