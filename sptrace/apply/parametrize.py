@@ -106,7 +106,7 @@ def parametrize(
     width_overrides=None,
     delta: Optional[torch.nn.Module] = None,
     family: Optional[str] = None,
-    parametrization: str = "spectral",
+    parametrization: str = "sptrace",
     library_init: Any = "auto",
     **optimizer_kwargs,
 ) -> torch.optim.Optimizer:

@@ -109,16 +109,16 @@ def trace(
     nodes_of = _param_nodes_by_tensor(model, captured)
     facts = _facts(model, captured, uses, names_by_tensor, nodes_of)
     warnings = [f"capture route {r!r} failed, used {captured.route!r}: {msg}" for r, msg in captured.failures.items()]
-    base_info, base_attention = (_base_shapes(base, model, example_args, example_kwargs, routes)
-                                 if base is not None else (None, None))
-    delta_info = delta_shapes(delta, base_info)
-    decide_for = deciders(facts, nodes_of, labels, base_info, delta_info, warnings)
+    base_shapes, base_attention = (_read_base(base, model, example_args, example_kwargs, routes)
+                                   if base is not None else (None, None))
+    shapes_in_delta = delta_shapes(delta, base_shapes)
+    decide_for = deciders(facts, nodes_of, labels, base_shapes, shapes_in_delta, warnings)
     records = []
     for fact in facts:
         decide = decide_for(fact)
         if width_overrides and (set(fact.aliases) & set(width_overrides)):
             decide = override(fact, width_overrides, decide)
-        base_shape, base_groups = (base_info or {}).get(fact.name, (None, None))
+        base_shape, base_groups = (base_shapes or {}).get(fact.name, (None, None))
         records.append(classify(fact, decide, base_shape, base_groups))
     check_overrides(width_overrides, records)
     warnings += _record_warnings(records)
@@ -208,7 +208,7 @@ def _delta_attention(delta, args, kwargs, routes) -> Optional[list[AttentionSite
         return None
 
 
-def _base_shapes(base, model, args, kwargs, routes):
+def _read_base(base, model, args, kwargs, routes):
     """{name: (base shape, base groups)} and the base's attention sites; checks the base fits."""
     if not isinstance(base, torch.nn.Module):
         raise SptraceError(f"base must be a torch.nn.Module of the same architecture, got {type(base).__name__}")
@@ -222,7 +222,7 @@ def _base_shapes(base, model, args, kwargs, routes):
         base_params = list(base.named_parameters(remove_duplicate=False))
         shapes = {n: (tuple(p.shape), None) for n, p in base_params}
         base_names, attention = [(n,) for n, _ in base_params], None
-    info = {}
+    base_shapes = {}
     for name, p in model.named_parameters(remove_duplicate=False):
         if name not in shapes:
             raise SptraceError(f"parameter {name!r} has no counterpart in the base model; base must have the same architecture")
@@ -235,12 +235,12 @@ def _base_shapes(base, model, args, kwargs, routes):
                     f"base model is not narrower: {name!r} axis {axis} is {bs} in the base and {s} in the model; "
                     "pass the narrower model as base"
                 )
-        info[name] = (b_shape, b_groups)
+        base_shapes[name] = (b_shape, b_groups)
     model_names = {name for name, _ in model.named_parameters(remove_duplicate=False)}
     extra = [names[0] for names in base_names if not set(names) & model_names]
     if extra:
         raise SptraceError(f"base model has parameters the model lacks: {', '.join(extra)}")
-    return info, attention
+    return base_shapes, attention
 
 
 def _on_device(values, module):

@@ -18,7 +18,7 @@ from ..types import AxisLabels, ParamFacts, SptraceError
 __all__ = ["deciders", "delta_shapes", "override", "check_overrides"]
 
 
-def deciders(facts, nodes_of, labels: AxisLabels, base_info, delta_shapes, warnings):
+def deciders(facts, nodes_of, labels: AxisLabels, base_shapes, shapes_in_delta, warnings):
     def automatic(fact):
         nodes = nodes_of.get(id(fact.tensor), [])
 
@@ -28,18 +28,18 @@ def deciders(facts, nodes_of, labels: AxisLabels, base_info, delta_shapes, warni
 
         return decide
 
-    if base_info is None:
+    if base_shapes is None:
         return automatic
-    others = {f.name: [tuple(f.tensor.shape), *([delta_shapes[f.name]] if delta_shapes else [])]
-              for f in facts if f.name in base_info}
-    if all(shape == base_info[name][0] for name, shapes in others.items() for shape in shapes):
+    others = {f.name: [tuple(f.tensor.shape), *([shapes_in_delta[f.name]] if shapes_in_delta else [])]
+              for f in facts if f.name in base_shapes}
+    if all(shape == base_shapes[name][0] for name, shapes in others.items() for shape in shapes):
         warnings.append("the base model has exactly the model's shapes: width dims decided automatically; "
                         "every ratio to the base is 1 (standard parametrization); pass delta= (a model at "
                         "another width) to decide them as at every other width")
         return automatic
 
     def from_base(fact):
-        base_shape = base_info[fact.name][0]
+        base_shape = base_shapes[fact.name][0]
         shapes = others[fact.name]
 
         def decide(axis):
@@ -52,16 +52,16 @@ def deciders(facts, nodes_of, labels: AxisLabels, base_info, delta_shapes, warni
     return from_base
 
 
-def delta_shapes(delta, base_info) -> Optional[dict[str, tuple]]:
+def delta_shapes(delta, base_shapes) -> Optional[dict[str, tuple]]:
     """{name: shape} of the delta model, checked against the base's parameters."""
     if delta is None:
         return None
-    if base_info is None:
+    if base_shapes is None:
         raise SptraceError("delta= only tells width dims apart from the base's: pass base= as well")
     if not isinstance(delta, torch.nn.Module):
         raise SptraceError(f"delta must be a torch.nn.Module of the same architecture, got {type(delta).__name__}")
     shapes = {n: tuple(p.shape) for n, p in delta.named_parameters(remove_duplicate=False)}
-    for name, (b_shape, _) in base_info.items():
+    for name, (b_shape, _) in base_shapes.items():
         if name not in shapes:
             raise SptraceError(f"parameter {name!r} has no counterpart in the delta model; delta must have the same "
                                "architecture")

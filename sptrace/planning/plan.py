@@ -11,7 +11,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 import torch
 
 from ..types import ForwardMultiplier, Layout, ParamPlan, ParamRecord, Role, SptraceError
-from .rules import LIBRARY_LAWS, forward_multiplier, library_std_ratio, optimizer_family, rule_for
+from .rules import LIBRARY_LAWS, check_form, check_parametrization, forward_multiplier, library_std_ratio, optimizer_family, rule_for
 
 __all__ = ["plan", "group", "plan_warnings"]
 
@@ -20,16 +20,18 @@ GROUP_BASE_LR = "sptrace_base_lr"
 GROUP_NAMES = "sptrace_names"
 
 
-def _resolve_base(records: Sequence[ParamRecord], base: Optional[bool]) -> bool:
+def _resolve_form(records: Sequence[ParamRecord], form: Optional[str]) -> str:
+    """``form`` checked; ``None``: the base form exactly when every classified record has a base shape."""
     classified = [r for r in records if r.classified]
     have = [r.base_shape is not None for r in classified]
-    if base is None:
-        return bool(classified) and all(have)
-    if base:
+    if form is None:
+        return "base" if classified and all(have) else "absolute"
+    if check_form(form) == "base":
         missing = [r.name for r, h in zip(classified, have) if not h]
         if missing:
-            raise SptraceError(f"base form asked for, but these parameters have no base shape: {', '.join(missing)}")
-    return bool(base)
+            raise SptraceError(f"form='base' asked for, but these parameters have no base shape (trace with "
+                               f"base= a narrower model): {', '.join(missing)}")
+    return form
 
 
 def _paired_weights(records: Sequence[ParamRecord]) -> dict[str, ParamRecord]:
@@ -82,9 +84,9 @@ def plan(
     optimizer: Any,
     *,
     lr: float,
-    base: Optional[bool] = None,
+    form: Optional[str] = None,
     init: str = "default",
-    parametrization: str = "spectral",
+    parametrization: str = "sptrace",
     zero_readout: bool = False,
     weight_decay: float = 0.0,
     no_decay: Iterable[Union[Role, str]] = (),
@@ -99,11 +101,12 @@ def plan(
             optimizer class or instance.
         lr: the global learning rate (absolute form: a Θ(1) prefactor; base form: the lr tuned
             at the base width).
-        base: anchored form (NOTES §6). ``None``: base form exactly when every classified record
+        form: ``"absolute"`` or ``"base"`` (anchored to the base model's shapes,
+            docs/derivations.md §6). ``None``: the base form exactly when every classified record
             has a base shape.
         init: ``"default"`` (absolute: Gaussian by Parametrization 1; base: library default times
             width ratios), ``"gaussian"``, ``"orthogonal"``, ``"spectral"`` (Eq. 16), ``"keep"``.
-        parametrization: ``"spectral"`` (μP), or the baselines ``"sp"`` / ``"ntp"``.
+        parametrization: ``"sptrace"`` (μP), or the baselines ``"sp"`` / ``"ntp"``.
         zero_readout: zero-initialise readouts (dense, width fan-in, fixed fan-out).
         weight_decay: global decay; each group gets ``weight_decay / lr_multiplier`` so that the
             per-step shrink ``group lr * group wd = lr * weight_decay`` is width-independent.
@@ -119,13 +122,15 @@ def plan(
     """
     records = list(records)
     family = optimizer_family(optimizer)
-    use_base = _resolve_base(records, base)
+    check_parametrization(parametrization)
+    form = _resolve_form(records, form)
+    use_base = form == "base"
     skip_decay = _role_names(no_decay)
     paired = _paired_weights(records) if use_base else {}
     out: list[ParamPlan] = []
     for r in records:
         rule = rule_for(
-            r, family, base=use_base and r.classified, parametrization=parametrization, init=init,
+            r, family, form=form if r.classified else "absolute", parametrization=parametrization, init=init,
             zero_readout=zero_readout, init_gain=init_gain,
             library_ratio=_lib_ratio(r, library_init, paired) if r.classified and use_base else None,
         )
@@ -136,9 +141,9 @@ def plan(
                 f"and the plain lr {lr:g}"
             )
         multipliers: tuple[ForwardMultiplier, ...] = ()
-        if r.classified and r.secondary_uses and parametrization == "spectral":
+        if r.classified and r.secondary_uses and parametrization == "sptrace":
             multipliers = tuple(
-                ForwardMultiplier(u, forward_multiplier(r, u, base=use_base)) for u in r.secondary_uses
+                ForwardMultiplier(u, forward_multiplier(r, u, form=form)) for u in r.secondary_uses
             )
         wd = 0.0 if (r.role.value in skip_decay) else weight_decay * rule.weight_decay_multiplier
         out.append(ParamPlan(

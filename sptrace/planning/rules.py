@@ -52,7 +52,8 @@ __all__ = [
 ]
 
 FAMILIES = ("sgd", "adam", "spectral")
-PARAMETRIZATIONS = ("spectral", "sp", "ntp")
+PARAMETRIZATIONS = ("sptrace", "sp", "ntp")
+FORMS = ("absolute", "base")
 INIT_CHOICES = ("default", "gaussian", "orthogonal", "spectral", "keep")
 
 # --- citations (kept short; docs/rules.md has the derivations) --------------------------------
@@ -109,8 +110,32 @@ def _block_count(record: ParamRecord, shape, groups: int) -> int:
     return groups * math.prod(shape[a] for a in group_axes)
 
 
-def effective_dims(record: ParamRecord, *, base: bool = False) -> Dims:
-    """Effective dims of one block (NOTES §1), at the model shapes or (``base=True``) the base's."""
+def check_parametrization(parametrization: str) -> str:
+    """The name itself, or an SptraceError that says which names there are."""
+    if parametrization == "spectral":
+        raise SptraceError(
+            "parametrization='spectral' is now called parametrization='sptrace' (sptrace's own, μP / "
+            "Parametrization 1); 'spectral' names the optimizer family (SpectralSGD) only"
+        )
+    if parametrization not in PARAMETRIZATIONS:
+        raise SptraceError(f"parametrization must be one of {PARAMETRIZATIONS}, got {parametrization!r}")
+    return parametrization
+
+
+def check_form(form: str) -> str:
+    """``"absolute"`` or ``"base"``, or an SptraceError naming the argument."""
+    if form not in FORMS:
+        raise SptraceError(f"form must be one of {FORMS} (the base form anchors to the base model's shapes), "
+                           f"got {form!r}")
+    return form
+
+
+def effective_dims(record: ParamRecord, *, at: str = "model") -> Dims:
+    """Effective dims of one block (docs/derivations.md §1), at the model's shapes (``at="model"``)
+    or the base model's (``at="base"``)."""
+    if at not in ("model", "base"):
+        raise SptraceError(f"effective_dims(at=...) must be 'model' or 'base', got {at!r}")
+    base = at == "base"
     if base:
         if record.base_shape is None:
             raise SptraceError(f"{record.name}: base form asked for, but the record has no base shape")
@@ -120,9 +145,8 @@ def effective_dims(record: ParamRecord, *, base: bool = False) -> Dims:
         shape, groups = record.shape, record.groups
         fan_in, fan_out = record.fan_in, record.fan_out
     if fan_in < 1 or fan_out < 1:
-        where = "base" if base else "model"
         raise SptraceError(
-            f"{record.name}: empty block at the {where} shape (fan_in {fan_in}, fan_out {fan_out}; "
+            f"{record.name}: empty block at the {at} shape (fan_in {fan_in}, fan_out {fan_out}; "
             f"groups {groups}{'; base_groups unset?' if base and record.base_groups is None else ''})"
         )
     sparse_in = record.input_space is Space.SPARSE
@@ -312,8 +336,8 @@ def rule_for(
     record: ParamRecord,
     optimizer: Any,
     *,
-    base: bool = False,
-    parametrization: str = "spectral",
+    form: str = "absolute",
+    parametrization: str = "sptrace",
     init: str = "default",
     zero_readout: bool = False,
     init_gain: float = 1.0,
@@ -324,8 +348,9 @@ def rule_for(
     Args:
         record: the classified parameter.
         optimizer: family name, optimizer class or instance (:func:`optimizer_family`).
-        base: anchored form (NOTES §6); needs ``record.base_shape``.
-        parametrization: ``"spectral"`` (Parametrization 1 / μP, the default), ``"sp"``, ``"ntp"``.
+        form: ``"absolute"`` or ``"base"`` (anchored to the base model's shapes, docs/derivations.md
+            §6; needs ``record.base_shape``).
+        parametrization: ``"sptrace"`` (Parametrization 1 / μP, the default), ``"sp"``, ``"ntp"``.
         init: ``"default"`` (absolute: Gaussian; base: scale the library default by width ratios),
             ``"gaussian"``, ``"orthogonal"``, ``"spectral"`` (Eq. 16) — these three are sptrace's
             own absolute init even in base form — or ``"keep"`` (library default untouched).
@@ -336,11 +361,11 @@ def rule_for(
             bias, the ratio of the weight it is added to (:func:`sptrace.planning.plan.plan` pairs them).
     """
     family = optimizer_family(optimizer)
-    if parametrization not in PARAMETRIZATIONS:
-        raise SptraceError(f"parametrization must be one of {PARAMETRIZATIONS}, got {parametrization!r}")
+    check_parametrization(parametrization)
+    check_form(form)
     if init not in INIT_CHOICES:
         raise SptraceError(f"init must be one of {INIT_CHOICES}, got {init!r}")
-    form = "base" if base else "absolute"
+    base = form == "base"
 
     if not record.classified:
         d = Dims(1, 1, 1, 1, 1, 1.0, 1.0, False, False, False)
@@ -351,7 +376,7 @@ def rule_for(
         )
 
     d = effective_dims(record)
-    bd = effective_dims(record, base=True) if base else None
+    bd = effective_dims(record, at="base") if base else None
     target = math.sqrt(d.d_out / d.d_in)
     update = _update_mode(record)
 
@@ -419,7 +444,7 @@ def rule_for(
     if base:
         cites.append(C_BASE)
     return Rule(
-        optimizer=family, parametrization="spectral", form=form, dims=d, base_dims=bd,
+        optimizer=family, parametrization="sptrace", form=form, dims=d, base_dims=bd,
         target_spectral_W=target, target_spectral_dW=target, init_kind=kind,
         init_std=std if kind == "gaussian" else None,
         init_target=itarget if kind in ("orthogonal", "spectral") else None,
@@ -476,7 +501,7 @@ def _use_dims(record: ParamRecord, use: ParamUse, shape) -> tuple[int, int]:
     return d_in, fan_out
 
 
-def forward_multiplier(record: ParamRecord, use: ParamUse, *, base: bool = False) -> float:
+def forward_multiplier(record: ParamRecord, use: ParamUse, *, form: str = "absolute") -> float:
     """Forward multiplier for a secondary use of a tied tensor (NOTES §5).
 
     One tensor gets one init and one lr, set by its primary use. A secondary use whose target
@@ -493,7 +518,7 @@ def forward_multiplier(record: ParamRecord, use: ParamUse, *, base: bool = False
         return math.sqrt(d_out / d_in)
 
     primary = record.uses[0]
-    if base:
+    if check_form(form) == "base":
         if record.base_shape is None:
             raise SptraceError(f"{record.name}: base form asked for, but the record has no base shape")
         now = target(use, record.shape) / target(primary, record.shape)

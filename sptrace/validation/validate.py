@@ -150,7 +150,7 @@ def _factories(name, zoo, optimizer, lr, widths, example, device, options, zero_
                 base, delta = zoo.build(widths[0], **options), zoo.build(widths[1], **options)
             optimizers[id(model)] = parametrize(
                 model, optimizer, lr=lr, example_inputs=example, base=base, delta=delta,
-                parametrization="spectral" if name == "sptrace" else "ntp", zero_readout=zero_readout,
+                parametrization=name, zero_readout=zero_readout,
             )
         return model
 

@@ -54,9 +54,9 @@ def _loss(spec, model, inputs, target):
     return spec.loss(getattr(out, "logits", out), target)
 
 
-def _plan_rows(records, family, base):
+def _plan_rows(records, family, form):
     rows = {}
-    for p in plan(records, family, lr=1.0, base=base):
+    for p in plan(records, family, lr=1.0, form=form):
         rows[p.name] = {"init": p.init, "init_std": p.init_std, "init_target": p.init_target,
                         "init_scale": p.init_scale, "lr_multiplier": p.lr_multiplier,
                         "weight_decay": p.weight_decay, "spectral_scale": p.spectral_scale, "update": p.update}
@@ -92,7 +92,7 @@ def record(case):
     return {
         "torch": torch.__version__.split("+")[0],
         "report": traced.to_dict(),
-        "plan": {f"{family}/{form}": _plan_rows(t.records, family, form == "base")
+        "plan": {f"{family}/{form}": _plan_rows(t.records, family, form)
                  for family in FAMILIES for form, t in (("absolute", traced), ("base", based))},
         "loss": {family: _one_step(build, spec, inputs, target, family) for family in FAMILIES},
     }

@@ -144,11 +144,11 @@ def test_literal_min_would_be_wrong_for_the_input_layer():
 def test_paper_mlp_base_form_values():
     n, b = 256, 64
     fc1, fc2, fc3 = mlp(n, b)
-    sgd = [rule_for(r, "sgd", base=True) for r in (fc1, fc2, fc3)]
+    sgd = [rule_for(r, "sgd", form="base") for r in (fc1, fc2, fc3)]
     assert [r.lr_multiplier for r in sgd] == [R(n / b), R(1.0), R(b / n)]  # input: fan_out/base_fan_out
-    adam = [rule_for(r, "adam", base=True) for r in (fc1, fc2, fc3)]
+    adam = [rule_for(r, "adam", form="base") for r in (fc1, fc2, fc3)]
     assert [r.lr_multiplier for r in adam] == [R(1.0), R(b / n), R(b / n)]  # hidden: base_fan_in/fan_in
-    spec = [rule_for(r, "spectral", base=True) for r in (fc1, fc2, fc3)]
+    spec = [rule_for(r, "spectral", form="base") for r in (fc1, fc2, fc3)]
     assert [r.spectral_scale for r in spec] == [R(S(n / b)), R(1.0), R(S(b / n))]
     # init: PyTorch's default is already 1/sqrt(fan_in) for fc1/fc2; the readout is scaled by
     # sqrt(base_fan_in/fan_in) on top of the library default (μP's MuReadout, net of its multiplier)
@@ -160,7 +160,7 @@ def test_base_form_with_constant_library_init():
     """HF-style N(0, 0.02) at every width: hidden weights need sqrt(b/n), readouts b/n."""
     n, b = 256, 64
     fc1, fc2, fc3 = mlp(n, b)
-    scales = [rule_for(r, "adam", base=True, library_ratio=1.0).init_scale for r in (fc1, fc2, fc3)]
+    scales = [rule_for(r, "adam", form="base", library_ratio=1.0).init_scale for r in (fc1, fc2, fc3)]
     assert scales == [R(1.0), R(S(b / n)), R(b / n)]
     plans = plan(mlp(n, b), "adam", lr=1e-3, library_init="constant")
     assert [p.init_scale for p in plans] == [R(1.0), R(S(b / n)), R(b / n)]
@@ -182,7 +182,7 @@ def test_base_form_biases_undo_the_library_fan_in_scaling():
     assert by["fc3.bias"].init_scale == R(S(n / b))  # MuReadout's bias *= sqrt(width_mult)
     by = {p.name: p for p in plan([fc1, fc2, fc3, *biases], "adam", lr=1e-3, library_init="constant")}
     assert by["fc2.bias"].init == "keep"
-    assert rule_for(biases[1], "adam", base=True, library_ratio=0.5).init_scale == R(2.0)
+    assert rule_for(biases[1], "adam", form="base", library_ratio=0.5).init_scale == R(2.0)
 
 
 def catalogue(n, b):
@@ -201,7 +201,7 @@ def catalogue(n, b):
 def test_base_form_is_exactly_standard_practice_at_the_base(family):
     """NOTES §6: at the base shapes every multiplier is exactly 1.0 and the init is untouched."""
     for r in catalogue(64, 64):
-        rule = rule_for(r, family, base=True)
+        rule = rule_for(r, family, form="base")
         assert rule.lr_multiplier == 1.0, r.name
         assert rule.weight_decay_multiplier == 1.0, r.name
         assert rule.spectral_scale == 1.0, r.name
@@ -215,7 +215,7 @@ def test_base_form_equals_ratio_of_absolute_forms(family):
     """Anchoring only divides by the base's value: only width ratios enter."""
     n, b = 512, 64
     for r, r0 in zip(catalogue(n, b), catalogue(b, b)):
-        got = rule_for(r, family, base=True)
+        got = rule_for(r, family, form="base")
         a, a0 = rule_for(r, family), rule_for(r0, family)
         assert got.lr_multiplier == R(a.lr_multiplier / a0.lr_multiplier), r.name
         assert got.spectral_scale == R(a.spectral_scale / a0.spectral_scale), r.name
@@ -223,9 +223,9 @@ def test_base_form_equals_ratio_of_absolute_forms(family):
 
 def test_base_form_needs_base_shapes():
     with pytest.raises(SptraceError, match="fc1"):
-        rule_for(mlp(64)[0], "adam", base=True)
+        rule_for(mlp(64)[0], "adam", form="base")
     with pytest.raises(SptraceError, match="fc2"):
-        plan([mlp(64, 32)[0], mlp(64)[1]], "adam", lr=1e-3, base=True)
+        plan([mlp(64, 32)[0], mlp(64)[1]], "adam", lr=1e-3, form="base")
     assert plan(mlp(64, 32), "adam", lr=1e-3)[1].form == "base"  # auto: every record has a base
     assert plan(mlp(64), "adam", lr=1e-3)[1].form == "absolute"
 
@@ -239,9 +239,9 @@ def test_embedding_rules(n):
     assert rule_for(r, "adam").lr_multiplier == 1.0  # NOTES §2: embedding Θ(1)
     assert rule_for(r, "spectral").spectral_scale == R(S(n))
     rb = embedding(n, b=64)
-    assert rule_for(rb, "sgd", base=True).lr_multiplier == R(n / 64)
-    assert rule_for(rb, "adam", base=True).lr_multiplier == 1.0
-    assert rule_for(rb, "adam", base=True).init_kind == "keep"  # nn.Embedding's N(0,1) is already right
+    assert rule_for(rb, "sgd", form="base").lr_multiplier == R(n / 64)
+    assert rule_for(rb, "adam", form="base").lr_multiplier == 1.0
+    assert rule_for(rb, "adam", form="base").init_kind == "keep"  # nn.Embedding's N(0,1) is already right
 
 
 @pytest.mark.parametrize("n", [64, 1024])
@@ -252,8 +252,8 @@ def test_bias_rules_appendix_d(n):
     assert rule_for(r, "adam").lr_multiplier == 1.0
     sp = rule_for(r, "spectral")
     assert (sp.spectral_scale, sp.update) == (R(S(n)), "column")  # one column: g/||g|| * sqrt(n) = g / RMS(g)
-    assert rule_for(bias(n, b=64), "sgd", base=True).lr_multiplier == R(n / 64)
-    assert rule_for(bias(n, b=64), "sgd", base=True).init_kind == "keep"
+    assert rule_for(bias(n, b=64), "sgd", form="base").lr_multiplier == R(n / 64)
+    assert rule_for(bias(n, b=64), "sgd", form="base").init_kind == "keep"
 
 
 @pytest.mark.parametrize("n", [64, 1024])
@@ -296,8 +296,8 @@ def test_hidden_conv(n):
     assert rule_for(r, "spectral").spectral_scale == R(1 / 3)
     assert rule_for(r, "sgd", init="orthogonal").init_target == R(1.0)
     rb = conv(n, b=32)
-    assert rule_for(rb, "adam", base=True).lr_multiplier == R(32 / n)
-    assert rule_for(rb, "adam", base=True).init_kind == "keep"
+    assert rule_for(rb, "adam", form="base").lr_multiplier == R(32 / n)
+    assert rule_for(rb, "adam", form="base").init_kind == "keep"
 
 
 def test_down_projection_keeps_the_literal_min():
@@ -314,8 +314,8 @@ def test_depthwise_conv_is_per_channel_like_a_gain(n):
     assert rule_for(r, "adam").lr_multiplier == R(1 / 9)  # entrywise: per block, width-free
     # SGD: the loss change sums over n blocks, so each block's gradient is 1/n: eta = n d_out/d_in
     assert rule_for(r, "sgd").lr_multiplier == R(n / 9)
-    assert rule_for(depthwise(n, b=32), "sgd", base=True).lr_multiplier == R(n / 32)
-    assert rule_for(depthwise(n, b=32), "adam", base=True).lr_multiplier == 1.0
+    assert rule_for(depthwise(n, b=32), "sgd", form="base").lr_multiplier == R(n / 32)
+    assert rule_for(depthwise(n, b=32), "adam", form="base").lr_multiplier == 1.0
 
 
 def test_block_diagonal_sgd_matches_the_equivalent_layer():
@@ -349,6 +349,29 @@ def test_sp_baseline():
                 "keep", 1.0, 1.0, 1.0), r.name
 
 
+def test_the_old_parametrization_name_says_the_new_one():
+    """"spectral" names the optimizer family; sptrace's own parametrization is "sptrace"."""
+    fc1 = mlp(64)[0]
+    with pytest.raises(SptraceError, match="parametrization='sptrace'"):
+        rule_for(fc1, "adam", parametrization="spectral")
+    with pytest.raises(SptraceError, match="parametrization='sptrace'"):
+        plan([fc1], "adam", lr=1e-3, parametrization="spectral")
+    with pytest.raises(SptraceError, match="parametrization must be one of"):
+        plan([fc1], "adam", lr=1e-3, parametrization="mup")
+    assert plan([fc1], "adam", lr=1e-3)[0].parametrization == "sptrace"
+
+
+def test_form_is_absolute_or_base():
+    fc1 = mlp(64, 32)[0]
+    with pytest.raises(SptraceError, match="form must be one of"):
+        rule_for(fc1, "adam", form="anchored")
+    with pytest.raises(SptraceError, match="form must be one of"):
+        plan([fc1], "adam", lr=1e-3, form=True)
+    with pytest.raises(SptraceError, match="at="):
+        effective_dims(fc1, at="wide")
+    assert effective_dims(fc1, at="base").fan_out == 32 and effective_dims(fc1).fan_out == 64
+
+
 def test_ntp_baseline_eq22():
     n = 256
     fc1, fc2, fc3 = mlp(n)
@@ -357,8 +380,8 @@ def test_ntp_baseline_eq22():
         assert rule_for(r, "sgd", parametrization="ntp").lr_multiplier == R(1 / fan_in)
         assert rule_for(r, "adam", parametrization="ntp").lr_multiplier == R(1 / S(fan_in))
     fc1b, fc2b, fc3b = mlp(n, 64)
-    assert rule_for(fc2b, "sgd", parametrization="ntp", base=True).lr_multiplier == R(64 / n)
-    assert rule_for(fc2b, "sgd", parametrization="ntp", base=True).init_kind == "keep"
+    assert rule_for(fc2b, "sgd", parametrization="ntp", form="base").lr_multiplier == R(64 / n)
+    assert rule_for(fc2b, "sgd", parametrization="ntp", form="base").init_kind == "keep"
     with pytest.raises(SptraceError):
         rule_for(fc2, "spectral", parametrization="ntp")
 
@@ -374,9 +397,9 @@ def test_optimizer_family_names_and_classes():
 def test_every_rule_has_a_citation():
     for r in catalogue(256, 64):
         for fam in ("sgd", "adam", "spectral"):
-            for base in (False, True):
-                c = rule_for(r, fam, base=base).citation
-                assert ("Parametrization" in c or "NOTES" in c or "Appendix" in c or "Eq." in c), (r.name, c)
+            for form in ("absolute", "base"):
+                c = rule_for(r, fam, form=form).citation
+                assert ("Parametrization" in c or "derivations.md" in c or "Appendix" in c or "Eq." in c), (r.name, c)
 
 
 # ================================================================ plan() and group()
@@ -460,7 +483,7 @@ def test_tied_readout_forward_multiplier(n):
     r = tied(n)
     assert forward_multiplier(r, r.secondary_uses[0]) == R(1 / n)  # absolute: 1/fan_in of the use
     rb = tied(n, b=64)
-    assert forward_multiplier(rb, rb.secondary_uses[0], base=True) == R(64 / n)  # base_fan_in/fan_in
+    assert forward_multiplier(rb, rb.secondary_uses[0], form="base") == R(64 / n)  # base_fan_in/fan_in
     (p,) = plan([rb], "adam", lr=1e-3)
     (fm,) = p.forward_multipliers
     assert fm.use.node == "lm_head" and fm.multiplier == R(64 / n)
@@ -580,7 +603,7 @@ def net_records(n, d0=32):
     ]
 
 
-def natural_update_norms(family, n, seed=0, parametrization="spectral"):
+def natural_update_norms(family, n, seed=0, parametrization="sptrace"):
     torch.manual_seed(seed)
     model = Net(n)
     records = net_records(n)
@@ -612,7 +635,7 @@ def natural_update_norms(family, n, seed=0, parametrization="spectral"):
     return out
 
 
-def width_slopes(family, widths=(128, 1024), seeds=range(4), parametrization="spectral"):
+def width_slopes(family, widths=(128, 1024), seeds=range(4), parametrization="sptrace"):
     """Log-log slope in width of the geometric mean (over seeds) of each natural update norm."""
     logs = []
     for n in widths:
