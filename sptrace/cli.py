@@ -1,17 +1,32 @@
-"""``python -m sptrace report MODEL`` (and ``validate``): the command line."""
+"""``python -m sptrace report | validate | transfer``: the command line, one front end for every
+subcommand."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from typing import Any, Optional, Sequence
 
 from .graph.report import FORMATS
 from .types import SptraceError
-from .validation.models import resolve
+from .validation.models import PARAMETRIZATIONS, resolve
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="sptrace", description="Width-stable training from the traced graph.")
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_report(sub)
+    _add_validate(sub)
+    _add_transfer(sub)
+    args = parser.parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except SptraceError as exc:
+        print(f"sptrace: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _add_report(sub: Any) -> None:
     rep = sub.add_parser("report", help="trace MODEL and print the per-parameter table")
     rep.add_argument("model", help="a zoo name (see `python -m models_zoo`) or module:factory")
     rep.add_argument("--width", type=int, default=None, help="width to build the model at")
@@ -19,6 +34,9 @@ def main(argv=None) -> int:
     rep.add_argument("--format", choices=FORMATS, default="text")
     rep.add_argument("--optimizer", default=None, help="also plan init and lr for this optimizer (adam, sgd, spectral)")
     rep.add_argument("--strict", action="store_true", help="fail when a parameter cannot be classified")
+
+
+def _add_validate(sub: Any) -> None:
     val = sub.add_parser("validate", help="coord-check MODEL under sptrace and the baselines across widths")
     val.add_argument("model", help="a zoo name or module:factory")
     val.add_argument("--widths", type=int, nargs="+", default=None, help="widths (default: the zoo's coord widths)")
@@ -35,12 +53,30 @@ def main(argv=None) -> int:
                      help="keep the rule's readout init (see docs/validation.md)")
     val.add_argument("--no-spectral", action="store_true", help="skip per-parameter spectral norms (faster)")
     val.add_argument("--tol", type=float, default=0.25)
-    args = parser.parse_args(argv)
-    try:
-        return _COMMANDS[args.command](args)
-    except SptraceError as exc:
-        print(f"sptrace: error: {exc}", file=sys.stderr)
-        return 2
+
+
+def _add_transfer(sub: Any) -> None:
+    from .apply.parametrize import OPTIMIZERS
+    from .validation.transfer_results import METRICS
+
+    tr = sub.add_parser("transfer", help="lr-transfer sweep of a zoo model under sptrace and the baselines")
+    tr.add_argument("model", help="a zoo name")
+    tr.add_argument("--widths", type=int, nargs="+", required=True)
+    tr.add_argument("--log2-lrs", type=float, nargs=2, metavar=("LO", "HI"), required=True,
+                    help="the factor-2 lr grid 2**LO .. 2**HI")
+    tr.add_argument("--optimizer", default="adam", choices=sorted(OPTIMIZERS))
+    tr.add_argument("--steps", type=int, default=100)
+    tr.add_argument("--batch-size", type=int, default=32)
+    tr.add_argument("--eval-batches", type=int, default=8)
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--device", default="cpu")
+    tr.add_argument("--threads", type=int, default=None)
+    tr.add_argument("--metric", default="train", choices=METRICS)
+    tr.add_argument("--parametrizations", nargs="+", default=["sptrace", "sp"], choices=PARAMETRIZATIONS)
+    tr.add_argument("--option", action="append", default=[], help="build option key=value (repeatable)")
+    tr.add_argument("--out", default=None, help="directory for the JSON and PNGs")
+    tr.add_argument("--stem", default=None)
+    tr.add_argument("--progress", action="store_true")
 
 
 def _report(args) -> int:
@@ -75,4 +111,42 @@ def _validate(args) -> int:
     return 0 if result.passed else 1
 
 
-_COMMANDS = {"report": _report, "validate": _validate}
+def _parse_option(text: str) -> tuple[str, Any]:
+    """``key=value`` with the value read as a bool, None, int, float or else a string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise SptraceError(f"--option wants key=value (a build option of the zoo model), got {text!r}")
+    low = value.lower()
+    if low in ("true", "false"):
+        return key, low == "true"
+    if low == "none":
+        return key, None
+    for conv in (int, float):
+        try:
+            return key, conv(value)
+        except ValueError:
+            pass
+    return key, value
+
+
+def _transfer(args) -> int:
+    from .validation.transfer import compare, log2_grid
+
+    options = dict(_parse_option(o) for o in args.option)
+    result = compare(args.model, args.widths, log2_grid(*args.log2_lrs), args.optimizer,
+                     parametrizations=args.parametrizations, steps=args.steps, batch_size=args.batch_size,
+                     eval_batches=args.eval_batches, seed=args.seed, device=args.device, threads=args.threads,
+                     metric=args.metric, build_options=options, progress=args.progress)
+    for name, r in result.results.items():
+        print(f"## {name} ({r.seconds:.0f} s)\n{r.summary()}\n\n{r.table()}\n")
+    if args.out:
+        first = next(iter(result.results.values()))
+        suffix = "".join(f"-{k}{v}" for k, v in sorted(options.items()))
+        stem = args.stem or f"{first.model}{suffix}-{args.optimizer}-lr-transfer"
+        print(result.save(os.path.join(args.out, f"{stem}.json")))
+        for path in result.plot(args.out, stem=stem):
+            print(path)
+    return 0
+
+
+_COMMANDS = {"report": _report, "validate": _validate, "transfer": _transfer}

@@ -1,4 +1,5 @@
-"""Resolve a MODEL argument (a zoo name or ``module:factory``) into a model and example inputs.
+"""Resolve a MODEL argument (a zoo name or ``module:factory``) into a model and example inputs, and
+build a model's optimizer under each parametrization the validation compares.
 
 A factory is called as ``factory(width=W)`` when it accepts ``width`` (else with no argument) and
 returns either a module that has an ``example_inputs()`` method, or ``(model, args)`` /
@@ -13,7 +14,13 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from ..apply.parametrize import OPTIMIZERS, parametrize
 from ..types import SptraceError
+
+# The parametrizations the coord check and the lr sweep compare, by one name each everywhere (API,
+# command line, JSON): sptrace's own, standard practice (the library's init, one global lr) and
+# NTP (paper Eq. 22).
+PARAMETRIZATIONS = ("sptrace", "sp", "ntp")
 
 
 @dataclass
@@ -71,3 +78,32 @@ def _as_args(value):
     if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], dict):
         return value
     return (value, {})
+
+
+def check_parametrizations(names: Any, where: str, allowed: tuple[str, ...] = PARAMETRIZATIONS) -> None:
+    """Raise an :class:`SptraceError` naming every name in ``names`` that is not in ``allowed``."""
+    unknown = sorted(set(names) - set(allowed))
+    if unknown:
+        raise SptraceError(f"{where}: unknown parametrizations {unknown}; choose from {', '.join(allowed)}")
+
+
+def optimizer_for(
+    model: torch.nn.Module,
+    parametrization: str,
+    optimizer: str,
+    lr: float,
+    example_inputs: Any,
+    base: Optional[torch.nn.Module] = None,
+    delta: Optional[torch.nn.Module] = None,
+    zero_readout: bool = False,
+) -> torch.optim.Optimizer:
+    """``model``'s optimizer under ``parametrization``: ``"sp"`` keeps the model as built and gives
+    every parameter ``lr``; ``"sptrace"`` and ``"ntp"`` call :func:`sptrace.parametrize` anchored at
+    ``base`` (which re-initialises the model in place)."""
+    check_parametrizations([parametrization], "optimizer_for")
+    if parametrization == "sp":
+        return OPTIMIZERS[optimizer](model.parameters(), lr=lr)
+    # sptrace's own is parametrize's default, whatever name the rule table gives it
+    named = {} if parametrization == "sptrace" else {"parametrization": parametrization}
+    return parametrize(model, optimizer, lr=lr, example_inputs=example_inputs, base=base, delta=delta,
+                       zero_readout=zero_readout, **named)

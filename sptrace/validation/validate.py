@@ -2,26 +2,25 @@
 
 For each parametrization (sptrace, standard = the library's init with one lr, NTP = Eq. 22) and
 each width: same seed, same real data, a few optimizer steps; record every module's output RMS at
-init and the RMS of its change, and every parameter's natural spectral norms (NOTES §7). Fit the
+init and the RMS of its change, and every parameter's natural spectral norms (docs/derivations.md §7). Fit the
 log-log slope of each against width and judge: width-stable means every slope within ±tol
 (outputs at init may shrink). sptrace must pass; the baselines are expected to fail.
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from typing import Optional, Sequence, Union
 
 import torch
 
-from ..apply.parametrize import OPTIMIZERS, parametrize
+from ..apply.parametrize import OPTIMIZERS
 from ..types import SptraceError
 from .coord import CoordCheck, coord_check
-from .models import ModelSource, resolve
+from .jsonio import write_json
+from .models import PARAMETRIZATIONS, ModelSource, check_parametrizations, optimizer_for, resolve
 from .slopes import Verdict
 
-PARAMETRIZATIONS = ("sptrace", "sp", "ntp")
 # lr at the base (narrowest) width, where all three parametrizations start from the same model
 DEFAULT_LR = {"adam": 3e-3, "adamw": 3e-3, "sgd": 0.05, "spectral": 0.02}
 
@@ -89,7 +88,7 @@ def validate(
     ``spectral=False`` skips the per-parameter natural spectral norms (the slow part on CPU).
     ``zero_readout`` (μP's recommendation, the default) starts sptrace's readouts at zero, so the
     output change measured is the Θ(1) term ΔW·h and not the W0·Δh transient that decays like
-    width^-1/2 from a finite width (NOTES §5). ``n_seeds`` init seeds per width are averaged
+    width^-1/2 from a finite width (docs/derivations.md §5). ``n_seeds`` init seeds per width are averaged
     (:func:`sptrace.validation.coord.coord_check`): one seed's RMS values scatter enough at CPU widths to
     tilt a slope by ±0.3 (docs/validation.md).
     """
@@ -105,9 +104,7 @@ def validate(
         raise SptraceError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
     if parametrizations is None:  # NTP (Eq. 22) has no spectral-optimizer form
         parametrizations = ("sptrace", "sp") if optimizer == "spectral" else PARAMETRIZATIONS
-    unknown = set(parametrizations) - set(PARAMETRIZATIONS)
-    if unknown:
-        raise SptraceError(f"unknown parametrizations {sorted(unknown)}; choose from {PARAMETRIZATIONS}")
+    check_parametrizations(parametrizations, "validate")
     lr = lr if lr is not None else DEFAULT_LR[optimizer]
     options = build_options or {}
     batches = _batches(zoo, batch_size, steps, seed, source, device)
@@ -143,15 +140,9 @@ def _factories(name, zoo, optimizer, lr, widths, example, device, options, zero_
 
     def make_model(width):
         model = zoo.build(width, **options).to(device)
-        if name == "sp":
-            optimizers[id(model)] = OPTIMIZERS[optimizer](model.parameters(), lr=lr)
-        else:
-            with torch.device("meta"):  # only their shapes matter
-                base, delta = zoo.build(widths[0], **options), zoo.build(widths[1], **options)
-            optimizers[id(model)] = parametrize(
-                model, optimizer, lr=lr, example_inputs=example, base=base, delta=delta,
-                parametrization=name, zero_readout=zero_readout,
-            )
+        with torch.device("meta"):  # only their shapes matter
+            base, delta = zoo.build(widths[0], **options), zoo.build(widths[1], **options)
+        optimizers[id(model)] = optimizer_for(model, name, optimizer, lr, example, base, delta, zero_readout)
         return model
 
     return make_model, lambda model: optimizers.pop(id(model))
@@ -172,9 +163,7 @@ def _write(result: Validation, out: str) -> list[str]:
 
     os.makedirs(out, exist_ok=True)
     stem = f"{result.model}-{result.optimizer}"
-    files = [os.path.join(out, f"{stem}.json")]
-    with open(files[0], "w") as fh:
-        json.dump(result.to_dict(), fh, indent=1)
+    files = [write_json(result.to_dict(), os.path.join(out, f"{stem}.json"))]
     for name, run in result.runs.items():
         files.append(plots.plot_coord_check(run.coord, os.path.join(out, f"{stem}-{name}-coord.png"),
                                             title=f"{result.model} {result.optimizer}: {name}", allow_shrink=["rms@0"]))
