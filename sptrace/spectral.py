@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from .threads import cpu_threads
+from .types import SptraceError
 
 __all__ = [
     "PowerIterationResult",
@@ -103,11 +104,11 @@ def power_iteration(
     The random start uses its own generator seeded with ``seed``: the global RNG is not touched.
     """
     if A.dim() < 2:
-        raise ValueError(f"power_iteration needs a (..., m, n) tensor, got shape {tuple(A.shape)}")
+        raise SptraceError(f"power_iteration: A has shape {tuple(A.shape)}; pass a (..., m, n) stack of matrices")
     if iters is None:
         iters = 20 if tol is None else 1000
     if iters < 1:
-        raise ValueError("iters must be >= 1")
+        raise SptraceError(f"power_iteration: iters={iters}; pass iters >= 1 (or tol= alone)")
     dtype = accumulation_dtype(A)
     A = A.detach().to(dtype)
     *batch, m, n = A.shape
@@ -162,7 +163,8 @@ def spectral_norm(
     power iteration otherwise. The exact CPU path runs single-threaded (``SVD_SINGLE_THREAD``).
     """
     if A.dim() < 2:
-        raise ValueError(f"spectral_norm needs a (..., m, n) tensor, got shape {tuple(A.shape)}")
+        raise SptraceError(f"spectral_norm: A has shape {tuple(A.shape)}; pass a (..., m, n) stack of matrices "
+                           "(natural_spectral_norm takes vectors)")
     if method == "auto":
         method = "exact" if min(A.shape[-1], A.shape[-2]) <= EXACT_MAX_SIDE else "power"
     if method == "exact":
@@ -170,7 +172,7 @@ def spectral_norm(
             return torch.linalg.matrix_norm(A.detach().to(accumulation_dtype(A)), ord=2)
     if method == "power":
         return power_iteration(A, iters, tol=tol, v0=v0).sigma
-    raise ValueError(f"unknown method {method!r} (use 'auto', 'exact' or 'power')")
+    raise SptraceError(f"spectral_norm: unknown method {method!r}; use 'auto', 'exact' or 'power'")
 
 
 def _norm_axes(axes: Iterable[int], ndim: int) -> tuple[int, ...]:
@@ -178,10 +180,11 @@ def _norm_axes(axes: Iterable[int], ndim: int) -> tuple[int, ...]:
     for a in axes:
         a = int(a)
         if not -ndim <= a < ndim:
-            raise ValueError(f"axis {a} out of range for a {ndim}-d tensor")
+            raise SptraceError(f"as_matrix: axis {a} is out of range for a {ndim}-d tensor; pass axes in "
+                               f"-{ndim}..{ndim - 1}")
         out.append(a % ndim)
     if len(set(out)) != len(out):
-        raise ValueError(f"repeated axis in {tuple(axes)}")
+        raise SptraceError(f"as_matrix: axes {tuple(axes)} repeat an axis; name each axis once")
     return tuple(out)
 
 
@@ -203,11 +206,13 @@ def as_matrix(
     fi = _norm_axes(fan_in_axes, ndim)
     fo = _norm_axes(fan_out_axes, ndim)
     if set(fi) & set(fo):
-        raise ValueError(f"axes {sorted(set(fi) & set(fo))} are both fan-in and fan-out")
+        raise SptraceError(f"as_matrix: axes {sorted(set(fi) & set(fo))} are in both fan_in_axes and fan_out_axes; "
+                           "an axis is one or the other")
     shape = list(W.shape)
     if groups > 1:
         if ndim == 0 or shape[0] % groups:
-            raise ValueError(f"axis 0 of shape {tuple(shape)} is not divisible by groups={groups}")
+            raise SptraceError(f"as_matrix: axis 0 of shape {tuple(shape)} does not split into groups={groups}; "
+                               "pass the module's groups")
         W = W.reshape(groups, shape[0] // groups, *shape[1:])
         # the old axis i is the new axis i + 1; the group axis (new 0) is a batch axis
         fi = tuple(a + 1 for a in fi)
@@ -248,7 +253,8 @@ def natural_spectral_norm(
     reduce: Optional[str] = "max",
     **power_kwargs: Any,
 ) -> Tensor:
-    """Natural spectral norm ``sqrt(d_in / d_out) * sigma_max`` of ``W`` as an operator (NOTES §1, §4).
+    """Natural spectral norm ``sqrt(d_in / d_out) * sigma_max`` of ``W`` as an operator
+    (docs/derivations.md §1, §4).
 
     ``W`` is reshaped with :func:`as_matrix` to ``(fan_out, fan_in)`` matrices (conv weights
     ``(out, in, k, k)`` become ``(out, in*k*k)``). ``d_in = fan_in`` if ``input_dense`` else 1 and
@@ -263,7 +269,8 @@ def natural_spectral_norm(
     if fan_in_axes is None and fan_out_axes is None:
         fan_in_axes, fan_out_axes, _ = default_param_axes(W.shape)
     elif fan_in_axes is None or fan_out_axes is None:
-        raise ValueError("give both fan_in_axes and fan_out_axes, or neither")
+        raise SptraceError("natural_spectral_norm: fan_in_axes and fan_out_axes go together; give both or neither "
+                           "(neither: the nn.Linear / nn.Conv layout)")
     M = as_matrix(W, fan_in_axes, fan_out_axes, groups)
     m, n = M.shape[-2], M.shape[-1]
     d_in = n if input_dense else 1
@@ -277,7 +284,7 @@ def natural_spectral_norm(
         return out.amax() if out.dim() else out
     if reduce is None:
         return out
-    raise ValueError(f"unknown reduce {reduce!r} (use 'max' or None)")
+    raise SptraceError(f"natural_spectral_norm: unknown reduce {reduce!r}; use 'max' or None")
 
 
 # --------------------------------------------------------------------------------------------
@@ -318,7 +325,7 @@ def relative_change(
         if D.dim() < 2:
             return torch.linalg.vector_norm(D) / torch.linalg.vector_norm(W0)
         return spectral_norm(D, method, **power_kwargs) / spectral_norm(W0, method, **power_kwargs)
-    raise ValueError(f"unknown ord {ord!r} (use 'spectral' or 'fro')")
+    raise SptraceError(f"relative_change: unknown ord {ord!r}; use 'spectral' or 'fro'")
 
 
 def alignment(
@@ -337,7 +344,7 @@ def alignment(
     Rows with ``h = 0`` are left out of the mean. ``sigma`` may pass a precomputed ``|M|_*``.
     """
     if M.dim() != 2:
-        raise ValueError(f"alignment needs a 2-d matrix, got shape {tuple(M.shape)}")
+        raise SptraceError(f"alignment: M has shape {tuple(M.shape)}; pass one 2-d matrix")
     dtype = accumulation_dtype(M)
     M = M.detach().to(dtype)
     H = h.detach().to(dtype=dtype, device=M.device)
@@ -356,4 +363,4 @@ def alignment(
         return vals
     if reduce == "mean":
         return vals.mean() if vals.numel() else torch.tensor(float("nan"), dtype=dtype)
-    raise ValueError(f"unknown reduce {reduce!r} (use 'mean' or 'none')")
+    raise SptraceError(f"alignment: unknown reduce {reduce!r}; use 'mean' or 'none'")

@@ -1,4 +1,4 @@
-"""Log-log slopes of measured quantities against width, and width-stability verdicts (NOTES §7).
+"""Log-log slopes of measured quantities against width, and width-stability verdicts (docs/derivations.md §7).
 
 A quantity that scales like ``width**s`` has slope ``s``. Width-stable training (Desideratum 1,
 Condition 2) wants every output RMS, output-change RMS and natural spectral norm to have slope 0;
@@ -17,6 +17,9 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Mapping, Optional, Sequence, Union
+
+from ..types import SptraceError
+from .jsonio import to_json
 
 __all__ = ["SlopeFit", "fit_slope", "fit_slopes", "Check", "ModuleVerdict", "Verdict", "verdict"]
 
@@ -44,12 +47,8 @@ class SlopeFit:
         return self.status in ("ok", "zero")
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        for k in ("slope", "intercept", "r2"):
-            if not math.isfinite(d[k]):
-                d[k] = str(d[k])
-        d["values"] = [v if math.isfinite(v) else str(v) for v in d["values"]]
-        return d
+        """JSON-serialisable dict (non-finite values as the strings "nan", "inf", "-inf")."""
+        return to_json(asdict(self))
 
 
 def fit_slope(widths: Sequence[float], values: Sequence[float]) -> SlopeFit:
@@ -57,11 +56,11 @@ def fit_slope(widths: Sequence[float], values: Sequence[float]) -> SlopeFit:
     ws = [float(w) for w in widths]
     vs = [float(v) for v in values]
     if len(ws) != len(vs):
-        raise ValueError(f"{len(ws)} widths but {len(vs)} values")
+        raise SptraceError(f"fit_slope: {len(ws)} widths but {len(vs)} values; pass one value per width")
     if len(set(ws)) < 2:
-        raise ValueError("a slope needs at least two distinct widths")
+        raise SptraceError(f"fit_slope: widths {ws} hold fewer than two distinct widths; a slope needs two")
     if any(not (w > 0 and math.isfinite(w)) for w in ws):
-        raise ValueError(f"widths must be positive and finite, got {ws}")
+        raise SptraceError(f"fit_slope: widths must be positive and finite, got {ws}")
     nan = float("nan")
     bad = [w for w, v in zip(ws, vs) if not math.isfinite(v)]
     if bad:
@@ -169,20 +168,16 @@ class Verdict:
                 + _and_more(len(self.unmeasured), top))
 
     def to_dict(self) -> dict[str, Any]:
-        def cd(c: Check) -> dict[str, Any]:
-            d = asdict(c)
-            d["slope"] = c.slope if math.isfinite(c.slope) else str(c.slope)
-            return d
-
-        return {
+        """JSON-serialisable dict (non-finite values as the strings "nan", "inf", "-inf")."""
+        return to_json({
             "passed": self.passed,
             "tol": self.tol,
             "summary": self.summary(),
-            "modules": {k: {"passed": m.passed, "checks": {q: cd(c) for q, c in m.checks.items()}}
+            "modules": {k: {"passed": m.passed, "checks": {q: asdict(c) for q, c in m.checks.items()}}
                         for k, m in self.modules.items()},
-            "worst": [cd(c) for c in self.worst],
+            "worst": [asdict(c) for c in self.worst],
             "unmeasured": self.unmeasured,
-        }
+        })
 
 
 def _and_more(total: int, shown: int) -> str:
