@@ -11,9 +11,12 @@ import math
 import os
 
 import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
 
 from sptrace import SptraceError
-from sptrace.validation.transfer import Comparison, Drift, SweepResult, compare, log2_grid, lr_sweep
+from sptrace.validation.transfer import Comparison, Drift, SweepData, SweepResult, compare, log2_grid, lr_sweep
 
 FAST_LRS = log2_grid(-12, -6)  # 2^-6 diverges at both widths: the divergence path is exercised
 
@@ -120,7 +123,7 @@ def test_bad_input():
         lr_sweep("mlp", (64,), (0.0,))
     with pytest.raises(SptraceError, match="duplicate"):
         lr_sweep("mlp", (64, 64), (1e-3,))
-    with pytest.raises(SptraceError, match="empty lr grid"):
+    with pytest.raises(SptraceError, match=r"log2_grid: empty lr grid 2\*\*-3 .. 2\*\*-5; pass lo <= hi"):
         log2_grid(-3, -5)
     assert log2_grid(-3, -1) == [0.125, 0.25, 0.5]
 
@@ -171,3 +174,53 @@ def test_acceptance_gpu(case):
     c, sptrace, sp = _acceptance(*case, device="cuda")
     # SP is reported, not asserted: these widths were not measured when the test was written
     print(f"SP drift {sp.end_to_end:+g} vs sptrace {sptrace.end_to_end:+g}")
+
+
+# ------------------------------------------------------------------- a user's model, data and optimizer
+
+
+def _tiny_data():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 8, generator=g)
+    y = (x[:, 0] > 0).long()
+    return SweepData(train=[(x, y)], val=[(x, y)], loss=F.cross_entropy)
+
+
+def tiny_mlp(width):
+    return nn.Sequential(nn.Linear(8, width), nn.ReLU(), nn.Linear(width, 2))
+
+
+def test_sweep_of_a_user_builder_on_its_own_data():
+    """A builder and SweepData instead of a zoo name: at the base width sptrace is standard practice."""
+    data = _tiny_data()
+    kw = dict(data=data, steps=5, threads=1)
+    sptrace = lr_sweep(tiny_mlp, (16, 64), log2_grid(-6, -4), "sgd", parametrization="sptrace", **kw)
+    sp = lr_sweep(tiny_mlp, (16, 64), log2_grid(-6, -4), "sgd", parametrization="sp", **kw)
+    assert sptrace.model == "tiny_mlp" and sptrace.widths == [16, 64] and sptrace.base_width == 16
+    assert sptrace.train_loss[0] == pytest.approx(sp.train_loss[0], rel=1e-5)
+    assert sptrace.train_loss[1] != pytest.approx(sp.train_loss[1], rel=1e-5)  # wider: the rules differ
+    assert all(math.isfinite(v) for row in sptrace.val_loss for v in row)
+
+
+def test_sweep_with_the_callers_optimizer():
+    calls = []
+
+    def sgd(model, lr):
+        calls.append(lr)
+        return torch.optim.SGD(model.parameters(), lr=lr)
+
+    r = lr_sweep(tiny_mlp, (16, 32), [0.01, 0.1], data=_tiny_data(), steps=3, parametrization="hand-mup",
+                 make_optimizer=sgd, tail=1)
+    assert calls == [0.01, 0.1, 0.01, 0.1] and r.parametrization == "hand-mup" and r.base_width is None
+    assert r.initial_loss[0][0] == pytest.approx(r.initial_loss[0][1])  # each lr starts from the same weights
+
+
+def test_sweep_settings_errors_name_the_fix():
+    with pytest.raises(SptraceError, match="pass data=SweepData"):
+        lr_sweep(tiny_mlp, (16,), (1e-3,))
+    with pytest.raises(SptraceError, match=r"lr_sweep: unknown setting\(s\) \['step'\]"):
+        lr_sweep("mlp", (64,), (1e-3,), step=3)
+    with pytest.raises(SptraceError, match="lr_sweep: steps=0; pass steps >= 1"):
+        lr_sweep("mlp", (64,), (1e-3,), steps=0)
+    with pytest.raises(SptraceError, match="compare: unknown parametrizations"):
+        compare("mlp", (64,), (1e-3,), parametrizations=("sptrace", "mup"))

@@ -1,4 +1,4 @@
-"""Coord checks of every zoo model (NOTES §7): sptrace width-stable, standard parametrization not.
+"""Coord checks of every zoo model (docs/derivations.md §7): sptrace width-stable, standard parametrization not.
 
 Every zoo model under every optimizer family, widths 64..512 (8x) on CPU, 4 steps, 3 init seeds
 averaged, readouts zero-initialised (validate's defaults, docs/validation.md). Standard
