@@ -1,13 +1,13 @@
-"""Plots of the paper's Fig. 1 and Fig. 2 (matplotlib, imported lazily by the shared helpers)."""
+"""Plots of the paper's Fig. 1 and Fig. 2 (matplotlib, imported lazily by the shared helpers).
+
+The result modules (:mod:`experiments.fig1`, :mod:`experiments.fig2`) import this one to draw
+themselves, so the plots take their result as ``Any`` instead of importing its class (a cycle)."""
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from sptrace.validation.plots import PathLike, label_minor_log, log2_ticks, positive, pyplot, save_figure
-
-if TYPE_CHECKING:  # pragma: no cover
-    from experiments.paper import Fig1Result, Fig2Result
 
 __all__ = ["plot_fig1", "plot_fig2"]
 
@@ -18,7 +18,8 @@ _FIG2_PANELS = [
     ("alignment", "C. final-layer alignment (Eq. 24)"),
     ("frobenius_change", "D. relative change of W2, Frobenius norm"),
 ]
-_PARAM_STYLE = {"mup": ("tab:blue", "μP"), "ntp": ("tab:red", "NTP")}
+# Display labels: sptrace's parametrization is the paper's μP.
+_PARAM_STYLE = {"sptrace": ("tab:blue", "μP"), "ntp": ("tab:red", "NTP")}
 
 
 def _slope_triangle(ax: Any, xs: Sequence[float], ys: Sequence[float], slope: float, color: str, where: str) -> None:
@@ -38,17 +39,18 @@ def _slope_triangle(ax: Any, xs: Sequence[float], ys: Sequence[float], slope: fl
                 va="center")
 
 
-def _seed_label(result: "Fig2Result") -> str:
+def _seed_label(result: Any) -> str:
     counts = result.seed_counts or [len(result.seeds)] * len(result.widths)
     if len(set(counts)) == 1:
         return f"{counts[0]} seeds"
     return "seeds per width " + ", ".join(f"{w}: {k}" for w, k in zip(result.widths, counts))
 
 
-def plot_fig2(result: "Fig2Result", path: PathLike, *, title: Optional[str] = None) -> str:
-    """The paper's Fig. 2: four panels (feature change, spectral change, alignment, Frobenius change)
-    against width for each parametrization, mean ± one std over seeds, with dashed reference lines
-    of the predicted slopes and the measured slopes in the legend."""
+def plot_fig2(result: Any, path: PathLike, *, title: Optional[str] = None) -> str:
+    """The paper's Fig. 2 from an :class:`experiments.fig2.Fig2Result`: four panels (feature change,
+    spectral change, alignment, Frobenius change) against width for each parametrization, mean ±
+    one std over seeds, with dashed reference lines of the predicted slopes and the measured slopes
+    in the legend."""
     plt = pyplot()
     fig, axes = plt.subplots(2, 2, figsize=(11, 8))
     for ax, (q, head) in zip(axes.flat, _FIG2_PANELS):
@@ -80,9 +82,10 @@ def plot_fig2(result: "Fig2Result", path: PathLike, *, title: Optional[str] = No
     return save_figure(fig, path)
 
 
-def plot_fig1(result: "Fig1Result", path: PathLike, *, title: Optional[str] = None) -> str:
-    """The paper's Fig. 1: stable rank and alignment of one gradient update of W2 against batch size,
-    per activation, mean ± one std over trials; dashed lines mark the width."""
+def plot_fig1(result: Any, path: PathLike, *, title: Optional[str] = None) -> str:
+    """The paper's Fig. 1 from an :class:`experiments.fig1.Fig1Result`: stable rank and alignment of
+    one gradient update of W2 against batch size, per activation, mean ± one std over trials; dashed
+    lines mark the width."""
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.9))
     bs = result.batch_sizes

@@ -8,14 +8,16 @@ a private ``torch.Generator`` and then moved), and it never touches the global R
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
+DIGITS_PATH = DATA_DIR / "digits.npz"
 
 # The 77 distinct characters of data/shakespeare.txt, sorted by code point. Spelled out so that
 # building a GPT (also on the meta device) never reads the text; tests check it matches the file.
@@ -72,9 +74,20 @@ def text_split(split: str) -> torch.Tensor:
     return ids[:cut] if _check_split(split) == "train" else ids[cut:]
 
 
+def digits_raw(path: Optional[Union[str, "os.PathLike[str]"]] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The raw 8x8 digits as ``(images uint8 (N, 8, 8), labels int64 (N,))``: the shipped
+    ``data/digits.npz`` (:data:`DIGITS_PATH`), or the ``.npz`` at ``path`` with the same arrays
+    (``images``, ``target``). Fresh tensors on every call (callers may modify them)."""
+    images, target = _read_digits(str(Path(path).resolve()) if path is not None else str(DIGITS_PATH))
+    return torch.from_numpy(images.copy()), torch.from_numpy(target.astype(np.int64))
+
+
 @functools.lru_cache(maxsize=None)
-def _digits_raw() -> tuple[np.ndarray, np.ndarray]:
-    with np.load(DATA_DIR / "digits.npz") as f:
+def _read_digits(path: str) -> tuple[np.ndarray, np.ndarray]:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"digits data not found at {path}; pass path= to an .npz with arrays "
+                                "'images' (N, 8, 8) and 'target' (N,)")
+    with np.load(path) as f:
         return f["images"].copy(), f["target"].copy()
 
 
@@ -88,11 +101,11 @@ def upsample_digits(images8: torch.Tensor) -> torch.Tensor:
 def digits() -> tuple[torch.Tensor, torch.Tensor]:
     """All 1797 digits as (images (N, 3, 32, 32) float32, labels (N,) int64), normalised with the
     train split's scalar pixel mean and std, so images have roughly zero mean and unit RMS."""
-    images, target = _digits_raw()
-    x = upsample_digits(torch.from_numpy(images.astype(np.float32)))
+    images, target = digits_raw()
+    x = upsample_digits(images.to(torch.float32))
     train = x[:N_TRAIN_DIGITS]
     x = (x - train.mean()) / train.std()
-    return x, torch.from_numpy(target.astype(np.int64))
+    return x, target
 
 
 def digits_split(split: str) -> tuple[torch.Tensor, torch.Tensor]:
