@@ -10,7 +10,7 @@ process:
     one-time warm-up) is reported apart, the ratio is the median over ``--repeat`` rounds. Each
     call is split into its stages (trace, library-init law, plan, snapshot for the rollback, init,
     hooks, groups, annotate, and "other": the optimizer constructor and glue) by wrapping the stage
-    functions of the ``sptrace.parametrize`` module from outside; sptrace itself is not changed.
+    functions of the ``sptrace.apply.parametrize`` module from outside; sptrace itself is not changed.
     ``--counterfactual eager`` adds, in every round, a parametrize whose trace is forced onto the
     eager route (one real forward under a dispatch mode) instead of torch.export (patched from
     outside: what that route would cost).
@@ -42,11 +42,11 @@ import torch
 
 import sptrace
 
-# the submodules (the package attribute `sptrace.parametrize` is the function of the same name)
-sp_parametrize = importlib.import_module("sptrace.parametrize")
+# the stage functions live in the module sptrace.apply.parametrize
+sp_parametrize = importlib.import_module("sptrace.apply.parametrize")
 
-STAGES = {  # function in sptrace.parametrize -> label
-    "_trace": "trace", "_measured_library_init": "library-init law", "plan": "plan", "_snapshot": "snapshot",
+STAGES = {  # function in sptrace.apply.parametrize -> label
+    "_trace": "trace", "_measured_library_init": "library-init law", "plan": "plan",
     "_initialise": "init", "_install_multipliers": "hooks", "group": "groups", "_annotate": "annotate",
 }
 VARIANTS = {
@@ -68,7 +68,7 @@ def patched(module, name, make):
 
 @contextlib.contextmanager
 def stage_timer(times: dict):
-    """Accumulate the time of each stage function of sptrace.parametrize into ``times``."""
+    """Accumulate the time of each stage function of sptrace.apply.parametrize into ``times``."""
     def timing(name):
         def make(fn):
             def timed(*args, **kwargs):
