@@ -373,7 +373,7 @@ class Rule:
     """What the rules prescribe for one parameter under one optimizer family.
 
     Fields:
-        optimizer, parametrization, form: the family, ``"spectral"|"sp"|"ntp"``,
+        optimizer, parametrization, form: the family, ``"sptrace"|"sp"|"ntp"``,
             ``"absolute"|"base"``.
         dims: the model-shape :class:`Dims`; ``base_dims`` at the base shapes (base form only).
         target_spectral_W, target_spectral_dW: Condition 2 in raw spectral norm per block,

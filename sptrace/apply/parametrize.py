@@ -17,7 +17,8 @@ import torch
 
 from ..graph.trace import Trace, trace
 from ..optim import SpectralSGD
-from ..planning.plan import group, library_candidates, plan, plan_warnings
+from ..planning.library import library_candidates
+from ..planning.plan import group, plan, plan_warnings
 from ..planning.rules import optimizer_family
 from ..spectral import natural_spectral_norm
 from ..types import Multiplier, ParamPlan, Space, SptraceError

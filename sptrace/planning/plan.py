@@ -10,8 +10,9 @@ from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
 import torch
 
-from ..types import ForwardMultiplier, Layout, ParamPlan, ParamRecord, Role, SptraceError
-from .rules import LIBRARY_LAWS, check_form, check_parametrization, forward_multiplier, library_std_ratio, optimizer_family, rule_for
+from ..types import ForwardMultiplier, Layout, ParamPlan, ParamRecord, Role, Rule, SptraceError
+from .library import library_ratios
+from .rules import check_form, check_parametrization, forward_multiplier, optimizer_family, rule_for
 
 __all__ = ["plan", "group", "plan_warnings"]
 
@@ -32,47 +33,6 @@ def _resolve_form(records: Sequence[ParamRecord], form: Optional[str]) -> str:
             raise SptraceError(f"form='base' asked for, but these parameters have no base shape (trace with "
                                f"base= a narrower model): {', '.join(missing)}")
     return form
-
-
-def _paired_weights(records: Sequence[ParamRecord]) -> dict[str, ParamRecord]:
-    """bias name -> the weight consumed by the same graph node (linear / conv / addmm)."""
-    by_node: dict[str, ParamRecord] = {}
-    for r in records:
-        if r.classified and r.role is not Role.BIAS:
-            for u in r.uses:
-                by_node.setdefault(u.node, r)
-    return {
-        r.name: by_node[r.uses[0].node]
-        for r in records
-        if r.classified and r.role is Role.BIAS and r.uses and r.uses[0].node in by_node
-    }
-
-
-def _lib_ratio(record: ParamRecord, library_init: Any, paired: Mapping[str, ParamRecord]) -> Optional[float]:
-    """std(library init at model) / std(at base) for one record (see rules.library_std_ratio).
-
-    A bias takes its weight's ratio under PyTorch's defaults (bias ~ U(±1/sqrt(weight fan-in))).
-    """
-    if isinstance(library_init, Mapping):
-        for n in (record.name, *record.aliases):
-            if n in library_init:
-                return float(library_init[n])
-        library_init = "torch"
-    if isinstance(library_init, str) and record.role is Role.BIAS and record.name in paired:
-        weight = paired[record.name]
-        return library_std_ratio(weight, library_init) if weight.base_shape is not None else 1.0
-    return library_std_ratio(record, library_init)
-
-
-def library_candidates(records: Sequence[ParamRecord]) -> dict[str, list[float]]:
-    """Per classified record with a base shape, its std ratio (model / base) under each library
-    init law (rules.LIBRARY_LAWS; a bias under its weight's), for matching measured ratios to."""
-    records = list(records)
-    paired = _paired_weights(records)
-    return {
-        r.name: sorted({_lib_ratio(r, law, paired) for law in LIBRARY_LAWS})
-        for r in records if r.classified and r.base_shape is not None
-    }
 
 
 def _role_names(roles: Iterable[Union[Role, str]]) -> set[str]:
@@ -124,37 +84,39 @@ def plan(
     family = optimizer_family(optimizer)
     check_parametrization(parametrization)
     form = _resolve_form(records, form)
-    use_base = form == "base"
+    library = library_ratios(records, library_init) if form == "base" else {}
     skip_decay = _role_names(no_decay)
-    paired = _paired_weights(records) if use_base else {}
-    out: list[ParamPlan] = []
+    plans = []
     for r in records:
         rule = rule_for(
             r, family, form=form if r.classified else "absolute", parametrization=parametrization, init=init,
-            zero_readout=zero_readout, init_gain=init_gain,
-            library_ratio=_lib_ratio(r, library_init, paired) if r.classified and use_base else None,
+            zero_readout=zero_readout, init_gain=init_gain, library_ratio=library.get(r.name),
         )
-        warning = None
-        if not r.classified:
-            warning = (
-                f"{r.name}: unclassified ({r.problem or 'no reason recorded'}): library-default init "
-                f"and the plain lr {lr:g}"
-            )
-        multipliers: tuple[ForwardMultiplier, ...] = ()
-        if r.classified and r.secondary_uses and parametrization == "sptrace":
-            multipliers = tuple(
-                ForwardMultiplier(u, forward_multiplier(r, u, form=form)) for u in r.secondary_uses
-            )
-        wd = 0.0 if (r.role.value in skip_decay) else weight_decay * rule.weight_decay_multiplier
-        out.append(ParamPlan(
-            name=r.name, aliases=tuple(r.aliases), optimizer=family, parametrization=parametrization,
-            form=rule.form, trainable=r.requires_grad, classified=r.classified, init=rule.init_kind,
-            init_std=rule.init_std, init_target=rule.init_target, init_scale=rule.init_scale,
-            layout=Layout.from_record(r), lr=lr * rule.lr_multiplier, global_lr=lr, lr_multiplier=rule.lr_multiplier,
-            weight_decay=wd, spectral_scale=rule.spectral_scale, update=rule.update,
-            forward_multipliers=multipliers, citation=rule.citation, warning=warning, rule=rule,
-        ))
-    return out
+        plans.append(_param_plan(r, rule, lr, 0.0 if r.role.value in skip_decay else weight_decay))
+    return plans
+
+
+def _param_plan(record: ParamRecord, rule: Rule, lr: float, weight_decay: float) -> ParamPlan:
+    """The rule's numbers for one record, with the global lr and weight decay multiplied in."""
+    return ParamPlan(
+        name=record.name, aliases=tuple(record.aliases), optimizer=rule.optimizer,
+        parametrization=rule.parametrization, form=rule.form, trainable=record.requires_grad,
+        classified=record.classified, init=rule.init_kind, init_std=rule.init_std, init_target=rule.init_target,
+        init_scale=rule.init_scale, layout=Layout.from_record(record), lr=lr * rule.lr_multiplier, global_lr=lr,
+        lr_multiplier=rule.lr_multiplier, weight_decay=weight_decay * rule.weight_decay_multiplier,
+        spectral_scale=rule.spectral_scale, update=rule.update, forward_multipliers=_forward_multipliers(record, rule),
+        citation=rule.citation, rule=rule,
+        warning=None if record.classified else (
+            f"{record.name}: unclassified ({record.problem or 'no reason recorded'}): library-default init "
+            f"and the plain lr {lr:g}"),
+    )
+
+
+def _forward_multipliers(record: ParamRecord, rule: Rule) -> tuple[ForwardMultiplier, ...]:
+    """sptrace's multiplier on each secondary use of a tied tensor (docs/derivations.md §5)."""
+    if not (record.classified and record.secondary_uses and rule.parametrization == "sptrace"):
+        return ()
+    return tuple(ForwardMultiplier(u, forward_multiplier(record, u, form=rule.form)) for u in record.secondary_uses)
 
 
 def plan_warnings(plans: Iterable[ParamPlan]) -> list[str]:

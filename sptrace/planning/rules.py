@@ -2,8 +2,8 @@
 
 Read with docs/rules.md (the same table in markdown, with derivations). Every rule reads only a
 :class:`~sptrace.types.ParamRecord` (spaces, fan axes, width flags, base shape) and an optimizer
-family. Notation (NOTES §1): a parameter is a linear operator, one *block* of which maps a space of
-``fan_in`` coordinates to one of ``fan_out`` coordinates; effective dims are
+family. Notation (docs/derivations.md §1): a parameter is a linear operator, one *block* of which
+maps a space of ``fan_in`` coordinates to one of ``fan_out`` coordinates; effective dims are
 
     d_in  = fan_in  if the input space is dense  else 1      (one-hot ids, a bias's constant 1)
     d_out = fan_out if the output space is dense else 1
@@ -11,32 +11,36 @@ family. Notation (NOTES §1): a parameter is a linear operator, one *block* of w
 and Condition 2 (natural spectral norm Θ(1)) reads, in raw spectral norm,
 ``||W||_* ≈ ||ΔW||_* ≈ sqrt(d_out / d_in)``.
 
-Families (:func:`optimizer_family`):
+Families (:func:`optimizer_family`), each with its lr law (:data:`LR_LAWS`):
 
 * ``"sgd"``      SGD with or without momentum (and any optimizer whose update is linear in the
-  gradient).
+  gradient): Parametrization 1, Eq. 19-20.
 * ``"adam"``     Adam, AdamW and every entrywise-normalised / sign-like optimizer (RMSprop, Adagrad,
-  Adamax, NAdam, RAdam, Lion, signSGD).
+  Adamax, NAdam, RAdam, Lion, signSGD): §3.3.
 * ``"spectral"`` :class:`sptrace.optim.SpectralSGD`: steepest descent under the spectral norm
   (Eq. 17, orthogonalised updates as in Muon).
 
-Two forms (NOTES §6):
+Parametrizations (``parametrization=``, one function each): ``"sptrace"`` (sptrace's own:
+Parametrization 1, μP), and the baselines for validation ``"sp"`` (standard parametrization,
+§5.2 Eq. 21: library-default init, one global lr) and ``"ntp"`` (§5.3 Eq. 22).
 
-* **absolute** (no base): multipliers are the width-free constants of the paper, e.g. Adam hidden
+Two forms (``form=``, docs/derivations.md §6):
+
+* ``"absolute"``: multipliers are the width-free constants of the paper, e.g. Adam hidden
   lr = lr / fan_in, init std = 1/sqrt(fan_in). The global ``lr`` is then a Θ(1) prefactor.
-* **base** (``record.base_shape`` set): every factor is divided by the same factor evaluated at the
-  base shapes, so at the base shapes every multiplier is exactly 1.0 and the init is left as the
-  library made it (bit-identical standard practice); only width ratios enter.
-
-Baselines for validation: ``parametrization="sp"`` (standard parametrization, §5.2 Eq. 21:
-library-default init, one global lr) and ``parametrization="ntp"`` (§5.3 Eq. 22).
+* ``"base"`` (``record.base_shape`` set, from ``trace(base=)``): every factor is divided by the
+  same factor evaluated at the base model's shapes, so at the base shapes every multiplier is
+  exactly 1.0 and the init is left as the library made it (bit-identical standard practice); only
+  width ratios enter. How the library's own init scales is in :mod:`sptrace.planning.library`.
 """
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Optional, Sequence
 
 from ..types import Dims, ParamRecord, ParamUse, Role, Rule, Space, SptraceError
+from .library import library_std_ratio
 
 __all__ = [
     "FAMILIES",
@@ -48,7 +52,8 @@ __all__ = [
     "gaussian_std",
     "init_spectral_target",
     "lr_factor",
-    "library_std_ratio",
+    "check_parametrization",
+    "check_form",
 ]
 
 FAMILIES = ("sgd", "adam", "spectral")
@@ -57,17 +62,20 @@ FORMS = ("absolute", "base")
 INIT_CHOICES = ("default", "gaussian", "orthogonal", "spectral", "keep")
 
 # --- citations (kept short; docs/rules.md has the derivations) --------------------------------
-C_COND = "Condition 1/2, Appendix E (natural norms); effective dims NOTES §1"
-C_SIGMA = "Parametrization 1 (sigma); finite dims are constants: input min->1, readout sqrt(fan_out)/fan_in (NOTES §3)"
-C_EMBED = "Appendix E: sparse (one-hot) input, d_in = 1 -> entries Θ(1) (NOTES §1)"
+C_COND = "Condition 1/2, Appendix E (natural norms); effective dims docs/derivations.md §1"
+C_SIGMA = ("Parametrization 1 (sigma); finite dims are constants: input min->1, readout sqrt(fan_out)/fan_in "
+           "(docs/derivations.md §3)")
+C_EMBED = "Appendix E: sparse (one-hot) input, d_in = 1 -> entries Θ(1) (docs/derivations.md §1)"
 C_BIAS = "Appendix D: bias = n_out x 1 operator from the constant-1 space; sigma_b = 0 in practice"
-C_GAIN = "NOTES §1: elementwise gain is diagonal, d_in = 1; entries Θ(1): the library's constant is kept"
-C_SCALAR = "NOTES §1: scalars are Θ(1); nothing to scale"
+C_GAIN = ("docs/derivations.md §1: elementwise gain is diagonal, d_in = 1; entries Θ(1): the library's constant "
+          "is kept")
+C_SCALAR = "docs/derivations.md §1: scalars are Θ(1); nothing to scale"
 C_SGD = "Parametrization 1 (eta = d_out/d_in), Eq. 19-20; Appendix D (bias eta = n_out); x blocks for block-diagonal ops"
-C_ADAM = "§3.3 + NOTES §2: sign-like updates, ||dW|| ~ eta sqrt(n_out n_in) -> eta = 1/d_in"
+C_ADAM = "§3.3 + docs/derivations.md §2: sign-like updates, ||dW|| ~ eta sqrt(n_out n_in) -> eta = 1/d_in"
 C_SPEC = "Eq. 17: dW = -eta sqrt(d_out/d_in) UV^T (per block); group lr multiplier 1"
 C_WD = "decay shrink per step lr*wd must be width-independent -> wd multiplier = 1/lr multiplier (docs/rules.md)"
-C_BASE = "anchored to the base shapes: every factor divided by its value at the base (NOTES §6)"
+C_BASE = ("anchored to the base shapes: every factor divided by its value at the base "
+          "(docs/derivations.md §6)")
 C_SP = "§5.2 Eq. 21 (SP): library-default init, one global lr"
 C_NTP = "§5.3 Eq. 22 (NTP): sigma = 1/sqrt(fan_in), SGD eta = 1/fan_in (Adam: 1/sqrt(fan_in))"
 C_UNCL = "unclassified: library-default init and the plain lr"
@@ -170,7 +178,7 @@ def effective_dims(record: ParamRecord, *, at: str = "model") -> Dims:
 
 # --- the rules, as formulas ----------------------------------------------------------------------
 def _m(d: Dims) -> float:
-    """Parametrization 1's min(1, sqrt(fan_out/fan_in)), with NOTES §3's limits for fixed dims.
+    """Parametrization 1's min(1, sqrt(fan_out/fan_in)), with docs/derivations.md §3's limits for fixed dims.
 
     The min() is a statement about the width limit, so only width enters it:
 
@@ -202,12 +210,12 @@ def gaussian_std(d: Dims) -> float:
 
 
 def init_spectral_target(d: Dims) -> float:
-    """Raw spectral norm per block for orthogonal / Eq. 16 init: sqrt(d_out/d_in), NOTES §3 limit.
+    """Raw spectral norm per block for orthogonal / Eq. 16 init: sqrt(d_out/d_in), docs/derivations.md §3 limit.
 
     When the fan-in is fixed and the fan-out grows (input layer, embedding), the layer's input is
     data, not aligned with W, and while fan_out < fan_in the block is rank-deficient: a literal
     sqrt(d_out/d_in) then makes the output RMS grow like sqrt(fan_out) (the finite-width trap of
-    NOTES §3). The width limit (fan_out -> inf) is taken instead: sqrt(max(fan_out, fan_in)/d_in),
+    docs/derivations.md §3). The width limit (fan_out -> inf) is taken instead: sqrt(max(fan_out, fan_in)/d_in),
     equal to sqrt(d_out/d_in) once fan_out >= fan_in. A semi-orthogonal block then maps a generic
     input to output RMS exactly 1 at every width (input layer) and looks up vectors of RMS 1
     (embedding). When both sides are width the ratio is taken over width axes only, as in
@@ -222,70 +230,37 @@ def init_spectral_target(d: Dims) -> float:
 
 
 def lr_factor(family: str, d: Dims) -> float:
-    """The absolute lr multiplier of a family (Condition 2 on ΔW).
+    """The absolute lr multiplier of a family (Condition 2 on ΔW): :data:`LR_LAWS`."""
+    if family not in LR_LAWS:
+        raise SptraceError(f"unknown optimizer family {family!r}; known: {', '.join(FAMILIES)}")
+    return LR_LAWS[family](d)
 
-    * sgd: Parametrization 1, eta = d_out/d_in (Eq. 19-20: ||grad||_* = Θ(sqrt(d_in/d_out))).
-      For a block-diagonal operator (conv groups, einsum batch axes) the loss change sums over the
-      blocks, so each block's gradient is ``blocks`` times smaller and eta = blocks * d_out/d_in.
-      This gives a bias or gain eta = n_out (Appendix D), a depthwise conv eta ∝ channels (like a
-      gain), and per-head weights the same eta as the fused matrix.
-    * adam: sign-like updates have entries ≈ ±eta with low stable rank, so
-      ||ΔW||_* ≈ eta sqrt(n_out n_in_active); setting it to sqrt(d_out/d_in) gives eta = 1/d_in
-      (hidden / readout 1/fan_in, input 1/fan_in (a constant), embedding / bias / gain 1).
-    * spectral: 1 (the optimizer applies sqrt(d_out/d_in) itself).
+
+def _sgd_lr(d: Dims) -> float:
+    """Parametrization 1, eta = d_out/d_in (Eq. 19-20: ||grad||_* = Θ(sqrt(d_in/d_out))).
+
+    For a block-diagonal operator (conv groups, einsum batch axes) the loss change sums over the
+    blocks, so each block's gradient is ``blocks`` times smaller and eta = blocks * d_out/d_in.
+    This gives a bias or gain eta = n_out (Appendix D), a depthwise conv eta ∝ channels (like a
+    gain), and per-head weights the same eta as the fused matrix.
     """
-    if family == "sgd":
-        return d.blocks * d.d_out / d.d_in
-    if family == "adam":
-        return 1.0 / d.d_in
-    if family == "spectral":
-        return 1.0
-    raise SptraceError(f"unknown optimizer family {family!r}")
+    return d.blocks * d.d_out / d.d_in
 
 
-# How a library's default init std depends on a weight's shape (``torch.nn.init`` names): the
-# candidates that the base form matches against a real base model's tensors.
-LIBRARY_LAWS = ("torch", "fan_out", "fan_avg", "constant")
+def _adam_lr(d: Dims) -> float:
+    """§3.3, sign-like updates: entries ≈ ±eta with low stable rank, so ||ΔW||_* ≈ eta
+    sqrt(n_out n_in_active); setting it to sqrt(d_out/d_in) gives eta = 1/d_in (hidden / readout
+    1/fan_in, input 1/fan_in (a constant), embedding / bias / gain 1; docs/derivations.md §2)."""
+    return 1.0 / d.d_in
 
 
-def library_std_ratio(record: ParamRecord, library_init: Any = "torch") -> float:
-    """std(library default at the model shape) / std(library default at the base shape).
-
-    ``"torch"``: PyTorch's defaults: weights of ≥2 dims (Linear, Conv, ConvTranspose, MHA) have
-    std ∝ 1/sqrt(fan_in), fan_in = shape[1] * prod(shape[2:])
-    (``torch.nn.init._calculate_fan_in_and_fan_out``); embedding tables (N(0,1)), norm weights (1)
-    and 1-D tensors are width-independent. ``"fan_out"``: kaiming ``mode="fan_out"`` (torchvision's
-    and timm's ResNets and MobileNets), fan_out = shape[0] * prod(shape[2:]). ``"fan_avg"``: xavier,
-    (fan_in + fan_out) / 2 (timm's MLP-Mixer). ``"constant"``: every std is width-independent
-    (HF models: N(0, initializer_range)). A float: that ratio.
-    """
-    if isinstance(library_init, (int, float)):
-        return float(library_init)
-    if library_init not in LIBRARY_LAWS:
-        raise SptraceError(f"library_init must be one of {', '.join(LIBRARY_LAWS)} or a float, got {library_init!r}")
-    if library_init == "constant":
-        return 1.0
-    if record.base_shape is None or len(record.shape) < 2 or record.input_space is Space.SPARSE:
-        return 1.0
-    if record.role in (Role.BIAS, Role.GAIN, Role.SCALAR, Role.EMBEDDING):
-        return 1.0
-    fan = _LAW_FANS[library_init]
-    return math.sqrt(fan(record.base_shape) / fan(record.shape))
+def _spectral_lr(d: Dims) -> float:
+    """Eq. 17: SpectralSGD applies sqrt(d_out/d_in) itself (``spectral_scale``): multiplier 1."""
+    return 1.0
 
 
-def _fan_in(shape) -> int:
-    return shape[1] * math.prod(shape[2:])
-
-
-def _fan_out(shape) -> int:
-    return shape[0] * math.prod(shape[2:])
-
-
-_LAW_FANS = {
-    "torch": _fan_in,
-    "fan_out": _fan_out,
-    "fan_avg": lambda shape: (_fan_in(shape) + _fan_out(shape)) / 2,
-}
+LR_LAWS: dict[str, Callable[[Dims], float]] = {"sgd": _sgd_lr, "adam": _adam_lr, "spectral": _spectral_lr}
+LR_CITATIONS = {"sgd": C_SGD, "adam": C_ADAM, "spectral": C_SPEC}
 
 
 def _snap(x: float) -> float:
@@ -309,7 +284,7 @@ def _update_mode(record: ParamRecord) -> str:
     is capped by the width while the width is below the fixed vocabulary or context: measured on
     the GPT's position table (64 positions, widths 16-128, docs/rules.md §3) it grew like
     width^0.38. Both have natural spectral norm Theta(1) in width (the columns touched are a fixed
-    count, NOTES §3), so Condition 2 holds either way. For a bias (one column) the two coincide:
+    count, docs/derivations.md §3), so Condition 2 holds either way. For a bias (one column) the two coincide:
     grad / RMS(grad).
     """
     if record.classified and (record.role is Role.GAIN or _is_scalar_like(record)):
@@ -330,6 +305,41 @@ def _is_readout(record: ParamRecord) -> bool:
         record.classified and record.input_space is Space.DENSE
         and record.fan_in_is_width and not record.fan_out_is_width
     )
+
+
+@dataclass(frozen=True)
+class _Case:
+    """One parameter under one optimizer family and the caller's choices: what every rule reads."""
+
+    record: ParamRecord
+    family: str
+    form: str
+    init: str
+    zero_readout: bool
+    init_gain: float
+    library_ratio: Optional[float]
+    dims: Dims
+    base_dims: Optional[Dims]  # the same parameter at the base model's shapes (base form only)
+    update: str
+
+    @property
+    def anchored(self) -> bool:
+        return self.base_dims is not None
+
+
+@dataclass(frozen=True)
+class _Init:
+    """The init part of a rule: ``kind`` with its std / spectral target / scale, and why."""
+
+    kind: str
+    std: Optional[float] = None
+    target: Optional[float] = None
+    scale: float = 1.0
+    is_weight: bool = False  # a weight (not a bias, gain or scalar): the init choices apply to it
+    cites: tuple[str, ...] = ()
+
+    def but(self, cite: Optional[str] = None, **changes) -> "_Init":
+        return replace(self, cites=self.cites + ((cite,) if cite else ()), **changes)
 
 
 def rule_for(
@@ -365,133 +375,153 @@ def rule_for(
     check_form(form)
     if init not in INIT_CHOICES:
         raise SptraceError(f"init must be one of {INIT_CHOICES}, got {init!r}")
-    base = form == "base"
-
     if not record.classified:
-        d = Dims(1, 1, 1, 1, 1, 1.0, 1.0, False, False, False)
-        update = _update_mode(record)
-        return Rule(
-            family, parametrization, form, d, None, 1.0, 1.0, "keep", None, None, 1.0, 1.0, 1.0, 1.0,
-            update, f"{C_UNCL} ({record.problem or 'no problem recorded'})",
-        )
+        return _unclassified_rule(record, family, parametrization, form)
+    case = _Case(
+        record=record, family=family, form=form, init=init, zero_readout=zero_readout, init_gain=init_gain,
+        library_ratio=library_ratio, dims=effective_dims(record),
+        base_dims=effective_dims(record, at="base") if form == "base" else None, update=_update_mode(record),
+    )
+    return _RULES[parametrization](case)
 
-    d = effective_dims(record)
-    bd = effective_dims(record, at="base") if base else None
-    target = math.sqrt(d.d_out / d.d_in)
-    update = _update_mode(record)
 
-    if parametrization == "sp":
-        return Rule(
-            family, "sp", form, d, bd, target, target, "keep", None, None, 1.0, 1.0, 1.0, 1.0, update, C_SP,
-        )
-    if parametrization == "ntp":
-        return _ntp_rule(record, family, form, d, bd, target, update, init)
-
-    # ---- init (Parametrization 1 with NOTES §3 limits; Appendix D; NOTES §1) ----
-    dense_gain = 1.0 if d.sparse_in else init_gain
-    std = gaussian_std(d) * dense_gain
-    itarget = init_spectral_target(d) * dense_gain
-    cites = [C_COND]
-    init_scale = 1.0
-    is_weight = True
-    if record.role is Role.BIAS:
-        kind, std, itarget, is_weight = "zeros", None, None, False
-        cites.append(C_BIAS)
-    elif record.role is Role.GAIN:
-        # the library's value is a width-free constant (1 for norms, 1e-6 for ConvNeXt's layer
-        # scale, 0 for ConvNeXt-V2's response norm): resetting it to 1 would change the model
-        kind, std, itarget, is_weight = "keep", None, None, False
-        cites.append(C_GAIN)
-    elif _is_scalar_like(record):
-        kind, std, itarget, is_weight = "keep", None, None, False
-        cites.append(C_SCALAR)
-    else:
-        kind = "gaussian"
-        cites.append(C_EMBED if d.sparse_in else C_SIGMA)
-
-    if init == "keep":
-        kind = "keep"
-    elif zero_readout and _is_readout(record):
-        kind = "zeros"
-        cites.append("readout zero init (μP readout_zero_init)")
-    elif is_weight and init in ("orthogonal", "spectral"):
-        kind = init
-        cites.append("§4 semi-orthogonal init" if init == "orthogonal" else "Eq. 16 spectral normalisation")
-    elif base and init == "default":
-        # anchored: library default at the model shape, times
-        # (rule std at model / rule std at base) / (library std at model / library std at base).
-        lib = library_std_ratio(record) if library_ratio is None else library_ratio
-        if is_weight:
-            init_scale = _snap(gaussian_std(d) / gaussian_std(bd) / lib)
-        elif record.role is Role.BIAS:
-            # Appendix D: sigma_b = Θ(1). PyTorch's bias init is U(±1/sqrt(fan_in of the weight)),
-            # which shrinks with width; undo that (plan() passes the paired weight's ratio; μP's
-            # rescale_linear_bias does the same). Gains and scalars: width-free library values.
-            init_scale = _snap(1.0 / lib)
-        kind = "keep" if init_scale == 1.0 else "scale"
-        cites.append(C_BASE)
-
-    # ---- learning rate, weight decay, spectral scale ----
-    lr_mult = lr_factor(family, d)
-    scale = _spectral_scale(d, update) if family == "spectral" else 1.0
-    if base:
-        lr_mult = lr_mult / lr_factor(family, bd)
-        if family == "spectral":
-            scale = scale / _spectral_scale(bd, update)
-    cites.append({"sgd": C_SGD, "adam": C_ADAM, "spectral": C_SPEC}[family])
-    wd_mult = 1.0 / lr_mult
-    cites.append(C_WD)
-    if base:
-        cites.append(C_BASE)
+def _rule(case: _Case, parametrization: str, init: _Init, *, lr_multiplier: float, weight_decay_multiplier: float,
+          spectral_scale: float, cites: Sequence[str]) -> Rule:
+    """A :class:`Rule` from its parts; Condition 2's target sqrt(d_out/d_in) (docs/derivations.md §1)."""
+    target = math.sqrt(case.dims.d_out / case.dims.d_in)
     return Rule(
-        optimizer=family, parametrization="sptrace", form=form, dims=d, base_dims=bd,
-        target_spectral_W=target, target_spectral_dW=target, init_kind=kind,
-        init_std=std if kind == "gaussian" else None,
-        init_target=itarget if kind in ("orthogonal", "spectral") else None,
-        init_scale=init_scale, lr_multiplier=lr_mult, weight_decay_multiplier=wd_mult,
-        spectral_scale=scale, update=update, citation="; ".join(dict.fromkeys(cites)),
+        optimizer=case.family, parametrization=parametrization, form=case.form, dims=case.dims,
+        base_dims=case.base_dims, target_spectral_W=target, target_spectral_dW=target, init_kind=init.kind,
+        init_std=init.std if init.kind == "gaussian" else None,
+        init_target=init.target if init.kind in ("orthogonal", "spectral") else None, init_scale=init.scale,
+        lr_multiplier=lr_multiplier, weight_decay_multiplier=weight_decay_multiplier,
+        spectral_scale=spectral_scale, update=case.update, citation="; ".join(dict.fromkeys(cites)),
     )
 
 
-def _ntp_rule(record, family, form, d, bd, target, update, init) -> Rule:
+def _unclassified_rule(record: ParamRecord, family: str, parametrization: str, form: str) -> Rule:
+    """Library-default init and the plain lr: nothing is known to scale by."""
+    unit = Dims(fan_in=1, fan_out=1, d_in=1, d_out=1, blocks=1, fan_in_w=1.0, fan_out_w=1.0,
+                fan_in_width=False, fan_out_width=False, sparse_in=False)
+    case = _Case(record=record, family=family, form=form, init="keep", zero_readout=False, init_gain=1.0,
+                 library_ratio=None, dims=unit, base_dims=None, update=_update_mode(record))
+    return _rule(case, parametrization, _Init("keep"), lr_multiplier=1.0, weight_decay_multiplier=1.0,
+                 spectral_scale=1.0, cites=[f"{C_UNCL} ({record.problem or 'no problem recorded'})"])
+
+
+def _per_width(case: _Case, factor: Callable[[Dims], float]) -> float:
+    """``factor`` at the model's dims; in the base form divided by its value at the base's, so that
+    only width ratios enter and every factor is exactly 1 at the base (docs/derivations.md §6)."""
+    value = factor(case.dims)
+    return value / factor(case.base_dims) if case.anchored else value
+
+
+# --- sptrace's own: Parametrization 1 (μP) ---------------------------------------------------------
+def _sptrace_rule(case: _Case) -> Rule:
+    """Condition 2 for init and update (Parametrization 1, per optimizer family)."""
+    init = _chosen_init(case, _init_by_role(case))
+    lr_multiplier = _per_width(case, lambda d: lr_factor(case.family, d))
+    spectral_scale = (_per_width(case, lambda d: _spectral_scale(d, case.update))
+                      if case.family == "spectral" else 1.0)
+    cites = [C_COND, *init.cites, LR_CITATIONS[case.family], C_WD] + ([C_BASE] if case.anchored else [])
+    return _rule(case, "sptrace", init, lr_multiplier=lr_multiplier, weight_decay_multiplier=1.0 / lr_multiplier,
+                 spectral_scale=spectral_scale, cites=cites)
+
+
+def _init_by_role(case: _Case) -> _Init:
+    """Parametrization 1's init per role: weights Gaussian with sigma (docs/derivations.md §3 limits),
+    biases zero (Appendix D), gains and scalars keep the library's width-free constant (§1)."""
+    record, d = case.record, case.dims
+    if record.role is Role.BIAS:
+        return _Init("zeros", cites=(C_BIAS,))
+    if record.role is Role.GAIN:
+        # the library's value is a width-free constant (1 for norms, 1e-6 for ConvNeXt's layer
+        # scale, 0 for ConvNeXt-V2's response norm): resetting it to 1 would change the model
+        return _Init("keep", cites=(C_GAIN,))
+    if _is_scalar_like(record):
+        return _Init("keep", cites=(C_SCALAR,))
+    dense_gain = 1.0 if d.sparse_in else case.init_gain
+    return _Init("gaussian", std=gaussian_std(d) * dense_gain, target=init_spectral_target(d) * dense_gain,
+                 is_weight=True, cites=(C_EMBED if d.sparse_in else C_SIGMA,))
+
+
+def _chosen_init(case: _Case, by_role: _Init) -> _Init:
+    """The caller's ``init=`` and ``zero_readout=`` applied to the role's init."""
+    if case.init == "keep":
+        return by_role.but(kind="keep")
+    if case.zero_readout and _is_readout(case.record):
+        return by_role.but("readout zero init (μP readout_zero_init)", kind="zeros")
+    if by_role.is_weight and case.init in ("orthogonal", "spectral"):
+        why = "§4 semi-orthogonal init" if case.init == "orthogonal" else "Eq. 16 spectral normalisation"
+        return by_role.but(why, kind=case.init)
+    if case.anchored and case.init == "default":
+        return _anchored_init(case, by_role)
+    return by_role
+
+
+def _anchored_init(case: _Case, by_role: _Init) -> _Init:
+    """Base form: the library default at the model's shape, times (rule std at model / rule std at
+    base) / (library std at model / library std at base); "keep" where that is exactly 1."""
+    library = library_std_ratio(case.record) if case.library_ratio is None else case.library_ratio
+    scale = 1.0
+    if by_role.is_weight:
+        scale = _snap(_per_width(case, gaussian_std) / library)
+    elif case.record.role is Role.BIAS:
+        # Appendix D: sigma_b = Θ(1). PyTorch's bias init is U(±1/sqrt(fan_in of the weight)),
+        # which shrinks with width; undo that (plan() passes the paired weight's ratio; μP's
+        # rescale_linear_bias does the same). Gains and scalars: width-free library values.
+        scale = _snap(1.0 / library)
+    return by_role.but(C_BASE, kind="keep" if scale == 1.0 else "scale", scale=scale)
+
+
+# --- the baselines: SP (§5.2) and NTP (§5.3) ---------------------------------------------------------
+def _sp_rule(case: _Case) -> Rule:
+    """SP (§5.2, Eq. 21): the library's init and one global lr."""
+    return _rule(case, "sp", _Init("keep"), lr_multiplier=1.0, weight_decay_multiplier=1.0, spectral_scale=1.0,
+                 cites=[C_SP])
+
+
+def _ntp_rule(case: _Case) -> Rule:
     """NTP (§5.3, Eq. 22): W = W'/sqrt(fan_in), W' ~ N(0,1), one global lr on W'.
 
     Equivalent to sigma = 1/sqrt(fan_in) and eta = 1/fan_in for SGD on W (the multiplier scales the
     gradient by 1/sqrt(fan_in) too); for Adam (entrywise normalised, so only one factor) eta =
     1/sqrt(fan_in). The raw fan-in is used (Jacot et al.: n_{l-1} is the input size, one-hot or not).
     """
-    if family == "spectral":
+    if case.family == "spectral":
         raise SptraceError("NTP is defined for SGD and Adam only (Eq. 22); use parametrization='sp' to compare")
 
-    def ntp_lr(dd: Dims) -> float:
-        return 1.0 / dd.fan_in if family == "sgd" else 1.0 / math.sqrt(dd.fan_in)
+    def ntp_lr(d: Dims) -> float:
+        return 1.0 / d.fan_in if case.family == "sgd" else 1.0 / math.sqrt(d.fan_in)
 
-    std = 1.0 / math.sqrt(d.fan_in)
-    init_scale = 1.0
+    cites = [C_NTP] + ([C_BASE] if case.anchored else [])
+    return _rule(case, "ntp", _ntp_init(case), lr_multiplier=_per_width(case, ntp_lr), weight_decay_multiplier=1.0,
+                 spectral_scale=1.0, cites=cites)
+
+
+def _ntp_init(case: _Case) -> _Init:
+    """sigma = 1/sqrt(fan_in) for weights, zero biases, unit gains; in the base form the library
+    default scaled to it ("keep" for everything else)."""
+    record, d = case.record, case.dims
     if record.role is Role.BIAS:
-        kind, std = "zeros", None
+        init = _Init("zeros")
     elif record.role is Role.GAIN:
-        kind, std = "ones", None
+        init = _Init("ones")
     elif _is_scalar_like(record):
-        kind, std = "keep", None
+        init = _Init("keep")
     else:
-        kind = "gaussian"
-    if init == "keep":
-        kind = "keep"
-    if form == "base" and init == "default":
-        if kind == "gaussian":
-            init_scale = _snap((std * math.sqrt(bd.fan_in)) / library_std_ratio(record))
-            kind = "keep" if init_scale == 1.0 else "scale"
-        else:
-            kind = "keep"
-    lr_mult = ntp_lr(d) / (ntp_lr(bd) if form == "base" else 1.0)
-    return Rule(
-        optimizer=family, parametrization="ntp", form=form, dims=d, base_dims=bd,
-        target_spectral_W=target, target_spectral_dW=target, init_kind=kind,
-        init_std=std if kind == "gaussian" else None, init_target=None, init_scale=init_scale,
-        lr_multiplier=lr_mult, weight_decay_multiplier=1.0, spectral_scale=1.0, update=update,
-        citation=C_NTP + (f"; {C_BASE}" if form == "base" else ""),
-    )
+        init = _Init("gaussian", std=1.0 / math.sqrt(d.fan_in))
+    if case.init == "keep":
+        init = init.but(kind="keep")
+    if case.anchored and case.init == "default":
+        if init.kind != "gaussian":
+            return init.but(kind="keep")
+        scale = _snap((init.std * math.sqrt(case.base_dims.fan_in)) / library_std_ratio(record))
+        return init.but(kind="keep" if scale == 1.0 else "scale", scale=scale)
+    return init
+
+
+_RULES: dict[str, Callable[[_Case], Rule]] = {"sptrace": _sptrace_rule, "sp": _sp_rule, "ntp": _ntp_rule}
 
 
 def _use_dims(record: ParamRecord, use: ParamUse, shape) -> tuple[int, int]:
@@ -502,11 +532,11 @@ def _use_dims(record: ParamRecord, use: ParamUse, shape) -> tuple[int, int]:
 
 
 def forward_multiplier(record: ParamRecord, use: ParamUse, *, form: str = "absolute") -> float:
-    """Forward multiplier for a secondary use of a tied tensor (NOTES §5).
+    """Forward multiplier for a secondary use of a tied tensor (docs/derivations.md §5).
 
     One tensor gets one init and one lr, set by its primary use. A secondary use whose target
     ``sqrt(d_out/d_in)`` differs needs the tensor multiplied by ``T_secondary / T_primary`` in that
-    use. Only width enters (NOTES §3): absolute form evaluates the ratio with every fixed axis set
+    use. Only width enters (docs/derivations.md §3): absolute form evaluates the ratio with every fixed axis set
     to size 1 — for a tied embedding (primary: V -> n sparse, T = sqrt(n); readout: n -> V dense,
     T = sqrt(V/n)) that is 1/n = 1/fan_in of the readout use, μP's 1/width; base form divides
     the full ratio by its value at the base shapes: base_fan_in/fan_in (exactly 1 at the base).
