@@ -59,8 +59,20 @@ class Drift:
         return s
 
 
+class _SavedAsJson:
+    """``save(path)`` and ``load(path)`` of a result that has ``to_dict`` and ``from_dict``."""
+
+    def save(self, path: Union[str, "os.PathLike[str]"]) -> str:
+        """Write :meth:`to_dict` as JSON (``inf`` / ``nan`` as strings) and return the path."""
+        return write_json(self.to_dict(), path)  # type: ignore[attr-defined]
+
+    @classmethod
+    def load(cls, path: Union[str, "os.PathLike[str]"]) -> Any:
+        return cls.from_dict(read_json(path))  # type: ignore[attr-defined]
+
+
 @dataclass
-class SweepResult:
+class SweepResult(_SavedAsJson):
     """The loss grids of one sweep: ``train_loss[i][j]`` is width ``widths[i]`` at lr ``lrs[j]``.
 
     Diverged runs hold ``+inf`` in ``train_loss`` and ``val_loss`` and ``True`` in ``diverged``;
@@ -190,14 +202,6 @@ class SweepResult:
         kw["lrs"] = [float(v) for v in kw["lrs"]]
         return cls(**kw)
 
-    def save(self, path: Union[str, "os.PathLike[str]"]) -> str:
-        """Write :meth:`to_dict` as JSON (``inf`` / ``nan`` as strings) and return the path."""
-        return write_json(self.to_dict(), path)
-
-    @classmethod
-    def load(cls, path: Union[str, "os.PathLike[str]"]) -> "SweepResult":
-        return cls.from_dict(read_json(path))
-
     def plot(self, path: Union[str, "os.PathLike[str]"], metric: Optional[str] = None,
              title: Optional[str] = None, **kwargs: Any) -> str:
         """Loss vs log2 lr, one curve per width (``sptrace.validation.plots.plot_lr_transfer``)."""
@@ -214,7 +218,7 @@ class SweepResult:
 
 
 @dataclass
-class Comparison:
+class Comparison(_SavedAsJson):
     """:func:`compare`'s result: one :class:`SweepResult` per parametrization."""
 
     results: dict[str, SweepResult]
@@ -239,13 +243,6 @@ class Comparison:
     @classmethod
     def from_dict(cls, d: dict) -> "Comparison":
         return cls({k: SweepResult.from_dict(v) for k, v in d["results"].items()})
-
-    def save(self, path: Union[str, "os.PathLike[str]"]) -> str:
-        return write_json(self.to_dict(), path)
-
-    @classmethod
-    def load(cls, path: Union[str, "os.PathLike[str]"]) -> "Comparison":
-        return cls.from_dict(read_json(path))
 
     def plot(self, directory: Union[str, "os.PathLike[str]"], stem: Optional[str] = None,
              metric: Optional[str] = None, **kwargs: Any) -> list[str]:
