@@ -99,7 +99,6 @@ class UseAnalysis:
     uses: dict[str, list[ParamUse]]  # param node -> uses, in graph order
     problems: dict[str, str]  # param node -> why a use is not understood
     op_axes: dict[str, OpAxes]  # node name -> axis semantics (shared with the axes stage)
-    sparse_values: set[str]
 
 
 @dataclass

@@ -20,7 +20,6 @@ import io
 import operator
 import sys
 import warnings
-from typing import Optional
 
 import torch
 import torch.fx as fx
@@ -324,14 +323,7 @@ _ROUTES = {"export": _capture_export, "eager": _capture_eager}
 
 
 # ---------------------------------------------------------------------------------------------
-# small readers shared by later stages
-
-
-def tensor_meta(node: fx.Node, index: Optional[int] = None) -> Optional[torch.Tensor]:
-    val = node.meta.get("val")
-    if index is not None and isinstance(val, (tuple, list)):
-        val = val[index] if index < len(val) else None
-    return val if isinstance(val, torch.Tensor) else None
+# the module path, read by later stages
 
 
 def module_path(node: fx.Node) -> str:

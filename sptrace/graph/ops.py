@@ -17,7 +17,6 @@ of its first tensor input; a *parameter* reaching an op not in it is reported, n
 """
 from __future__ import annotations
 
-import math
 import operator
 import string
 from typing import Any, Optional
@@ -680,7 +679,3 @@ _FAMILIES = [
     (NORMS_LAST | NORMS_CHANNEL, _norm),
     (CREATIONS, _creation),
 ]
-
-
-def numel(shape) -> int:
-    return math.prod(shape) if shape else 1

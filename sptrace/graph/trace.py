@@ -8,8 +8,7 @@ from typing import Iterator, Mapping, Optional, Sequence
 
 import torch
 
-from ..types import (AttentionSite, CapturedGraph, DimDecision, Kind, ParamFacts, ParamRecord, Space, SptraceError,
-                     UseAnalysis)
+from ..types import AttentionSite, CapturedGraph, Kind, ParamFacts, ParamRecord, Space, SptraceError, UseAnalysis
 from . import report as _report
 from .attention import find_attention, with_base
 from .axes import label_axes
@@ -294,4 +293,4 @@ def _constant_row_norm_caps(captured: CapturedGraph, records: list[ParamRecord])
     return out
 
 
-__all__ = ["Trace", "trace", "DimDecision"]
+__all__ = ["Trace", "trace"]

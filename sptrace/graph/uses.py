@@ -9,6 +9,7 @@ one-hot) or dense on the way, so every use knows the space of its input.
 """
 from __future__ import annotations
 
+import math
 import operator
 from dataclasses import dataclass
 from typing import Optional
@@ -62,7 +63,7 @@ class _UseWalker:
             elif node.op not in ("output", "get_attr"):
                 for p in self._derived_params(node):
                     self._problem(p, node, f"unsupported graph op kind {node.op!r}")
-        return UseAnalysis(self.uses, self.problems, self.axes, self.sparse)
+        return UseAnalysis(self.uses, self.problems, self.axes)
 
     # -- bookkeeping ---------------------------------------------------------------------------
 
@@ -186,7 +187,7 @@ class _UseWalker:
         name = op_name(node)
         shape = self.shapes.get(param) or ()
         common = dict(node=node.name, op=name, arg=arg or "?", module=module_path(node), via=derived.via)
-        if _numel(shape) == 1:
+        if math.prod(shape) == 1:
             return ParamUse(fan_in_axes=(), fan_out_axes=(), role=Role.SCALAR, **common)
         all_axes = tuple(range(len(shape)))
         non_singleton = tuple(a for a in all_axes if shape[a] > 1)
@@ -283,10 +284,3 @@ def _arg_name(args: dict, key: str) -> Optional[str]:
             if isinstance(v, fx.Node) and v.name in (key, base):
                 return name
     return None
-
-
-def _numel(shape) -> int:
-    n = 1
-    for s in shape:
-        n *= s
-    return n
