@@ -39,11 +39,12 @@ from typing import Any, Callable, Iterable, Optional
 import torch
 
 from .planning.layout import from_blocks, to_blocks
-from .types import Layout
+from .types import Layout, SptraceError
 
 __all__ = ["SpectralSGD", "newton_schulz", "orthogonalize", "power_normalize"]
 
 UPDATES = ("orthogonal", "column", "sign")
+METHODS = ("newton_schulz", "power")
 MUON_COEFFS = (3.4445, -4.7750, 2.0315)
 POLISH_COEFFS = (15 / 8, -10 / 8, 3 / 8)
 
@@ -100,7 +101,7 @@ def orthogonalize(blocks: torch.Tensor, *, method: str = "newton_schulz", **kw) 
         return newton_schulz(blocks, **kw)
     if method == "power":
         return power_normalize(blocks, **kw)[0]
-    raise ValueError(f"unknown method {method!r}")
+    raise SptraceError(f"orthogonalize: method must be one of {', '.join(METHODS)}, got {method!r}")
 
 
 class SpectralSGD(torch.optim.Optimizer):
@@ -136,24 +137,19 @@ class SpectralSGD(torch.optim.Optimizer):
         ns_dtype: torch.dtype = torch.float32,
         power_iters: int = 10,
     ):
-        if lr < 0:
-            raise ValueError(f"invalid lr {lr}")
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"invalid momentum {momentum}")
-        if method not in ("newton_schulz", "power"):
-            raise ValueError(f"method must be 'newton_schulz' or 'power', got {method!r}")
         defaults = dict(
             lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
             spectral_scale=spectral_scale, sptrace_update=sptrace_update, sptrace_layout=sptrace_layout,
             method=method, ns_steps=ns_steps, polish_steps=polish_steps, ns_dtype=ns_dtype,
             power_iters=power_iters,
         )
+        _check_options(defaults, "SpectralSGD")
         super().__init__(params, defaults)
-        for group in self.param_groups:
-            if group["sptrace_update"] not in UPDATES:
-                raise ValueError(f"sptrace_update must be one of {UPDATES}, got {group['sptrace_update']!r}")
-            for p in group["params"]:
-                Layout.coerce(group["sptrace_layout"], p.shape).check(p.shape, "parameter")
+        for i, group in enumerate(self.param_groups):
+            _check_options(group, f"SpectralSGD param group {i}")
+            names = group.get("sptrace_names") or [f"param group {i} tensor {j}" for j in range(len(group["params"]))]
+            for name, p in zip(names, group["params"]):
+                Layout.coerce(group["sptrace_layout"], p.shape).check(p.shape, name)
 
     def direction(self, p: torch.Tensor, g: torch.Tensor, group: dict) -> torch.Tensor:
         """The unit-spectral-norm direction O(g) (float32, shape of ``p``)."""
@@ -186,7 +182,8 @@ class SpectralSGD(torch.optim.Optimizer):
                 if p.grad is None:
                     continue
                 if p.grad.is_sparse:
-                    raise RuntimeError("SpectralSGD does not support sparse gradients")
+                    raise SptraceError(f"SpectralSGD: the parameter of shape {tuple(p.shape)} has a sparse gradient, "
+                                       "which it cannot orthogonalise: build the embedding with sparse=False")
                 g = p.grad
                 if mom > 0:
                     state = self.state[p]
@@ -201,3 +198,18 @@ class SpectralSGD(torch.optim.Optimizer):
                 u = self.direction(p, g, group)
                 p.add_(u.to(p.dtype), alpha=-lr * group["spectral_scale"])
         return loss
+
+
+def _check_options(options: dict, where: str) -> None:
+    """SpectralSGD's own options, each named in the error with what it accepts."""
+    if not (options["lr"] >= 0):
+        raise SptraceError(f"{where}: lr must be >= 0, got {options['lr']!r}")
+    if not 0.0 <= options["momentum"] < 1.0:
+        raise SptraceError(f"{where}: momentum must be in [0, 1), got {options['momentum']!r}")
+    if not (options["weight_decay"] >= 0):
+        raise SptraceError(f"{where}: weight_decay must be >= 0, got {options['weight_decay']!r}")
+    if options["method"] not in METHODS:
+        raise SptraceError(f"{where}: method must be one of {', '.join(METHODS)}, got {options['method']!r}")
+    if options["sptrace_update"] not in UPDATES:
+        raise SptraceError(f"{where}: sptrace_update must be one of {', '.join(UPDATES)}, got "
+                           f"{options['sptrace_update']!r} (sptrace's param groups set it per parameter)")

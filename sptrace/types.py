@@ -304,7 +304,7 @@ class Layout:
                 tuple(value.get("fan_out_axes", ())), tuple(value.get("fan_in_axes", ())),
                 tuple(value.get("group_axes", ())), int(value.get("groups", 1)),
             )
-        raise TypeError(f"not a layout: {value!r}")
+        raise SptraceError(f"layout must be a Layout, a dict from Layout.to_dict() or None, got {value!r}")
 
     def to_dict(self) -> dict:
         """Plain tuples and ints only, so it survives ``torch.load(weights_only=True)``."""

@@ -10,7 +10,7 @@ import torch.nn as nn
 from sptrace.planning.layout import block_spectral_norms, to_blocks
 from sptrace.optim import SpectralSGD, newton_schulz, orthogonalize, power_normalize
 from sptrace.planning.plan import group, plan
-from sptrace.types import DimDecision, Kind, Layout, ParamRecord, ParamUse, Role, Space
+from sptrace.types import DimDecision, Kind, Layout, ParamRecord, ParamUse, Role, Space, SptraceError
 
 
 
@@ -286,14 +286,24 @@ def test_state_dict_round_trip():
         assert torch.equal(a, b), n
 
 
-def test_bad_arguments():
+def test_bad_arguments_name_the_option():
     p = nn.Parameter(torch.randn(4, 4))
-    with pytest.raises(ValueError):
+    with pytest.raises(SptraceError, match="lr must be >= 0, got -1"):
         SpectralSGD([p], lr=-1)
-    with pytest.raises(ValueError):
+    with pytest.raises(SptraceError, match="sptrace_update must be one of orthogonal, column, sign, got 'adam'"):
         SpectralSGD([p], sptrace_update="adam")
-    with pytest.raises(ValueError):
+    with pytest.raises(SptraceError, match="method must be one of newton_schulz, power, got 'svd'"):
         SpectralSGD([p], method="svd")
+    with pytest.raises(SptraceError, match=r"momentum must be in \[0, 1\), got 1.0"):
+        SpectralSGD([p], momentum=1.0)
+    with pytest.raises(SptraceError, match="param group 1: weight_decay must be >= 0"):
+        SpectralSGD([{"params": [p]}, {"params": [nn.Parameter(torch.randn(2))], "weight_decay": -0.1}])
+    with pytest.raises(SptraceError, match="fc.weight: layout"):  # sptrace's groups name their tensors
+        SpectralSGD([{"params": [p], "sptrace_names": ["fc.weight"], "sptrace_layout": {"fan_in_axes": (2,)}}])
+    with pytest.raises(SptraceError, match="layout must be a Layout"):
+        SpectralSGD([p], sptrace_layout="rows")
+    with pytest.raises(SptraceError, match="orthogonalize: method must be one of"):
+        orthogonalize(torch.randn(1, 3, 3), method="svd")
 
 
 @pytest.mark.gpu

@@ -49,15 +49,20 @@ def _randn(shape, param: torch.Tensor, generator: Optional[torch.Generator]) -> 
 
 def _check_param(param: torch.Tensor) -> None:
     if not isinstance(param, torch.Tensor):
-        raise TypeError(f"expected a tensor, got {type(param).__name__}")
+        raise SptraceError(f"param must be the tensor to initialise in place, got {type(param).__name__}")
+
+
+def _check_number(value: float, what: str, name: str = "tensor") -> None:
+    """``value`` is a finite number >= 0 (a std, a spectral-norm target or a scale)."""
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+        raise SptraceError(f"{name}: {what} must be a finite number >= 0, got {value!r}")
 
 
 @torch.no_grad()
 def gaussian_(param: torch.Tensor, std: float, *, generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """Entries i.i.d. N(0, std^2) (Parametrization 1's sigma), in place."""
     _check_param(param)
-    if not (std >= 0 and math.isfinite(std)):
-        raise SptraceError(f"gaussian init needs a finite std >= 0, got {std}")
+    _check_number(std, "the std of the gaussian init")
     param.normal_(0.0, std, generator=generator)  # in place: one pass, no temporary
     return param
 
@@ -73,6 +78,7 @@ def orthogonal_(
     ``torch.nn.init.orthogonal_``), batched over blocks, in float32.
     """
     _check_param(param)
+    _check_number(target, "the target spectral norm of the orthogonal init")
     layout = Layout.coerce(layout, param.shape)
     split, perm, (nb, fo, fi) = layout._plan(param.shape)
     tall, short = max(fo, fi), min(fo, fi)
@@ -95,6 +101,7 @@ def spectral_(
 ) -> torch.Tensor:
     """Eq. 16: sample i.i.d. Gaussian, then rescale each block to raw spectral norm ``target``."""
     _check_param(param)
+    _check_number(target, "the target spectral norm of the spectral init")
     layout = Layout.coerce(layout, param.shape)
     split, perm, bshape = layout._plan(param.shape)
     w = _randn(bshape, param, generator)
@@ -123,6 +130,7 @@ def scale_(param: torch.Tensor, factor: float) -> torch.Tensor:
     A factor of exactly 1.0 leaves the tensor untouched (bit-identical at the base shapes).
     """
     _check_param(param)
+    _check_number(factor, "the factor of the scale init")
     if factor != 1.0:
         param.mul_(factor)
     return param
@@ -131,15 +139,26 @@ def scale_(param: torch.Tensor, factor: float) -> torch.Tensor:
 def apply_init(
     param: torch.Tensor, kind: str, *, std: Optional[float] = None, target: Optional[float] = None,
     scale: float = 1.0, layout: Optional[Layout] = None, generator: Optional[torch.Generator] = None,
+    name: str = "tensor",
 ) -> torch.Tensor:
-    """Dispatch on an init kind (a ``ParamPlan.init``); returns the same tensor object."""
+    """Dispatch on an init kind (a ``ParamPlan.init``); returns the same tensor object.
+
+    ``name`` (the parameter's) is what an error names; every argument is checked before the tensor
+    is touched.
+    """
+    _check_param(param)
+    if kind not in INIT_KINDS:
+        raise SptraceError(f"{name}: unknown init kind {kind!r}; known: {', '.join(INIT_KINDS)}")
     if kind == "gaussian":
         if std is None:
-            raise SptraceError("gaussian init needs std")
+            raise SptraceError(f"{name}: init 'gaussian' needs std=")
+        _check_number(std, "std", name)
         return gaussian_(param, std, generator=generator)
     if kind in ("orthogonal", "spectral"):
         if target is None:
-            raise SptraceError(f"{kind} init needs a target spectral norm")
+            raise SptraceError(f"{name}: init {kind!r} needs target= (the raw spectral norm per block)")
+        _check_number(target, "target", name)
+        Layout.coerce(layout, param.shape).check(param.shape, name)
         fn = orthogonal_ if kind == "orthogonal" else spectral_
         return fn(param, target, layout, generator=generator)
     if kind == "zeros":
@@ -147,7 +166,6 @@ def apply_init(
     if kind == "ones":
         return ones_(param)
     if kind == "scale":
+        _check_number(scale, "scale", name)
         return scale_(param, scale)
-    if kind == "keep":
-        return param
-    raise SptraceError(f"unknown init kind {kind!r}; known: {', '.join(INIT_KINDS)}")
+    return param  # "keep"

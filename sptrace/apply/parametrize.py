@@ -255,7 +255,7 @@ def _initialise(pending):
         previous = getattr(tensor, INIT_MARK, None)
         if p.init == "scale" and previous is not None and previous[0] == "scale":
             scale = p.init_scale / previous[3]  # a new base: rescale from the library's values, not again
-        apply_init(tensor, p.init, std=p.init_std, target=p.init_target, scale=scale, layout=p.layout)
+        apply_init(tensor, p.init, std=p.init_std, target=p.init_target, scale=scale, layout=p.layout, name=p.name)
         setattr(tensor, INIT_MARK, _init_key(p))
 
 

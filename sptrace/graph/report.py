@@ -7,13 +7,15 @@ from enum import Enum
 
 from tabulate import tabulate
 
+from ..types import SptraceError
+
 FORMATS = ("text", "markdown", "json")
 COLUMNS = ("name", "shape", "use", "in axes", "out axes", "kind", "role", "space", "fan_in", "fan_out", "width dims")
 
 
 def render(trace, format: str = "text") -> str:
     if format not in FORMATS:
-        raise ValueError(f"unknown report format {format!r}; choose one of {', '.join(FORMATS)}")
+        raise SptraceError(f"unknown report format {format!r}: report(format=...) takes one of {', '.join(FORMATS)}")
     if format == "json":
         return json.dumps(_as_json(trace), indent=2, default=_jsonable)
     rows = [_row(trace, r) for r in trace.records]

@@ -160,16 +160,25 @@ def test_zeros_ones_scale():
     assert torch.equal(p.detach(), torch.ones(5, 6))
 
 
-def test_apply_init_errors():
-    p = torch.empty(3, 3)
-    with pytest.raises(SptraceError):
-        apply_init(p, "gaussian")
-    with pytest.raises(SptraceError):
-        apply_init(p, "orthogonal")
-    with pytest.raises(SptraceError):
-        apply_init(p, "xavier", std=1.0)
-    with pytest.raises(SptraceError):
+def test_apply_init_errors_name_the_parameter_and_leave_it_untouched():
+    p = torch.ones(3, 3)
+    with pytest.raises(SptraceError, match="fc.weight: init 'gaussian' needs std="):
+        apply_init(p, "gaussian", name="fc.weight")
+    with pytest.raises(SptraceError, match="fc.weight: init 'orthogonal' needs target="):
+        apply_init(p, "orthogonal", name="fc.weight")
+    with pytest.raises(SptraceError, match="fc.weight: unknown init kind 'xavier'; known: gaussian"):
+        apply_init(p, "xavier", std=1.0, name="fc.weight")
+    with pytest.raises(SptraceError, match="fc.weight: std must be a finite number >= 0, got -0.1"):
+        apply_init(p, "gaussian", std=-0.1, name="fc.weight")
+    with pytest.raises(SptraceError, match="fc.weight: layout"):
+        apply_init(p, "spectral", target=1.0, layout=Layout((0,), (2,)), name="fc.weight")
+    with pytest.raises(SptraceError, match="fc.weight: scale must be a finite number"):
+        apply_init(p, "scale", scale=float("inf"), name="fc.weight")
+    assert torch.equal(p, torch.ones(3, 3))
+    with pytest.raises(SptraceError, match="std of the gaussian init must be a finite number >= 0, got nan"):
         gaussian_(p, float("nan"))
+    with pytest.raises(SptraceError, match="param must be the tensor"):
+        apply_init([1.0], "zeros")
 
 
 # ---------------------------------------------------------------- block views
