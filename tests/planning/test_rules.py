@@ -1,6 +1,6 @@
 """Every rule against hand-derived values (paper MLP, Appendix A μP, embeddings, biases, gains,
-convs, scalars, absolute and base forms, SP / NTP), plan() and group(), weight decay, and a
-measured check that the lr rules give width-independent update norms."""
+convs, scalars, absolute and base forms, SP / NTP), weight decay, and a measured check that the lr
+rules give width-independent update norms. plan() and group() are in test_plan.py."""
 import math
 
 import pytest
@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from sptrace.planning.layout import block_spectral_norms, from_blocks
 from sptrace.apply.init import apply_init
 from sptrace.optim import SpectralSGD
-from sptrace.planning.plan import group, plan, plan_warnings
+from sptrace.planning.plan import group, plan
 from sptrace.planning.rules import effective_dims, forward_multiplier, optimizer_family, rule_for
 from sptrace.types import DimDecision, Kind, Layout, ParamRecord, ParamUse, Role, Space, SptraceError
 
@@ -402,76 +402,7 @@ def test_every_rule_has_a_citation():
                 assert ("Parametrization" in c or "derivations.md" in c or "Appendix" in c or "Eq." in c), (r.name, c)
 
 
-# ================================================================ plan() and group()
-def test_plan_lr_wd_and_no_decay():
-    n = 256
-    records = [*mlp(n), bias(n), gain(n)]
-    plans = plan(records, "adamw", lr=1e-2, weight_decay=0.1, no_decay={"bias", Role.GAIN})
-    by = {p.name: p for p in plans}
-    assert by["fc2"].lr == R(1e-2 / n) and by["fc2"].lr_multiplier == R(1 / n)
-    assert by["fc2"].weight_decay == R(0.1 * n)  # lr * wd = 1e-3 at every width
-    assert by["fc2"].lr * by["fc2"].weight_decay == R(1e-2 * 0.1)
-    assert by["bias"].weight_decay == 0.0 and by["gain"].weight_decay == 0.0
-    assert by["fc2"].citation and by["fc2"].rule is not None
-    assert [p.init for p in plans] == ["gaussian", "gaussian", "gaussian", "zeros", "keep"]
-
-
-def test_plan_unclassified_and_frozen():
-    n = 64
-    odd = rec("weird", (n, 3), (), (), set(), Role.UNKNOWN, problem="node fft_1: op fft_rfft not understood")
-    frozen = rec("frozen", (n, n), (1,), (0,), {0, 1}, Role.HIDDEN, requires_grad=False)
-    plans = plan([*mlp(n), odd, frozen], "adam", lr=1e-3)
-    by = {p.name: p for p in plans}
-    assert by["weird"].init == "keep" and by["weird"].lr == 1e-3 and by["weird"].lr_multiplier == 1.0
-    (w,) = plan_warnings(plans)
-    assert "weird" in w and "fft" in w
-    groups = group(plans)
-    names = [nm for g in groups for nm in g["sptrace_names"]]
-    assert "frozen" not in names and "weird" in names
-    assert by["frozen"].init == "gaussian"  # planned, just not optimised
-
-
-def test_group_merges_equal_hyperparameters():
-    n = 128
-    records = [*mlp(n), rec("fc2b", (n, n), (1,), (0,), {0, 1}, Role.HIDDEN), bias(n), gain(n)]
-    groups = group(plan(records, "adam", lr=1e-3, weight_decay=0.01))
-    # fc2, fc2b, fc3 share lr/n; bias and gain share lr; fc1 alone (1/3072)
-    assert sorted(len(g["params"]) for g in groups) == [1, 2, 3]
-    for g in groups:
-        assert set(g) >= {"params", "lr", "weight_decay", "sptrace_lr_multiplier", "sptrace_base_lr"}
-        assert g["lr"] == R(1e-3 * g["sptrace_lr_multiplier"]) and g["sptrace_base_lr"] == 1e-3
-    # with tensors, ready for torch.optim
-    params = {r.name: nn.Parameter(torch.zeros(r.shape)) for r in records}
-    opt = torch.optim.AdamW(group(plan(records, "adam", lr=1e-3), params), lr=1e-3)
-    assert sum(len(g["params"]) for g in opt.param_groups) == len(records)
-    # spectral: layouts and update kinds split groups
-    sg = group(plan(records, "spectral", lr=0.02))
-    assert all({"spectral_scale", "sptrace_update", "sptrace_layout"} <= set(g) for g in sg)
-    assert {g["sptrace_update"] for g in sg} == {"orthogonal", "column", "sign"}
-
-
-def test_group_uses_aliases_and_reports_missing():
-    r = mlp(64)[1]
-    r = ParamRecord(**{**r.__dict__, "aliases": ("fc2", "shared.fc2")})
-    (g,) = group(plan([r], "sgd", lr=0.1), {"shared.fc2": nn.Parameter(torch.zeros(64, 64))})
-    assert g["params"][0].shape == (64, 64)
-    with pytest.raises(SptraceError, match="fc2"):
-        group(plan([r], "sgd", lr=0.1), {"other": nn.Parameter(torch.zeros(1))})
-
-
-def test_zero_readout_and_init_choices():
-    plans = plan(mlp(128), "adam", lr=1e-3, zero_readout=True)
-    assert [p.init for p in plans] == ["gaussian", "gaussian", "zeros"]
-    plans = plan(mlp(128, 64), "adam", lr=1e-3, zero_readout=True)
-    assert [p.init for p in plans] == ["keep", "keep", "zeros"]
-    plans = plan([*mlp(128), bias(128), embedding(128)], "adam", lr=1e-3, init="orthogonal")
-    assert [p.init for p in plans] == ["orthogonal"] * 3 + ["zeros", "orthogonal"]
-    assert plans[1].init_target == R(1.0) and plans[2].init_target == R(S(10 / 128))
-    assert plans[4].init_target == R(S(1000))  # embedding, V = 1000 > n: sqrt(max(n, V))
-    assert all(p.init == "keep" for p in plan(mlp(128), "adam", lr=1e-3, init="keep"))
-
-
-# ================================================================ ties (NOTES §5)
+# ================================================================ ties (docs/derivations.md §5)
 def tied(n, b=None, V=1000):
     readout_use = ParamUse("lm_head", "linear", "weight", "head", (1,), (0,), (), 1, Space.DENSE, Role.READOUT)
     return rec("wte", (V, n), (0,), (1,), {1}, Role.EMBEDDING, Space.SPARSE, base_shape=None if b is None else (V, b),
