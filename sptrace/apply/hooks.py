@@ -1,4 +1,4 @@
-"""Forward multipliers that init and learning rates cannot provide (NOTES §5).
+"""Forward multipliers that init and learning rates cannot provide (docs/derivations.md §5).
 
 * Tied readout: a tensor used as an embedding (entries Θ(1)) and again as a readout (which wants
   entries Θ(1/width)) gets a multiplier on the readout use. The hook scales the readout module's

@@ -16,7 +16,8 @@ Init kinds (see docs/rules.md):
   values equal to the target; paper §4, "random semi-orthogonal").
 * ``spectral_``   Eq. 16: sample Gaussian, then rescale each block to the exact target spectral
   norm.
-* ``zeros_`` / ``ones_`` / ``scale_`` (multiply in place: base-anchored form, NOTES §6).
+* ``zeros_`` / ``ones_`` / ``scale_`` (multiply in place: base-anchored form,
+  docs/derivations.md §6).
 """
 from __future__ import annotations
 
@@ -125,7 +126,8 @@ def ones_(param: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def scale_(param: torch.Tensor, factor: float) -> torch.Tensor:
-    """Multiply in place (base-anchored form: library default times a width ratio, NOTES §6).
+    """Multiply in place (base-anchored form: library default times a width ratio,
+    docs/derivations.md §6).
 
     A factor of exactly 1.0 leaves the tensor untouched (bit-identical at the base shapes).
     """

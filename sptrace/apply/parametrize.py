@@ -264,12 +264,13 @@ def _install_multipliers(model, result: Parametrization, attention_fix: bool):
         for fm in p.forward_multipliers:
             result.handles.append(install_readout_multiplier(model, fm.use.module, fm.multiplier))
             result.multipliers.append(Multiplier(fm.use.module, "tied readout input", fm.multiplier,
-                                                 f"{p.name} is also a readout here (NOTES §5)"))
+                                                 f"{p.name} is also a readout here (docs/derivations.md §5)"))
     for i, site in enumerate(result.trace.attention):
         if attention_fix and site.kind == "sdpa":
             scale = mup_attention_scale(site.head_dim, site.base_head_dim)
             result.handles.extend(install_attention_scale(model, site.module, scale))
-            result.multipliers.append(Multiplier(site.module, "attention scale", scale, "μP 1/head_dim (NOTES §5)"))
+            result.multipliers.append(Multiplier(site.module, "attention scale", scale,
+                                                 "μP 1/head_dim (docs/derivations.md §5)"))
             result.trace.attention[i] = replace(site, scale=scale, scale_source="attention_fix: μP 1/head_dim",
                                                 fixed_by_sptrace=True)
         elif site.kind == "manual" and (attention_fix or site.head_dim_is_width):

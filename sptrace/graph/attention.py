@@ -1,7 +1,8 @@
 """Where the graph computes attention logits, with what scale, and whether head_dim grows.
 
 q·k of aligned vectors grows like head_dim, so the usual 1/sqrt(head_dim) keeps logits Θ(1)
-only while head_dim is fixed (NOTES §5); μP uses 1/head_dim when head_dim grows with width.
+only while head_dim is fixed (docs/derivations.md §5); μP uses 1/head_dim when head_dim grows with
+width.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Stage 3a: which tensor axes grow with width (automatic mode, NOTES §3).
+"""Stage 3a: which tensor axes grow with width (automatic mode, docs/derivations.md §3).
 
 Every axis of every value in the graph is a vertex; an op that says two axes are the same dim
 (a view, a broadcast, a contraction, the output axis of a weight) joins them with an edge

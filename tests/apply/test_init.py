@@ -239,8 +239,8 @@ def test_layout_from_record_and_errors():
 # ---------------------------------------------------------------- rule targets produce width-stable features
 @pytest.mark.parametrize("kind", ["gaussian", "orthogonal", "spectral"])
 def test_input_layer_init_keeps_feature_rms_flat_in_width(kind):
-    """NOTES §3: fixed fan-in 3072, width fan-out n < 3072. A literal sqrt(n/3072) target would
-    make RMS(W x) grow like sqrt(n); the rule's limit form keeps it flat."""
+    """docs/derivations.md §3: fixed fan-in 3072, width fan-out n < 3072. A literal sqrt(n/3072)
+    target would make RMS(W x) grow like sqrt(n); the rule's limit form keeps it flat."""
     torch.manual_seed(0)
     x = torch.randn(3072, 8)
     rms = []

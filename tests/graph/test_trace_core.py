@@ -131,7 +131,7 @@ def test_convnet(routes):
 
 
 class Mixer(nn.Module):
-    """Token mixing maps the fixed patch count to a width dim and back (NOTES §3)."""
+    """Token mixing maps the fixed patch count to a width dim and back (docs/derivations.md §3)."""
 
     def __init__(self, d):
         super().__init__()

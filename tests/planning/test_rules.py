@@ -80,7 +80,7 @@ def test_effective_dims_and_condition2_targets():
     assert rule_for(fc2, "sgd").target_spectral_W == R(1.0)
     assert rule_for(fc3, "sgd").target_spectral_dW == R(S(10 / n))
     e = effective_dims(embedding(n))
-    assert (e.d_in, e.d_out) == (1, n)  # one-hot input: d_in = 1 (NOTES §1)
+    assert (e.d_in, e.d_out) == (1, n)  # one-hot input: d_in = 1 (docs/derivations.md §1)
     assert rule_for(embedding(n), "adam").target_spectral_W == R(S(n))
     assert rule_for(bias(n), "adam").target_spectral_W == R(S(n))  # Appendix D: ||b||_2 = Θ(sqrt(n))
     assert rule_for(gain(n), "adam").target_spectral_W == R(S(n))  # diagonal, d_in = 1
@@ -95,10 +95,10 @@ def test_effective_dims_and_condition2_targets():
 @pytest.mark.parametrize("n", [64, 256, 4096])
 def test_paper_mlp_init_absolute(n):
     fc1, fc2, fc3 = mlp(n)
-    # input layer: fixed fan-in, min() -> 1 even when n < 3072 (NOTES §3)
+    # input layer: fixed fan-in, min() -> 1 even when n < 3072 (docs/derivations.md §3)
     assert rule_for(fc1, "sgd").init_std == R(1 / S(3072))
     assert rule_for(fc2, "sgd").init_std == R(1 / S(n))
-    # readout: sqrt(fan_out)/fan_in (NOTES §3)
+    # readout: sqrt(fan_out)/fan_in (docs/derivations.md §3)
     assert rule_for(fc3, "sgd").init_std == R(S(10) / n)
     for r in (fc1, fc2, fc3):
         assert rule_for(r, "adam").init_kind == "gaussian"
@@ -110,7 +110,7 @@ def test_paper_mlp_lrs_absolute(n):
     sgd = [rule_for(r, "sgd").lr_multiplier for r in (fc1, fc2, fc3)]
     assert sgd == [R(n / 3072), R(1.0), R(10 / n)]  # Parametrization 1: d_out/d_in
     adam = [rule_for(r, "adamw").lr_multiplier for r in (fc1, fc2, fc3)]
-    assert adam == [R(1 / 3072), R(1 / n), R(1 / n)]  # NOTES §2: 1/d_in
+    assert adam == [R(1 / 3072), R(1 / n), R(1 / n)]  # docs/derivations.md §2: 1/d_in
     spec = [rule_for(r, "spectral") for r in (fc1, fc2, fc3)]
     assert [s.lr_multiplier for s in spec] == [1.0, 1.0, 1.0]
     assert [s.spectral_scale for s in spec] == [R(S(n / 3072)), R(1.0), R(S(10 / n))]  # Eq. 17
@@ -199,7 +199,8 @@ def catalogue(n, b):
 
 @pytest.mark.parametrize("family", ["sgd", "adam", "spectral"])
 def test_base_form_is_exactly_standard_practice_at_the_base(family):
-    """NOTES §6: at the base shapes every multiplier is exactly 1.0 and the init is untouched."""
+    """docs/derivations.md §6: at the base shapes every multiplier is exactly 1.0 and the init is
+    untouched."""
     for r in catalogue(64, 64):
         rule = rule_for(r, family, form="base")
         assert rule.lr_multiplier == 1.0, r.name
@@ -236,7 +237,7 @@ def test_embedding_rules(n):
     r = embedding(n)
     assert rule_for(r, "sgd").init_std == 1.0  # entries Θ(1): looked-up vectors of RMS 1
     assert rule_for(r, "sgd").lr_multiplier == R(n)  # d_out/d_in = n/1
-    assert rule_for(r, "adam").lr_multiplier == 1.0  # NOTES §2: embedding Θ(1)
+    assert rule_for(r, "adam").lr_multiplier == 1.0  # docs/derivations.md §2: embedding Θ(1)
     assert rule_for(r, "spectral").spectral_scale == R(S(n))
     rb = embedding(n, b=64)
     assert rule_for(rb, "sgd", form="base").lr_multiplier == R(n / 64)
