@@ -1,38 +1,104 @@
-"""Learning-rate sweep of the Fig. 2 MLP: final training loss against the global learning rate,
-per width, for an lr-transfer plot (docs/measurements.md "Coord check and learning-rate transfer")."""
+"""Learning-rate sweep of the Fig. 2 MLP: training loss against the global learning rate ``eta``
+of Appendix A, per width, for an lr-transfer plot (docs/measurements.md "Coord check and
+learning-rate transfer").
+
+The sweep is :func:`sptrace.validation.transfer.lr_sweep` (one loop over widths and lrs, one
+divergence rule) given the MLP as a builder, the 200 samples as one full batch (so every step is
+full-batch gradient descent) and plain SGD with Appendix A's per-layer learning rates
+(:func:`experiments.gd_mlp.fig2_constants`, linear in ``eta``). Each seed (its data subset and
+init) is one sweep; the result is their mean."""
 from __future__ import annotations
 
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Optional, Sequence
+
+import torch
+from torch import Tensor, nn
 
 from sptrace.validation.jsonio import write_json
 from sptrace.validation.plots import plot_lr_transfer
+from sptrace.validation.transfer import SweepData, SweepResult, lr_sweep
 
 from .digits import binary_digits
-from .gd_mlp import fig2_constants, init_weights, input_basis, train_mlp_gd
+from .gd_mlp import fig2_constants, init_weights, input_basis
 from .results import PathLike
 
 __all__ = ["LRSweepResult", "run_lr_sweep"]
 
 
+class _GDMLP(nn.Module):
+    """The bias-free ReLU MLP of :mod:`experiments.gd_mlp` as a module, so the sweep can train it."""
+
+    def __init__(self, weights: Sequence[Tensor]):
+        super().__init__()
+        self.weights = nn.ParameterList([nn.Parameter(W.clone()) for W in weights])
+
+    def forward(self, x: Tensor) -> Tensor:
+        *hidden, readout = self.weights
+        for W in hidden:
+            x = torch.relu(x @ W.T)
+        return x @ readout.T
+
+
+def _half_mse(output: Tensor, target: Tensor) -> Tensor:
+    """The Fig. 2 loss ``0.5 * mean((f - y)^2)``."""
+    return 0.5 * (output - target).square().mean()
+
+
+def _seed_sweep(widths: Sequence[int], lrs: Sequence[float], param: str, steps: int, seed: int,
+                x: Tensor, y: Tensor) -> SweepResult:
+    """One seed's sweep: data subset ``seed``, init seed ``10_000 + seed`` (as :func:`experiments.fig2.run_fig2`)."""
+    n0 = x.shape[1]
+    xin = input_basis(x)[0]  # exact: experiments.gd_mlp's docstring
+
+    def fig2_mlp(width: int) -> nn.Module:
+        return _GDMLP(init_weights(width, xin.shape[1], fig2_constants(param, n0, width)[0], 10_000 + seed))
+
+    def sgd(model: nn.Module, eta: float) -> torch.optim.Optimizer:
+        layer_lrs = fig2_constants(param, n0, model.weights[1].shape[0], eta)[1]
+        return torch.optim.SGD([{"params": [W], "lr": lr} for W, lr in zip(model.weights, layer_lrs)], lr=eta)
+
+    # abort_factor=inf: large-lr GD may spike first and come back down (a catapult); the experiment
+    # reads where the loss ends, so only a non-finite loss or one ending above its start is divergence.
+    sweep = lr_sweep(fig2_mlp, widths, lrs, "sgd", data=SweepData([(xin, y.reshape(-1, 1))], [], _half_mse),
+                     make_optimizer=sgd, parametrization=param, steps=steps, tail=1, eval_batches=0, seed=seed,
+                     abort_factor=math.inf)
+    return replace(sweep, base_width=None)  # eta is Appendix A's global lr at every width, not a base width's lr
+
+
 @dataclass
 class LRSweepResult:
-    """Final training loss of the Fig. 2 MLP per width and global learning rate (mean over seeds;
-    NaN where a run diverged)."""
+    """Per seed, the sweep (:class:`sptrace.validation.transfer.SweepResult`: the training loss at
+    the last of ``steps`` steps per width and lr, ``inf`` where a run diverged); ``losses``: their
+    mean per width, aligned with ``lrs``."""
 
     param: str
-    widths: list[int]
-    lrs: list[float]
-    steps: int
     seeds: list[int]
-    losses: dict[int, list[float]]
+    sweeps: list[SweepResult]
     seconds: float
 
+    @property
+    def widths(self) -> list[int]:
+        return self.sweeps[0].widths
+
+    @property
+    def lrs(self) -> list[float]:
+        return self.sweeps[0].lrs
+
+    @property
+    def steps(self) -> int:
+        return self.sweeps[0].steps
+
+    @property
+    def losses(self) -> dict[int, list[float]]:
+        grids = [s.losses("train") for s in self.sweeps]
+        return {w: [sum(g[w][i] for g in grids) / len(grids) for i in range(len(self.lrs))] for w in self.widths}
+
     def best_lr(self) -> dict[int, float]:
-        """Per width, the lr of the lowest finite loss (NaN where every run diverged)."""
+        """Per width, the lr of the lowest finite mean loss (NaN where every lr diverged)."""
         out = {}
         for w, ls in self.losses.items():
             finite = [(lr, v) for lr, v in zip(self.lrs, ls) if math.isfinite(v)]
@@ -42,7 +108,7 @@ class LRSweepResult:
     def to_dict(self) -> dict[str, Any]:
         return {"experiment": "lr_sweep", "param": self.param, "widths": self.widths, "lrs": self.lrs,
                 "steps": self.steps, "seeds": self.seeds, "losses": self.losses, "best_lr": self.best_lr(),
-                "seconds": self.seconds}
+                "sweeps": [s.to_dict() for s in self.sweeps], "seconds": self.seconds}
 
     def write(self, out_dir: PathLike, name: Optional[str] = None, plot: bool = True) -> dict[str, str]:
         """Write ``{name}.json`` (default ``lr_{param}``) and, with ``plot``, ``{name}.png``."""
@@ -50,7 +116,7 @@ class LRSweepResult:
         paths = {"json": write_json(self.to_dict(), os.path.join(out_dir, f"{name}.json"))}
         if plot:
             paths["png"] = plot_lr_transfer(
-                self.lrs, {w: self.losses[w] for w in self.widths}, os.path.join(out_dir, f"{name}.png"),
+                self.lrs, self.losses, os.path.join(out_dir, f"{name}.png"),
                 title=f"{self.param}: training loss after {self.steps} GD steps (★ best lr per width)")
         return paths
 
@@ -67,25 +133,13 @@ def run_lr_sweep(
     data_path: Optional[PathLike] = None,
     out_dir: Optional[PathLike] = None,
 ) -> LRSweepResult:
-    """Train the Fig. 2 MLP (``param`` in sptrace / ntp / sp) for ``steps`` steps at each global lr
-    and width; record the final training loss (diverged runs: NaN)."""
+    """Train the Fig. 2 MLP (``param`` in sptrace / ntp / sp) by full-batch gradient descent for
+    ``steps`` steps at each global lr and width, once per seed; record the training loss."""
     t0 = time.perf_counter()
     fig2_constants(param, 1, 1)  # an unknown parametrization fails before any training
-    losses: dict[int, list[float]] = {}
-    data = [binary_digits(n_samples, classes, seed=s, path=data_path) for s in seeds]
-    for w in widths:
-        row = []
-        for lr in lrs:
-            vals = []
-            for s, (x, y) in zip(seeds, data):
-                sig, lrs_l = fig2_constants(param, x.shape[1], w, lr)
-                xin = input_basis(x)[0]
-                _, hist = train_mlp_gd(xin, y, init_weights(w, xin.shape[1], sig, 10_000 + s), lrs_l, steps)
-                vals.append(hist[-1] if math.isfinite(hist[-1]) and hist[-1] < 1e6 else float("nan"))
-            row.append(sum(vals) / len(vals))
-        losses[int(w)] = row
-    res = LRSweepResult(param=param, widths=[int(w) for w in widths], lrs=[float(v) for v in lrs], steps=steps,
-                        seeds=list(seeds), losses=losses, seconds=time.perf_counter() - t0)
+    sweeps = [_seed_sweep(widths, lrs, param, steps, s, *binary_digits(n_samples, classes, seed=s, path=data_path))
+              for s in seeds]
+    res = LRSweepResult(param=param, seeds=list(seeds), sweeps=sweeps, seconds=time.perf_counter() - t0)
     if out_dir is not None:
         res.write(out_dir)
     return res
