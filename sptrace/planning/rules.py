@@ -70,7 +70,8 @@ C_BIAS = "Appendix D: bias = n_out x 1 operator from the constant-1 space; sigma
 C_GAIN = ("docs/derivations.md §1: elementwise gain is diagonal, d_in = 1; entries Θ(1): the library's constant "
           "is kept")
 C_SCALAR = "docs/derivations.md §1: scalars are Θ(1); nothing to scale"
-C_SGD = "Parametrization 1 (eta = d_out/d_in), Eq. 19-20; Appendix D (bias eta = n_out); x blocks for block-diagonal ops"
+C_SGD = ("Parametrization 1 (eta = d_out/d_in), Eq. 19-20; Appendix D (bias eta = n_out); x blocks for "
+         "block-diagonal ops")
 C_ADAM = "§3.3 + docs/derivations.md §2: sign-like updates, ||dW|| ~ eta sqrt(n_out n_in) -> eta = 1/d_in"
 C_SPEC = "Eq. 17: dW = -eta sqrt(d_out/d_in) UV^T (per block); group lr multiplier 1"
 C_WD = "decay shrink per step lr*wd must be width-independent -> wd multiplier = 1/lr multiplier (docs/rules.md)"
@@ -143,8 +144,8 @@ def effective_dims(record: ParamRecord, *, at: str = "model") -> Dims:
     or the base model's (``at="base"``)."""
     if at not in ("model", "base"):
         raise SptraceError(f"effective_dims(at=...) must be 'model' or 'base', got {at!r}")
-    base = at == "base"
-    if base:
+    at_base = at == "base"
+    if at_base:
         if record.base_shape is None:
             raise SptraceError(f"{record.name}: base form asked for, but the record has no base shape")
         shape, groups = record.base_shape, record.base_groups or record.groups
@@ -155,7 +156,7 @@ def effective_dims(record: ParamRecord, *, at: str = "model") -> Dims:
     if fan_in < 1 or fan_out < 1:
         raise SptraceError(
             f"{record.name}: empty block at the {at} shape (fan_in {fan_in}, fan_out {fan_out}; "
-            f"groups {groups}{'; base_groups unset?' if base and record.base_groups is None else ''})"
+            f"groups {groups}{'; base_groups unset?' if at_base and record.base_groups is None else ''})"
         )
     sparse_in = record.input_space is Space.SPARSE
     width = set(record.width_dims)
@@ -284,8 +285,8 @@ def _update_mode(record: ParamRecord) -> str:
     is capped by the width while the width is below the fixed vocabulary or context: measured on
     the GPT's position table (64 positions, widths 16-128, docs/rules.md §3) it grew like
     width^0.38. Both have natural spectral norm Theta(1) in width (the columns touched are a fixed
-    count, docs/derivations.md §3), so Condition 2 holds either way. For a bias (one column) the two coincide:
-    grad / RMS(grad).
+    count, docs/derivations.md §3), so Condition 2 holds either way. For a bias (one column) the two
+    coincide: grad / RMS(grad).
     """
     if record.classified and (record.role is Role.GAIN or _is_scalar_like(record)):
         return "sign"
