@@ -19,11 +19,12 @@ from ..graph.trace import Trace, trace
 from ..optim import SpectralSGD
 from ..planning.library import library_candidates
 from ..planning.plan import group, plan, plan_warnings
-from ..planning.rules import optimizer_family
+from ..planning.rules import INIT_CHOICES, optimizer_family
 from ..spectral import natural_spectral_norm
 from ..types import Multiplier, ParamPlan, Space, SptraceError
 from .hooks import install_attention_scale, install_readout_multiplier, mup_attention_scale
 from .init import apply_init
+from .inputs import missing_inputs_error, resolve_example_inputs
 from .transaction import INIT_MARK, Snapshot
 
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
@@ -98,7 +99,7 @@ def parametrize(
     example_inputs: Any = None,
     base: Optional[torch.nn.Module] = None,
     *,
-    init: str = "default",
+    init: Union[str, bool] = "default",
     zero_readout: bool = False,
     attention_fix: bool = False,
     weight_decay: float = 0.0,
@@ -120,10 +121,13 @@ def parametrize(
     when ``model`` has the base's own shapes (tuning at the base width), as mup's delta model.
     ``init``: ``"default"`` (Gaussian by the rule; with a base, the library init times width
     ratios), ``"gaussian"``, ``"orthogonal"``, ``"spectral"`` (Eq. 16), or ``"keep"``
-    (fine-tuning: only the groups change). ``attention_fix``: route SDPA calls to the μP
+    (fine-tuning: only the groups change); ``True`` is ``"default"``, ``False`` is ``"keep"``.
+    ``example_inputs``: what the model is traced on; without it, inferred from the model
+    (:mod:`sptrace.apply.inputs`). ``attention_fix``: route SDPA calls to the μP
     ``1/head_dim`` scale. Extra keyword arguments go to the optimizer.
     """
     _check_lr(lr)
+    init = _init_choice(init)
     factory = _optimizer_factory(optimizer)
     family = family or optimizer_family(optimizer)
     traced = _trace(model, example_inputs, base, strict, width_overrides, delta)
@@ -186,25 +190,29 @@ def _optimizer_factory(optimizer) -> Callable[..., torch.optim.Optimizer]:
 
 
 def _trace(model, example_inputs, base, strict, width_overrides, delta) -> Trace:
-    args, kwargs = _example_inputs(model, example_inputs)
-    return trace(model, *args, base=base, delta=delta, strict=strict, width_overrides=width_overrides, **kwargs)
+    found = resolve_example_inputs(model, example_inputs)
+    try:
+        traced = trace(model, *found.args, base=base, delta=delta, strict=strict, width_overrides=width_overrides,
+                       **found.kwargs)
+    except SptraceError as exc:
+        if found.inferred and str(exc).startswith("could not capture"):
+            failed = "; ".join(line.strip() for line in str(exc).splitlines()[1:] if line.startswith("  "))
+            raise missing_inputs_error(model, tried=f"{found.source}, and the model does not run on them "
+                                                    f"({failed})") from exc
+        raise
+    if found.inferred:
+        traced.warnings.append(f"example inputs inferred: {found.source} (docs/parametrize.md, \"Example inputs\")")
+    return traced
 
 
-def _example_inputs(model, example_inputs):
-    """A tensor, a tuple of args, (args, kwargs), a dict of kwargs, or model.example_inputs()."""
-    if example_inputs is None:
-        if not hasattr(model, "example_inputs"):
-            raise SptraceError("pass example_inputs= (a tensor, a tuple of args, (args, kwargs) or a dict of "
-                               "kwargs): sptrace traces the model on them")
-        example_inputs = model.example_inputs()
-    if isinstance(example_inputs, dict):
-        return (), example_inputs
-    if isinstance(example_inputs, torch.Tensor):
-        return (example_inputs,), {}
-    if isinstance(example_inputs, (tuple, list)) and len(example_inputs) == 2 and isinstance(example_inputs[1], dict) \
-            and isinstance(example_inputs[0], (tuple, list)):
-        return tuple(example_inputs[0]), dict(example_inputs[1])
-    return tuple(example_inputs), {}
+def _init_choice(init):
+    """``init=False`` is fine-tuning (``"keep"``), ``init=True`` the default; strings by the rules."""
+    if isinstance(init, bool):
+        return "default" if init else "keep"
+    if not isinstance(init, str) or init not in INIT_CHOICES:
+        raise SptraceError(f"init must be one of {', '.join(map(repr, INIT_CHOICES))}, or True (= 'default') / False "
+                           f"(= 'keep': fine-tuning, only the optimizer groups change), got {init!r}")
+    return init
 
 
 def _measured_library_init(traced: Trace, model, base):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import operator
 import sys
 import warnings
@@ -34,7 +35,8 @@ def capture(model: torch.nn.Module, args: tuple, kwargs: dict, routes=("export",
     failures: dict[str, str] = {}
     for route in routes:
         try:
-            captured = _ROUTES[route](model, args, kwargs)
+            with _quiet_torch_logs():
+                captured = _ROUTES[route](model, args, kwargs)
         except Exception as exc:  # noqa: BLE001 - every failure is recorded and reported
             failures[route] = _short_error(exc)
             continue
@@ -45,6 +47,26 @@ def capture(model: torch.nn.Module, args: tuple, kwargs: dict, routes=("export",
         f"could not capture a graph of {type(model).__name__} by any route:\n{lines}\n"
         "Check that model(*example_args, **example_kwargs) runs eagerly with these inputs."
     )
+
+
+# torch's loggers that report, on stderr, a failure the capture records and reports itself: the
+# fake-tensor mode logs the traceback of an op whose shapes do not fit (a wrong example input, ~20
+# lines), and the symbolic-shapes machinery warns about data-dependent values export cannot follow
+# (the eager route takes them). Silenced for the duration of one route, then restored.
+QUIET_LOGGERS = ("torch._subclasses.fake_tensor", "torch.fx.experimental.symbolic_shapes")
+
+
+@contextlib.contextmanager
+def _quiet_torch_logs():
+    loggers = [logging.getLogger(name) for name in QUIET_LOGGERS]
+    before = [logger.disabled for logger in loggers]
+    for logger in loggers:
+        logger.disabled = True
+    try:
+        yield
+    finally:
+        for logger, disabled in zip(loggers, before):
+            logger.disabled = disabled
 
 
 def _short_error(exc: BaseException) -> str:

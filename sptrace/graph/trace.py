@@ -1,6 +1,7 @@
 """``sptrace.trace``: capture → uses → axes → classify, and the ``Trace`` object it returns."""
 from __future__ import annotations
 
+import inspect
 import json
 from collections import Counter
 from dataclasses import dataclass, field
@@ -101,6 +102,7 @@ def trace(
     names_by_tensor = _aliases(model)
     if not names_by_tensor:
         return Trace([], "none", {}, [f"{type(model).__name__} has no parameters: nothing to classify"], [], "automatic", None)
+    _check_keywords(model, example_kwargs)
     captured = capture(model, example_args, example_kwargs, routes=routes)
     shapes = Shapes(captured.graph)
     uses = analyse_uses(captured, shapes)
@@ -132,6 +134,34 @@ def trace(
         raise SptraceError(f"{len(result.unclassified)} parameter(s) could not be classified:\n{lines}\n"
                            "Pass width_overrides, rewrite the use with a supported op, or call with strict=False.")
     return result
+
+
+def forward_signature(model: torch.nn.Module) -> str:
+    """``Name.forward(x, mask=None)``: what the model's forward takes, for error messages."""
+    try:
+        return f"{type(model).__name__}.forward{inspect.signature(model.forward)}"
+    except (TypeError, ValueError):
+        return f"{type(model).__name__}.forward(...)"
+
+
+def _check_keywords(model, kwargs) -> None:
+    """Example inputs given by name must be names the forward takes (or it takes ``**kwargs``)."""
+    if not kwargs:
+        return
+    try:
+        params = inspect.signature(model.forward).parameters.values()
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return
+    named = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    unknown = [k for k in kwargs if k not in named]
+    if unknown:
+        raise SptraceError(
+            f"example input(s) {', '.join(map(repr, unknown))} given by keyword, but {forward_signature(model)} "
+            "takes no argument of that name: a dict of example inputs is passed as model(**inputs). Use the "
+            "forward's own names, or pass the inputs positionally: example_inputs=(x,) to parametrize / "
+            "param_groups, sptrace.trace(model, x) (docs/parametrize.md, \"Example inputs\")")
 
 
 def _aliases(model) -> dict[int, list[str]]:
@@ -293,4 +323,4 @@ def _constant_row_norm_caps(captured: CapturedGraph, records: list[ParamRecord])
     return out
 
 
-__all__ = ["Trace", "trace"]
+__all__ = ["Trace", "forward_signature", "trace"]

@@ -137,7 +137,10 @@ def test_idempotent_no_double_scaling():
     once = snapshot(model)
     opt = sptrace.parametrize(model, "adam", lr=1e-3, example_inputs=ids(), base=base)
     assert_same(model, once)
-    assert len(opt.sptrace.handles) == 0 or all(h is not None for h in opt.sptrace.handles)
+    # an untied model without attention_fix needs no forward multiplier: none is installed, by
+    # either call (the first call's hooks, if any, would still sit on the modules)
+    assert opt.sptrace.handles == [] and opt.sptrace.multipliers == []
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
 
 
 def test_tied_readout_gets_one_multiplier_and_it_is_replaced_on_a_second_call():
@@ -177,6 +180,9 @@ def test_attention_fix_reroutes_sdpa_scale():
         (dict(optimizer="adam", lr=-1.0), "positive finite"),
         (dict(optimizer="adam"), "lr is required"),
         (dict(optimizer="adam", lr=float("nan")), "positive finite"),
+        (dict(optimizer="adam", lr=1e-3, init="zeros"), r"init must be one of 'default', .*'keep', or True"),
+        (dict(optimizer="adam", lr=1e-3, init=None), r"init must be one of .* got None"),
+        (dict(optimizer="adam", lr=1e-3, init=0), r"init must be one of .* got 0"),
     ],
 )
 def test_bad_arguments_leave_model_untouched(kwargs, message):
@@ -185,6 +191,30 @@ def test_bad_arguments_leave_model_untouched(kwargs, message):
     with pytest.raises(sptrace.SptraceError, match=message):
         sptrace.parametrize(model, example_inputs=torch.randn(2, 3072), **kwargs)
     assert_same(model, snap)
+
+
+def test_init_false_is_keep_and_true_is_default():
+    """Fine-tuning by a bool (docs/parametrize.md, "Fine-tuning and resuming"): ``init=False`` only
+    sets the groups, as ``init="keep"``; ``init=True`` re-initialises, as ``init="default"``."""
+    x = torch.randn(2, 3072)
+    torch.manual_seed(0)
+    model = PaperMLP(64)
+    snap = snapshot(model)
+    kept = sptrace.parametrize(model, "adam", lr=1e-3, example_inputs=x, init=False)
+    assert_same(model, snap)
+    assert [p.init for p in kept.sptrace.plans] == ["keep"] * len(kept.sptrace.plans)
+    keep = sptrace.parametrize(PaperMLP(64), "adam", lr=1e-3, example_inputs=x, init="keep")
+    assert [(g["lr"], g["sptrace_names"]) for g in kept.param_groups] == \
+        [(g["lr"], g["sptrace_names"]) for g in keep.param_groups]
+    states = []
+    for init in (True, "default"):
+        torch.manual_seed(0)
+        model = PaperMLP(64)
+        torch.manual_seed(1)
+        sptrace.parametrize(model, "adam", lr=1e-3, example_inputs=x, init=init)
+        states.append(snapshot(model))
+    assert not torch.equal(states[0]["fc2.weight"], snap["fc2.weight"])
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
 
 
 def test_failure_while_building_optimizer_restores_everything():

@@ -21,10 +21,11 @@ def test_fig2_cli_classes(tmp_path, capsys):
     """`--classes` takes digit groups; `--name` names the outputs; the fit covers every width."""
     rc = main(["fig2", "--widths", "16", "32", "--steps", "3", "--seeds", "1", "--classes", "0,1,2,3,4",
                "5,6,7,8,9", "--name", "grp", "--out", str(tmp_path)])
-    assert rc in (0, 1)
     d = json.loads((tmp_path / "grp.json").read_text())
+    assert rc == (0 if d["passed"] else 1)  # the exit status is the verdict the JSON records
+    out = capsys.readouterr().out
+    assert f"passed (±{d['tol']}) : {d['passed']};" in out and "| ntp | spectral_change (acceptance)" in out
     assert d["classes"] == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]] and d["fit_widths"] == [16, 32]
-    assert "| ntp | spectral_change (acceptance)" in capsys.readouterr().out
 
 
 def test_fig1_cli_and_threads(tmp_path, capsys):

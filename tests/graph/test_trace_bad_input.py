@@ -9,6 +9,7 @@ unchanged.
 """
 from __future__ import annotations
 
+import logging
 from contextlib import contextmanager
 
 import pytest
@@ -152,6 +153,49 @@ def test_wrong_example_inputs_is_a_clear_error():
     with untouched(model), pytest.raises(SptraceError) as info:
         sptrace.trace(model, x_in(d=5))  # fc1 expects 6 features
     assert "MLP" in str(info.value)
+
+
+QUIET = ("torch._subclasses.fake_tensor", "torch.fx.experimental.symbolic_shapes")
+
+
+def torch_log(caplog):
+    """What torch's own log handler would print on stderr (it holds the stderr of its import, which
+    capfd does not see): records of WARNING and above from torch's loggers."""
+    return [f"{r.name}: {r.getMessage()}" for r in caplog.records if r.name.startswith("torch")
+            and r.levelno >= logging.WARNING]
+
+
+@pytest.mark.parametrize("route", ROUTES + (None,))
+def test_wrong_example_inputs_write_nothing_on_stderr(route, capfd, caplog):
+    """The failure is sptrace's to report: torch's fake-tensor log of the failed op (~20 lines of
+    traceback) does not reach stderr, and the loggers silenced meanwhile are restored after."""
+    before = [logging.getLogger(name).disabled for name in QUIET]
+    capfd.readouterr()
+    with pytest.raises(SptraceError, match="could not capture"):
+        sptrace.trace(MLP(), x_in(d=5), **({"routes": (route,)} if route else {}))
+    assert capfd.readouterr().err == ""
+    assert torch_log(caplog) == []
+    assert [logging.getLogger(name).disabled for name in QUIET] == before
+
+
+class DataDependent(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(6, 8)
+
+    def forward(self, x):
+        h = self.fc(x)
+        return h * 2 if h.sum() > 0 else h
+
+
+def test_data_dependent_branch_falls_back_quietly(capfd, caplog):
+    """Export cannot follow a branch on a value; its warning is recorded in the trace (the eager
+    route takes the branch), not printed."""
+    capfd.readouterr()
+    tr = sptrace.trace(DataDependent(), x_in())
+    assert tr.route == "eager" and "export" in tr.failures
+    assert capfd.readouterr().err == ""
+    assert torch_log(caplog) == []
 
 
 def test_lazy_modules_must_be_materialised_first():

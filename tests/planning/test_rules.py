@@ -211,15 +211,43 @@ def test_base_form_is_exactly_standard_practice_at_the_base(family):
         assert p.lr == 3e-3 and p.weight_decay == 0.1 and p.init == "keep", p.name
 
 
+# The base form's multipliers at width n over base width b, hand-derived as powers of k = n/b
+# (docs/derivations.md §6; the absolute rules of §2 with every width dim scaled by k):
+# (SGD lr: d_out/d_in, Adam lr: 1/d_in, spectral scale: sqrt(d_out/d_in); the spectral lr is 1)
+BASE_FORM_POWERS = {
+    "fc1": (1, 0, 0.5),  # input layer: d_out = n, d_in = 3072 fixed
+    "fc2": (0, -1, 0),  # hidden n x n
+    "fc3": (-1, -1, -0.5),  # readout: d_out = 10 fixed, d_in = n
+    "wte": (1, 0, 0.5),  # embedding: one-hot d_in = 1, d_out = n
+    "bias": (1, 0, 0.5),  # bias: d_in = 1, d_out = n
+    "gain": (1, 0, 0),  # diagonal gain: n blocks of 1 x 1 (SGD) / entrywise (Adam, spectral sign)
+    "conv": (0, -1, 0),  # hidden conv: d_in = 9n, d_out = n
+    "dw": (1, 0, 0),  # depthwise: n blocks of 9 -> 1, like a gain
+    "alpha": (0, 0, 0),  # scalar: no width
+    "pos": (1, 0, 0.5),  # position table: sparse, d_out = n
+    "gconv": (0, -1, 0),  # grouped conv: 4 blocks of 9n/4 -> n/4
+    "convT": (0, -1, 0),  # transposed conv: d_in = 16n, d_out = n
+    "down": (0, -1, 0),  # 4n -> n
+    "head_bias": (0, 0, 0),  # fixed-size bias: no width
+}
+
+
 @pytest.mark.parametrize("family", ["sgd", "adam", "spectral"])
-def test_base_form_equals_ratio_of_absolute_forms(family):
-    """Anchoring only divides by the base's value: only width ratios enter."""
+def test_base_form_values_are_powers_of_the_width_ratio(family):
+    """Anchoring leaves only width ratios: every multiplier is k**power with the power read off the
+    absolute rule, whatever the fixed dims (3072, 10, the kernel area, the groups) are."""
     n, b = 512, 64
-    for r, r0 in zip(catalogue(n, b), catalogue(b, b)):
+    k = n / b
+    records = catalogue(n, b)
+    assert [r.name for r in records] == list(BASE_FORM_POWERS)
+    column = {"sgd": 0, "adam": 1, "spectral": 2}[family]
+    for r in records:
         got = rule_for(r, family, form="base")
-        a, a0 = rule_for(r, family), rule_for(r0, family)
-        assert got.lr_multiplier == R(a.lr_multiplier / a0.lr_multiplier), r.name
-        assert got.spectral_scale == R(a.spectral_scale / a0.spectral_scale), r.name
+        power = BASE_FORM_POWERS[r.name][column]
+        if family == "spectral":
+            assert got.lr_multiplier == 1.0 and got.spectral_scale == R(k ** power), r.name
+        else:
+            assert got.lr_multiplier == R(k ** power) and got.spectral_scale == 1.0, r.name
 
 
 def test_base_form_needs_base_shapes():

@@ -1,0 +1,264 @@
+"""The example inputs ``parametrize`` and ``param_groups`` trace the model on (docs/parametrize.md,
+"Example inputs").
+
+Given ones are normalised (a tensor, a tuple of positional arguments, ``(args, kwargs)``, or a
+mapping of keyword arguments). Without them, the model says what it takes, in this order:
+
+1. its own ``example_inputs()`` method;
+2. a Hugging Face model (duck-typed: a ``dummy_inputs`` mapping of tensors, passed by keyword, when
+   it holds the model's ``main_input_name``; a vision model whose main input is ``pixel_values``
+   gets a batch of 2 random images of its config's ``num_channels`` and ``image_size``);
+3. a timm model (duck-typed: ``pretrained_cfg`` or ``default_cfg`` with ``input_size`` (C, H, W)):
+   a batch of 2 random images of that size;
+4. the layer that first takes the input, where the model's structure says which one that is: the
+   first module of an ``nn.Sequential`` (nested Sequentials entered, parameter-free elementwise
+   modules such as ReLU, Dropout or Flatten passed over), or, for any other model whose forward
+   takes exactly one required argument, its first submodule with parameters of its own, in
+   registration order. That layer must be an ``nn.Linear`` (float (2, in_features)), an
+   ``nn.Conv1d/2d/3d`` (float (2, in_channels, L[, L, L]), L large enough for the chain of every
+   conv and pool of the model) or an ``nn.Embedding`` (int64 (2, 8) ids below num_embeddings).
+
+Sources 2 to 4 are inferred, and rule 4's registration order is only a guess: the trace that
+follows runs the model on them, and when that run fails the caller gets the error of
+:func:`missing_inputs_error` (the forward's signature and the exact argument to pass), never a
+graph of something else. Random values come from a private generator: the global RNG (and so the
+init that follows) is the same as with explicit inputs.
+"""
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from typing import Any, NamedTuple, Optional
+
+import torch
+from torch import nn
+
+from ..graph.trace import forward_signature
+from ..types import SptraceError
+
+BATCH = 2
+SEQUENCE = 8
+MIN_SIDE = 8
+MAX_SIDE = {1: 4096, 2: 256, 3: 32}  # per conv dimension: the inferred input stays CPU-cheap
+PASS_THROUGH = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.Flatten,
+                nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.Mish, nn.Tanh, nn.Sigmoid, nn.ELU, nn.SELU,
+                nn.Softplus, nn.Hardswish, nn.Hardtanh)
+CONVS = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3}
+POOLS = {nn.MaxPool1d: 1, nn.MaxPool2d: 2, nn.MaxPool3d: 3, nn.AvgPool1d: 1, nn.AvgPool2d: 2, nn.AvgPool3d: 3}
+DOC = "docs/parametrize.md, \"Example inputs\""
+
+
+class ExampleInputs(NamedTuple):
+    args: tuple
+    kwargs: dict
+    source: str  # where they came from, with the expression that builds them when inferred
+    inferred: bool  # not given nor the model's example_inputs(): a run of the model confirms them
+
+
+def resolve_example_inputs(model: nn.Module, example_inputs: Any = None) -> ExampleInputs:
+    """The (args, kwargs) to trace ``model`` on: the given ones, or the model's (module docstring)."""
+    if example_inputs is not None:
+        return ExampleInputs(*_normalise(example_inputs, "example_inputs"), "given", False)
+    if callable(getattr(model, "example_inputs", None)):
+        where = f"{type(model).__name__}.example_inputs()"
+        return ExampleInputs(*_normalise(model.example_inputs(), where), where, False)
+    for find in (_hugging_face, _timm, _first_layer):
+        found = find(model)
+        if found is not None:
+            args, kwargs, source = found
+            device = _device(model)
+            move = lambda t: t.to(device) if isinstance(t, torch.Tensor) else t  # noqa: E731
+            return ExampleInputs(tuple(map(move, args)), {k: move(v) for k, v in kwargs.items()}, source, True)
+    raise missing_inputs_error(model)
+
+
+def missing_inputs_error(model: nn.Module, tried: Optional[str] = None) -> SptraceError:
+    """The one error for a model whose inputs sptrace cannot tell: its forward and what to pass."""
+    why = f"it tried {tried}" if tried else "the model does not say what its forward takes"
+    return SptraceError(
+        f"pass example_inputs=: sptrace traces the model on one batch of inputs, and {why}. Its forward is "
+        f"{forward_signature(model)}: {_suggestion(model)}. A batch of 2 is enough; or give the model an "
+        f"example_inputs() method that returns them ({DOC})")
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _normalise(value, where: str) -> tuple[tuple, dict]:
+    if isinstance(value, Mapping):
+        bad = [k for k in value if not isinstance(k, str)]
+        if bad:
+            raise SptraceError(f"{where}: a mapping of example inputs is passed by keyword, so its keys must be "
+                               f"argument names (str), got {bad!r}; pass positional inputs as a tuple")
+        return (), dict(value)
+    if isinstance(value, torch.Tensor):
+        return (value,), {}
+    if isinstance(value, (tuple, list)):
+        if len(value) == 2 and isinstance(value[0], (tuple, list)) and isinstance(value[1], Mapping):
+            return tuple(value[0]), dict(value[1])
+        return tuple(value), {}
+    raise SptraceError(f"{where} must be a tensor, a tuple of positional arguments, (args, kwargs) or a dict of "
+                       f"keyword arguments, got {type(value).__name__} ({DOC})")
+
+
+def _generator() -> torch.Generator:
+    return torch.Generator().manual_seed(0)
+
+
+def _float_dtype(model) -> torch.dtype:
+    return next((p.dtype for p in model.parameters() if p.dtype.is_floating_point), torch.get_default_dtype())
+
+
+def _device(model) -> torch.device:
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
+
+
+def _images(model, channels: int, size) -> torch.Tensor:
+    sides = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
+    return torch.randn(BATCH, int(channels), *map(int, sides), generator=_generator()).to(_float_dtype(model))
+
+
+def _hugging_face(model):
+    try:
+        dummy = getattr(model, "dummy_inputs", None)
+    except Exception:  # noqa: BLE001 - a property that cannot build them: not a source
+        return None
+    if not isinstance(dummy, Mapping) or not dummy or not all(isinstance(v, torch.Tensor) for v in dummy.values()):
+        return None
+    main = getattr(model, "main_input_name", None)
+    if main is None or main in dummy:
+        return (), dict(dummy), f"the Hugging Face dummy_inputs ({_expression((), dict(dummy))})"
+    config = getattr(model, "config", None)
+    channels, size = getattr(config, "num_channels", None), getattr(config, "image_size", None)
+    if main == "pixel_values" and channels and size:
+        kwargs = {main: _images(model, channels, size)}
+        return (), kwargs, f"images of the config's num_channels and image_size ({_expression((), kwargs)})"
+    return None
+
+
+def _timm(model):
+    for attr in ("pretrained_cfg", "default_cfg"):
+        cfg = getattr(model, attr, None)
+        size = cfg.get("input_size") if isinstance(cfg, Mapping) else getattr(cfg, "input_size", None)
+        if isinstance(size, (tuple, list)) and len(size) == 3:
+            args = (_images(model, size[0], size[1:]),)
+            return args, {}, f"images of the {attr}'s input_size {tuple(size)} ({_expression(args, {})})"
+    return None
+
+
+def _first_layer(model):
+    layer, name = _entry_layer(model)
+    if layer is None:
+        return None
+    if isinstance(layer, nn.Linear):
+        x = torch.randn(BATCH, layer.in_features, generator=_generator()).to(layer.weight.dtype)
+    elif type(layer) in CONVS:
+        dim = CONVS[type(layer)]
+        side = min(max(MIN_SIDE, _min_side(model, dim)), MAX_SIDE[dim])
+        x = torch.randn(BATCH, layer.in_channels, *(side,) * dim, generator=_generator()).to(layer.weight.dtype)
+    elif isinstance(layer, nn.Embedding):
+        x = torch.randint(0, layer.num_embeddings, (BATCH, SEQUENCE), generator=_generator())
+        text = f"example_inputs=(torch.randint(0, {layer.num_embeddings}, ({BATCH}, {SEQUENCE})),)"
+        return (x,), {}, f"the input of its first layer {name} (Embedding): {text}"
+    else:
+        return None
+    return (x,), {}, f"the input of its first layer {name} ({type(layer).__name__}): {_expression((x,), {})}"
+
+
+def _entry_layer(model) -> tuple[Optional[nn.Module], str]:
+    """The module the forward's input goes to first, where the structure says so (module docstring)."""
+    if isinstance(model, (nn.Linear, nn.Embedding)) or type(model) in CONVS:
+        return model, "(the model itself)"
+    if isinstance(model, nn.Sequential):
+        return _sequential_entry(model, "")
+    required = [p for p in _parameters(model) if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    if len(required) != 1 or required[0].kind is required[0].KEYWORD_ONLY:
+        return None, ""
+    for name, module in model.named_modules():
+        if name and next(module.parameters(recurse=False), None) is not None:
+            return module, name
+    return None, ""
+
+
+def _sequential_entry(seq: nn.Sequential, prefix: str) -> tuple[Optional[nn.Module], str]:
+    for name, child in seq.named_children():
+        path = f"{prefix}{name}"
+        if isinstance(child, nn.Sequential):
+            found, where = _sequential_entry(child, f"{path}.")
+            if found is not None or where:
+                return found, where
+            continue
+        if isinstance(child, PASS_THROUGH) and not (isinstance(child, nn.Flatten) and child.start_dim != 1):
+            continue
+        return child, path
+    return None, ""
+
+
+def _parameters(model) -> list[inspect.Parameter]:
+    try:
+        return list(inspect.signature(model.forward).parameters.values())
+    except (TypeError, ValueError):
+        return []
+
+
+def _min_side(model, dim: int) -> int:
+    """The smallest input side every conv and pool of ``dim`` dimensions can take, as if they were
+    one chain in registration order (parallel branches make it larger than needed, never smaller)."""
+    side = 1
+    chain = [m for m in model.modules() if CONVS.get(type(m)) == dim or POOLS.get(type(m)) == dim]
+    for m in reversed(chain):
+        kernel, stride, pad, dilation = (max(_tuple(getattr(m, a, d), dim)) for a, d in
+                                         (("kernel_size", 1), ("stride", 1), ("padding", 0), ("dilation", 1)))
+        if getattr(m, "padding", 0) == "same":
+            pad = dilation * (kernel - 1) // 2
+        side = max(1, (side - 1) * stride + dilation * (kernel - 1) + 1 - 2 * pad)
+    return side
+
+
+def _tuple(value, dim: int) -> tuple[int, ...]:
+    if isinstance(value, str):  # "valid" / "same" padding: "same" is handled by the caller
+        return (0,)
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,) * dim
+
+
+def _expression(args: tuple, kwargs: dict) -> str:
+    """The Python expression of ``example_inputs=`` that builds inputs of these shapes."""
+    parts = [_tensor_expression(a) for a in args]
+    positional = f"({parts[0]},)" if len(parts) == 1 else f"({', '.join(parts)})"
+    if kwargs:
+        body = ", ".join(f"{k!r}: {_tensor_expression(v)}" for k, v in kwargs.items())
+        return f"example_inputs={{{body}}}" if not parts else f"example_inputs=({positional}, {{{body}}})"
+    return f"example_inputs={positional}"
+
+
+def _tensor_expression(t) -> str:
+    if not isinstance(t, torch.Tensor):
+        return repr(t)
+    if t.dtype.is_floating_point:
+        return f"torch.randn({', '.join(map(str, t.shape))})"
+    high = int(t.max()) + 1 if t.numel() and t.device.type != "meta" else 2
+    return f"torch.randint(0, {high}, {tuple(t.shape)})"
+
+
+def _suggestion(model) -> str:
+    """``example_inputs=(x,)`` / ``{"name": ...}`` from the forward's own parameter names."""
+    params = _parameters(model)
+    positional = [p.name for p in params if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    keyword = [p.name for p in params if p.default is p.empty and p.kind is p.KEYWORD_ONLY]
+    if not positional and not keyword:
+        main = getattr(model, "main_input_name", None)
+        optional = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        keyword = [main] if main in optional else optional[:1]
+    if not positional and not keyword:
+        return "no named argument; pass example_inputs=(x,) with the tensors it is called with"
+    shown = [f"{n!r}: {n}" for n in keyword]
+    args = f"({positional[0]},)" if len(positional) == 1 else f"({', '.join(positional)})"
+    if positional and keyword:
+        text = f"example_inputs=({args}, {{{', '.join(shown)}}})"
+    elif positional:
+        text = f"example_inputs={args}"
+    else:
+        text = f"example_inputs={{{', '.join(shown)}}}"
+    names = ", ".join(positional + keyword)
+    return (f"pass {text}, where {names} {'is' if len(positional + keyword) == 1 else 'are'} one batch of what it "
+            "takes, e.g. torch.randn(2, 3, 32, 32) for images, torch.randint(0, vocab_size, (2, 16)) for token ids")

@@ -1,0 +1,304 @@
+"""Example inputs (sptrace/apply/inputs.py, docs/parametrize.md "Example inputs"): given ones
+normalised; without them, the model's example_inputs(), a Hugging Face model's dummy inputs, a timm
+model's pretrained config, or the input of the layer that first takes it; anywhere else (or when
+the guess does not run) one SptraceError with the forward's signature and the argument to pass."""
+from collections import UserDict
+
+import pytest
+import torch
+from torch import nn
+
+import sptrace
+from sptrace.apply.inputs import resolve_example_inputs
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def state(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def same(model, before):
+    return all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def mlp(d_in=6, width=32):
+    return nn.Sequential(nn.Linear(d_in, width), nn.ReLU(), nn.Linear(width, 3))
+
+
+class TwoArgs(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x, mask):
+        return self.fc(x) * mask
+
+
+class HeadFirst(nn.Module):
+    """The readout is registered before the layer the input goes to: the registration-order guess
+    (a Linear(7, 3) input of (2, 7)) does not run."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(7, 3)
+        self.body = nn.Linear(4, 7)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.body(x)))
+
+
+# ---------------------------------------------------------------------------------------------
+# given inputs
+
+
+def test_given_forms():
+    x, m = torch.randn(2, 4), torch.ones(2, 4)
+    assert resolve_example_inputs(TwoArgs(), x)[:2] == ((x,), {})
+    assert resolve_example_inputs(TwoArgs(), (x, m))[:2] == ((x, m), {})
+    assert resolve_example_inputs(TwoArgs(), [x, m])[:2] == ((x, m), {})
+    assert resolve_example_inputs(TwoArgs(), ((x,), {"mask": m}))[:2] == ((x,), {"mask": m})
+    assert resolve_example_inputs(TwoArgs(), {"x": x, "mask": m})[:2] == ((), {"x": x, "mask": m})
+    found = resolve_example_inputs(TwoArgs(), UserDict(x=x, mask=m))  # e.g. a tokenizer's BatchEncoding
+    assert found.kwargs == {"x": x, "mask": m} and not found.inferred and found.source == "given"
+    with pytest.raises(sptrace.SptraceError, match="example_inputs must be a tensor, a tuple .* got int"):
+        resolve_example_inputs(TwoArgs(), 3)
+    with pytest.raises(sptrace.SptraceError, match=r"keys must be argument names \(str\), got \[0\]"):
+        resolve_example_inputs(TwoArgs(), {0: x})
+
+
+def test_model_example_inputs_method_comes_first():
+    class Own(HeadFirst):
+        dummy_inputs = {"input_ids": torch.zeros(1, 3, dtype=torch.long)}  # would be the HF source
+
+        def example_inputs(self):
+            return (torch.randn(2, 4),)
+
+    found = resolve_example_inputs(Own())
+    assert found.source == "Own.example_inputs()" and not found.inferred
+    assert [a.shape for a in found.args] == [(2, 4)] and found.kwargs == {}
+    opt = sptrace.parametrize(Own(), "adam", lr=1e-3)
+    assert not any("inferred" in w for w in opt.sptrace.warnings)
+
+
+# ---------------------------------------------------------------------------------------------
+# Hugging Face and timm
+
+
+def test_hugging_face_dummy_inputs_and_images():
+    pytest.importorskip("transformers")
+    from tests.external_models import gpt2, llama, vit
+
+    for build in (gpt2, llama):
+        model = build(32)
+        found = resolve_example_inputs(model)
+        assert found.inferred and "dummy_inputs" in found.source and found.args == ()
+        assert set(found.kwargs) == {"input_ids"} and torch.equal(found.kwargs["input_ids"],
+                                                                  model.dummy_inputs["input_ids"])
+    found = resolve_example_inputs(vit(32))  # HF's generic dummy is input_ids, ViT takes pixel_values
+    assert set(found.kwargs) == {"pixel_values"} and found.kwargs["pixel_values"].shape == (2, 3, 32, 32)
+
+
+def test_hugging_face_one_line_call_traces_like_explicit_inputs():
+    pytest.importorskip("transformers")
+    from tests.external_models import gpt2
+
+    torch.manual_seed(0)
+    model = gpt2(32, tied=True)
+    opt = sptrace.parametrize(model, "adam", lr=1e-3)
+    explicit = sptrace.trace(gpt2(32, tied=True), torch.randint(0, 77, (2, 5)))
+    assert [(r.name, r.role, r.width_dims) for r in opt.sptrace.trace] == \
+        [(r.name, r.role, r.width_dims) for r in explicit]
+    assert any("inferred: the Hugging Face dummy_inputs" in w for w in opt.sptrace.warnings)
+
+
+class FixedSize(nn.Module):
+    """An image model that only takes 16 x 16 images (a flattening head): the first-layer rule's
+    guess would not run; the timm config says the size."""
+
+    def __init__(self, attr="pretrained_cfg", size=(3, 16, 16)):
+        super().__init__()
+        setattr(self, attr, {"input_size": size, "num_classes": 5})
+        self.stem = nn.Conv2d(3, 8, 4, stride=4)
+        self.head = nn.Linear(8 * (size[1] // 4) * (size[2] // 4), 5)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.stem(x)).flatten(1))
+
+
+@pytest.mark.parametrize("attr", ["pretrained_cfg", "default_cfg"])
+def test_timm_pretrained_cfg_input_size(attr):
+    model = FixedSize(attr, (3, 16, 12))
+    found = resolve_example_inputs(model)
+    assert found.inferred and attr in found.source
+    assert [a.shape for a in found.args] == [(2, 3, 16, 12)] and found.args[0].dtype == torch.float32
+    opt = sptrace.parametrize(model, "adam", lr=1e-3)
+    assert opt.sptrace.trace["head.weight"].role.value == "readout"
+
+
+# ---------------------------------------------------------------------------------------------
+# the layer that first takes the input
+
+
+def test_sequential_linear_skips_elementwise_modules():
+    model = nn.Sequential(nn.Sequential(nn.Dropout(0.1), nn.Flatten()), nn.Linear(6, 32), nn.ReLU(),
+                          nn.Linear(32, 3))
+    found = resolve_example_inputs(model)
+    assert found.inferred and "first layer 1 (Linear)" in found.source
+    assert [(a.shape, a.dtype) for a in found.args] == [((2, 6), torch.float32)]
+
+
+@pytest.mark.parametrize("dim", [1, 2, 3])
+def test_conv_side_fits_every_conv_and_pool(dim):
+    conv, pool = {1: (nn.Conv1d, nn.MaxPool1d), 2: (nn.Conv2d, nn.MaxPool2d), 3: (nn.Conv3d, nn.MaxPool3d)}[dim]
+    model = nn.Sequential(conv(3, 4, 3, stride=2), nn.ReLU(), pool(2), conv(4, 4, 3, stride=2), conv(4, 4, 3),
+                          nn.Flatten(), nn.LazyLinear(5))
+    x = resolve_example_inputs(model).args[0]
+    # from one output position back: 3, (3-1)*2+3 = 7, 7*2 = 14, (14-1)*2+3 = 29
+    assert x.shape == (2, 3) + (29,) * dim
+    model(x)  # the guess runs (and materialises the lazy head for the trace)
+    assert sptrace.parametrize(model, "sgd", lr=0.1).sptrace.trace["0.weight"].role.value == "input"
+
+
+@pytest.mark.parametrize("layer, shape", [(nn.Linear(5, 3), (2, 5)), (nn.Conv1d(4, 2, 3), (2, 4, 8)),
+                                          (nn.Embedding(9, 4), (2, 8))], ids=["linear", "conv1d", "embedding"])
+def test_a_bare_layer_is_its_own_first_layer(layer, shape):
+    found = resolve_example_inputs(layer)
+    assert found.args[0].shape == shape and "(the model itself)" in found.source
+    assert sptrace.param_groups(layer, "adam", lr=1e-3)
+
+
+def test_small_conv_gets_at_least_eight():
+    found = resolve_example_inputs(nn.Sequential(nn.Conv2d(2, 4, 1), nn.Conv2d(4, 1, 1)))
+    assert found.args[0].shape == (2, 2, 8, 8)
+
+
+def test_embedding_ids_below_num_embeddings():
+    class LM(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(11, 16)
+            self.head = nn.Linear(16, 11)
+
+        def forward(self, ids, cache=None):  # one required argument: the rule applies
+            return self.head(self.emb(ids))
+
+    found = resolve_example_inputs(LM())
+    ids = found.args[0]
+    assert ids.dtype == torch.int64 and ids.shape == (2, 8) and 0 <= int(ids.min()) and int(ids.max()) < 11
+    assert "first layer emb (Embedding): example_inputs=(torch.randint(0, 11, (2, 8)),)" in found.source
+    opt = sptrace.parametrize(LM(), "adam", lr=1e-3)
+    assert opt.sptrace.trace["emb.weight"].role.value == "embedding"
+    assert any("example inputs inferred" in w for w in opt.sptrace.warnings)
+
+
+def test_inference_leaves_the_global_rng_alone():
+    """The init after an inferred trace is the init after an explicit one: the random inputs come
+    from a private generator."""
+    models = []
+    for inputs in (None, torch.randn(2, 6)):
+        torch.manual_seed(0)
+        model = mlp()
+        sptrace.parametrize(model, "adam", lr=1e-3, example_inputs=inputs)
+        models.append(state(model))
+    assert all(torch.equal(models[0][k], models[1][k]) for k in models[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# anywhere else: one error with the signature and the argument
+
+
+def test_two_required_arguments_is_one_error_with_the_signature():
+    model = TwoArgs()
+    before = state(model)
+    with pytest.raises(sptrace.SptraceError) as info:
+        sptrace.parametrize(model, "adam", lr=1e-3)
+    msg = str(info.value)
+    assert "TwoArgs.forward(x, mask)" in msg and "example_inputs=(x, mask)" in msg, msg
+    assert "Example inputs" in msg
+    assert same(model, before)
+    with pytest.raises(sptrace.SptraceError, match=r"TwoArgs.forward\(x, mask\)"):
+        sptrace.param_groups(model, "adam", lr=1e-3)
+
+
+def test_keyword_only_forward_is_named_by_keyword():
+    class Kw(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, *, features):
+            return self.fc(features)
+
+    with pytest.raises(sptrace.SptraceError, match=r"example_inputs=\{'features': features\}"):
+        sptrace.parametrize(Kw(), "adam", lr=1e-3)
+
+
+@pytest.mark.parametrize("model", [
+    nn.Sequential(nn.LayerNorm(6), nn.Linear(6, 3)),  # first layer neither Linear, Conv nor Embedding
+    nn.Sequential(nn.Dropout(), nn.Identity()),  # no layer at all
+], ids=["layernorm-first", "no-layer"])
+def test_no_rule_applies(model):
+    with pytest.raises(sptrace.SptraceError, match=r"does not say what its forward takes. Its forward is "
+                                                    r"Sequential.forward\(input\): pass example_inputs=\(input,\)"):
+        resolve_example_inputs(model)
+
+
+def test_guess_that_does_not_run_is_the_error_not_a_trace(capfd, caplog):
+    model = HeadFirst()
+    before = state(model)
+    with pytest.raises(sptrace.SptraceError) as info:
+        sptrace.parametrize(model, "adam", lr=1e-3)
+    msg = str(info.value)
+    assert msg.startswith("pass example_inputs="), msg
+    assert "first layer head (Linear): example_inputs=(torch.randn(2, 7),)" in msg
+    assert "does not run on them" in msg and "HeadFirst.forward(x)" in msg and "example_inputs=(x,)" in msg
+    assert same(model, before)
+    assert capfd.readouterr().err == ""
+    # torch's fake-tensor log of the failed guess is silenced (its handler writes to the stderr of
+    # its import, which capfd does not see: the records are checked instead)
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("torch") and r.levelno >= 30] == []
+
+
+def test_strict_failure_with_inferred_inputs_stays_the_classification_error():
+    class Cumulative(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(8, 16)
+            self.steps = nn.Parameter(torch.ones(16))
+
+        def forward(self, x):
+            return self.fc(x) * torch.cumsum(self.steps, 0)
+
+    with pytest.raises(sptrace.SptraceError, match="could not be classified") as info:
+        sptrace.parametrize(Cumulative(), "adam", lr=1e-3, strict=True)
+    assert "steps" in str(info.value) and "pass example_inputs" not in str(info.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# a dict of inputs is keyword arguments
+
+
+def test_unknown_keyword_inputs_name_the_keys_and_the_signature():
+    model = TwoArgs()
+    with pytest.raises(sptrace.SptraceError) as info:
+        sptrace.parametrize(model, "adam", lr=1e-3, example_inputs={"inputs": torch.randn(2, 4), "mask": 1.0})
+    msg = str(info.value)
+    assert "'inputs'" in msg and "'mask'" not in msg.split("given by keyword")[0]
+    assert "TwoArgs.forward(x, mask)" in msg and "example_inputs=(x,)" in msg, msg
+    with pytest.raises(sptrace.SptraceError, match=r"'y' given by keyword, but TwoArgs.forward\(x, mask\)"):
+        sptrace.trace(model, torch.randn(2, 4), y=torch.ones(2, 4))
+
+
+def test_keyword_inputs_a_forward_takes_are_fine():
+    class AnyKw(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, x, **extra):
+            return self.fc(x) * extra.get("scale", 1.0)
+
+    x = torch.randn(2, 4)
+    assert sptrace.trace(TwoArgs(), x=x, mask=torch.ones(2, 4))["fc.weight"].classified
+    assert sptrace.trace(AnyKw(), x=x, scale=torch.ones(2, 4))["fc.weight"].classified
