@@ -88,10 +88,11 @@ def _report(args) -> int:
     base = source.build(args.base_width)[0] if args.base_width else None
     result = trace(model, *example_args, base=base, strict=args.strict, **example_kwargs)
     if args.optimizer:
-        from .apply.parametrize import annotate_plan
+        from .apply.parametrize import plan_report
 
-        annotate_plan(result, model, optimizer=args.optimizer)
-    print(result.report(args.format), end="")
+        print(plan_report(result, model, optimizer=args.optimizer, format=args.format), end="")
+    else:
+        print(result.report(args.format), end="")
     return 0
 
 

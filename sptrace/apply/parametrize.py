@@ -15,6 +15,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
 
+from ..graph.report import render
 from ..graph.trace import Trace, trace
 from ..optim import SpectralSGD
 from ..planning.library import library_candidates
@@ -54,11 +55,15 @@ class Parametrization:
         raise KeyError(f"no parameter named {name!r}")
 
     def report(self, format: str = "text") -> str:
-        """The trace's table with the plan and the natural spectral norms measured now."""
+        """The trace's table with the plan's columns, the natural spectral norms measured now and
+        every warning of the call (the trace's, the plan's and the multipliers installed)."""
         model = self.model() if self.model is not None else None
+        columns = _plan_columns(self.trace, self.plans)
         if model is not None:
-            _add_measured(self.trace, model)
-        return self.trace.report(format)
+            _add_measured(columns, self.trace, model)
+        notes = [f"multiplier {m.value:.4g} on {m.what} of {m.module or '<root>'}: {m.reason}"
+                 for m in self.multipliers]
+        return render(self.trace, format, columns, self.warnings + notes)
 
     def remove_hooks(self):
         for h in self.handles:
@@ -138,7 +143,8 @@ def parametrize(
     previous = getattr(model, STATE_ATTR, None)
     pending = _pending(model, plans)
     snapshot = Snapshot.take(model, (t for t, _ in pending))
-    result = Parametrization(traced, plans, [], list(traced.warnings) + plan_warnings(plans), model=weakref.ref(model))
+    own_trace = replace(traced, attention=list(traced.attention))  # attention_fix rewrites its sites, not the caller's
+    result = Parametrization(own_trace, plans, [], list(traced.warnings) + plan_warnings(plans), model=weakref.ref(model))
     try:
         if previous is not None:
             previous.remove_hooks()
@@ -152,19 +158,18 @@ def parametrize(
         if previous is not None:
             _reinstall(model, previous)
         raise
-    _annotate(traced, plans, result.multipliers)
     setattr(model, STATE_ATTR, result)
     built.sptrace = result
     return built
 
 
-def annotate_plan(traced: Trace, model: torch.nn.Module, optimizer: str = "adam", lr: float = 1.0, **options):
-    """Add the planned init and lr columns to a trace's report without changing the model."""
+def plan_report(traced: Trace, model: torch.nn.Module, optimizer: str = "adam", format: str = "text",
+                lr: float = 1.0, **options) -> str:
+    """The trace's report with the planned init and lr columns, without changing the model."""
     plans = plan(traced.records, optimizer_family(optimizer), lr=lr, **options)
-    _annotate(traced, plans, [])
-    _add_measured(traced, model)
-    traced.warnings.extend(plan_warnings(plans))
-    return plans
+    columns = _plan_columns(traced, plans)
+    _add_measured(columns, traced, model)
+    return render(traced, format, columns, list(traced.warnings) + plan_warnings(plans))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -296,22 +301,16 @@ def _reinstall(model, previous: Parametrization):
     previous.handles = fresh.handles
 
 
-def _annotate(traced: Trace, plans: list[ParamPlan], multipliers: list[Multiplier]):
-    for p in plans:
-        record = traced[p.name]
-        traced.annotations[p.name] = {
-            "init": _init_text(p),
-            "lr x": f"{p.lr_multiplier:.4g}",
-            "target nat ||W||": "-" if p.rule is None else f"{_natural(record, p.rule.target_spectral_W):.3g}",
-        }
-    for m in multipliers:
-        traced.warnings.append(f"multiplier {m.value:.4g} on {m.what} of {m.module or '<root>'}: {m.reason}")
+def _plan_columns(traced: Trace, plans: list[ParamPlan]) -> dict[str, dict[str, str]]:
+    return {p.name: {"init": _init_text(p), "lr x": f"{p.lr_multiplier:.4g}",
+                     "target nat ||W||": "-" if p.rule is None else
+                     f"{_natural(traced[p.name], p.rule.target_spectral_W):.3g}"} for p in plans}
 
 
-def _add_measured(traced: Trace, model):
+def _add_measured(columns: dict[str, dict[str, str]], traced: Trace, model):
     params = dict(model.named_parameters(remove_duplicate=False))
     for record in traced.records:
-        traced.annotations.setdefault(record.name, {})["nat ||W||"] = _measured(record, params.get(record.name))
+        columns.setdefault(record.name, {})["nat ||W||"] = _measured(record, params.get(record.name))
 
 
 def _init_text(p: ParamPlan) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from enum import Enum
+from typing import Mapping, Optional, Sequence
 
 from tabulate import tabulate
 
@@ -13,20 +14,26 @@ FORMATS = ("text", "markdown", "json")
 COLUMNS = ("name", "shape", "use", "in axes", "out axes", "kind", "role", "space", "fan_in", "fan_out", "width dims")
 
 
-def render(trace, format: str = "text") -> str:
+def render(trace, format: str = "text", columns: Optional[Mapping[str, Mapping[str, str]]] = None,
+           warnings: Optional[Sequence[str]] = None) -> str:
+    """The table of ``trace``'s records. ``columns``: extra per-parameter columns ``{name: {column:
+    text}}`` (a later stage's plan, measured norms); ``warnings``: shown instead of the trace's own."""
+    columns = columns or {}
+    warnings = list(trace.warnings if warnings is None else warnings)
     if format not in FORMATS:
         raise SptraceError(f"unknown report format {format!r}: report(format=...) takes one of {', '.join(FORMATS)}")
     if format == "json":
-        return json.dumps(_as_json(trace), indent=2, default=_jsonable)
-    rows = [_row(trace, r) for r in trace.records]
-    headers = list(COLUMNS) + _extra_columns(trace)
+        return json.dumps(_as_json(trace, columns, warnings), indent=2, default=_jsonable)
+    extra = _extra_columns(columns)
+    rows = [_row(r, columns.get(r.name, {}), extra) for r in trace.records]
+    headers = list(COLUMNS) + extra
     table = tabulate(rows, headers=headers, tablefmt="github" if format == "markdown" else "simple")
     lines = [_title(trace, format), "", table, ""]
     if trace.attention:
         lines += _attention_lines(trace, format)
-    if trace.warnings:
+    if warnings:
         lines.append("## Warnings" if format == "markdown" else "Warnings:")
-        lines += [f"- {w}" for w in trace.warnings]
+        lines += [f"- {w}" for w in warnings]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -37,19 +44,18 @@ def _title(trace, format) -> str:
     return f"# {text}" if format == "markdown" else text
 
 
-def _extra_columns(trace) -> list[str]:
+def _extra_columns(columns: Mapping[str, Mapping[str, str]]) -> list[str]:
     seen: dict[str, None] = {}
-    for cols in trace.annotations.values():
+    for cols in columns.values():
         seen.update(dict.fromkeys(cols))
     return list(seen)
 
 
-def _row(trace, r) -> list:
+def _row(r, extra: Mapping[str, str], extra_columns: Sequence[str]) -> list:
     use = r.uses[0] if r.uses else None
     use_text = f"{use.op}({use.arg})" + (f" +{len(r.uses) - 1}" if len(r.uses) > 1 else "") if use else "-"
     width = ",".join(str(a) for a in r.width_dims) or "-"
     space = f"{r.input_space.value}->{r.output_space.value}"
-    extra = trace.annotations.get(r.name, {})
     return [
         r.name + (f" (= {', '.join(r.aliases[1:])})" if len(r.aliases) > 1 else ""),
         "x".join(map(str, r.shape)) or "scalar",
@@ -62,7 +68,7 @@ def _row(trace, r) -> list:
         r.fan_in,
         r.fan_out,
         width,
-    ] + [extra.get(c, "") for c in _extra_columns(trace)]
+    ] + [extra.get(c, "") for c in extra_columns]
 
 
 def _axes(axes) -> str:
@@ -80,13 +86,13 @@ def _attention_lines(trace, format) -> list[str]:
     return lines + [""]
 
 
-def _as_json(trace) -> dict:
+def _as_json(trace, columns: Mapping[str, Mapping[str, str]], warnings: Sequence[str]) -> dict:
     return {
         "summary": trace.summary(),
         "parameters": [dict(asdict(r), width_dims=list(r.width_dims), fan_in=r.fan_in, fan_out=r.fan_out,
-                            annotations=trace.annotations.get(r.name, {})) for r in trace.records],
+                            annotations=dict(columns.get(r.name, {}))) for r in trace.records],
         "attention": [dict(asdict(a), width_stable=a.width_stable) for a in trace.attention],
-        "warnings": list(trace.warnings),
+        "warnings": list(warnings),
     }
 
 

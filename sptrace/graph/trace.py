@@ -33,7 +33,6 @@ class Trace:
     attention: list[AttentionSite]
     width_mode: str  # "automatic" | "base"
     captured: CapturedGraph = field(repr=False)
-    annotations: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)
 
     def __iter__(self) -> Iterator[ParamRecord]:
         return iter(self.records)
