@@ -9,9 +9,8 @@ import warnings
 import torch
 
 import models_zoo
-import sptrace
 from sptrace.validation.coord import coord_check
-from sptrace.apply.parametrize import OPTIMIZERS
+from sptrace.validation.models import optimizer_for
 from sptrace.validation.validate import DEFAULT_LR
 
 
@@ -27,14 +26,13 @@ def external_coord_check(build, data, optimizer, parametrization, widths, *, ste
 
     def make_model(width):  # coord_check seeds the RNG before each call
         model = build(width)
-        if parametrization == "sp":
-            optimizers[id(model)] = OPTIMIZERS[optimizer](model.parameters(), lr=lr)
-        else:
+        base = delta = None
+        if parametrization != "sp":  # the baseline keeps the model as built
             base = build(widths[0])
             with torch.device("meta"):
                 delta = build(widths[1])
-            optimizers[id(model)] = sptrace.parametrize(model, optimizer, lr=lr, example_inputs=example, base=base,
-                                                        delta=delta, zero_readout=True)
+        optimizers[id(model)] = optimizer_for(model, parametrization, optimizer, lr, example, base, delta,
+                                              zero_readout=True)
         return model
 
     with warnings.catch_warnings():
