@@ -92,7 +92,8 @@ def param_groups(
     """
     _check_lr(lr)
     family = optimizer_family(optimizer)
-    traced = traced or _trace(model, example_inputs, base, strict, width_overrides, delta)
+    traced = _fitting(traced, model) if traced is not None else _trace(model, example_inputs, base, strict,
+                                                                        width_overrides, delta)
     plans = plan(traced.records, family, lr=lr, weight_decay=weight_decay, **plan_options)
     return group(plans, dict(model.named_parameters(remove_duplicate=False)))
 
@@ -115,6 +116,7 @@ def parametrize(
     family: Optional[str] = None,
     parametrization: str = "sptrace",
     library_init: Any = "auto",
+    traced: Optional[Trace] = None,
     **optimizer_kwargs,
 ) -> torch.optim.Optimizer:
     """Re-initialise ``model`` in place and return an optimizer whose groups satisfy Condition 2.
@@ -129,13 +131,16 @@ def parametrize(
     (fine-tuning: only the groups change); ``True`` is ``"default"``, ``False`` is ``"keep"``.
     ``example_inputs``: what the model is traced on; without it, inferred from the model
     (:mod:`sptrace.apply.inputs`). ``attention_fix``: route SDPA calls to the μP
-    ``1/head_dim`` scale. Extra keyword arguments go to the optimizer.
+    ``1/head_dim`` scale. ``traced``: the :class:`Trace` of an earlier call on a model of this
+    architecture and these shapes (e.g. the same width, another seed), used instead of tracing
+    again; it must name every parameter with its shape. Extra keyword arguments go to the optimizer.
     """
     _check_lr(lr)
     init = _init_choice(init)
     factory = _optimizer_factory(optimizer)
     family = family or optimizer_family(optimizer)
-    traced = _trace(model, example_inputs, base, strict, width_overrides, delta)
+    traced = _fitting(traced, model) if traced is not None else _trace(model, example_inputs, base, strict,
+                                                                        width_overrides, delta)
     if library_init == "auto":
         library_init = _measured_library_init(traced, model, base)
     plans = plan(traced.records, family, lr=lr, init=init, zero_readout=zero_readout, weight_decay=weight_decay,
@@ -192,6 +197,22 @@ def _optimizer_factory(optimizer) -> Callable[..., torch.optim.Optimizer]:
     if callable(optimizer):
         return optimizer
     raise SptraceError(f"optimizer must be a name, an optimizer class or a factory, got {type(optimizer).__name__}")
+
+
+def _fitting(traced: Trace, model) -> Trace:
+    """``traced`` if it describes ``model``'s parameters (every name, with its shape)."""
+    if not isinstance(traced, Trace):
+        raise SptraceError(f"traced must be a Trace (from sptrace.trace or opt.sptrace.trace), got "
+                           f"{type(traced).__name__}")
+    shapes = {a: r.shape for r in traced.records for a in r.aliases}
+    params = dict(model.named_parameters(remove_duplicate=False))
+    wrong = [f"{n} {tuple(p.shape)} (trace: {shapes.get(n, 'absent')})" for n, p in params.items()
+             if shapes.get(n) != tuple(p.shape)] + [f"{n} (not in the model)" for n in shapes if n not in params]
+    if wrong:
+        raise SptraceError("traced= is a trace of another architecture or width: " + ", ".join(wrong[:5])
+                           + (f" and {len(wrong) - 5} more" if len(wrong) > 5 else "")
+                           + "; trace this model (leave traced= out)")
+    return traced
 
 
 def _trace(model, example_inputs, base, strict, width_overrides, delta) -> Trace:

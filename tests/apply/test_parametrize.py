@@ -338,3 +338,25 @@ def test_report_shows_the_fixed_attention_scale():
     [site] = opt.sptrace.trace.attention
     assert site.fixed_by_sptrace and site.width_stable
     assert "NOT width-stable" not in opt.sptrace.report()
+
+
+def test_a_trace_is_reused_for_a_model_of_the_same_shapes_and_refused_for_another():
+    """traced=: one capture serves every seed at a width (the coord checks use it); a trace of
+    another width is refused by name and leaves the model untouched."""
+    import models_zoo
+
+    spec = models_zoo.get("mlp")
+    args, _ = spec.example_inputs()
+    torch.manual_seed(0)
+    first = spec.build(64)
+    opt = sptrace.parametrize(first, "adam", lr=1e-2, example_inputs=args, zero_readout=True)
+    torch.manual_seed(0)
+    again = spec.build(64)
+    reused = sptrace.parametrize(again, "adam", lr=1e-2, traced=opt.sptrace.trace, zero_readout=True)
+    assert all(torch.equal(a, b) for a, b in zip(first.parameters(), again.parameters()))
+    assert [g["lr"] for g in reused.param_groups] == [g["lr"] for g in opt.param_groups]
+    wider = spec.build(128)
+    before = [p.detach().clone() for p in wider.parameters()]
+    with pytest.raises(sptrace.SptraceError, match=r"another architecture or width: fc1.weight \(128, 3072\)"):
+        sptrace.parametrize(wider, "adam", lr=1e-2, traced=opt.sptrace.trace)
+    assert all(torch.equal(a, b) for a, b in zip(before, wider.parameters()))
