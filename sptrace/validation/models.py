@@ -96,14 +96,22 @@ def optimizer_for(
     base: Optional[torch.nn.Module] = None,
     delta: Optional[torch.nn.Module] = None,
     zero_readout: bool = False,
+    traces: Optional[dict] = None,
 ) -> torch.optim.Optimizer:
     """``model``'s optimizer under ``parametrization``: ``"sp"`` keeps the model as built and gives
     every parameter ``lr``; ``"sptrace"`` and ``"ntp"`` call :func:`sptrace.parametrize` anchored at
-    ``base`` (which re-initialises the model in place)."""
+    ``base`` (which re-initialises the model in place). ``traces``: a dict the caller keeps across
+    calls; the trace of each model shape is kept there and reused (every seed at a width has the
+    same graph: one capture serves them all)."""
     check_parametrizations([parametrization], "optimizer_for")
     if parametrization == "sp":
         return OPTIMIZERS[optimizer](model.parameters(), lr=lr)
     # sptrace's own is parametrize's default, whatever name the rule table gives it
     named = {} if parametrization == "sptrace" else {"parametrization": parametrization}
-    return parametrize(model, optimizer, lr=lr, example_inputs=example_inputs, base=base, delta=delta,
-                       zero_readout=zero_readout, **named)
+    key = tuple((n, tuple(p.shape)) for n, p in model.named_parameters(remove_duplicate=False))
+    traced = traces.get(key) if traces is not None else None
+    built = parametrize(model, optimizer, lr=lr, example_inputs=example_inputs, base=base, delta=delta,
+                        zero_readout=zero_readout, traced=traced, **named)
+    if traces is not None:
+        traces.setdefault(key, built.sptrace.trace)
+    return built

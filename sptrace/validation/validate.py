@@ -137,12 +137,14 @@ def _factories(name, zoo, optimizer, lr, widths, example, device, options, zero_
     The delta model (widths[1]) lets the base width itself be classified like the others.
     """
     optimizers: dict[int, torch.optim.Optimizer] = {}
+    traces: dict = {}  # one capture per width, shared by its seeds
 
     def make_model(width):
         model = zoo.build(width, **options).to(device)
         with torch.device("meta"):  # only their shapes matter
             base, delta = zoo.build(widths[0], **options), zoo.build(widths[1], **options)
-        optimizers[id(model)] = optimizer_for(model, name, optimizer, lr, example, base, delta, zero_readout)
+        optimizers[id(model)] = optimizer_for(model, name, optimizer, lr, example, base, delta, zero_readout,
+                                              traces=traces)
         return model
 
     return make_model, lambda model: optimizers.pop(id(model))

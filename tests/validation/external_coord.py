@@ -22,7 +22,7 @@ def external_coord_check(build, data, optimizer, parametrization, widths, *, ste
     batches = [next(stream) for _ in range(steps)]
     example = batches[0][0]
     lr = DEFAULT_LR[optimizer]
-    optimizers = {}
+    optimizers, traces = {}, {}
 
     def make_model(width):  # coord_check seeds the RNG before each call
         model = build(width)
@@ -32,7 +32,7 @@ def external_coord_check(build, data, optimizer, parametrization, widths, *, ste
             with torch.device("meta"):
                 delta = build(widths[1])
         optimizers[id(model)] = optimizer_for(model, parametrization, optimizer, lr, example, base, delta,
-                                              zero_readout=True)
+                                              zero_readout=True, traces=traces)
         return model
 
     with warnings.catch_warnings():
