@@ -18,3 +18,10 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def pytest_configure(config):
+    """Under pytest-xdist each worker gets one intra-op thread: the workers already use the cores,
+    and threaded BLAS on an oversubscribed 2-core machine spin-waits (see sptrace.threads)."""
+    if hasattr(config, "workerinput"):
+        torch.set_num_threads(1)
