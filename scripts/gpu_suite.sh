@@ -11,7 +11,7 @@ mkdir -p "$OUT"
 export PYTHONPATH=$PWD
 python -c "import torch, sys; print(sys.version.split()[0], torch.__version__, torch.cuda.get_device_name(0))" | tee "$OUT/device.txt"
 python -c "import tabulate, tqdm, networkx" 2>/dev/null || echo "missing: pip install tabulate tqdm networkx" | tee -a "$OUT/device.txt"
-timeout 300 python -m pytest -m gpu -k "not fig2" -q -p no:cacheprovider --durations=20 2>&1 | tee "$OUT/pytest-gpu.txt"
+timeout 300 python -m pytest -o addopts="" -m gpu -k "not fig2" -q -p no:cacheprovider --durations=20 2>&1 | tee "$OUT/pytest-gpu.txt"
 # the paper's Fig. 2 over its own widths, 16..4096 (CPU runs stop at 1024; issue 4's open slope)
 timeout 240 python -m experiments fig2 --device cuda --widths 16 32 64 128 256 512 1024 2048 4096 \
     --seeds 5 --out "$OUT/paper" 2>&1 | tail -30 | tee "$OUT/fig2.txt"
