@@ -261,14 +261,7 @@ def test_guess_that_does_not_run_is_the_error_not_a_trace(capfd, caplog):
 
 
 def test_strict_failure_with_inferred_inputs_stays_the_classification_error():
-    class Cumulative(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.fc = nn.Linear(8, 16)
-            self.steps = nn.Parameter(torch.ones(16))
-
-        def forward(self, x):
-            return self.fc(x) * torch.cumsum(self.steps, 0)
+    from tests.apply.test_parametrize import Cumulative
 
     with pytest.raises(sptrace.SptraceError, match="could not be classified") as info:
         sptrace.parametrize(Cumulative(), "adam", lr=1e-3, strict=True)
