@@ -295,3 +295,20 @@ def test_keyword_inputs_a_forward_takes_are_fine():
     x = torch.randn(2, 4)
     assert sptrace.trace(TwoArgs(), x=x, mask=torch.ones(2, 4))["fc.weight"].classified
     assert sptrace.trace(AnyKw(), x=x, scale=torch.ones(2, 4))["fc.weight"].classified
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn", "gpt", "vit", "mixer"])
+def test_every_zoo_model_takes_the_call_with_only_the_optimizer_named(name):
+    """The zoo's fixed-image models say their input size (example_inputs()); the others are read off
+    their first layer. The init is the same as with the spec's explicit inputs."""
+    import models_zoo
+
+    spec = models_zoo.get(name)
+    torch.manual_seed(0)
+    inferred = spec.build(64)
+    opt = sptrace.parametrize(inferred, optimizer="adam", lr=1e-3)
+    torch.manual_seed(0)
+    explicit = spec.build(64)
+    sptrace.parametrize(explicit, optimizer="adam", lr=1e-3, example_inputs=spec.example_inputs()[0])
+    assert all(torch.equal(a, b) for a, b in zip(inferred.parameters(), explicit.parameters()))
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(list(inferred.parameters()))
