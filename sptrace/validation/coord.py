@@ -9,6 +9,7 @@ parameter's natural spectral norm recorded (paper Desideratum 1; docs/measuremen
 """
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
@@ -23,6 +24,8 @@ from .jsonio import from_json_float, to_json
 __all__ = ["rms", "first_tensor", "call_model", "OutputRecorder", "CoordCheck", "coord_check", "ROOT"]
 
 ROOT = "<model>"  # record name used for the root module's output
+# the parameter quantities the verdict judges: W at init and its total update after T steps (Condition 2)
+PARAM_JUDGED = ("nat@0", "dnat")
 
 
 # --------------------------------------------------------------------------------------------
@@ -173,11 +176,37 @@ class CoordCheck:
         src = self.param_records if params else self.records
         return fit_slopes(self.widths, src, quantities=quantities)
 
-    def verdict(self, tol: float = 0.25, quantities: Optional[Iterable[str]] = None, **kwargs: Any) -> Any:
-        """Width-stability verdict on the module records (see :func:`sptrace.validation.slopes.verdict`)."""
+    def verdict(self, tol: float = 0.25, quantities: Optional[Iterable[str]] = None, *,
+                params: Union[bool, Iterable[str]] = False, param_quantities: Iterable[str] = PARAM_JUDGED,
+                **kwargs: Any) -> Any:
+        """Width-stability verdict (see :func:`sptrace.validation.slopes.verdict`) on the module records
+        and, with ``params`` (``True``: every recorded parameter, or the names to judge), on the
+        parameters' natural spectral norms ``param_quantities`` (Condition 2, docs/validation.md): each
+        must be flat in width; an exactly-zero series (a zero-initialised readout or bias at init)
+        passes as ``"zero"``; ``nat@0`` may shrink only for a parameter with a side that does not grow
+        with width (:meth:`fixed_side`), whose init norm approaches its limit from above."""
         from .slopes import verdict
 
-        return verdict(self.slopes(quantities), tol=tol, unmeasured=self.meta.get("unmeasured"), **kwargs)
+        slopes = dict(self.slopes(quantities))
+        names = [n for n in self.param_records if params is True or (params is not False and n in set(params))]
+        fits = self.slopes(param_quantities, params=True)
+        judged = [n for n in names if n in fits]
+        clash = sorted(set(judged) & set(slopes))
+        if clash:
+            raise SptraceError(f"CoordCheck.verdict: {clash} name both a module and a parameter; pass params= "
+                               "without them")
+        slopes.update({n: fits[n] for n in judged})
+        shrink = {n: ["nat@0"] for n in judged if self.fixed_side(n)}
+        return verdict(slopes, tol=tol, unmeasured=self.meta.get("unmeasured"), allow_shrink_for=shrink,
+                       params=judged, **kwargs)
+
+    def fixed_side(self, name: str) -> bool:
+        """Whether parameter ``name`` has a side (fan-in or fan-out, as a matrix) that does not grow with
+        width: an input or output layer, an embedding, a bias. Unknown (no shapes recorded) counts as no."""
+        dims = self.meta.get("param_dims", {}).get(name)
+        if not dims or len(dims) < 2:
+            return False
+        return any(dims[0][i] >= dims[-1][i] for i in range(2))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable dict (non-finite values become the strings "nan", "inf", "-inf")."""
@@ -393,7 +422,15 @@ def _param_rows(s: _RunSettings, tracked: Sequence[tuple[str, nn.Parameter]], sp
     return rows
 
 
-def _one_run(s: _RunSettings, width: int, seed: int, unmeasured: dict[str, str]) -> tuple[Rows, Rows, list[float]]:
+def _matrix_dims(p: Tensor, spec: Mapping[str, Any]) -> list[int]:
+    """``[fan_out, fan_in]`` of ``p`` seen as a matrix (one group's block)."""
+    groups = int(spec["groups"])
+    size = lambda axes: math.prod(p.shape[a] // (groups if a % p.dim() == 0 else 1) for a in axes)
+    return [size(spec["fan_out_axes"]), size(spec["fan_in_axes"])]
+
+
+def _one_run(s: _RunSettings, width: int, seed: int, unmeasured: dict[str, str],
+             dims: dict[str, dict[int, list[int]]]) -> tuple[Rows, Rows, list[float]]:
     """One width and one init seed of :func:`coord_check`: (module rows, parameter rows, losses)."""
     requested = torch.device(s.device) if s.device is not None else torch.device("cpu")
     with _forked_rng(requested):
@@ -409,6 +446,8 @@ def _one_run(s: _RunSettings, width: int, seed: int, unmeasured: dict[str, str])
             tracked = [(n, p) for n, p in model.named_parameters() if p.requires_grad] if s.params else []
             specs = {n: _axes_for(n, p, s.param_axes) for n, p in tracked}
             tracked = [(n, p) for n, p in tracked if specs[n] is not None]
+            for n, p in tracked:
+                dims.setdefault(n, {})[width] = _matrix_dims(p, specs[n])
             W0 = {n: p.detach().clone() for n, p in tracked}
             row, before_last, losses = _train_and_record(s, model, opt, device, probe, tracked, unmeasured)
             return row, _param_rows(s, tracked, specs, W0, before_last), losses
@@ -453,8 +492,8 @@ def _checked_record_steps(steps: int, n_seeds: int, batches: Sequence,
     return tuple(chosen)
 
 
-def _runs_by_width(s: _RunSettings, widths: Sequence[int], seeds: range, progress: bool,
-                   unmeasured: dict[str, str]) -> dict[int, list[tuple[Rows, Rows, list[float]]]]:
+def _runs_by_width(s: _RunSettings, widths: Sequence[int], seeds: range, progress: bool, unmeasured: dict[str, str],
+                   dims: dict[str, dict[int, list[int]]]) -> dict[int, list[tuple[Rows, Rows, list[float]]]]:
     runs: Iterable[tuple[int, int]] = [(w, seed) for w in widths for seed in seeds]
     if progress:
         try:
@@ -465,7 +504,7 @@ def _runs_by_width(s: _RunSettings, widths: Sequence[int], seeds: range, progres
             pass
     by_width: dict[int, list[tuple[Rows, Rows, list[float]]]] = {}
     for width, seed in runs:
-        by_width.setdefault(width, []).append(_one_run(s, width, seed, unmeasured))
+        by_width.setdefault(width, []).append(_one_run(s, width, seed, unmeasured, dims))
     return by_width
 
 
@@ -527,7 +566,8 @@ def coord_check(
     )
     widths = [int(w) for w in widths]
     unmeasured: dict[str, str] = {}
-    by_width = _runs_by_width(settings, widths, range(seed, seed + n_seeds), progress, unmeasured)
+    dims: dict[str, dict[int, list[int]]] = {}
+    by_width = _runs_by_width(settings, widths, range(seed, seed + n_seeds), progress, unmeasured, dims)
     rows, param_rows, losses = [], [], []
     for width in widths:
         module_rows, width_param_rows, width_losses = zip(*by_width[width])
@@ -537,6 +577,7 @@ def coord_check(
     records, dropped = _merge_widths(rows)
     param_records, dropped_params = _merge_widths(param_rows)
     meta = {"seed": seed, "n_seeds": n_seeds, "record_steps": list(settings.record_steps), "dropped": dropped,
-            "dropped_params": dropped_params, "unmeasured": dict(sorted(unmeasured.items()))}
+            "dropped_params": dropped_params, "unmeasured": dict(sorted(unmeasured.items())),
+            "param_dims": {n: [d[w] for w in widths] for n, d in dims.items() if n in param_records}}
     return CoordCheck(widths=widths, steps=steps, records=records, param_records=param_records, losses=losses,
                       meta=meta)

@@ -111,7 +111,8 @@ def fit_slopes(
 
 @dataclass
 class Check:
-    """One (module, quantity) judged: ``status`` is ``"pass"``, ``"shrinks-allowed"``, ``"grows"``,
+    """One (module, quantity) judged: ``status`` is ``"pass"``, ``"shrinks-allowed"``, ``"zero"`` (exactly
+    zero at every width, e.g. a zero-initialised readout at init: passes, reported), ``"grows"``,
     ``"shrinks"`` or ``"invalid"`` (NaN / inf / negative / partly zero; see ``message``)."""
 
     module: str
@@ -123,7 +124,7 @@ class Check:
 
     @property
     def passed(self) -> bool:
-        return self.status in ("pass", "shrinks-allowed")
+        return self.status in ("pass", "shrinks-allowed", "zero")
 
     @property
     def excess(self) -> float:
@@ -149,18 +150,29 @@ class Verdict:
     worst: list[Check]
     # module -> why its output change could not be measured (not judged on that quantity)
     unmeasured: dict[str, str] = field(default_factory=dict)
+    # the entries of ``modules`` that are parameters (natural spectral norms, Condition 2), not module outputs
+    params: list[str] = field(default_factory=list)
+
+    def _counted(self) -> str:
+        n_par = len(self.params)
+        n_mod = len(self.modules) - n_par
+        return f"{n_mod} modules" + (f" and {n_par} parameters" if n_par else "")
 
     def summary(self, top: int = 5) -> str:
         n_fail = sum(not m.passed for m in self.modules.values())
         if self.passed:
-            head = f"PASS: {len(self.modules)} modules, every slope within ±{self.tol:g} of its expectation"
+            head = f"PASS: {self._counted()}, every slope within ±{self.tol:g} of its expectation"
         else:
             parts = []
             for c in self.worst[:top]:
                 what = c.message if c.status == "invalid" else f"slope {c.slope:+.2f}"
                 parts.append(f"{c.module} [{c.quantity}] {c.status}: {what}")
-            head = (f"FAIL: {n_fail}/{len(self.modules)} modules; worst: " + "; ".join(parts)
+            head = (f"FAIL: {n_fail}/{len(self.modules)} of {self._counted()}; worst: " + "; ".join(parts)
                     + _and_more(len(self.worst), top))
+        zeros = [f"{c.module} [{c.quantity}]" for m in self.modules.values() for c in m.checks.values()
+                 if c.status == "zero"]
+        if zeros:
+            head += f". Exactly zero at every width (passes): {', '.join(zeros[:top])}" + _and_more(len(zeros), top)
         if not self.unmeasured:
             return head
         shown = "; ".join(f"{k} ({why})" for k, why in list(self.unmeasured.items())[:top])
@@ -177,6 +189,7 @@ class Verdict:
                         for k, m in self.modules.items()},
             "worst": [asdict(c) for c in self.worst],
             "unmeasured": self.unmeasured,
+            "params": self.params,
         })
 
 
@@ -201,6 +214,8 @@ def verdict(
     expected: Optional[Mapping[str, float]] = None,
     allow_shrink: Union[bool, Iterable[str]] = (),
     unmeasured: Optional[Mapping[str, str]] = None,
+    allow_shrink_for: Optional[Mapping[str, Union[bool, Iterable[str]]]] = None,
+    params: Iterable[str] = (),
 ) -> Verdict:
     """Judge ``slopes[module][quantity]`` (a :class:`SlopeFit` or a plain float).
 
@@ -210,7 +225,10 @@ def verdict(
     quantity names, ``"prefix*"`` patterns, or ``True`` for all; e.g. ``allow_shrink=["rms@0"]``
     accepts outputs at init that shrink with width). NaN / inf / negative / partly zero fits fail
     as "invalid". A module passes when all of its checks pass; the verdict passes when all modules do.
+    ``allow_shrink_for[module]`` adds shrink allowances for that entry only; ``params`` names the
+    entries that are parameters (their natural spectral norms), so that the summary counts them apart.
     """
+    per_name = dict(allow_shrink_for or {})
     exp = dict(expected or {})
     modules: dict[str, ModuleVerdict] = {}
     failing: list[Check] = []
@@ -229,14 +247,17 @@ def verdict(
             elif s - e > tol:
                 c = Check(module, q, s, e, "grows", f"slope {s:+.3f} > {e:+.2f} + {tol:g}")
             elif s - e < -tol:
-                status = "shrinks-allowed" if matches(q, allow_shrink) else "shrinks"
+                allowed = matches(q, allow_shrink) or matches(q, per_name.get(module, ()))
+                status = "shrinks-allowed" if allowed else "shrinks"
                 c = Check(module, q, s, e, status, f"slope {s:+.3f} < {e:+.2f} - {tol:g}")
             else:
-                c = Check(module, q, s, e, "pass", msg)
+                zero = isinstance(fit, SlopeFit) and fit.status == "zero"
+                c = Check(module, q, s, e, "zero" if zero else "pass", msg)
             mv.checks[q] = c
             if not c.passed:
                 mv.passed = False
                 failing.append(c)
         modules[module] = mv
     failing.sort(key=lambda c: (c.status != "invalid", -c.excess))
-    return Verdict(passed=not failing, tol=tol, modules=modules, worst=failing, unmeasured=dict(unmeasured or {}))
+    return Verdict(passed=not failing, tol=tol, modules=modules, worst=failing, unmeasured=dict(unmeasured or {}),
+                   params=[p for p in params if p in modules])

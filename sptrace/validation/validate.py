@@ -85,7 +85,9 @@ def validate(
 ) -> Validation:
     """Coord-check ``model`` (a zoo name, ``module:factory`` or a :class:`ModelSource`).
 
-    ``spectral=False`` skips the per-parameter natural spectral norms (the slow part on CPU).
+    ``spectral=True`` (the default) records every classified parameter's natural spectral norms and
+    judges ``nat@0`` and ``dnat`` next to the module outputs (Condition 2, docs/validation.md);
+    ``spectral=False`` judges the module outputs only.
     ``zero_readout`` (μP's recommendation, the default) starts sptrace's readouts at zero, so the
     output change measured is the Θ(1) term ΔW·h and not the W0·Δh transient that decays like
     width^-1/2 from a finite width (docs/derivations.md §5). ``n_seeds`` init seeds per width are averaged
@@ -118,7 +120,8 @@ def validate(
             make_model, make_optimizer, batches, zoo.loss, widths, steps=steps, seed=seed, n_seeds=n_seeds,
             device=device, progress=progress, param_axes=axes, params=spectral,
         )
-        verdict = cc.verdict(tol=tol, quantities=["rms@0", f"delta_rms@{steps}"], allow_shrink=["rms@0"])
+        verdict = cc.verdict(tol=tol, quantities=["rms@0", f"delta_rms@{steps}"], allow_shrink=["rms@0"],
+                             params=list(axes) if spectral else False)
         runs[name] = Run(name, cc, verdict)
     result = Validation(src.name, optimizer, list(widths), steps, lr, runs)
     if out:

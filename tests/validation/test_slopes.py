@@ -56,7 +56,7 @@ def test_verdict():
     assert not v.modules["fc2"].passed
     assert v.modules["fc2"].checks["rms@0"].status == "shrinks"
     assert v.modules["fc2"].checks["delta_rms@1"].status == "grows"
-    assert v.modules["dead"].checks["delta_rms@1"].status == "pass"  # identically zero
+    assert v.modules["dead"].checks["delta_rms@1"].status == "zero"  # identically zero: passes, reported
     # worst first: invalid, then the steepest growth
     assert [(c.module, c.quantity) for c in v.worst[:2]] == [("dead", "rms@0"), ("out", "delta_rms@1")]
     s = v.summary()
