@@ -63,8 +63,12 @@ def _settle_additive(use: ParamUse, shape, width: set[int]) -> ParamUse:
 
 
 def _role(use: ParamUse, fan_in_width: bool, fan_out_width: bool) -> Role:
+    """A use's role; without a width axis it is a scalar, except a bias: a fixed-size bias (a
+    readout's) is still added to its layer's output, and its library init shrinks with that layer's
+    width-sized fan-in (PyTorch's U(±1/sqrt(fan_in))), so it needs a bias's rule (Appendix D)."""
     if use.role is not Role.UNKNOWN:
-        return use.role if (fan_in_width or fan_out_width or use.role is Role.SCALAR) else Role.SCALAR
+        keeps = fan_in_width or fan_out_width or use.role in (Role.SCALAR, Role.BIAS)
+        return use.role if keeps else Role.SCALAR
     if use.input_space is Space.SPARSE:
         return Role.EMBEDDING
     return {

@@ -360,3 +360,23 @@ def test_a_trace_is_reused_for_a_model_of_the_same_shapes_and_refused_for_anothe
     with pytest.raises(sptrace.SptraceError, match=r"another architecture or width: fc1.weight \(128, 3072\)"):
         sptrace.parametrize(wider, "adam", lr=1e-2, traced=opt.sptrace.trace)
     assert all(torch.equal(a, b) for a, b in zip(before, wider.parameters()))
+
+
+def test_a_fixed_size_readout_bias_keeps_its_scale_at_every_width():
+    """Linear(n, 200).bias has no width axis, but PyTorch draws it from U(±1/sqrt(n)): the base form
+    rescales it like any bias (Appendix D, σ_b = Θ(1)), the absolute form zeroes it. Classified as
+    a scalar it kept the library's values and its std fell like n^-1/2 (0.5x from 64 to 256)."""
+    def mlp(n):
+        return nn.Sequential(nn.Linear(8, n), nn.ReLU(), nn.Linear(n, 200))
+
+    stds = {}
+    for n in (64, 256):
+        torch.manual_seed(0)
+        model = mlp(n)
+        opt = sptrace.parametrize(model, "adam", lr=1e-3, example_inputs=torch.randn(2, 8), base=mlp(32))
+        assert opt.sptrace.trace["2.bias"].role.value == "bias"
+        stds[n] = float(model[2].bias.std())
+    assert 0.85 < stds[256] / stds[64] < 1.15, stds
+    absolute = mlp(256)
+    sptrace.parametrize(absolute, "adam", lr=1e-3, example_inputs=torch.randn(2, 8))
+    assert torch.count_nonzero(absolute[2].bias) == 0

@@ -78,7 +78,7 @@ MLP_EXPECTED = {  # hand-derived: (kind, role, input_space, width_dims)
     "fc2.weight": ("matrix", "hidden", "dense", (0, 1)),
     "fc2.bias": ("vector", "bias", "sparse", (0,)),
     "fc3.weight": ("vector", "readout", "dense", (1,)),
-    "fc3.bias": ("scalar", "scalar", "sparse", ()),
+    "fc3.bias": ("scalar", "bias", "sparse", ()),
 }
 
 

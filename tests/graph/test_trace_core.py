@@ -156,7 +156,7 @@ def test_mixer_cls_pos_scalar(routes):
     expect(t, "patch.weight", "vector", "input", "dense", 48, d, [0])
     expect(t, "tok1.weight", "vector", "input", "dense", 16, d, [0])
     expect(t, "tok2.weight", "vector", "readout", "dense", d, 16, [1])
-    expect(t, "tok2.bias", "scalar", "scalar", "sparse", 1, 16, [])
+    expect(t, "tok2.bias", "scalar", "bias", "sparse", 1, 16, [])
     expect(t, "cls", "vector", "embedding", "sparse", 1, d, [2])
     expect(t, "pos", "vector", "embedding", "sparse", 17, d, [2])
     assert t["pos"].fan_in_axes == (1,) and t["pos"].fan_out_axes == (2,)

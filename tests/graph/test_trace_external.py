@@ -63,9 +63,9 @@ def bias(n):
 
 
 def fixed_bias(n):
-    """A bias over a fixed axis (readout bias over classes): no width axis -> kind scalar; role
-    scalar (types.Role.SCALAR: 'no width dims at all')."""
-    return ("scalar", "scalar", "sparse", 1, n, (), (), (0,))
+    """A bias over a fixed axis (readout bias over classes): no width axis -> kind scalar, but role
+    bias: its library init shrinks with the layer's width fan-in, so it takes a bias's rule."""
+    return ("scalar", "bias", "sparse", 1, n, (), (), (0,))
 
 
 def gain(n):

@@ -150,10 +150,13 @@ def example(spec: Spec):
 
 def expected_roles(module: nn.Module, leaf: str, record) -> set[str]:
     """The doc's roles by module type; without any width axis a record is `scalar` (one element,
-    or Role.SCALAR 'no width dims at all'), except a weight matrix used as such: `fixed`."""
+    or Role.SCALAR 'no width dims at all'), except a weight matrix used as such (`fixed`) and a
+    bias, which keeps its role (its library init follows its layer's fan-in)."""
     is_weight = isinstance(module, (nn.Linear, nn.Conv2d)) and leaf == "weight"
     if record.width_dims == ():
-        return {"fixed"} if is_weight and record.fan_in * record.fan_out > 1 else {"scalar"}
+        if is_weight and record.fan_in * record.fan_out > 1:
+            return {"fixed"}
+        return {"scalar", "bias"} if leaf == "bias" else {"scalar"}
     if isinstance(module, nn.Embedding):
         return {"embedding"}
     if is_weight:

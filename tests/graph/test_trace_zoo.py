@@ -38,7 +38,7 @@ EXPECTED = {
         (r"layer2\.(bn2|bn3|shortcut\.1)\.weight", ("vector", "gain", "dense", 1, "2w", (0,))),
         (r"layer2\.(bn2|bn3|shortcut\.1|pw)\.bias", ("vector", "bias", "sparse", 1, "2w", (0,))),
         (r"fc\.weight", ("vector", "readout", "dense", "2w", 10, (1,))),
-        (r"fc\.bias", ("scalar", "scalar", "sparse", 1, 10, ())),
+        (r"fc\.bias", ("scalar", "bias", "sparse", 1, 10, ())),
     ],
     "gpt": [
         (r"transformer\.wte\.weight", ("vector", "embedding", "sparse", 77, "w", (1,))),
@@ -67,7 +67,7 @@ EXPECTED = {
         (r".*fc1\.bias", ("vector", "bias", "sparse", 1, "4w", (0,))),
         (r".*fc2\.weight", ("matrix", "hidden", "dense", "4w", "w", (0, 1))),
         (r"head\.weight", ("vector", "readout", "dense", "w", 10, (1,))),
-        (r"head\.bias", ("scalar", "scalar", "sparse", 1, 10, ())),
+        (r"head\.bias", ("scalar", "bias", "sparse", 1, 10, ())),
     ],
     "mixer": [
         (r"stem\.weight", ("vector", "input", "dense", 48, "w", (0,))),
@@ -76,12 +76,12 @@ EXPECTED = {
         (r".*token_mlp\.fc1\.weight", ("vector", "input", "dense", 64, "w/2", (0,))),  # patches -> width
         (r".*token_mlp\.fc1\.bias", ("vector", "bias", "sparse", 1, "w/2", (0,))),
         (r".*token_mlp\.fc2\.weight", ("vector", "readout", "dense", "w/2", 64, (1,))),  # width -> patches
-        (r".*token_mlp\.fc2\.bias", ("scalar", "scalar", "sparse", 1, 64, ())),
+        (r".*token_mlp\.fc2\.bias", ("scalar", "bias", "sparse", 1, 64, ())),
         (r".*channel_mlp\.fc1\.weight", ("matrix", "hidden", "dense", "w", "4w", (0, 1))),
         (r".*channel_mlp\.fc1\.bias", ("vector", "bias", "sparse", 1, "4w", (0,))),
         (r".*channel_mlp\.fc2\.weight", ("matrix", "hidden", "dense", "4w", "w", (0, 1))),
         (r"head\.weight", ("vector", "readout", "dense", "w", 10, (1,))),
-        (r"head\.bias", ("scalar", "scalar", "sparse", 1, 10, ())),
+        (r"head\.bias", ("scalar", "bias", "sparse", 1, 10, ())),
     ],
 }
 
