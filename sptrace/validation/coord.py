@@ -1,11 +1,9 @@
 """The coordinate check: the same seed and data at every width, every module's output and every
 parameter's natural spectral norm recorded (paper Desideratum 1; docs/measurements.md).
-
-* output recording: :class:`OutputRecorder`, a context manager that hooks every submodule and
-  keeps the RMS (and optionally a copy) of each module's first tensor output;
-* :func:`coord_check` trains the same seed on the same batches at each width and returns a
-  :class:`CoordCheck` (per-module RMS at init and RMS of the change, per-parameter natural
-  spectral norms of W and of the update), with JSON round-tripping and slope fitting.
+:class:`OutputRecorder` hooks every submodule and keeps the RMS (optionally a copy) of its first
+tensor output; :func:`coord_check` trains the same seed on the same batches at each width and
+returns a :class:`CoordCheck` (per-module RMS at init and of the change, per-parameter natural
+spectral norms of W and of the update), with JSON round-tripping, slope fits and a verdict.
 """
 from __future__ import annotations
 
@@ -16,132 +14,22 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequenc
 
 import torch
 from torch import Tensor, nn
+from torch.utils import _pytree as pytree
 
-from ..spectral import accumulation_dtype, default_param_axes, natural_spectral_norm
+from ..spectral import default_param_axes, natural_spectral_norm
 from ..types import SptraceError
 from .jsonio import from_json_float, to_json
+from .recorder import ROOT, OutputRecorder, first_tensor, rms
 
 __all__ = ["rms", "first_tensor", "call_model", "OutputRecorder", "CoordCheck", "coord_check", "ROOT"]
 
-ROOT = "<model>"  # record name used for the root module's output
 # the parameter quantities the verdict judges: W at init and its total update after T steps (Condition 2)
 PARAM_JUDGED = ("nat@0", "dnat")
+# A float64 gradient RMS below this fraction of the largest at every width: no effect on the loss,
+# its float32 update is rounding noise (see _exact_gradients; a gap of about 9 orders of magnitude).
+NO_EFFECT_GRADIENT = 1e-12
+NO_EFFECT_REASON = "no effect on the loss: its gradient is zero in float64 (e.g. cancelled by a normalisation)"
 
-
-# --------------------------------------------------------------------------------------------
-# output recording
-# --------------------------------------------------------------------------------------------
-
-
-def rms(x: Tensor) -> float:
-    """Root mean square of all entries, computed in float32 (float64 stays float64)."""
-    x = x.detach()
-    return float(x.to(accumulation_dtype(x)).square().mean().sqrt()) if x.numel() else float("nan")
-
-
-def first_tensor(out: Any) -> Optional[Tensor]:
-    """The first floating-point tensor in a module output (tensor, tuple/list, dict, HF ModelOutput)."""
-    if isinstance(out, Tensor):
-        return out if (out.is_floating_point() or out.is_complex()) else None
-    if isinstance(out, Mapping):
-        items: Iterable[Any] = out.values()
-    elif isinstance(out, (tuple, list)):
-        items = out
-    else:
-        return None
-    for item in items:
-        t = first_tensor(item)
-        if t is not None:
-            return t
-    return None
-
-
-class OutputRecorder:
-    """Context manager recording each submodule's first tensor output during forward passes.
-
-    >>> with OutputRecorder(model) as rec:
-    ...     model(x)
-    >>> rec.rms  # {"<model>": ..., "fc1": ..., "act": ..., "act#1": ...}
-
-    Names are ``named_modules()`` names, the root is ``ROOT`` (``"<model>"``). A module called more
-    than once in one forward (a shared activation) records ``name``, ``name#1``, ``name#2``, ...
-    Each forward pass (each call of the root module) starts a fresh record. ``keep_outputs=True``
-    also keeps a detached float32 copy of every output in ``outputs`` (needed for differences).
-    ``names`` restricts recording to those modules; ``leaves_only`` to modules without children.
-    """
-
-    def __init__(
-        self,
-        model: nn.Module,
-        *,
-        keep_outputs: bool = False,
-        names: Optional[Iterable[str]] = None,
-        leaves_only: bool = False,
-        include_root: bool = True,
-    ) -> None:
-        self.model = model
-        self.keep_outputs = keep_outputs
-        self.names = None if names is None else set(names)
-        self.leaves_only = leaves_only
-        self.include_root = include_root
-        self.rms: dict[str, float] = {}
-        self.outputs: dict[str, Tensor] = {}
-        self._counts: dict[str, int] = {}
-        self._handles: list[Any] = []
-        self._depth = 0
-
-    def _pre(self, module: nn.Module, args: Any) -> None:
-        if module is self.model:
-            if self._depth == 0:
-                self.rms, self.outputs, self._counts = {}, {}, {}
-            self._depth += 1
-
-    def _make_hook(self, name: str) -> Callable[..., None]:
-        def hook(module: nn.Module, args: Any, out: Any) -> None:
-            t = first_tensor(out)
-            if t is None:
-                return
-            k = self._counts.get(name, 0)
-            self._counts[name] = k + 1
-            key = name if k == 0 else f"{name}#{k}"
-            t = t.detach()
-            if t.is_complex():
-                t = t.abs()
-            self.rms[key] = rms(t)
-            if self.keep_outputs:
-                self.outputs[key] = t.to(accumulation_dtype(t)).clone()
-
-        return hook
-
-    def _post(self, module: nn.Module, args: Any, out: Any) -> None:
-        self._depth = max(0, self._depth - 1)
-
-    def __enter__(self) -> "OutputRecorder":
-        self._depth = 0
-        self._handles.append(self.model.register_forward_pre_hook(self._pre))
-        for name, mod in self.model.named_modules():
-            is_root = mod is self.model
-            key = ROOT if is_root else name
-            if is_root and not self.include_root:
-                continue
-            if self.names is not None and key not in self.names and name not in self.names:
-                continue
-            if self.leaves_only and not is_root and next(mod.children(), None) is not None:
-                continue
-            self._handles.append(mod.register_forward_hook(self._make_hook(key)))
-        # registered last so that it runs after the root's recording hook
-        self._handles.append(self.model.register_forward_hook(self._post, always_call=True))
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles = []
-
-
-# --------------------------------------------------------------------------------------------
-# the coord check
-# --------------------------------------------------------------------------------------------
 
 Rows = dict[str, dict[str, float]]  # {module or parameter: {quantity: value}} of one run
 
@@ -195,10 +83,19 @@ class CoordCheck:
         if clash:
             raise SptraceError(f"CoordCheck.verdict: {clash} name both a module and a parameter; pass params= "
                                "without them")
+        inert = {n: NO_EFFECT_REASON for n in judged if self.without_effect(n)}
+        judged = [n for n in judged if n not in inert]
         slopes.update({n: fits[n] for n in judged})
         shrink = {n: ["nat@0"] for n in judged if self.fixed_side(n)}
-        return verdict(slopes, tol=tol, unmeasured=self.meta.get("unmeasured"), allow_shrink_for=shrink,
-                       params=judged, **kwargs)
+        return verdict(slopes, tol=tol, unmeasured={**self.meta.get("unmeasured", {}), **inert},
+                       allow_shrink_for=shrink, params=judged, **kwargs)
+
+    def without_effect(self, name: str) -> bool:
+        """Whether ``name``'s float64 gradient is below ``NO_EFFECT_GRADIENT`` of the largest, everywhere."""
+        grads = [q["grad64"] for q in self.param_records.values() if "grad64" in q]
+        mine = self.param_records.get(name, {}).get("grad64")
+        largest = [max(g[i] for g in grads) for i in range(len(mine or []))]
+        return bool(mine) and all(0 < big and g <= NO_EFFECT_GRADIENT * big for g, big in zip(mine, largest))
 
     def fixed_side(self, name: str) -> bool:
         """Whether parameter ``name`` has a side (fan-in or fan-out, as a matrix) that does not grow with
@@ -409,8 +306,9 @@ def _train_and_record(s: _RunSettings, model: nn.Module, opt: torch.optim.Optimi
 
 
 def _param_rows(s: _RunSettings, tracked: Sequence[tuple[str, nn.Parameter]], specs: Mapping[str, Mapping],
-                W0: Mapping[str, Tensor], before_last: Mapping[str, Tensor]) -> Rows:
-    """Natural spectral norms of each tracked W at init, of its total update and of its last update."""
+                W0: Mapping[str, Tensor], before_last: Mapping[str, Tensor], grads64: Mapping[str, float]) -> Rows:
+    """Natural spectral norms of each tracked W at init, of its total update and of its last update,
+    and the RMS of its float64 gradient at the end (``grad64``, when the model runs in float64)."""
     rows: Rows = {}
     for n, p in tracked:
         W, spec = p.detach(), specs[n]
@@ -418,8 +316,37 @@ def _param_rows(s: _RunSettings, tracked: Sequence[tuple[str, nn.Parameter]], sp
         if s.steps > 0:
             q["dnat"] = _nat(W - W0[n], spec, s.spectral_method)
             q["dnat_last"] = _nat(W - before_last[n], spec, s.spectral_method)
+            if n in grads64:
+                q["grad64"] = grads64[n]
         rows[n] = q
     return rows
+
+
+def _exact_gradients(s: _RunSettings, model: nn.Module, tracked: Sequence[tuple[str, nn.Parameter]],
+                     device: torch.device) -> dict[str, float]:
+    """RMS of each tracked parameter's gradient in float64 on the last batch at the final weights.
+    A parameter that cannot change the loss (a bias feeding a training-mode BatchNorm, a per-token
+    constant before a LayerNorm over channels) has gradient zero in exact arithmetic: float32 leaves
+    rounding noise down to ~1e-9 of the largest, as small as the gradient of a slowly learning layer,
+    float64 leaves ~1e-18. Empty when the model does not run in float64; the model is restored."""
+    params = [(p, p.data) for p in model.parameters()]
+    buffers = [(m, k, b) for m in model.modules() for k, b in m._buffers.items() if b is not None]
+    as64 = lambda v: v.double() if isinstance(v, Tensor) and v.is_floating_point() else v  # noqa: E731
+    x, y = s.batches[(s.steps - 1) % len(s.batches)]
+    try:
+        model.double()
+        for _, p in tracked:
+            p.grad = None
+        s.loss_fn(s.forward(model, pytree.tree_map(as64, _to_device(x, device))),
+                  pytree.tree_map(as64, _to_device(y, device))).backward()
+        return {n: rms(p.grad) if p.grad is not None else 0.0 for n, p in tracked}
+    except Exception:  # a model pinned to float32 inside: no exemption, everything is judged
+        return {}
+    finally:
+        for p, data in params:
+            p.data, p.grad = data, None
+        for m, k, b in buffers:
+            m._buffers[k] = b
 
 
 def _matrix_dims(p: Tensor, spec: Mapping[str, Any]) -> list[int]:
@@ -450,7 +377,8 @@ def _one_run(s: _RunSettings, width: int, seed: int, unmeasured: dict[str, str],
                 dims.setdefault(n, {})[width] = _matrix_dims(p, specs[n])
             W0 = {n: p.detach().clone() for n, p in tracked}
             row, before_last, losses = _train_and_record(s, model, opt, device, probe, tracked, unmeasured)
-            return row, _param_rows(s, tracked, specs, W0, before_last), losses
+            grads64 = _exact_gradients(s, model, tracked, device) if tracked and s.steps > 0 else {}
+            return row, _param_rows(s, tracked, specs, W0, before_last, grads64), losses
 
 
 def _mean_rows(rows: Sequence[Rows]) -> Rows:

@@ -136,7 +136,7 @@ def test_coord_check_sp_grows_mup_flat():
     assert sp.widths == WIDTHS and sp.steps == 3
     assert set(sp.modules) == {ROOT, "fc1", "act1", "fc2", "act2", "readout"}
     assert set(sp.records["fc2"]) == {"rms@0", "rms@T", "delta_rms@1", "delta_rms@2", "delta_rms@3"}
-    assert set(sp.param_records["fc2.weight"]) == {"nat@0", "dnat", "dnat_last"}
+    assert set(sp.param_records["fc2.weight"]) == {"nat@0", "dnat", "dnat_last", "grad64"}
     assert len(sp.losses) == 4 and len(sp.losses[0]) == 3
     s_sp = sp.slopes()
     # SP with one Adam lr: updates of entry size ~lr make hidden and output changes grow with width
@@ -363,3 +363,29 @@ def test_verdict_passes_flat_parameters():
     # JSON round trip keeps what the verdict needs (the parameters' matrix shapes)
     again = CoordCheck.from_dict(json.loads(json.dumps(good.to_dict())))
     assert again.verdict(quantities=["rms@0", "delta_rms@2"], params=True).to_dict() == v.to_dict()
+
+
+class _BiasBeforeBatchNorm(nn.Module):
+    """A conv bias followed by a training-mode BatchNorm, which removes every per-channel constant:
+    the bias has no effect on the loss, so its gradient (and its update) is rounding noise."""
+
+    def __init__(self, width):
+        super().__init__()
+        self.conv = nn.Conv2d(3, width, 3, padding=1)
+        self.bn = nn.BatchNorm2d(width)
+        self.head = nn.Linear(width, 4)
+
+    def forward(self, x):
+        return self.head(self.bn(self.conv(x)).relu().mean((2, 3)))
+
+
+def test_a_parameter_without_effect_is_named_not_judged():
+    g = torch.Generator().manual_seed(0)
+    batches = [(torch.randn(8, 3, 8, 8, generator=g), torch.randint(0, 4, (8,), generator=g)) for _ in range(2)]
+    cc = coord_check(_BiasBeforeBatchNorm, lambda m: torch.optim.Adam(m.parameters(), lr=1e-2), batches,
+                     F.cross_entropy, [16, 32, 64], steps=2)
+    assert max(cc.param_records["conv.bias"]["grad64"]) < 1e-12 < 1e-3 < min(cc.param_records["conv.weight"]["grad64"])
+    assert cc.without_effect("conv.bias") and not cc.without_effect("conv.weight")
+    v = cc.verdict(quantities=["rms@0"], params=True)
+    assert "conv.bias" not in v.params and "conv.weight" in v.params
+    assert "no effect on the loss" in v.unmeasured["conv.bias"] and "conv.bias" in v.summary()
