@@ -26,14 +26,13 @@ init that follows) is the same as with explicit inputs.
 """
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 from typing import Any, NamedTuple, Optional
 
 import torch
 from torch import nn
 
-from ..graph.trace import forward_signature
+from ..graph.trace import forward_parameters, forward_signature
 from ..types import SptraceError
 
 BATCH = 2
@@ -171,7 +170,8 @@ def _entry_layer(model) -> tuple[Optional[nn.Module], str]:
         return model, "(the model itself)"
     if isinstance(model, nn.Sequential):
         return _sequential_entry(model, "")
-    required = [p for p in _parameters(model) if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    required = [p for p in forward_parameters(model) or []
+                if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
     if len(required) != 1 or required[0].kind is required[0].KEYWORD_ONLY:
         return None, ""
     for name, module in model.named_modules():
@@ -192,13 +192,6 @@ def _sequential_entry(seq: nn.Sequential, prefix: str) -> tuple[Optional[nn.Modu
             continue
         return child, path
     return None, ""
-
-
-def _parameters(model) -> list[inspect.Parameter]:
-    try:
-        return list(inspect.signature(model.forward).parameters.values())
-    except (TypeError, ValueError):
-        return []
 
 
 def _min_side(model, dim: int) -> int:
@@ -242,7 +235,7 @@ def _tensor_expression(t) -> str:
 
 def _suggestion(model) -> str:
     """``example_inputs=(x,)`` / ``{"name": ...}`` from the forward's own parameter names."""
-    params = _parameters(model)
+    params = forward_parameters(model) or []
     positional = [p.name for p in params if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     keyword = [p.name for p in params if p.default is p.empty and p.kind is p.KEYWORD_ONLY]
     if not positional and not keyword:

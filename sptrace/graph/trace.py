@@ -143,13 +143,18 @@ def forward_signature(model: torch.nn.Module) -> str:
         return f"{type(model).__name__}.forward(...)"
 
 
+def forward_parameters(model: torch.nn.Module) -> Optional[list[inspect.Parameter]]:
+    """The parameters of the model's forward (None where Python cannot read its signature)."""
+    try:
+        return list(inspect.signature(model.forward).parameters.values())
+    except (TypeError, ValueError):
+        return None
+
+
 def _check_keywords(model, kwargs) -> None:
     """Example inputs given by name must be names the forward takes (or it takes ``**kwargs``)."""
-    if not kwargs:
-        return
-    try:
-        params = inspect.signature(model.forward).parameters.values()
-    except (TypeError, ValueError):
+    params = forward_parameters(model)
+    if not kwargs or params is None:
         return
     if any(p.kind is p.VAR_KEYWORD for p in params):
         return

@@ -106,12 +106,10 @@ def optimizer_for(
     check_parametrizations([parametrization], "optimizer_for")
     if parametrization == "sp":
         return OPTIMIZERS[optimizer](model.parameters(), lr=lr)
-    # sptrace's own is parametrize's default, whatever name the rule table gives it
-    named = {} if parametrization == "sptrace" else {"parametrization": parametrization}
     key = tuple((n, tuple(p.shape)) for n, p in model.named_parameters(remove_duplicate=False))
     traced = traces.get(key) if traces is not None else None
     built = parametrize(model, optimizer, lr=lr, example_inputs=example_inputs, base=base, delta=delta,
-                        zero_readout=zero_readout, traced=traced, **named)
+                        zero_readout=zero_readout, traced=traced, parametrization=parametrization)
     if traces is not None:
         traces.setdefault(key, built.sptrace.trace)
     return built
