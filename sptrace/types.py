@@ -211,7 +211,7 @@ class ParamRecord:
     base_groups: Optional[int] = None
     problem: Optional[str] = None  # why it is unclassified (names the node and op)
     secondary_uses: tuple[ParamUse, ...] = ()  # uses whose axes disagree with the primary one (ties)
-    notes: tuple[str, ...] = ()
+    selected_by: Optional[str] = None  # a top-k / argmax / sort node its output reaches (a router)
 
     @property
     def width_dims(self) -> tuple[int, ...]:
@@ -219,9 +219,12 @@ class ParamRecord:
 
     @staticmethod
     def _block(axes: tuple[int, ...], shape: tuple[int, ...], groups: int) -> int:
-        """Product of `axes`; axis 0 holds every group of a grouped conv, so it is divided."""
+        """Product of `axes`; axis 0 holds every group of a grouped conv, so it is divided. A
+        reference-width shape (planning/reference.py) may hold fractional sizes: true division then."""
         size = math.prod(shape[a] for a in axes)
-        return size // groups if 0 in axes else size
+        if 0 not in axes:
+            return size
+        return size // groups if isinstance(size, int) and isinstance(groups, int) else size / groups
 
     @property
     def fan_in(self) -> int:
@@ -457,6 +460,7 @@ class ParamPlan:
     citation: str
     warning: Optional[str] = None
     rule: Optional[Rule] = field(default=None, repr=False, compare=False)
+    lr_note: str = ""  # what the lr became and why, in one line
 
 
 # --- apply: what parametrize installed -----------------------------------------------------------

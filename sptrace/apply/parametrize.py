@@ -8,6 +8,7 @@ previous call's hooks are replaced.
 """
 from __future__ import annotations
 
+import inspect
 import math
 import weakref
 from dataclasses import dataclass, field, replace
@@ -18,11 +19,12 @@ import torch
 from ..graph.report import render
 from ..graph.trace import Trace, trace
 from ..optim import SpectralSGD
-from ..planning.library import library_candidates
-from ..planning.plan import group, plan, plan_warnings
-from ..planning.rules import INIT_CHOICES, optimizer_family
+from ..planning.library import detect_law, library_candidates
+from ..planning.plan import GROUP_LR_NOTE, GROUP_NAMES, group, plan, plan_warnings
+from ..planning.reference import DEFAULT_REFERENCE_WIDTH
+from ..planning.rules import INIT_CHOICES, check_zero_readout, optimizer_family
 from ..spectral import natural_spectral_norm
-from ..types import Multiplier, ParamPlan, Space, SptraceError
+from ..types import Multiplier, ParamPlan, Role, Space, SptraceError
 from .hooks import install_attention_scale, install_readout_multiplier, mup_attention_scale
 from .init import apply_init
 from .inputs import missing_inputs_error, resolve_example_inputs
@@ -45,6 +47,7 @@ class Parametrization:
     plans: list[ParamPlan]
     multipliers: list[Multiplier]
     warnings: list[str]
+    lr_notes: list[str] = field(default_factory=list)  # one line per optimizer group: what its lr became
     handles: list = field(default_factory=list, repr=False)
     model: Any = field(default=None, repr=False)  # weak reference, for measuring at report time
 
@@ -63,7 +66,7 @@ class Parametrization:
             _add_measured(columns, self.trace, model)
         notes = [f"multiplier {m.value:.4g} on {m.what} of {m.module or '<root>'}: {m.reason}"
                  for m in self.multipliers]
-        return render(self.trace, format, columns, self.warnings + notes)
+        return render(self.trace, format, columns, self.warnings + notes, notes=self.lr_notes)
 
     def remove_hooks(self):
         for h in self.handles:
@@ -90,7 +93,8 @@ def param_groups(
     Each group records ``sptrace_lr_multiplier`` so schedulers can scale relative to it. The
     model is not modified (use :func:`parametrize` for the init and the forward multipliers).
     """
-    _check_lr(lr)
+    lr = _global_lr(lr, _optimizer_factory(optimizer) if isinstance(optimizer, (str, type)) else None,
+                    plan_options.get("form"))
     family = optimizer_family(optimizer)
     traced = _fitting(traced, model) if traced is not None else _trace(model, example_inputs, base, strict,
                                                                         width_overrides, delta)
@@ -106,7 +110,10 @@ def parametrize(
     base: Optional[torch.nn.Module] = None,
     *,
     init: Union[str, bool] = "default",
-    zero_readout: bool = False,
+    form: Optional[str] = None,
+    reference_width: int = DEFAULT_REFERENCE_WIDTH,
+    zero_readout: Union[bool, str] = "auto",
+    init_gain: float = 1.0,
     attention_fix: bool = False,
     weight_decay: float = 0.0,
     no_decay: Sequence[str] = (),
@@ -123,7 +130,13 @@ def parametrize(
 
     ``optimizer``: ``"sgd" | "adam" | "adamw" | "spectral"``, an optimizer class, or a factory
     called as ``factory(param_groups, lr=lr, **optimizer_kwargs)`` (then say ``family=``).
-    ``lr``: absolute form, a width-free prefactor; with ``base=``, the lr tuned at the base width.
+    ``lr``: the lr standard practice (library init, one lr) would use at ``reference_width``
+    (default 256) — with ``base=``, at the base model's width; left out, the optimizer's own
+    default (Adam's 1e-3). ``form="absolute"`` makes it the rules' width-free prefactor instead
+    (docs/parametrize.md, "What lr means"). Each group's ``sptrace_lr_note`` says what it became.
+    ``zero_readout``: ``"auto"`` starts every readout that feeds no top-k / argmax (not a router)
+    at zero, μP's recommendation (docs/parametrize.md, "Zero readouts"); True, False.
+    ``init_gain``: Θ(1) factor on dense-input weight inits of the absolute form (sqrt(2) for ReLU).
     ``delta``: with ``base``, a model at another width (meta is enough) that tells which dims grow
     when ``model`` has the base's own shapes (tuning at the base width), as mup's delta model.
     ``init``: ``"default"`` (Gaussian by the rule; with a base, the library init times width
@@ -135,16 +148,18 @@ def parametrize(
     architecture and these shapes (e.g. the same width, another seed), used instead of tracing
     again; it must name every parameter with its shape. Extra keyword arguments go to the optimizer.
     """
-    _check_lr(lr)
     init = _init_choice(init)
     factory = _optimizer_factory(optimizer)
+    lr = _global_lr(lr, factory, form)
     family = family or optimizer_family(optimizer)
+    check_zero_readout(zero_readout)
     traced = _fitting(traced, model) if traced is not None else _trace(model, example_inputs, base, strict,
                                                                         width_overrides, delta)
     if library_init == "auto":
         library_init = _measured_library_init(traced, model, base)
-    plans = plan(traced.records, family, lr=lr, init=init, zero_readout=zero_readout, weight_decay=weight_decay,
-                 no_decay=no_decay, parametrization=parametrization, library_init=library_init)
+    plans = plan(traced.records, family, lr=lr, form=form, reference_width=reference_width, init=init,
+                 zero_readout=zero_readout, init_gain=init_gain, weight_decay=weight_decay, no_decay=no_decay,
+                 parametrization=parametrization, library_init=library_init)
     previous = getattr(model, STATE_ATTR, None)
     pending = _pending(model, plans)
     snapshot = Snapshot.take(model, (t for t, _ in pending))
@@ -156,6 +171,7 @@ def parametrize(
         _initialise(pending)
         _install_multipliers(model, result, attention_fix)
         groups = group(plans, dict(model.named_parameters(remove_duplicate=False)))
+        result.lr_notes = [_group_line(g) for g in groups]
         built = factory(groups, lr=lr, **optimizer_kwargs)
     except BaseException:
         snapshot.restore(model)
@@ -180,11 +196,35 @@ def plan_report(traced: Trace, model: torch.nn.Module, optimizer: str = "adam", 
 # ---------------------------------------------------------------------------------------------
 
 
+def _global_lr(lr, factory, form) -> float:
+    """``lr`` checked; left out, the optimizer's own default (the lr standard practice starts from),
+    except in the absolute form, where lr is a prefactor that no optimizer's default means."""
+    if lr is None:
+        if form == "absolute":
+            raise SptraceError("form='absolute' needs lr=: there lr is the rules' width-free prefactor (Adam's hidden "
+                               "lr is lr/fan_in), which no optimizer's default means; leave form out to use the "
+                               "optimizer's default lr at the reference width")
+        lr = _default_lr(factory)
+    _check_lr(lr)
+    return float(lr)
+
+
+def _default_lr(factory) -> float:
+    try:
+        default = inspect.signature(factory).parameters["lr"].default
+    except (KeyError, TypeError, ValueError):
+        default = inspect.Parameter.empty
+    if not isinstance(default, (int, float)) or isinstance(default, bool):
+        raise SptraceError(f"{getattr(factory, '__name__', 'this optimizer')} has no default lr: pass lr= (the lr you "
+                           "would give it for this model at the reference width, 256 unless reference_width= says)")
+    return float(default)
+
+
 def _check_lr(lr):
     if lr is None:
-        raise SptraceError("lr is required: the global learning rate (absolute form: a width-free prefactor; "
-                           "with base=, the lr tuned at the base width)")
-    if not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+        raise SptraceError("lr is required here: the lr standard practice would use at the reference width "
+                           "(absolute form: the rules' width-free prefactor)")
+    if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not math.isfinite(lr) or lr <= 0:
         raise SptraceError(f"lr must be a positive finite number, got {lr!r}")
 
 
@@ -242,10 +282,14 @@ def _init_choice(init):
 
 
 def _measured_library_init(traced: Trace, model, base):
-    """Per parameter, the std ratio (model / base) of the library init law (rules.LIBRARY_LAWS:
+    """Per parameter, the std ratio (model / base) of the library init law (planning.library.LIBRARY_LAWS:
     PyTorch's fan-in, kaiming fan-out, xavier, constant) that the model's and the base's tensors
-    agree with best; PyTorch's law when the base has no values (meta)."""
-    if base is None or any(p.device.type == "meta" for p in base.parameters()):
+    agree with best. Without a base (the reference form), the law each weight's own std matches
+    (planning.library.detect_law); a Hugging Face model's initializer_range means a constant std.
+    PyTorch's law when the base has no values (meta)."""
+    if base is None:
+        return _detected_laws(traced, model)
+    if any(p.device.type == "meta" for p in base.parameters()):
         return "torch"
     ours = dict(model.named_parameters(remove_duplicate=False))
     theirs = dict(base.named_parameters(remove_duplicate=False))
@@ -256,6 +300,20 @@ def _measured_library_init(traced: Trace, model, base):
         measured = _library_std(ours[name]) / max(_std(theirs[name]), 1e-30)
         if math.isfinite(measured) and measured > 0:
             laws[name] = min(candidates, key=lambda ratio: abs(math.log(measured / ratio)))
+    return laws
+
+
+def _detected_laws(traced: Trace, model) -> Union[str, dict[str, str]]:
+    if isinstance(getattr(getattr(model, "config", None), "initializer_range", None), (int, float)):
+        return "constant"
+    params = dict(model.named_parameters(remove_duplicate=False))
+    laws = {}
+    for record in traced.records:
+        tensor = params.get(record.name)
+        if record.classified and record.role is not Role.BIAS and tensor is not None and tensor.device.type != "meta":
+            std = _library_std(tensor)
+            if math.isfinite(std):
+                laws[record.name] = detect_law(record, std)
     return laws
 
 
@@ -314,6 +372,12 @@ def _install_multipliers(model, result: Parametrization, attention_fix: bool):
         elif site.head_dim_is_width:
             result.warnings.append(f"{site.module}: head_dim grows with width ({site.head_dim}) and the attention "
                                    "scale stays 1/sqrt(head_dim): pass attention_fix=True for μP's 1/head_dim")
+
+
+def _group_line(group_dict: dict) -> str:
+    names = group_dict[GROUP_NAMES]
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return f"lr {group_dict[GROUP_LR_NOTE]} ({shown})"
 
 
 def _reinstall(model, previous: Parametrization):

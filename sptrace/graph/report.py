@@ -15,15 +15,16 @@ COLUMNS = ("name", "shape", "use", "in axes", "out axes", "kind", "role", "space
 
 
 def render(trace, format: str = "text", columns: Optional[Mapping[str, Mapping[str, str]]] = None,
-           warnings: Optional[Sequence[str]] = None) -> str:
+           warnings: Optional[Sequence[str]] = None, notes: Sequence[str] = ()) -> str:
     """The table of ``trace``'s records. ``columns``: extra per-parameter columns ``{name: {column:
-    text}}`` (a later stage's plan, measured norms); ``warnings``: shown instead of the trace's own."""
+    text}}`` (a later stage's plan, measured norms); ``warnings``: shown instead of the trace's own;
+    ``notes``: a later stage's lines under the table (e.g. what each optimizer group's lr became)."""
     columns = columns or {}
     warnings = list(trace.warnings if warnings is None else warnings)
     if format not in FORMATS:
         raise SptraceError(f"unknown report format {format!r}: report(format=...) takes one of {', '.join(FORMATS)}")
     if format == "json":
-        return json.dumps(_as_json(trace, columns, warnings), indent=2, default=_jsonable)
+        return json.dumps(_as_json(trace, columns, warnings, notes), indent=2, default=_jsonable)
     extra = _extra_columns(columns)
     rows = [_row(r, columns.get(r.name, {}), extra) for r in trace.records]
     headers = list(COLUMNS) + extra
@@ -31,6 +32,9 @@ def render(trace, format: str = "text", columns: Optional[Mapping[str, Mapping[s
     lines = [_title(trace, format), "", table, ""]
     if trace.attention:
         lines += _attention_lines(trace, format)
+    if notes:
+        lines.append("## Notes" if format == "markdown" else "Notes:")
+        lines += [f"- {n}" for n in notes]
     if warnings:
         lines.append("## Warnings" if format == "markdown" else "Warnings:")
         lines += [f"- {w}" for w in warnings]
@@ -86,13 +90,14 @@ def _attention_lines(trace, format) -> list[str]:
     return lines + [""]
 
 
-def _as_json(trace, columns: Mapping[str, Mapping[str, str]], warnings: Sequence[str]) -> dict:
+def _as_json(trace, columns: Mapping[str, Mapping[str, str]], warnings: Sequence[str], notes: Sequence[str]) -> dict:
     return {
         "summary": trace.summary(),
         "parameters": [dict(asdict(r), width_dims=list(r.width_dims), fan_in=r.fan_in, fan_out=r.fan_out,
                             annotations=dict(columns.get(r.name, {}))) for r in trace.records],
         "attention": [dict(asdict(a), width_stable=a.width_stable) for a in trace.attention],
         "warnings": list(warnings),
+        **({"notes": list(notes)} if notes else {}),
     }
 
 

@@ -16,6 +16,7 @@ from .axes import label_axes
 from .capture import capture
 from .classify import classify
 from .ops import Shapes, op_name
+from .selection import mark_selection
 from .uses import analyse_uses
 from .widths import check_overrides, deciders, delta_shapes, override
 
@@ -121,6 +122,7 @@ def trace(
         base_shape, base_groups = (base_shapes or {}).get(fact.name, (None, None))
         records.append(classify(fact, decide, base_shape, base_groups))
     check_overrides(width_overrides, records)
+    records = mark_selection(captured, records)
     warnings += _record_warnings(records)
     warnings += _constant_row_norm_caps(captured, records)
     attention = find_attention(captured, shapes, uses.op_axes, labels)

@@ -13,7 +13,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 from ..types import ParamRecord, Role, Space, SptraceError
 
-__all__ = ["LIBRARY_LAWS", "library_std_ratio", "library_ratios", "library_candidates"]
+__all__ = ["LIBRARY_LAWS", "library_std_ratio", "library_ratios", "library_candidates", "detect_law"]
 
 # How a library's default init std depends on a weight's shape (``torch.nn.init`` names): the
 # candidates that the base form matches against a real base model's tensors.
@@ -74,27 +74,34 @@ def _paired_weights(records: Sequence[ParamRecord]) -> dict[str, ParamRecord]:
     }
 
 
+def _law_of(record: ParamRecord, library_init: Any) -> Any:
+    """The law (or ratio) ``library_init`` gives this record; ``None`` when a mapping lacks it."""
+    if not isinstance(library_init, Mapping):
+        return library_init
+    return next((library_init[n] for n in (record.name, *record.aliases) if n in library_init), None)
+
+
 def _ratio(record: ParamRecord, library_init: Any, paired: Mapping[str, ParamRecord]) -> Optional[float]:
     """std(library init at model) / std(at base) for one record (see :func:`library_std_ratio`).
 
-    A bias takes its weight's ratio under PyTorch's defaults (bias ~ U(±1/sqrt(weight fan-in))).
+    ``library_init`` may map names to laws or measured ratios (a name it lacks: PyTorch's law). A
+    bias without a measured ratio takes its weight's law (bias ~ U(±1/sqrt(weight fan-in))).
     """
-    if isinstance(library_init, Mapping):
-        for n in (record.name, *record.aliases):
-            if n in library_init:
-                return float(library_init[n])
-        library_init = "torch"
-    if isinstance(library_init, str) and record.role is Role.BIAS and record.name in paired:
+    law = _law_of(record, library_init)
+    if record.role is Role.BIAS and record.name in paired and not isinstance(law, (int, float)):
         weight = paired[record.name]
-        return library_std_ratio(weight, library_init) if weight.base_shape is not None else 1.0
-    return library_std_ratio(record, library_init)
+        weight_law = _law_of(weight, library_init)
+        weight_law = law if weight_law is None else weight_law
+        return library_std_ratio(weight, "torch" if weight_law is None else weight_law) \
+            if weight.base_shape is not None else 1.0
+    return library_std_ratio(record, "torch" if law is None else law)
 
 
 def library_ratios(records: Sequence[ParamRecord], library_init: Any) -> dict[str, float]:
     """{name: library std ratio} of every classified record, for :func:`sptrace.planning.plan.plan`.
 
-    ``library_init``: a law of :data:`LIBRARY_LAWS`, a float, or a mapping name -> measured ratio
-    (names it lacks fall back to PyTorch's law). A bias takes the ratio of the weight consumed by
+    ``library_init``: a law of :data:`LIBRARY_LAWS`, a float, or a mapping name -> law or measured
+    ratio (names it lacks fall back to PyTorch's law). A bias takes the ratio of the weight consumed by
     the same graph node, as μP's ``rescale_linear_bias``.
     """
     records = list(records)
@@ -111,3 +118,32 @@ def library_candidates(records: Sequence[ParamRecord]) -> dict[str, list[float]]
         r.name: sorted({_ratio(r, law, paired) for law in LIBRARY_LAWS})
         for r in records if r.classified and r.base_shape is not None
     }
+
+
+# How close a weight's std must be to a law's own std at its shape to be read as that law.
+_LAW_TOLERANCE = 0.15
+
+
+def _default_std(law: str, shape) -> float:
+    """The std ``torch.nn.init`` gives a weight of ``shape`` under ``law``: PyTorch's Linear / Conv
+    default kaiming_uniform(a=sqrt(5)) is U(±1/sqrt(fan_in)); kaiming_normal(mode="fan_out",
+    nonlinearity="relu") is sqrt(2/fan_out); xavier (gain 1) sqrt(2/(fan_in + fan_out))."""
+    if law == "torch":
+        return 1.0 / math.sqrt(3 * _fan_in(shape))
+    if law == "fan_out":
+        return math.sqrt(2.0 / _fan_out(shape))
+    return math.sqrt(2.0 / (_fan_in(shape) + _fan_out(shape)))
+
+
+def detect_law(record: ParamRecord, std: float) -> str:
+    """The library law a weight was drawn by, read from its own std (no base model needed): the
+    shape law (:data:`LIBRARY_LAWS`) whose default std at the weight's shape is within 15% of
+    ``std``, the nearest if several; ``"constant"`` (a fixed std, e.g. HF's initializer_range)
+    otherwise. Only dense-input weights of 2+ dims depend on a law at all."""
+    if len(record.shape) < 2 or record.input_space is Space.SPARSE or not std > 0 or not math.isfinite(std):
+        return "constant"
+    if min(_fan_in(record.shape), _fan_out(record.shape)) < 1:
+        return "constant"
+    gaps = {law: abs(math.log(std / _default_std(law, record.shape))) for law in ("torch", "fan_out", "fan_avg")}
+    law = min(gaps, key=gaps.get)
+    return law if gaps[law] < math.log1p(_LAW_TOLERANCE) else "constant"

@@ -12,21 +12,33 @@ import torch
 
 from ..types import ForwardMultiplier, Layout, ParamPlan, ParamRecord, Role, Rule, SptraceError
 from .library import library_ratios
-from .rules import check_form, check_parametrization, forward_multiplier, optimizer_family, rule_for
+from .reference import DEFAULT_REFERENCE_WIDTH, at_reference, model_width
+from .rules import ANCHORED_FORMS, check_form, check_parametrization, forward_multiplier, optimizer_family, rule_for
 
 __all__ = ["plan", "group", "plan_warnings"]
 
 GROUP_LR_MULT = "sptrace_lr_multiplier"
 GROUP_BASE_LR = "sptrace_base_lr"
 GROUP_NAMES = "sptrace_names"
+GROUP_LR_NOTE = "sptrace_lr_note"
+
+# How each family's lr scales (the rules' LR_LAWS, in words for the report).
+_LR_LAW_TEXT = {
+    ("sptrace", "sgd"): "SGD: lr ∝ d_out/d_in",
+    ("sptrace", "adam"): "Adam: lr ∝ 1/d_in",
+    ("sptrace", "spectral"): "spectral: lr x 1, the update scaled by sqrt(d_out/d_in)",
+    ("ntp", "sgd"): "NTP SGD: lr ∝ 1/fan_in",
+    ("ntp", "adam"): "NTP Adam: lr ∝ 1/sqrt(fan_in)",
+}
 
 
 def _resolve_form(records: Sequence[ParamRecord], form: Optional[str]) -> str:
-    """``form`` checked; ``None``: the base form exactly when every classified record has a base shape."""
+    """``form`` checked; ``None``: the base form exactly when every classified record has a base
+    shape, else the reference-width form."""
     classified = [r for r in records if r.classified]
     have = [r.base_shape is not None for r in classified]
     if form is None:
-        return "base" if classified and all(have) else "absolute"
+        return "base" if classified and all(have) else "reference"
     if check_form(form) == "base":
         missing = [r.name for r, h in zip(classified, have) if not h]
         if missing:
@@ -45,9 +57,10 @@ def plan(
     *,
     lr: float,
     form: Optional[str] = None,
+    reference_width: int = DEFAULT_REFERENCE_WIDTH,
     init: str = "default",
     parametrization: str = "sptrace",
-    zero_readout: bool = False,
+    zero_readout: Union[bool, str] = "auto",
     weight_decay: float = 0.0,
     no_decay: Iterable[Union[Role, str]] = (),
     init_gain: float = 1.0,
@@ -59,15 +72,17 @@ def plan(
         records: classified parameters (``Trace.records``).
         optimizer: family name (``"sgd"``, ``"adam"``, ``"spectral"``, or ``"adamw"``, ``"muon"``…),
             optimizer class or instance.
-        lr: the global learning rate (absolute form: a Θ(1) prefactor; base form: the lr tuned
-            at the base width).
-        form: ``"absolute"`` or ``"base"`` (anchored to the base model's shapes,
-            docs/derivations.md §6). ``None``: the base form exactly when every classified record
-            has a base shape.
+        lr: the global learning rate: the lr standard practice uses at the reference width
+            (``"reference"``) or at the base model's (``"base"``); a Θ(1) prefactor (``"absolute"``).
+        form: ``"reference"``, ``"base"`` (anchored to the base model's shapes) or ``"absolute"``
+            (docs/derivations.md §6). ``None``: the base form exactly when every classified record
+            has a base shape, else the reference form.
+        reference_width: the width at which ``lr`` is standard practice's (reference form).
         init: ``"default"`` (absolute: Gaussian by Parametrization 1; base: library default times
             width ratios), ``"gaussian"``, ``"orthogonal"``, ``"spectral"`` (Eq. 16), ``"keep"``.
         parametrization: ``"sptrace"`` (μP), or the baselines ``"sp"`` / ``"ntp"``.
-        zero_readout: zero-initialise readouts (dense, width fan-in, fixed fan-out).
+        zero_readout: zero-initialise readouts (dense, width fan-in, fixed fan-out): ``"auto"``
+            (every readout whose output reaches no top-k / argmax, i.e. not a router), True, False.
         weight_decay: global decay; each group gets ``weight_decay / lr_multiplier`` so that the
             per-step shrink ``group lr * group wd = lr * weight_decay`` is width-independent.
         no_decay: roles (e.g. ``{"bias", "gain"}``) whose weight decay is 0.
@@ -84,7 +99,10 @@ def plan(
     family = optimizer_family(optimizer)
     check_parametrization(parametrization)
     form = _resolve_form(records, form)
-    library = library_ratios(records, library_init) if form == "base" else {}
+    if form == "reference":
+        records = at_reference(records, reference_width)
+    library = library_ratios(records, library_init) if form in ANCHORED_FORMS else {}
+    anchor = _anchor_text(form, records, reference_width)
     skip_decay = _role_names(no_decay)
     plans = []
     for r in records:
@@ -92,11 +110,29 @@ def plan(
             r, family, form=form if r.classified else "absolute", parametrization=parametrization, init=init,
             zero_readout=zero_readout, init_gain=init_gain, library_ratio=library.get(r.name),
         )
-        plans.append(_param_plan(r, rule, lr, 0.0 if r.role.value in skip_decay else weight_decay))
+        plans.append(_param_plan(r, rule, lr, 0.0 if r.role.value in skip_decay else weight_decay, anchor))
     return plans
 
 
-def _param_plan(record: ParamRecord, rule: Rule, lr: float, weight_decay: float) -> ParamPlan:
+def _anchor_text(form: str, records: Sequence[ParamRecord], reference_width: int) -> str:
+    if form == "reference":
+        width = model_width(records)
+        return (f"lr is the lr at width {reference_width} (this model's width: {width})" if width is not None
+                else "no width dims: every multiplier is 1")
+    if form == "base":
+        return "lr is the lr at the base model's width"
+    return "absolute form: lr is the rules' width-free prefactor"
+
+
+def _lr_note(record: ParamRecord, rule: Rule, lr: float, anchor: str) -> str:
+    """What the lr became for this parameter and why, in one line (the report's and the group's)."""
+    if not record.classified:
+        return f"{lr:g} x 1: unclassified, the plain lr"
+    law = _LR_LAW_TEXT.get((rule.parametrization, rule.optimizer), "SP: one global lr")
+    return f"{lr:g} x {rule.lr_multiplier:.4g} = {lr * rule.lr_multiplier:.4g}: {law}; {anchor}"
+
+
+def _param_plan(record: ParamRecord, rule: Rule, lr: float, weight_decay: float, anchor: str) -> ParamPlan:
     """The rule's numbers for one record, with the global lr and weight decay multiplied in."""
     return ParamPlan(
         name=record.name, aliases=tuple(record.aliases), optimizer=rule.optimizer,
@@ -105,7 +141,7 @@ def _param_plan(record: ParamRecord, rule: Rule, lr: float, weight_decay: float)
         init_scale=rule.init_scale, layout=Layout.from_record(record), lr=lr * rule.lr_multiplier, global_lr=lr,
         lr_multiplier=rule.lr_multiplier, weight_decay=weight_decay * rule.weight_decay_multiplier,
         spectral_scale=rule.spectral_scale, update=rule.update, forward_multipliers=_forward_multipliers(record, rule),
-        citation=rule.citation, rule=rule,
+        citation=rule.citation, rule=rule, lr_note=_lr_note(record, rule, lr, anchor),
         warning=None if record.classified else (
             f"{record.name}: unclassified ({record.problem or 'no reason recorded'}): library-default init "
             f"and the plain lr {lr:g}"),
@@ -136,7 +172,7 @@ def group(plans: Iterable[ParamPlan], params: Optional[Mapping[str, torch.Tensor
     Each dict has ``"params"`` (the tensors from ``params`` when given — a name -> Parameter
     mapping such as ``dict(model.named_parameters(remove_duplicate=False))`` — else the names),
     ``"lr"``, ``"weight_decay"``, ``"sptrace_lr_multiplier"`` (scale schedules relative to it),
-    ``"sptrace_base_lr"`` and ``"sptrace_names"``; for the spectral family also
+    ``"sptrace_base_lr"``, ``"sptrace_lr_note"`` (what the lr became and why) and ``"sptrace_names"``; for the spectral family also
     ``"spectral_scale"``, ``"sptrace_update"`` and ``"sptrace_layout"`` (layouts differ between
     e.g. linear and conv weights, so those split groups further). Groups come in order of first
     appearance. Frozen parameters are left out.
@@ -155,7 +191,7 @@ def group(plans: Iterable[ParamPlan], params: Optional[Mapping[str, torch.Tensor
         if g is None:
             g = groups[key] = {
                 "params": [], "lr": p.lr, "weight_decay": p.weight_decay, GROUP_LR_MULT: p.lr_multiplier,
-                GROUP_BASE_LR: p.global_lr, GROUP_NAMES: [], **extra,
+                GROUP_BASE_LR: p.global_lr, GROUP_LR_NOTE: p.lr_note, GROUP_NAMES: [], **extra,
             }
         g["params"].append(_lookup(params, p) if params is not None else p.name)
         g[GROUP_NAMES].append(p.name)

@@ -24,7 +24,7 @@ Parametrizations (``parametrization=``, one function each): ``"sptrace"`` (sptra
 Parametrization 1, μP), and the baselines for validation ``"sp"`` (standard parametrization,
 §5.2 Eq. 21: library-default init, one global lr) and ``"ntp"`` (§5.3 Eq. 22).
 
-Two forms (``form=``, docs/derivations.md §6):
+Three forms (``form=``, docs/derivations.md §6):
 
 * ``"absolute"``: multipliers are the width-free constants of the paper, e.g. Adam hidden
   lr = lr / fan_in, init std = 1/sqrt(fan_in). The global ``lr`` is then a Θ(1) prefactor.
@@ -32,12 +32,14 @@ Two forms (``form=``, docs/derivations.md §6):
   same factor evaluated at the base model's shapes, so at the base shapes every multiplier is
   exactly 1.0 and the init is left as the library made it (bit-identical standard practice); only
   width ratios enter. How the library's own init scales is in :mod:`sptrace.planning.library`.
+* ``"reference"``: the base form against a virtual base at the reference width
+  (:mod:`sptrace.planning.reference`); parametrize's default without a base model.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, Union
 
 from ..types import Dims, ParamRecord, ParamUse, Role, Rule, Space, SptraceError
 from .library import library_std_ratio
@@ -54,11 +56,14 @@ __all__ = [
     "lr_factor",
     "check_parametrization",
     "check_form",
+    "ANCHORED_FORMS",
+    "check_zero_readout",
 ]
 
 FAMILIES = ("sgd", "adam", "spectral")
 PARAMETRIZATIONS = ("sptrace", "sp", "ntp")
-FORMS = ("absolute", "base")
+FORMS = ("absolute", "base", "reference")
+ANCHORED_FORMS = ("base", "reference")
 INIT_CHOICES = ("default", "gaussian", "orthogonal", "spectral", "keep")
 
 # --- citations (kept short; docs/rules.md has the derivations) --------------------------------
@@ -75,8 +80,8 @@ C_SGD = ("Parametrization 1 (eta = d_out/d_in), Eq. 19-20; Appendix D (bias eta 
 C_ADAM = "§3.3 + docs/derivations.md §2: sign-like updates, ||dW|| ~ eta sqrt(n_out n_in) -> eta = 1/d_in"
 C_SPEC = "Eq. 17: dW = -eta sqrt(d_out/d_in) UV^T (per block); group lr multiplier 1"
 C_WD = "decay shrink per step lr*wd must be width-independent -> wd multiplier = 1/lr multiplier (docs/rules.md)"
-C_BASE = ("anchored to the base shapes: every factor divided by its value at the base "
-          "(docs/derivations.md §6)")
+C_BASE = ("anchored to the base shapes (base model or reference width): every factor divided by its value "
+          "there (docs/derivations.md §6)")
 C_SP = "§5.2 Eq. 21 (SP): library-default init, one global lr"
 C_NTP = "§5.3 Eq. 22 (NTP): sigma = 1/sqrt(fan_in), SGD eta = 1/fan_in (Adam: 1/sqrt(fan_in))"
 C_UNCL = "unclassified: library-default init and the plain lr"
@@ -132,9 +137,10 @@ def check_parametrization(parametrization: str) -> str:
 
 
 def check_form(form: str) -> str:
-    """``"absolute"`` or ``"base"``, or an SptraceError naming the argument."""
+    """``"absolute"``, ``"base"`` or ``"reference"``, or an SptraceError naming the argument."""
     if form not in FORMS:
-        raise SptraceError(f"form must be one of {FORMS} (the base form anchors to the base model's shapes), "
+        raise SptraceError(f"form must be one of {FORMS} ('reference': lr is the lr at the reference width; "
+                           "'base': at the base model's width; 'absolute': lr is the rules' width-free prefactor), "
                            f"got {form!r}")
     return form
 
@@ -316,7 +322,7 @@ class _Case:
     family: str
     form: str
     init: str
-    zero_readout: bool
+    zero_readout: Union[bool, str]
     init_gain: float
     library_ratio: Optional[float]
     dims: Dims
@@ -350,7 +356,7 @@ def rule_for(
     form: str = "absolute",
     parametrization: str = "sptrace",
     init: str = "default",
-    zero_readout: bool = False,
+    zero_readout: Union[bool, str] = False,
     init_gain: float = 1.0,
     library_ratio: Optional[float] = None,
 ) -> Rule:
@@ -359,13 +365,14 @@ def rule_for(
     Args:
         record: the classified parameter.
         optimizer: family name, optimizer class or instance (:func:`optimizer_family`).
-        form: ``"absolute"`` or ``"base"`` (anchored to the base model's shapes, docs/derivations.md
-            §6; needs ``record.base_shape``).
+        form: ``"absolute"``, ``"base"`` or ``"reference"`` (anchored to ``record.base_shape``: the base
+            model's shapes or the reference width's, docs/derivations.md §6).
         parametrization: ``"sptrace"`` (Parametrization 1 / μP, the default), ``"sp"``, ``"ntp"``.
         init: ``"default"`` (absolute: Gaussian; base: scale the library default by width ratios),
             ``"gaussian"``, ``"orthogonal"``, ``"spectral"`` (Eq. 16) — these three are sptrace's
             own absolute init even in base form — or ``"keep"`` (library default untouched).
-        zero_readout: initialise readout weights (dense, width fan-in, fixed fan-out) to zero.
+        zero_readout: initialise readout weights (dense, width fan-in, fixed fan-out) to zero: ``True``,
+            ``False``, or ``"auto"`` (those whose output reaches no top-k / argmax: not routers).
         init_gain: Θ(1) prefactor on dense-input weight inits (sqrt(2) for ReLU, paper §4).
         library_ratio: std of the library init at the model shape over the base shape (base form,
             ``init="default"``); ``None`` = PyTorch's defaults (:func:`library_std_ratio`). For a
@@ -376,12 +383,14 @@ def rule_for(
     check_form(form)
     if init not in INIT_CHOICES:
         raise SptraceError(f"init must be one of {INIT_CHOICES}, got {init!r}")
+    check_zero_readout(zero_readout)
     if not record.classified:
         return _unclassified_rule(record, family, parametrization, form)
     case = _Case(
         record=record, family=family, form=form, init=init, zero_readout=zero_readout, init_gain=init_gain,
         library_ratio=library_ratio, dims=effective_dims(record),
-        base_dims=effective_dims(record, at="base") if form == "base" else None, update=_update_mode(record),
+        base_dims=effective_dims(record, at="base") if form in ANCHORED_FORMS else None,
+        update=_update_mode(record),
     )
     return _RULES[parametrization](case)
 
@@ -450,14 +459,30 @@ def _chosen_init(case: _Case, by_role: _Init) -> _Init:
     """The caller's ``init=`` and ``zero_readout=`` applied to the role's init."""
     if case.init == "keep":
         return by_role.but(kind="keep")
-    if case.zero_readout and _is_readout(case.record):
-        return by_role.but("readout zero init (μP readout_zero_init)", kind="zeros")
+    if _zeroed_readout(case):
+        return by_role.but("readout zero init (μP readout_zero_init; docs/parametrize.md \"Zero readouts\")",
+                           kind="zeros")
     if by_role.is_weight and case.init in ("orthogonal", "spectral"):
         why = "§4 semi-orthogonal init" if case.init == "orthogonal" else "Eq. 16 spectral normalisation"
         return by_role.but(why, kind=case.init)
     if case.anchored and case.init == "default":
         return _anchored_init(case, by_role)
     return by_role
+
+
+def _zeroed_readout(case: _Case) -> bool:
+    """``zero_readout``: True zeroes every readout; "auto" every readout whose output reaches no
+    selection op (a router's zero logits would tie top-k); False none."""
+    if not _is_readout(case.record) or case.zero_readout is False:
+        return False
+    return case.zero_readout is True or case.record.selected_by is None
+
+
+def check_zero_readout(zero_readout) -> Union[bool, str]:
+    if zero_readout not in (True, False, "auto"):
+        raise SptraceError(f"zero_readout must be 'auto' (readouts start at zero unless they feed a top-k / "
+                           f"argmax, e.g. a router), True or False, got {zero_readout!r}")
+    return zero_readout
 
 
 def _anchored_init(case: _Case, by_role: _Init) -> _Init:
@@ -501,7 +526,8 @@ def _ntp_rule(case: _Case) -> Rule:
 
 
 def _ntp_init(case: _Case) -> _Init:
-    """sigma = 1/sqrt(fan_in) for weights, zero biases, unit gains; in the base form the library
+    """sigma = init_gain/sqrt(fan_in) for weights (Appendix A: sqrt(2/n_{l-1}) for ReLU), zero biases, unit
+    gains; in the base form the library
     default scaled to it ("keep" for everything else)."""
     record, d = case.record, case.dims
     if record.role is Role.BIAS:
@@ -511,7 +537,7 @@ def _ntp_init(case: _Case) -> _Init:
     elif _is_scalar_like(record):
         init = _Init("keep")
     else:
-        init = _Init("gaussian", std=1.0 / math.sqrt(d.fan_in))
+        init = _Init("gaussian", std=(1.0 if d.sparse_in else case.init_gain) / math.sqrt(d.fan_in))
     if case.init == "keep":
         init = init.but(kind="keep")
     if case.anchored and case.init == "default":
@@ -549,7 +575,7 @@ def forward_multiplier(record: ParamRecord, use: ParamUse, *, form: str = "absol
         return math.sqrt(d_out / d_in)
 
     primary = record.uses[0]
-    if check_form(form) == "base":
+    if check_form(form) in ANCHORED_FORMS:
         if record.base_shape is None:
             raise SptraceError(f"{record.name}: base form asked for, but the record has no base shape")
         now = target(use, record.shape) / target(primary, record.shape)
