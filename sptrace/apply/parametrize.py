@@ -19,12 +19,12 @@ import torch
 from ..graph.report import render
 from ..graph.trace import Trace, trace
 from ..optim import SpectralSGD
-from ..planning.library import detect_law, library_candidates
+from ..planning.library import detect_laws, library_candidates
 from ..planning.plan import GROUP_LR_NOTE, GROUP_NAMES, group, plan, plan_warnings
 from ..planning.reference import DEFAULT_REFERENCE_WIDTH
 from ..planning.rules import INIT_CHOICES, check_zero_readout, optimizer_family
 from ..spectral import natural_spectral_norm
-from ..types import Multiplier, ParamPlan, Role, Space, SptraceError
+from ..types import Multiplier, ParamPlan, Space, SptraceError
 from .hooks import install_attention_scale, install_readout_multiplier, mup_attention_scale
 from .init import apply_init
 from .inputs import missing_inputs_error, resolve_example_inputs
@@ -307,14 +307,9 @@ def _detected_laws(traced: Trace, model) -> Union[str, dict[str, str]]:
     if isinstance(getattr(getattr(model, "config", None), "initializer_range", None), (int, float)):
         return "constant"
     params = dict(model.named_parameters(remove_duplicate=False))
-    laws = {}
-    for record in traced.records:
-        tensor = params.get(record.name)
-        if record.classified and record.role is not Role.BIAS and tensor is not None and tensor.device.type != "meta":
-            std = _library_std(tensor)
-            if math.isfinite(std):
-                laws[record.name] = detect_law(record, std)
-    return laws
+    stds = {r.name: _library_std(params[r.name]) for r in traced.records
+            if r.name in params and params[r.name].device.type != "meta"}
+    return detect_laws(traced.records, stds)
 
 
 def _library_std(tensor) -> float:

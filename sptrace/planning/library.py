@@ -9,11 +9,12 @@ against the base's, using :func:`library_candidates`).
 from __future__ import annotations
 
 import math
+import statistics
 from typing import Any, Mapping, Optional, Sequence
 
 from ..types import ParamRecord, Role, Space, SptraceError
 
-__all__ = ["LIBRARY_LAWS", "library_std_ratio", "library_ratios", "library_candidates", "detect_law"]
+__all__ = ["LIBRARY_LAWS", "library_std_ratio", "library_ratios", "library_candidates", "detect_laws"]
 
 # How a library's default init std depends on a weight's shape (``torch.nn.init`` names): the
 # candidates that the base form matches against a real base model's tensors.
@@ -135,15 +136,40 @@ def _default_std(law: str, shape) -> float:
     return math.sqrt(2.0 / (_fan_in(shape) + _fan_out(shape)))
 
 
-def detect_law(record: ParamRecord, std: float) -> str:
-    """The library law a weight was drawn by, read from its own std (no base model needed): the
-    shape law (:data:`LIBRARY_LAWS`) whose default std at the weight's shape is within 15% of
-    ``std``, the nearest if several; ``"constant"`` (a fixed std, e.g. HF's initializer_range)
-    otherwise. Only dense-input weights of 2+ dims depend on a law at all."""
-    if len(record.shape) < 2 or record.input_space is Space.SPARSE or not std > 0 or not math.isfinite(std):
-        return "constant"
-    if min(_fan_in(record.shape), _fan_out(record.shape)) < 1:
-        return "constant"
-    gaps = {law: abs(math.log(std / _default_std(law, record.shape))) for law in ("torch", "fan_out", "fan_avg")}
-    law = min(gaps, key=gaps.get)
-    return law if gaps[law] < math.log1p(_LAW_TOLERANCE) else "constant"
+def detect_laws(records: Sequence[ParamRecord], stds: Mapping[str, float]) -> dict[str, str]:
+    """The library law each weight was drawn by, read from the weights' own stds (no base model
+    needed; ``stds``: name -> measured std).
+
+    Per weight the shape laws (:data:`LIBRARY_LAWS`) predict an absolute std; ``"constant"`` (HF's
+    initializer_range) predicts one std shared by every weight. One weight alone cannot tell them
+    apart where they happen to agree (0.02 is PyTorch's std at fan-in 833), so the law is chosen
+    for the model first: the one whose predictions most weights fit best (median |log| error, then
+    the mean; the constant is fitted (the median), so it needs two distinct fan-ins to be told apart and loses ties). A
+    weight that is off its model's law by more than 15% and within 15% of another's takes that
+    one (timm's ViT: a fixed 0.02 for linears, PyTorch's law for the patch conv)."""
+    weights = [r for r in records if _has_law(r) and stds.get(r.name, 0.0) > 0 and math.isfinite(stds[r.name])]
+    if not weights:
+        return {}
+    logs = {r.name: math.log(stds[r.name]) for r in weights}
+    constant = statistics.median(logs.values())  # robust: a few weights by another law do not move it
+    predicted = {law: {r.name: (constant if law == "constant" else math.log(_default_std(law, r.shape)))
+                       for r in weights} for law in LIBRARY_LAWS}
+    errors = {law: [abs(logs[n] - p) for n, p in predicted[law].items()] for law in LIBRARY_LAWS}
+    if len({_fan_in(r.shape) for r in weights}) < 2:
+        errors["constant"] = [math.inf]
+    model_law = min(LIBRARY_LAWS, key=lambda law: (round(statistics.median(errors[law]), 2),
+                                                   statistics.fmean(errors[law]), law == "constant"))
+    tolerance = math.log1p(_LAW_TOLERANCE)
+    laws = {}
+    for r in weights:
+        gaps = {law: abs(logs[r.name] - predicted[law][r.name]) for law in LIBRARY_LAWS}
+        nearest = min(gaps, key=gaps.get)
+        laws[r.name] = nearest if gaps[model_law] > tolerance and gaps[nearest] < tolerance else model_law
+    return laws
+
+
+def _has_law(record: ParamRecord) -> bool:
+    """Only dense-input weights of 2+ dims have a std that depends on their shape."""
+    return (record.classified and len(record.shape) >= 2 and record.input_space is Space.DENSE
+            and record.role not in (Role.BIAS, Role.GAIN, Role.SCALAR, Role.EMBEDDING)
+            and min(_fan_in(record.shape), _fan_out(record.shape)) >= 1)

@@ -48,7 +48,7 @@ def test_init_is_deterministic_under_manual_seed():
 
 def test_absolute_adam_groups_follow_one_over_fan_in():
     model = PaperMLP(128)
-    opt = sptrace.parametrize(model, "adam", lr=1.0, example_inputs=torch.randn(2, 3072))
+    opt = sptrace.parametrize(model, "adam", lr=1.0, example_inputs=torch.randn(2, 3072), form="absolute")
     lr = {n: g["lr"] for g in opt.param_groups for n in g["sptrace_names"]}
     assert lr["fc1.weight"] == pytest.approx(1 / 3072)
     assert lr["fc2.weight"] == pytest.approx(1 / 128)
@@ -62,7 +62,8 @@ def test_base_at_same_width_is_bit_identical_standard_practice():
     torch.manual_seed(0)
     model = TinyGPT(32, tied=False)
     snap = snapshot(model)
-    opt = sptrace.parametrize(model, "adam", lr=3e-3, example_inputs=ids(), base=copy.deepcopy(model))
+    opt = sptrace.parametrize(model, "adam", lr=3e-3, example_inputs=ids(), base=copy.deepcopy(model),
+                              zero_readout=False)
     assert_same(model, snap)
     assert {g["lr"] for g in opt.param_groups} == {3e-3}
 
@@ -178,7 +179,11 @@ def test_attention_fix_reroutes_sdpa_scale():
     [
         (dict(optimizer="adamax9", lr=1e-3), "unknown optimizer"),
         (dict(optimizer="adam", lr=-1.0), "positive finite"),
-        (dict(optimizer="adam"), "lr is required"),
+        (dict(optimizer="adam", form="absolute"), "form='absolute' needs lr="),
+        (dict(optimizer=lambda groups, **kw: None, family="adam"), "has no default lr: pass lr="),
+        (dict(optimizer="adam", zero_readout="yes"), "zero_readout must be 'auto'"),
+        (dict(optimizer="adam", reference_width=0), "reference_width must be a positive int"),
+        (dict(optimizer="adam", form="relative"), "form must be one of"),
         (dict(optimizer="adam", lr=float("nan")), "positive finite"),
         (dict(optimizer="adam", lr=1e-3, init="zeros"), r"init must be one of 'default', .*'keep', or True"),
         (dict(optimizer="adam", lr=1e-3, init=None), r"init must be one of .* got None"),
@@ -213,7 +218,7 @@ def test_init_false_is_keep_and_true_is_default():
         torch.manual_seed(1)
         sptrace.parametrize(model, "adam", lr=1e-3, example_inputs=x, init=init)
         states.append(snapshot(model))
-    assert not torch.equal(states[0]["fc2.weight"], snap["fc2.weight"])
+    assert not torch.equal(states[0]["fc3.weight"], snap["fc3.weight"])  # the readout starts at zero
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
 
 
@@ -242,10 +247,10 @@ def test_failure_after_the_init_restores_every_parameter_bit_for_bit():
         raise RuntimeError("optimizer factory failed")
 
     with pytest.raises(RuntimeError, match="factory failed"):
-        sptrace.parametrize(model, broken, lr=1e-3, example_inputs=ids(), family="adam")
+        sptrace.parametrize(model, broken, lr=1e-3, example_inputs=ids(), family="adam", form="absolute")
     assert_same(model, snap)
     assert not any(hasattr(p, "_sptrace_init") for p in model.parameters())
-    opt = sptrace.parametrize(model, "adam", lr=1e-3, example_inputs=ids())  # and a retry works
+    opt = sptrace.parametrize(model, "adam", lr=1e-3, example_inputs=ids(), form="absolute")  # and a retry works
     assert not torch.equal(model.qkv.weight, snap["qkv.weight"]) and opt.param_groups
 
 
@@ -316,7 +321,7 @@ def test_spectral_optimizer_from_parametrize_steps():
 
 def test_report_has_plan_columns():
     model = PaperMLP(64)
-    opt = sptrace.parametrize(model, "adam", lr=1.0, example_inputs=torch.randn(2, 3072))
+    opt = sptrace.parametrize(model, "adam", lr=1.0, example_inputs=torch.randn(2, 3072), form="absolute")
     text = opt.sptrace.report()
     assert "lr x" in text and "nat ||W||" in text and "N(0," in text
 
@@ -378,5 +383,5 @@ def test_a_fixed_size_readout_bias_keeps_its_scale_at_every_width():
         stds[n] = float(model[2].bias.std())
     assert 0.85 < stds[256] / stds[64] < 1.15, stds
     absolute = mlp(256)
-    sptrace.parametrize(absolute, "adam", lr=1e-3, example_inputs=torch.randn(2, 8))
+    sptrace.parametrize(absolute, "adam", lr=1e-3, example_inputs=torch.randn(2, 8), form="absolute")
     assert torch.count_nonzero(absolute[2].bias) == 0

@@ -93,7 +93,8 @@ def record(case):
         "torch": torch.__version__.split("+")[0],
         "report": traced.to_dict(),
         "plan": {f"{family}/{form}": _plan_rows(t.records, family, form)
-                 for family in FAMILIES for form, t in (("absolute", traced), ("base", based))},
+                 for family in FAMILIES
+                 for form, t in (("absolute", traced), ("base", based), ("reference", traced))},
         "loss": {family: _one_step(build, spec, inputs, target, family) for family in FAMILIES},
     }
 

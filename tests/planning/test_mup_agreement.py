@@ -18,6 +18,8 @@ import torch.nn as nn
 
 mup = pytest.importorskip("mup")
 
+from dataclasses import replace  # noqa: E402
+
 from sptrace.planning.plan import plan  # noqa: E402
 from sptrace.types import DimDecision, Kind, ParamRecord, ParamUse, Role, Space  # noqa: E402
 
@@ -126,8 +128,33 @@ def test_init_matches_set_base_shapes_rescaling(width):
     mine = MLP(width)
     mup.set_base_shapes(theirs, MLP(BASE, mup.MuReadout), delta=MLP(2 * BASE, mup.MuReadout))
     params = dict(mine.named_parameters())
-    for p in plan(records(width), "adam", lr=1e-3):
+    for p in plan(records(width), "adam", lr=1e-3, zero_readout=False):
         apply_init(params[p.name], p.init, std=p.init_std, target=p.init_target, scale=p.init_scale, layout=p.layout)
     for name, t in theirs.named_parameters():
         effective = t.detach() * forward_mult(theirs, name)
         assert torch.allclose(params[name].detach(), effective, rtol=1e-6, atol=0), name
+
+
+@pytest.mark.parametrize("family,opt_fn", [("adam", "MuAdam"), ("adamw", "MuAdamW"), ("sgd", "MuSGD")])
+@pytest.mark.parametrize("width", [48, 512])
+def test_the_reference_form_is_mup_with_the_reference_width_as_base(family, opt_fn, width):
+    """No base model: reference_width plays mup's base width (docs/parametrize.md, "What lr means"),
+    so lrs, decay and init are mup's with set_base_shapes(base=MLP(reference_width))."""
+    from sptrace.apply.init import apply_init
+
+    no_base = [replace(r, base_shape=None) for r in records(width)]
+    lr, wd = 3e-3, 0.1
+    mine = {p.name: (p.lr, p.lr * p.weight_decay)
+            for p in plan(no_base, family, lr=lr, weight_decay=wd, reference_width=BASE)}
+    theirs = mup_effective(getattr(mup, opt_fn), width, lr, wd)
+    for name, (their_lr, their_shrink) in theirs.items():
+        assert mine[name] == (pytest.approx(their_lr, rel=1e-12), pytest.approx(their_shrink, rel=1e-12)), name
+    torch.manual_seed(0)
+    theirs = mup_model(width)
+    torch.manual_seed(0)
+    model = MLP(width)
+    params = dict(model.named_parameters())
+    for p in plan(no_base, family, lr=lr, zero_readout=False, reference_width=BASE):
+        apply_init(params[p.name], p.init, std=p.init_std, target=p.init_target, scale=p.init_scale, layout=p.layout)
+    for name, t in theirs.named_parameters():
+        assert torch.allclose(params[name].detach(), t.detach() * forward_mult(theirs, name), rtol=1e-6), name

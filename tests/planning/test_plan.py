@@ -20,7 +20,7 @@ def by_name(plans):
 def test_adam_multipliers_are_one_over_the_fan_in():
     """§3.3: sign-like updates, eta = 1/d_in: input 1/3072, hidden and readout 1/n."""
     n = 256
-    plans = by_name(plan(mlp(n), "adam", lr=1e-2))
+    plans = by_name(plan(mlp(n), "adam", lr=1e-2, form="absolute", zero_readout=False))
     assert [plans[k].lr_multiplier for k in ("fc1", "fc2", "fc3")] == [R(1 / 3072), R(1 / n), R(1 / n)]
     assert plans["fc2"].lr == R(1e-2 / n) and plans["fc2"].global_lr == 1e-2
     assert plans["fc2"].form == "absolute" and plans["fc2"].parametrization == "sptrace"
@@ -30,7 +30,7 @@ def test_adam_multipliers_are_one_over_the_fan_in():
 
 def test_base_form_multipliers_are_base_fan_in_over_fan_in():
     n, b = 256, 64
-    plans = by_name(plan(mlp(n, b), "adam", lr=1e-2))  # every record has a base shape: base form
+    plans = by_name(plan(mlp(n, b), "adam", lr=1e-2, zero_readout=False))  # every record has a base shape: base form
     assert plans["fc2"].form == "base"
     assert [plans[k].lr_multiplier for k in ("fc1", "fc2", "fc3")] == [1.0, R(b / n), R(b / n)]
     assert [plans[k].init for k in ("fc1", "fc2", "fc3")] == ["keep", "keep", "scale"]
@@ -41,9 +41,9 @@ def test_base_form_multipliers_are_base_fan_in_over_fan_in():
 
 def test_sgd_and_spectral_multipliers():
     n = 256
-    sgd = by_name(plan([*mlp(n), bias(n)], "sgd", lr=0.1))
+    sgd = by_name(plan([*mlp(n), bias(n)], "sgd", lr=0.1, form="absolute"))
     assert [sgd[k].lr_multiplier for k in ("fc1", "fc2", "fc3", "bias")] == [R(n / 3072), 1.0, R(10 / n), R(n)]
-    spectral = by_name(plan(mlp(n), "spectral", lr=0.02))
+    spectral = by_name(plan(mlp(n), "spectral", lr=0.02, form="absolute"))
     assert all(p.lr_multiplier == 1.0 for p in spectral.values())
     assert [spectral[k].spectral_scale for k in ("fc1", "fc2", "fc3")] == [R(S(n / 3072)), 1.0, R(S(10 / n))]
 
@@ -52,7 +52,7 @@ def test_spectral_groups_split_by_scale_update_and_layout():
     """Equal lr but a different block view (linear vs conv) or update mode: separate groups."""
     n = 64
     records = [mlp(n)[1], rec("fc2b", (n, n), (1,), (0,), {0, 1}, Role.HIDDEN), conv(n), embedding(n)]
-    groups = group(plan(records, "spectral", lr=0.02))
+    groups = group(plan(records, "spectral", lr=0.02, form="absolute"))
     assert [g[GROUP_NAMES] for g in groups] == [["fc2", "fc2b"], ["conv"], ["wte"]]
     assert [g["sptrace_update"] for g in groups] == ["orthogonal", "orthogonal", "column"]
     assert groups[1]["sptrace_layout"] == {"fan_out_axes": (0,), "fan_in_axes": (1, 2, 3), "group_axes": (),
@@ -64,7 +64,8 @@ def test_spectral_groups_split_by_scale_update_and_layout():
 def test_plan_lr_wd_and_no_decay():
     n = 256
     records = [*mlp(n), bias(n), gain(n)]
-    plans = plan(records, "adamw", lr=1e-2, weight_decay=0.1, no_decay={"bias", Role.GAIN})
+    plans = plan(records, "adamw", lr=1e-2, form="absolute", zero_readout=False, weight_decay=0.1,
+                 no_decay={"bias", Role.GAIN})
     by = {p.name: p for p in plans}
     assert by["fc2"].lr == R(1e-2 / n) and by["fc2"].lr_multiplier == R(1 / n)
     assert by["fc2"].weight_decay == R(0.1 * n)  # lr * wd = 1e-3 at every width
@@ -78,7 +79,7 @@ def test_plan_unclassified_and_frozen():
     n = 64
     odd = rec("weird", (n, 3), (), (), set(), Role.UNKNOWN, problem="node fft_1: op fft_rfft not understood")
     frozen = rec("frozen", (n, n), (1,), (0,), {0, 1}, Role.HIDDEN, requires_grad=False)
-    plans = plan([*mlp(n), odd, frozen], "adam", lr=1e-3)
+    plans = plan([*mlp(n), odd, frozen], "adam", lr=1e-3, form="absolute")
     by = {p.name: p for p in plans}
     assert by["weird"].init == "keep" and by["weird"].lr == 1e-3 and by["weird"].lr_multiplier == 1.0
     (w,) = plan_warnings(plans)
@@ -92,7 +93,7 @@ def test_plan_unclassified_and_frozen():
 def test_group_merges_equal_hyperparameters():
     n = 128
     records = [*mlp(n), rec("fc2b", (n, n), (1,), (0,), {0, 1}, Role.HIDDEN), bias(n), gain(n)]
-    groups = group(plan(records, "adam", lr=1e-3, weight_decay=0.01))
+    groups = group(plan(records, "adam", lr=1e-3, form="absolute", weight_decay=0.01))
     # fc2, fc2b, fc3 share lr/n; bias and gain share lr; fc1 alone (1/3072)
     assert sorted(len(g["params"]) for g in groups) == [1, 2, 3]
     for g in groups:
@@ -118,11 +119,12 @@ def test_group_uses_aliases_and_reports_missing():
 
 
 def test_zero_readout_and_init_choices():
-    plans = plan(mlp(128), "adam", lr=1e-3, zero_readout=True)
+    plans = plan(mlp(128), "adam", lr=1e-3, form="absolute", zero_readout=True)
     assert [p.init for p in plans] == ["gaussian", "gaussian", "zeros"]
     plans = plan(mlp(128, 64), "adam", lr=1e-3, zero_readout=True)
     assert [p.init for p in plans] == ["keep", "keep", "zeros"]
-    plans = plan([*mlp(128), bias(128), embedding(128)], "adam", lr=1e-3, init="orthogonal")
+    plans = plan([*mlp(128), bias(128), embedding(128)], "adam", lr=1e-3, form="absolute", zero_readout=False,
+                 init="orthogonal")
     assert [p.init for p in plans] == ["orthogonal"] * 3 + ["zeros", "orthogonal"]
     assert plans[1].init_target == R(1.0) and plans[2].init_target == R(S(10 / 128))
     assert plans[4].init_target == R(S(1000))  # embedding, V = 1000 > n: sqrt(max(n, V))

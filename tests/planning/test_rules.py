@@ -162,9 +162,9 @@ def test_base_form_with_constant_library_init():
     fc1, fc2, fc3 = mlp(n, b)
     scales = [rule_for(r, "adam", form="base", library_ratio=1.0).init_scale for r in (fc1, fc2, fc3)]
     assert scales == [R(1.0), R(S(b / n)), R(b / n)]
-    plans = plan(mlp(n, b), "adam", lr=1e-3, library_init="constant")
+    plans = plan(mlp(n, b), "adam", lr=1e-3, zero_readout=False, library_init="constant")
     assert [p.init_scale for p in plans] == [R(1.0), R(S(b / n)), R(b / n)]
-    plans = plan(mlp(n, b), "adam", lr=1e-3, library_init={"fc2": 0.5})  # measured ratio for fc2
+    plans = plan(mlp(n, b), "adam", lr=1e-3, zero_readout=False, library_init={"fc2": 0.5})  # measured ratio for fc2
     assert plans[1].init_scale == R(S(b / n) / 0.5)
 
 
@@ -207,7 +207,7 @@ def test_base_form_is_exactly_standard_practice_at_the_base(family):
         assert rule.weight_decay_multiplier == 1.0, r.name
         assert rule.spectral_scale == 1.0, r.name
         assert rule.init_kind == "keep" and rule.init_scale == 1.0, r.name
-    for p in plan(catalogue(64, 64), family, lr=3e-3, weight_decay=0.1):
+    for p in plan(catalogue(64, 64), family, lr=3e-3, weight_decay=0.1, zero_readout=False):
         assert p.lr == 3e-3 and p.weight_decay == 0.1 and p.init == "keep", p.name
 
 
@@ -256,7 +256,7 @@ def test_base_form_needs_base_shapes():
     with pytest.raises(SptraceError, match="fc2"):
         plan([mlp(64, 32)[0], mlp(64)[1]], "adam", lr=1e-3, form="base")
     assert plan(mlp(64, 32), "adam", lr=1e-3)[1].form == "base"  # auto: every record has a base
-    assert plan(mlp(64), "adam", lr=1e-3)[1].form == "absolute"
+    assert plan(mlp(64), "adam", lr=1e-3)[1].form == "reference"  # no base: anchored at the reference width
 
 
 # ================================================================ embeddings, biases, gains, scalars
@@ -479,7 +479,7 @@ def equilibrium(family, record, wd=0.5, lr=0.1, wd_override=None):
 
     lam is measured from a zero-gradient step, U from one step at W = 0 with a Condition-2-sized
     gradient; both through the real torch optimizer and the plan's group lr / weight decay."""
-    (pl,) = plan([record], family, lr=lr, weight_decay=wd)
+    (pl,) = plan([record], family, lr=lr, form="absolute", weight_decay=wd)
     if wd_override is not None:
         pl = type(pl)(**{**pl.__dict__, "weight_decay": wd_override})
     p = nn.Parameter(torch.ones(record.shape))
@@ -519,7 +519,7 @@ def test_adamw_simulation_reaches_the_predicted_equilibrium():
     finals = []
     for n in (64, 128):
         r = mlp(n)[1]
-        (pl,) = plan([r], "adamw", lr=0.1, weight_decay=0.5)
+        (pl,) = plan([r], "adamw", lr=0.1, form="absolute", weight_decay=0.5)
         p = nn.Parameter(torch.randn(n, n) / S(n))
         opt = torch.optim.AdamW([{"params": [p], "lr": pl.lr, "weight_decay": pl.weight_decay}], lr=pl.lr)
         g = mup_grad(r, (n, n))
@@ -567,7 +567,7 @@ def natural_update_norms(family, n, seed=0, parametrization="sptrace"):
     torch.manual_seed(seed)
     model = Net(n)
     records = net_records(n)
-    plans = plan(records, family, lr=1.0, parametrization=parametrization)
+    plans = plan(records, family, lr=1.0, form="absolute", zero_readout=False, parametrization=parametrization)
     params = dict(model.named_parameters())
     torch.manual_seed(seed + 1)
     for pl in plans:

@@ -1,0 +1,76 @@
+"""planning/reference.py (the reference-width form) and planning/library.detect_laws."""
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+
+from sptrace.planning.library import detect_laws
+from sptrace.planning.plan import plan
+from sptrace.planning.reference import at_reference, model_width
+from sptrace.types import SptraceError
+from tests.planning.test_rules import R, catalogue, depthwise, mlp, rec
+from sptrace.types import Role
+
+
+def test_model_width_is_the_most_common_width_size():
+    assert model_width(mlp(512)) == 512
+    down = rec("down", (512, 2048), (1,), (0,), {0, 1}, Role.HIDDEN)
+    up = rec("up", (2048, 512), (1,), (0,), {0, 1}, Role.HIDDEN)
+    assert model_width([*mlp(512), down, up]) == 512  # 4n appears twice, n five times
+    assert model_width([rec("x", (3, 4), (1,), (0,), set(), Role.HIDDEN)]) is None
+
+
+def test_at_reference_scales_width_axes_and_depthwise_groups():
+    fc1, fc2, fc3 = at_reference(mlp(1024), 256)
+    assert fc1.base_shape == (256.0, 3072) and fc2.base_shape == (256.0, 256.0) and fc3.base_shape == (10, 256.0)
+    (dw,) = at_reference([depthwise(1024)], 256)
+    assert dw.base_groups == 256.0 and dw.base_fan_out == 1.0  # one channel per group at every width
+    with pytest.raises(SptraceError, match="reference_width must be a positive int"):
+        at_reference(mlp(64), 0)
+
+
+@pytest.mark.parametrize("family", ["sgd", "adam", "spectral"])
+def test_the_reference_form_equals_the_base_form_against_a_model_at_the_reference_width(family):
+    """A real base at width 64 and the virtual one (reference_width=64) give the same plan."""
+    with_base = plan(catalogue(256, 64), family, lr=1e-3)
+    no_base = [type(r)(**{**r.__dict__, "base_shape": None, "base_groups": None}) for r in catalogue(256, 64)]
+    virtual = plan(no_base, family, lr=1e-3, reference_width=64)
+    for a, b in zip(with_base, virtual):
+        assert (a.lr, a.init, a.init_scale, a.spectral_scale) == (R(b.lr), b.init, R(b.init_scale),
+                                                                   R(b.spectral_scale)), a.name
+        assert b.form == "reference" and a.form == "base"
+
+
+def layers(width):
+    return nn.ModuleDict({"fc1": nn.Linear(48, width), "fc2": nn.Linear(width, width),
+                          "fc3": nn.Linear(width, 10), "conv": nn.Conv2d(width, width, 3)})
+
+
+def laws_of(module, width):
+    records = [*mlp(width, n0=48), rec("conv", (width, width, 3, 3), (1, 2, 3), (0,), {0, 1}, Role.HIDDEN)]
+    tensors = {"fc1": module["fc1"].weight, "fc2": module["fc2"].weight, "fc3": module["fc3"].weight,
+               "conv": module["conv"].weight}
+    return detect_laws(records, {k: float(t.detach().std()) for k, t in tensors.items()})
+
+
+@pytest.mark.parametrize("width", [64, 833, 2048])
+def test_detect_laws_reads_torch_kaiming_xavier_and_constant(width):
+    torch.manual_seed(0)
+    module = layers(width)
+    assert set(laws_of(module, width).values()) == {"torch"}
+    for layer in module.values():
+        nn.init.normal_(layer.weight, std=0.02)  # Hugging Face's initializer_range: 0.02 is torch's at fan-in 833
+    assert set(laws_of(module, width).values()) == {"constant"}
+    for layer in module.values():
+        nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
+    assert set(laws_of(module, width).values()) == {"fan_out"}
+    for layer in module.values():
+        nn.init.xavier_uniform_(layer.weight)
+    assert set(laws_of(module, width).values()) == {"fan_avg"}
+    nn.init.normal_(module["fc1"].weight, std=0.02)
+    nn.init.normal_(module["fc2"].weight, std=0.02)
+    nn.init.normal_(module["fc3"].weight, std=0.02)
+    module["conv"].reset_parameters()  # timm's ViT: linears at 0.02, the patch conv by PyTorch's law
+    laws = laws_of(module, width)
+    assert laws["fc2"] == "constant" and (laws["conv"] == "torch" or abs(math.log(0.02 * math.sqrt(3 * 9 * width))) < 0.14)
