@@ -1,6 +1,6 @@
 """The paper's experiments from the command line:
-``python -m experiments {fig1,fig2,lr,coord} --out DIR [options]`` writes JSON + PNG
-(docs/measurements.md has the documented command lines)."""
+``python -m experiments {fig1,fig2,lr,coord,oob} --out DIR [options]`` writes JSON + PNG
+(docs/measurements.md and docs/training.md have the documented command lines)."""
 from __future__ import annotations
 
 import argparse
@@ -17,6 +17,7 @@ from .fig1 import run_fig1
 from .fig2 import run_fig2
 from .gd_mlp import PARAMETRIZATIONS
 from .lr_sweep import run_lr_sweep
+from .out_of_box import run_out_of_box, run_transfer
 
 __all__ = ["main"]
 
@@ -78,7 +79,24 @@ def _add_others(sub: argparse._SubParsersAction) -> list[argparse.ArgumentParser
     cd.add_argument("--widths", type=int, nargs="+", default=[32, 64, 128, 256, 512, 1024])
     cd.add_argument("--steps", type=int, default=4)
     cd.add_argument("--lr", type=float, default=1e-2)
-    return [f1, lr, cd]
+    return [f1, lr, cd, _add_oob(sub)]
+
+
+def _add_oob(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    ob = sub.add_parser("oob", help="out of the box: the one-line parametrize vs plain Adam, and the lr sweep in "
+                                    "the default form vs SP (docs/training.md)")
+    ob.add_argument("--models", nargs="+", default=["mlp", "gpt"], choices=["mlp", "gpt"])
+    ob.add_argument("--parts", nargs="+", default=["compare", "sweep"], choices=["compare", "sweep"],
+                    help="compare: one-line call vs plain Adam at --width; sweep: lr sweep over --sweep-widths")
+    ob.add_argument("--width", type=int, default=512)
+    ob.add_argument("--steps", type=int, default=200)
+    ob.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 of the comparison")
+    ob.add_argument("--sweep-widths", type=int, nargs="+", default=[32, 64, 128, 256, 512])
+    ob.add_argument("--sweep-log2-lrs", type=int, nargs=2, default=None, metavar=("LO", "HI"),
+                    help="lr grid 2**LO .. 2**HI (default: per model, experiments.out_of_box.SETTINGS)")
+    ob.add_argument("--sweep-steps", type=int, default=None, help="default: per model (SETTINGS)")
+    ob.add_argument("--sweep-seeds", type=int, default=1)
+    return ob
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -126,7 +144,30 @@ def _coord(a: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"fig2": _fig2, "fig1": _fig1, "lr": _lr, "coord": _coord}
+def _oob(a: argparse.Namespace) -> int:
+    """Exit status 1 when an acceptance misses (the one-line call's mean training loss above plain
+    Adam's, or the sptrace best lr spreading over more than one factor-2 step)."""
+    if a.data is not None:
+        raise SptraceError("oob trains on the zoo's shipped data (models_zoo/data); --data does not apply")
+    ok = True
+    if "compare" in a.parts:
+        res = run_out_of_box(a.models, width=a.width, steps=a.steps, seeds=range(a.seeds), progress=True)
+        paths = res.write(a.out)
+        print(res.table())
+        ok &= all(res.passed(m) for m in res.models)
+        print(f"{res.seconds:.0f} s; wrote {paths}")
+    if "sweep" in a.parts:
+        tr = run_transfer(a.models, widths=a.sweep_widths, log2_lrs=a.sweep_log2_lrs, steps=a.sweep_steps,
+                          seeds=range(a.sweep_seeds), progress=True)
+        paths = tr.write(a.out)
+        print(tr.summary_table())
+        ok &= all(tr.passed(m) for m in tr.sweeps)
+        print(f"{tr.seconds:.0f} s; wrote {paths}")
+    return 0 if ok else 1
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"fig2": _fig2, "fig1": _fig1, "lr": _lr, "coord": _coord,
+                                                              "oob": _oob}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
