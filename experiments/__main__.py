@@ -90,7 +90,8 @@ def _add_oob(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                     help="compare: one-line call vs plain Adam at --width; sweep: lr sweep over --sweep-widths")
     ob.add_argument("--width", type=int, default=512)
     ob.add_argument("--steps", type=int, default=200)
-    ob.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 of the comparison")
+    ob.add_argument("--seeds", type=int, default=None,
+                    help="seeds 0..N-1 of the comparison (default: per model, experiments.out_of_box.SETTINGS)")
     ob.add_argument("--sweep-widths", type=int, nargs="+", default=[32, 64, 128, 256, 512])
     ob.add_argument("--sweep-log2-lrs", type=int, nargs=2, default=None, metavar=("LO", "HI"),
                     help="lr grid 2**LO .. 2**HI (default: per model, experiments.out_of_box.SETTINGS)")
@@ -151,7 +152,8 @@ def _oob(a: argparse.Namespace) -> int:
         raise SptraceError("oob trains on the zoo's shipped data (models_zoo/data); --data does not apply")
     ok = True
     if "compare" in a.parts:
-        res = run_out_of_box(a.models, width=a.width, steps=a.steps, seeds=range(a.seeds), progress=True)
+        seeds = None if a.seeds is None else range(a.seeds)
+        res = run_out_of_box(a.models, width=a.width, steps=a.steps, seeds=seeds, progress=True)
         paths = res.write(a.out)
         print(res.table())
         ok &= all(res.passed(m) for m in res.models)
@@ -160,6 +162,9 @@ def _oob(a: argparse.Namespace) -> int:
         tr = run_transfer(a.models, widths=a.sweep_widths, log2_lrs=a.sweep_log2_lrs, steps=a.sweep_steps,
                           seeds=range(a.sweep_seeds), progress=True)
         paths = tr.write(a.out)
+        for m, arms in tr.sweeps.items():
+            for arm in arms:
+                print(f"{m} {arm}: training loss per width x lr\n{tr.mean(m, arm).table()}")
         print(tr.summary_table())
         ok &= all(tr.passed(m) for m in tr.sweeps)
         print(f"{tr.seconds:.0f} s; wrote {paths}")
