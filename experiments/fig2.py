@@ -2,7 +2,8 @@
 
 MLP ``3072 -> n -> n -> 1`` (ReLU, no biases, :mod:`experiments.gd_mlp`), full-batch gradient
 descent on 200 samples of two classes (:func:`experiments.digits.binary_digits`) with +-1 targets
-and loss ``0.5 * mean((f - y)^2)``, under the sptrace and NTP constants of Appendix A. Per width:
+and loss ``0.5 * mean((f - y)^2)``, set up by ``sptrace.parametrize`` as sptrace and as NTP and
+trained by the optimizer it returns (the tests hold its init and lrs to Appendix A's). Per width:
 relative feature change of h2 (Eq. 23), relative change of W2 in spectral and Frobenius norm,
 final-layer alignment (Eq. 24); log-log slopes against width, fitted over every measured width
 (from 16), compared with the predictions (sptrace 0, NTP -1/2; Frobenius -1/2 and -1), plus a fit
@@ -25,7 +26,7 @@ from sptrace.validation.slopes import SlopeFit, fit_slope
 
 from .digits import ClassSpec, binary_digits
 from .fig2_store import Fig2RunStore, fig2_run_key, file_digest, stored_or_trained
-from .gd_mlp import fig2_constants, init_weights, input_basis, mlp_forward, train_mlp_gd
+from .gd_mlp import check_parametrization, layer_weights, mlp_forward, parametrized_mlp, train_full_batch
 from .plots import plot_fig2
 from .results import PathLike, mean_std, write_result
 
@@ -85,14 +86,14 @@ def fig2_run(
     device: Union[str, torch.device] = "cpu",
 ) -> dict[str, float]:
     """One Fig. 2 training run at one width; returns the measured quantities and ``final_loss``.
-    The init is drawn on the CPU (the same numbers on every device), then trained on ``device``."""
-    sig, lrs = fig2_constants(param, x.shape[1], width, eta)
-    x = x.to(dtype)
-    xin = input_basis(x)[0] if project_input else x
-    W0 = init_weights(width, xin.shape[1], sig, seed, dtype=dtype, device=device)
+    The MLP is set up by ``sptrace.parametrize`` on the CPU (the same init on every device,
+    :func:`experiments.gd_mlp.parametrized_mlp`), then trained on ``device`` by its optimizer."""
+    mlp, opt, xin = parametrized_mlp(x, width, param, eta, seed, project_input=project_input, dtype=dtype)
+    mlp.to(device)
     xin = xin.to(device)
-    W, hist = train_mlp_gd(xin, y.to(dtype).to(device), W0, lrs, steps)
-    out = fig2_measure(xin, W0, W)
+    W0 = [W.detach().clone() for W in layer_weights(mlp)]
+    hist = train_full_batch(mlp, opt, xin, y.to(dtype).to(device), steps)
+    out = fig2_measure(xin, W0, [W.detach() for W in layer_weights(mlp)])
     out["final_loss"] = hist[-1]
     return out
 
@@ -334,7 +335,7 @@ def run_fig2(
     t0 = time.perf_counter()
     widths, seeds = [int(w) for w in widths], list(seeds)
     for p in params:
-        fig2_constants(p, 1, 1)  # an unknown parametrization fails before any training
+        check_parametrization(p)  # an unknown one fails before any training
     counts = _seed_counts(widths, len(seeds), seeds_at)
     keep = _fit_indices(widths, fit_from)
     store = Fig2RunStore(runs) if runs is not None and not isinstance(runs, Fig2RunStore) else runs

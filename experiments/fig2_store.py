@@ -16,7 +16,7 @@ from sptrace.validation.jsonio import from_json_float, to_json
 from .digits import ClassSpec, class_group
 from .results import PathLike
 
-__all__ = ["Fig2RunStore", "fig2_run_key", "file_digest", "stored_or_trained"]
+__all__ = ["RUN_ROUTE", "Fig2RunStore", "fig2_run_key", "file_digest", "stored_or_trained"]
 
 
 def file_digest(path: PathLike) -> str:
@@ -65,12 +65,17 @@ class Fig2RunStore:
             fh.write(json.dumps(to_json({"key": key, "result": result, **info}), sort_keys=True) + "\n")
 
 
+# How a run's init and learning rates were made, keyed so that runs of another route (the earlier
+# hand-typed constants drew other random numbers from the same seeds) are never taken for these.
+RUN_ROUTE = "sptrace.parametrize"
+
+
 def fig2_run_key(data_digest: str, classes: tuple[ClassSpec, ClassSpec], n_samples: int, seed: int,
                  param: str, width: int, steps: int, eta: float, project_input: bool) -> dict[str, Any]:
     """The :class:`Fig2RunStore` key of one run (data seed ``seed``, init seed ``10_000 + seed``)."""
     return {"data": data_digest, "classes": [list(class_group(c)) for c in classes], "n_samples": n_samples,
             "data_seed": seed, "init_seed": 10_000 + seed, "param": param, "width": width, "steps": steps,
-            "eta": eta, "project_input": project_input}
+            "eta": eta, "project_input": project_input, "route": RUN_ROUTE}
 
 
 def stored_or_trained(store: Optional[Fig2RunStore], key: dict[str, Any], device: Union[str, torch.device],

@@ -1,47 +1,90 @@
-"""The bias-free MLP of the paper's Fig. 2 (``3072 -> n -> n -> 1``, ReLU) trained by full-batch
-gradient descent under the constants of Appendix A, shared by :mod:`experiments.fig2` and
-:mod:`experiments.lr_sweep`.
+"""The bias-free MLP of the paper's Fig. 2 (``3072 -> n -> n -> 1``, ReLU) set up through
+``sptrace.parametrize`` and trained by full-batch gradient descent with the optimizer it returns;
+shared by :mod:`experiments.fig2` and :mod:`experiments.lr_sweep`.
 
-Speed-up (``project_input=True`` in :func:`experiments.fig2.fig2_run`, exact): gradient descent
-only ever changes ``W1`` inside the row space of the data matrix ``X`` (``dW1 = G X^T``), and
+The model is a plain ``nn.Sequential`` with PyTorch's own init; the paper's constants (Appendix A)
+are what the library has to produce from it, so nothing here types them in:
+tests/experiments/test_gd_mlp.py holds them as the expectation and checks every layer's init std
+and learning rate against them.
+
+Speed-up (``project_input=True`` in :func:`parametrized_mlp`, exact): gradient descent only ever
+changes ``W1`` inside the row space of the data matrix ``X`` (``dW1 = G X^T``), and
 ``W1 x = (W1 V)(V^T x)`` for any orthonormal basis ``V`` of that space (:func:`input_basis`).
-Training ``W1 V`` (``n x r``) on the coordinates ``V^T x`` therefore gives the same h1, h2, W2, W3
-and losses as training ``W1`` on ``x``, and ``W1 V`` has the same i.i.d. Gaussian law as ``W1``.
-The upsampled digits span ``r <= 65`` of the 3072 dimensions, so the first layer costs ``r / 3072``
-of its nominal price. tests/experiments/test_gd_mlp.py checks the equivalence against the
-unprojected model."""
+Training ``W1 V`` (``n x r``) on the coordinates ``V^T x`` with W1's learning rate therefore gives
+the same h1, h2, W2, W3 and losses as training ``W1`` on ``x``. The upsampled digits span
+``r <= 65`` of the 3072 dimensions, so the first layer costs ``r / 3072`` of its nominal price.
+``W1`` itself is the one ``parametrize`` drew at ``n0 = 3072`` (a model built ``r`` wide would be
+parametrized for the wrong fan-in). tests/experiments/test_gd_mlp.py checks the equivalence."""
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence, Union
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
+import sptrace
 from sptrace.types import SptraceError
 
-__all__ = ["PARAMETRIZATIONS", "fig2_constants", "input_basis", "init_weights", "mlp_forward", "train_mlp_gd"]
+__all__ = ["PARAMETRIZATIONS", "check_parametrization", "fig2_mlp", "parametrized_mlp", "input_basis",
+           "project_first_layer", "layer_weights", "mlp_forward", "half_mse", "train_full_batch"]
 
-# "sptrace": the paper's spectral parametrization (its muP), which sptrace implements.
+# "sptrace": the paper's spectral parametrization (its muP), which sptrace implements; "ntp":
+# Appendix A's baseline; "sp": the lr sweep's baseline (He init, one lr).
 PARAMETRIZATIONS = ("sptrace", "ntp", "sp")
+_RELU_GAIN = math.sqrt(2.0)  # Appendix A's sqrt(2) in every sigma: He init for ReLU
 
 
-def fig2_constants(param: str, n0: int, width: int, eta: float = 0.1) -> tuple[list[float], list[float]]:
-    """Init stds and learning rates ``([s1, s2, s3], [lr1, lr2, lr3])`` of Appendix A.
+def check_parametrization(param: str) -> None:
+    if param not in PARAMETRIZATIONS:
+        raise SptraceError(f"unknown parametrization {param!r}: use one of {', '.join(PARAMETRIZATIONS)}")
 
-    sptrace (the paper's muP): ``s = (sqrt(2/n0), sqrt(2/d), sqrt(2)/d)``, ``lr = (eta d/n0, eta, eta/d)``;
-    NTP: ``s_l = sqrt(2/n_{l-1})``, ``lr_l = eta/n_{l-1}``;
-    SP (for lr sweeps): NTP's init with ``lr_l = eta`` at every layer.
-    """
-    d = width
-    if param == "sptrace":
-        return [math.sqrt(2 / n0), math.sqrt(2 / d), math.sqrt(2) / d], [eta * d / n0, eta, eta / d]
-    if param == "ntp":
-        return [math.sqrt(2 / n0), math.sqrt(2 / d), math.sqrt(2 / d)], [eta / n0, eta / d, eta / d]
-    if param == "sp":
-        return [math.sqrt(2 / n0), math.sqrt(2 / d), math.sqrt(2 / d)], [eta, eta, eta]
-    raise SptraceError(f"unknown parametrization {param!r}: use one of {', '.join(PARAMETRIZATIONS)}")
+
+def fig2_mlp(n0: int, width: int) -> nn.Sequential:
+    """``n0 -> width -> width -> 1``, ReLU, no biases (Appendix A), with PyTorch's default init."""
+    return nn.Sequential(nn.Linear(n0, width, bias=False), nn.ReLU(), nn.Linear(width, width, bias=False),
+                         nn.ReLU(), nn.Linear(width, 1, bias=False))
+
+
+def layer_weights(mlp: nn.Sequential) -> list[Tensor]:
+    """``[W1, W2, W3]``, the weights of the Linear layers in order."""
+    return [m.weight for m in mlp if isinstance(m, nn.Linear)]
+
+
+def _he_init_(mlp: nn.Sequential) -> None:
+    """SP keeps the model's own init, so the SP baseline brings Appendix A's sigma_l = sqrt(2/n_{l-1})
+    (PyTorch's He init) itself: the lr sweep compares it with NTP at the same init, one lr."""
+    for W in layer_weights(mlp):
+        nn.init.kaiming_normal_(W, nonlinearity="relu")
+
+
+def parametrized_mlp(x: Tensor, width: int, param: str, eta: float, seed: int, *, project_input: bool = True,
+                     dtype: torch.dtype = torch.float32) -> tuple[nn.Sequential, torch.optim.Optimizer, Tensor]:
+    """The MLP at ``width`` under ``param``, re-initialised by ``sptrace.parametrize``, and its SGD.
+
+    Returns ``(mlp, opt, inputs)``: ``inputs`` is what ``mlp`` is trained on (``x``, or its
+    row-space coordinates with ``project_input``). Every random number comes from torch's CPU
+    generator seeded with ``seed`` (the caller's global generator is left as it was), so the run
+    is the same on every device: move ``mlp`` and ``inputs`` afterwards."""
+    check_parametrization(param)
+    x = x.to(torch.float32)  # the init is drawn in float32 whatever the dtype (sptrace.apply.init)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        mlp = fig2_mlp(x.shape[1], width)
+        if param == "sp":
+            _he_init_(mlp)
+        # Absolute form: eta is Appendix A's global lr, each layer's lr its width-scaled multiple;
+        # its readout init is a Gaussian sqrt(2)/d, not the zero readout the library starts muP with.
+        opt = sptrace.parametrize(mlp, "sgd", lr=eta, form="absolute", init_gain=_RELU_GAIN, zero_readout=False,
+                                  parametrization=param, example_inputs=(x,))
+    mlp.to(dtype)  # in place: the optimizer keeps holding the same parameters
+    x = x.to(dtype)
+    if not project_input:
+        return mlp, opt, x
+    xin, V = input_basis(x)
+    project_first_layer(mlp, opt, V)
+    return mlp, opt, xin
 
 
 def input_basis(X: Tensor, rtol: float = 1e-6) -> tuple[Tensor, Tensor]:
@@ -53,17 +96,25 @@ def input_basis(X: Tensor, rtol: float = 1e-6) -> tuple[Tensor, Tensor]:
     return X @ V, V
 
 
-def init_weights(width: int, n_in: int, stds: Sequence[float], seed: int, *, dtype: torch.dtype = torch.float32,
-                 device: Union[str, torch.device] = "cpu") -> list[Tensor]:
-    """Gaussian ``[W1 (width, n_in), W2 (width, width), W3 (1, width)]`` with the given stds, drawn
-    on the CPU from ``seed`` (the same numbers on every device) and then moved to ``device``."""
-    g = torch.Generator().manual_seed(seed)
-    shapes = ((width, n_in), (width, width), (1, width))
-    return [(torch.randn(*shape, generator=g, dtype=dtype) * s).to(device) for shape, s in zip(shapes, stds)]
+@torch.no_grad()
+def project_first_layer(mlp: nn.Sequential, opt: torch.optim.Optimizer, V: Tensor) -> None:
+    """Replace the first layer ``W1`` (``n x n0``) by ``W1 V`` (``n x r``), in ``mlp`` and in the
+    optimizer group that held ``W1`` (so it trains with the lr ``parametrize`` gave ``W1``).
+    Swapping the tensor is safe for plain SGD, which keeps no per-parameter state."""
+    W1 = mlp[0].weight
+    # skip_init: its own init would be overwritten, and drawing it would move the caller's generator
+    projected = nn.utils.skip_init(nn.Linear, V.shape[1], W1.shape[0], bias=False, dtype=W1.dtype)
+    projected.weight.copy_(W1 @ V)
+    holders = [g for g in opt.param_groups if any(p is W1 for p in g["params"])]
+    if len(holders) != 1 or opt.state:
+        raise SptraceError("project_first_layer needs a stateless optimizer with W1 in exactly one group")
+    holders[0]["params"] = [projected.weight if p is W1 else p for p in holders[0]["params"]]
+    mlp[0] = projected
 
 
-def mlp_forward(x: Tensor, weights: Sequence[Tensor], act: Callable[[Tensor], Tensor]) -> list[Tensor]:
-    """Pre-activations ``[h1, ..., hL]`` of a bias-free MLP; ``hL`` is the output."""
+def mlp_forward(x: Tensor, weights: Sequence[Tensor], act: Callable[[Tensor], Tensor] = F.relu) -> list[Tensor]:
+    """Pre-activations ``[h1, ..., hL]`` of a bias-free MLP given its weights; ``hL`` is the output.
+    Measurements (Eq. 23) need h2 under the initial weights as well as the trained ones."""
     hs = []
     h = x
     for k, W in enumerate(weights):
@@ -73,32 +124,23 @@ def mlp_forward(x: Tensor, weights: Sequence[Tensor], act: Callable[[Tensor], Te
     return hs
 
 
-def train_mlp_gd(
-    x: Tensor,
-    y: Tensor,
-    weights: Sequence[Tensor],
-    lrs: Sequence[float],
-    steps: int,
-    *,
-    act: Callable[[Tensor], Tensor] = F.relu,
-    record_every: int = 0,
-) -> tuple[list[Tensor], list[float]]:
-    """Full-batch gradient descent on ``0.5 * mean((f(x) - y)^2)`` for a bias-free MLP with
-    per-layer learning rates. Returns the trained weights (new tensors) and the loss history
-    (every ``record_every`` steps, and always the final loss)."""
-    Ws = [W.detach().clone().requires_grad_(True) for W in weights]
-    y = y.reshape(-1, 1) if y.dim() == 1 else y
+def half_mse(output: Tensor, target: Tensor) -> Tensor:
+    """The Fig. 2 loss ``0.5 * mean((f - y)^2)``."""
+    return 0.5 * (output - target.reshape(output.shape)).square().mean()
+
+
+def train_full_batch(mlp: nn.Module, opt: torch.optim.Optimizer, x: Tensor, y: Tensor, steps: int, *,
+                     record_every: int = 0) -> list[float]:
+    """``steps`` full-batch gradient-descent steps of ``opt`` on :func:`half_mse`. Returns the loss
+    every ``record_every`` steps (before that step's update) and always the final loss."""
     hist: list[float] = []
     for t in range(steps):
-        f = mlp_forward(x, Ws, act)[-1]
-        loss = 0.5 * (f - y).square().mean()
-        grads = torch.autograd.grad(loss, Ws)
+        opt.zero_grad(set_to_none=True)
+        loss = half_mse(mlp(x), y)
         if record_every and t % record_every == 0:
             hist.append(float(loss.detach()))
-        with torch.no_grad():
-            for W, g, lr in zip(Ws, grads, lrs):
-                W.sub_(lr * g)
+        loss.backward()
+        opt.step()
     with torch.no_grad():
-        f = mlp_forward(x, Ws, act)[-1]
-        hist.append(float(0.5 * (f - y).square().mean()))
-    return [W.detach() for W in Ws], hist
+        hist.append(float(half_mse(mlp(x), y)))
+    return hist

@@ -4,9 +4,9 @@ learning-rate transfer").
 
 The sweep is :func:`sptrace.validation.transfer.lr_sweep` (one loop over widths and lrs, one
 divergence rule) given the MLP as a builder, the 200 samples as one full batch (so every step is
-full-batch gradient descent) and plain SGD with Appendix A's per-layer learning rates
-(:func:`experiments.gd_mlp.fig2_constants`, linear in ``eta``). Each seed (its data subset and
-init) is one sweep; the result is their mean."""
+full-batch gradient descent) and plain SGD with the per-layer learning rates ``sptrace.parametrize``
+gives the MLP (:func:`experiments.gd_mlp.parametrized_mlp`; linear in ``eta``). Each seed (its data
+subset and init) is one sweep; the result is their mean."""
 from __future__ import annotations
 
 import math
@@ -23,47 +23,32 @@ from sptrace.validation.plots import plot_lr_transfer
 from sptrace.validation.transfer import SweepData, SweepResult, lr_sweep
 
 from .digits import binary_digits
-from .gd_mlp import fig2_constants, init_weights, input_basis
+from .gd_mlp import check_parametrization, half_mse, input_basis, parametrized_mlp
 from .results import PathLike
 
 __all__ = ["LRSweepResult", "run_lr_sweep"]
 
 
-class _GDMLP(nn.Module):
-    """The bias-free ReLU MLP of :mod:`experiments.gd_mlp` as a module, so the sweep can train it."""
-
-    def __init__(self, weights: Sequence[Tensor]):
-        super().__init__()
-        self.weights = nn.ParameterList([nn.Parameter(W.clone()) for W in weights])
-
-    def forward(self, x: Tensor) -> Tensor:
-        *hidden, readout = self.weights
-        for W in hidden:
-            x = torch.relu(x @ W.T)
-        return x @ readout.T
-
-
-def _half_mse(output: Tensor, target: Tensor) -> Tensor:
-    """The Fig. 2 loss ``0.5 * mean((f - y)^2)``."""
-    return 0.5 * (output - target).square().mean()
-
-
 def _seed_sweep(widths: Sequence[int], lrs: Sequence[float], param: str, steps: int, seed: int,
                 x: Tensor, y: Tensor) -> SweepResult:
     """One seed's sweep: data subset ``seed``, init seed ``10_000 + seed`` (as :func:`experiments.fig2.run_fig2`)."""
-    n0 = x.shape[1]
-    xin = input_basis(x)[0]  # exact: experiments.gd_mlp's docstring
+    unit_groups: dict[int, list[dict]] = {}  # id(model) -> its optimizer's groups at eta = 1
 
     def fig2_mlp(width: int) -> nn.Module:
-        return _GDMLP(init_weights(width, xin.shape[1], fig2_constants(param, n0, width)[0], 10_000 + seed))
+        mlp, opt, _ = parametrized_mlp(x, width, param, 1.0, 10_000 + seed)
+        unit_groups[id(mlp)] = opt.param_groups
+        return mlp
 
     def sgd(model: nn.Module, eta: float) -> torch.optim.Optimizer:
-        layer_lrs = fig2_constants(param, n0, model.weights[1].shape[0], eta)[1]
-        return torch.optim.SGD([{"params": [W], "lr": lr} for W, lr in zip(model.weights, layer_lrs)], lr=eta)
+        # The absolute form's lrs are eta times a per-group multiplier, which each group records
+        # (sptrace_lr_multiplier), so one parametrize per width serves every eta of the grid.
+        groups = [{"params": g["params"], "lr": eta * g["sptrace_lr_multiplier"]} for g in unit_groups[id(model)]]
+        return torch.optim.SGD(groups, lr=eta)
 
+    xin = input_basis(x)[0]  # what parametrized_mlp's projected model reads (experiments.gd_mlp's docstring)
     # abort_factor=inf: large-lr GD may spike first and come back down (a catapult); the experiment
     # reads where the loss ends, so only a non-finite loss or one ending above its start is divergence.
-    sweep = lr_sweep(fig2_mlp, widths, lrs, "sgd", data=SweepData([(xin, y.reshape(-1, 1))], [], _half_mse),
+    sweep = lr_sweep(fig2_mlp, widths, lrs, "sgd", data=SweepData([(xin, y.reshape(-1, 1))], [], half_mse),
                      make_optimizer=sgd, parametrization=param, steps=steps, tail=1, eval_batches=0, seed=seed,
                      abort_factor=math.inf)
     return replace(sweep, base_width=None)  # eta is Appendix A's global lr at every width, not a base width's lr
@@ -136,7 +121,7 @@ def run_lr_sweep(
     """Train the Fig. 2 MLP (``param`` in sptrace / ntp / sp) by full-batch gradient descent for
     ``steps`` steps at each global lr and width, once per seed; record the training loss."""
     t0 = time.perf_counter()
-    fig2_constants(param, 1, 1)  # an unknown parametrization fails before any training
+    check_parametrization(param)  # an unknown one fails before any training
     sweeps = [_seed_sweep(widths, lrs, param, steps, s, *binary_digits(n_samples, classes, seed=s, path=data_path))
               for s in seeds]
     res = LRSweepResult(param=param, seeds=list(seeds), sweeps=sweeps, seconds=time.perf_counter() - t0)

@@ -23,7 +23,7 @@ def test_fig1_fast(tmp_path):
         # Fig. 3: one sample's H'_1 and G_2 are single columns
         assert res.mean[act]["input_stable_rank"][0] == pytest.approx(1.0, rel=1e-4)
         assert res.mean[act]["grad_stable_rank"][0] == pytest.approx(1.0, rel=1e-4)
-    json.dumps(res.to_dict())
+    assert json.loads(json.dumps(res.to_dict()))["parametrization"] == "ntp"
     assert "| 256 |" in res.table()
     pytest.importorskip("matplotlib")
     paths = res.write(tmp_path)
@@ -35,3 +35,26 @@ def test_fig1_errors():
         run_fig1((1, 4096), trials=1)
     with pytest.raises(SptraceError, match=r"activations \['gelu'\] unknown"):
         run_fig1((1,), activations=("relu", "gelu"), trials=1)
+
+
+def test_fig1_init_comes_from_parametrize():
+    """The MLP's init comes from sptrace.parametrize: NTP gives every layer std gain/sqrt(fan_in),
+    muP only a smaller readout (Parametrization 1: gain/sqrt(fan_in) * sqrt(fan_out/fan_in) =
+    gain sqrt(10)/300); both update W2 in rank one at B = 1."""
+    import math
+
+    import torch
+
+    from experiments.fig1 import _parametrized
+
+    X = torch.randn(64, 3072, generator=torch.Generator().manual_seed(0))
+    for param, readout in (("ntp", math.sqrt(2 / 300)), ("sptrace", math.sqrt(2) * math.sqrt(10) / 300)):
+        mlp, opt = _parametrized(X, "relu", 300, 10, param, seed=1)
+        planned = [opt.sptrace[f"{i}.weight"].init_std for i in (0, 2, 4)]
+        assert planned == pytest.approx([math.sqrt(2 / 3072), math.sqrt(2 / 300), readout], rel=1e-6)
+        assert mlp[2].weight.dtype == torch.float64
+        assert float(mlp[2].weight.detach().std()) == pytest.approx(math.sqrt(2 / 300), rel=0.02)
+    res = run_fig1((1,), width=300, trials=1, parametrization="sptrace", activations=("tanh",))
+    assert res.mean["tanh"]["stable_rank"][0] == pytest.approx(1.0, rel=1e-4)
+    with pytest.raises(SptraceError, match="parametrization"):
+        run_fig1((1,), trials=1, parametrization="mup")

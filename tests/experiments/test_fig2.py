@@ -1,4 +1,5 @@
-"""Tests for experiments.fig2 (the paper's Fig. 2 on the digits) and its run store."""
+"""Tests for experiments.fig2 (the paper's Fig. 2 on the digits, set up by sptrace.parametrize) and
+its run store. tests/experiments/test_gd_mlp.py holds parametrize's init and lrs to Appendix A."""
 from __future__ import annotations
 
 import json
@@ -9,7 +10,7 @@ import pytest
 import experiments.fig2 as fig2
 from experiments.digits import binary_digits
 from experiments.fig2 import FIG2_PREDICTED, fig2_run, run_fig2
-from experiments.fig2_store import Fig2RunStore, fig2_run_key, file_digest
+from experiments.fig2_store import RUN_ROUTE, Fig2RunStore, fig2_run_key, file_digest
 from models_zoo.data import DIGITS_PATH
 from sptrace.types import SptraceError
 
@@ -132,13 +133,38 @@ def test_run_store_keeps_a_diverged_run(tmp_path):
     assert again["alignment"] == 0.5 and again["final_loss"] != again["final_loss"]
 
 
+def test_fig2_run_goes_through_parametrize(monkeypatch):
+    """Every run is set up by the public sptrace.parametrize (so a change of the library's rules
+    reaches Fig. 2), with Appendix A's options: SGD, absolute form, ReLU gain, Gaussian readout."""
+    import sptrace
+
+    calls, real = [], sptrace.parametrize
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sptrace, "parametrize", spy)
+    x, y = binary_digits(200, (0, 1), seed=0)
+    fig2_run(x, y, 16, "ntp", 2, seed=10_000)
+    assert len(calls) == 1
+    kw = calls[0]
+    assert (kw["parametrization"], kw["form"], kw["zero_readout"], kw["lr"]) == ("ntp", "absolute", False, 0.1)
+    assert kw["init_gain"] == pytest.approx(2 ** 0.5) and kw["example_inputs"][0].shape == (200, 3072)
+
+
+def test_committed_store_holds_only_parametrize_runs():
+    lines = [json.loads(line) for line in STORE.read_text().splitlines() if line.strip()]
+    assert len(lines) == len(Fig2RunStore(STORE)) >= 154  # one line per run, no duplicates
+    assert {rec["key"]["route"] for rec in lines} == {RUN_ROUTE}
+
+
 @pytest.mark.parametrize("width, seed", [(16, 3), pytest.param(2048, 0, marks=pytest.mark.slow)])
 def test_committed_fig2_runs_reproduce(width, seed):
     """The run store behind docs/measurements.md's Fig. 2 table holds what this code computes: stored
-    runs (both parametrizations) are trained again and compared; the narrowest width by default,
-    a wide one (minutes) with -m slow."""
+    runs (both parametrizations) are trained again through sptrace.parametrize and compared; the
+    narrowest width by default, a wide one (minutes) with -m slow."""
     store = Fig2RunStore(STORE)
-    assert len(store) >= 140
     x, y = binary_digits(200, (0, 1), seed=seed)
     for param in ("sptrace", "ntp"):
         stored = store.get(fig2_run_key(file_digest(DIGITS_PATH), (0, 1), 200, seed, param, width, 4000, 0.1, True))

@@ -28,17 +28,16 @@ def test_lr_sweep(tmp_path):
 
 
 def test_lr_sweep_is_full_batch_gd():
-    """The sweep's run is train_mlp_gd's: the loss at step t is the loss after t - 1 GD updates, and
-    two seeds' losses average."""
+    """The sweep's run is the Fig. 2 route's (parametrize's groups, its SGD): the loss at step t is
+    the loss after t - 1 GD updates, and two seeds' losses average."""
     from experiments.digits import binary_digits
-    from experiments.gd_mlp import fig2_constants, init_weights, input_basis, train_mlp_gd
+    from experiments.gd_mlp import parametrized_mlp, train_full_batch
 
     res = run_lr_sweep((16,), (0.5,), param="ntp", steps=6, seeds=(0, 1))
     direct = []
     for seed in (0, 1):
         x, y = binary_digits(200, seed=seed)
-        sig, lrs = fig2_constants("ntp", 3072, 16, 0.5)
-        xin = input_basis(x)[0]
-        direct.append(train_mlp_gd(xin, y, init_weights(16, xin.shape[1], sig, 10_000 + seed), lrs, 5)[1][-1])
+        mlp, opt, xin = parametrized_mlp(x, 16, "ntp", 0.5, 10_000 + seed)
+        direct.append(train_full_batch(mlp, opt, xin, y, 5)[-1])
     assert [s.losses("train")[16][0] for s in res.sweeps] == pytest.approx(direct, rel=1e-5)
     assert res.losses[16][0] == pytest.approx(sum(direct) / 2, rel=1e-5)
