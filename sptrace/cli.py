@@ -42,15 +42,16 @@ def _add_validate(sub: Any) -> None:
     val.add_argument("--widths", type=int, nargs="+", default=None, help="widths (default: the zoo's coord widths)")
     val.add_argument("--optimizer", default="adam", help="adam, adamw, sgd or spectral")
     val.add_argument("--steps", type=int, default=4)
-    val.add_argument("--lr", type=float, default=None, help="lr at the narrowest width (default per optimizer)")
+    val.add_argument("--lr", type=float, default=None,
+                     help="lr at the reference width (base form: the narrowest width); default per optimizer")
     val.add_argument("--batch-size", type=int, default=32)
     val.add_argument("--device", default="cpu", help="cpu or cuda")
     val.add_argument("--out", default=None, help="folder for the JSON result and the PNG plots")
     val.add_argument("--baselines", nargs="*", default=None,
                      help="sp and/or ntp (default: both; sp only for the spectral optimizer: NTP has none)")
     val.add_argument("--seeds", type=int, default=3, help="init seeds averaged per width")
-    val.add_argument("--no-zero-readout", action="store_true",
-                     help="keep the rule's readout init (see docs/validation.md)")
+    val.add_argument("--form", choices=("reference", "base"), default="reference",
+                     help="parametrize's form: reference (no base, the default call) or base (base= the narrowest width)")
     val.add_argument("--no-spectral", action="store_true", help="skip per-parameter spectral norms (faster)")
     val.add_argument("--tol", type=float, default=0.25)
 
@@ -104,7 +105,7 @@ def _validate(args) -> int:
         args.model, args.widths, optimizer=args.optimizer, steps=args.steps, lr=args.lr, batch_size=args.batch_size,
         parametrizations=parametrizations, device=args.device, out=args.out, tol=args.tol,
         progress=sys.stderr.isatty(), spectral=not args.no_spectral, n_seeds=args.seeds,
-        zero_readout=not args.no_zero_readout,
+        form=args.form,
     )
     print(result.summary())
     for path in result.files:

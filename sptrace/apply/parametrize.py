@@ -115,7 +115,7 @@ def parametrize(
     zero_readout: Union[bool, str] = "auto",
     init_gain: float = 1.0,
     attention_fix: bool = False,
-    weight_decay: float = 0.0,
+    weight_decay: Optional[float] = None,
     no_decay: Sequence[str] = (),
     strict: bool = False,
     width_overrides=None,
@@ -137,6 +137,8 @@ def parametrize(
     ``zero_readout``: ``"auto"`` starts every readout that feeds no top-k / argmax (not a router)
     at zero, μP's recommendation (docs/parametrize.md, "Zero readouts"); True, False.
     ``init_gain``: Θ(1) factor on dense-input weight inits of the absolute form (sqrt(2) for ReLU).
+    ``weight_decay``: the decay standard practice would use (left out: the optimizer's default,
+    AdamW's 0.01); each group gets it divided by its lr multiplier, so lr x decay is width-free.
     ``delta``: with ``base``, a model at another width (meta is enough) that tells which dims grow
     when ``model`` has the base's own shapes (tuning at the base width), as mup's delta model.
     ``init``: ``"default"`` (Gaussian by the rule; with a base, the library init times width
@@ -151,6 +153,7 @@ def parametrize(
     init = _init_choice(init)
     factory = _optimizer_factory(optimizer)
     lr = _global_lr(lr, factory, form)
+    weight_decay = _default(factory, "weight_decay", 0.0) if weight_decay is None else weight_decay
     family = family or optimizer_family(optimizer)
     check_zero_readout(zero_readout)
     traced = _fitting(traced, model) if traced is not None else _trace(model, example_inputs, base, strict,
@@ -187,6 +190,7 @@ def parametrize(
 def plan_report(traced: Trace, model: torch.nn.Module, optimizer: str = "adam", format: str = "text",
                 lr: float = 1.0, **options) -> str:
     """The trace's report with the planned init and lr columns, without changing the model."""
+    options.setdefault("library_init", _detected_laws(traced, model))
     plans = plan(traced.records, optimizer_family(optimizer), lr=lr, **options)
     columns = _plan_columns(traced, plans)
     _add_measured(columns, traced, model)
@@ -209,15 +213,26 @@ def _global_lr(lr, factory, form) -> float:
     return float(lr)
 
 
+def default_lr(optimizer) -> float:
+    """The lr the one-line call uses for ``optimizer`` (a name, class or factory): its own default."""
+    return _default_lr(_optimizer_factory(optimizer))
+
+
 def _default_lr(factory) -> float:
-    try:
-        default = inspect.signature(factory).parameters["lr"].default
-    except (KeyError, TypeError, ValueError):
-        default = inspect.Parameter.empty
-    if not isinstance(default, (int, float)) or isinstance(default, bool):
+    default = _default(factory, "lr", None)
+    if default is None:
         raise SptraceError(f"{getattr(factory, '__name__', 'this optimizer')} has no default lr: pass lr= (the lr you "
                            "would give it for this model at the reference width, 256 unless reference_width= says)")
-    return float(default)
+    return default
+
+
+def _default(factory, argument: str, otherwise: Optional[float]) -> Optional[float]:
+    """The optimizer's own default for ``argument`` (a number), else ``otherwise``."""
+    try:
+        default = inspect.signature(factory).parameters[argument].default
+    except (KeyError, TypeError, ValueError):
+        return otherwise
+    return float(default) if isinstance(default, (int, float)) and not isinstance(default, bool) else otherwise
 
 
 def _check_lr(lr):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import inspect
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 import torch
 
@@ -95,12 +95,12 @@ def optimizer_for(
     example_inputs: Any,
     base: Optional[torch.nn.Module] = None,
     delta: Optional[torch.nn.Module] = None,
-    zero_readout: bool = False,
+    zero_readout: Union[bool, str] = "auto",
     traces: Optional[dict] = None,
 ) -> torch.optim.Optimizer:
     """``model``'s optimizer under ``parametrization``: ``"sp"`` keeps the model as built and gives
-    every parameter ``lr``; ``"sptrace"`` and ``"ntp"`` call :func:`sptrace.parametrize` anchored at
-    ``base`` (which re-initialises the model in place). ``traces``: a dict the caller keeps across
+    every parameter ``lr``; ``"sptrace"`` and ``"ntp"`` call :func:`sptrace.parametrize` (which
+    re-initialises the model in place) anchored at ``base``, or at the reference width without one. ``traces``: a dict the caller keeps across
     calls; the trace of each model shape is kept there and reused (every seed at a width has the
     same graph: one capture serves them all)."""
     check_parametrizations([parametrization], "optimizer_for")

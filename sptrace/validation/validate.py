@@ -14,15 +14,20 @@ from typing import Optional, Sequence, Union
 
 import torch
 
-from ..apply.parametrize import OPTIMIZERS
+from ..apply.parametrize import OPTIMIZERS, default_lr
 from ..types import SptraceError
 from .coord import CoordCheck, coord_check
 from .jsonio import write_json
 from .models import PARAMETRIZATIONS, ModelSource, check_parametrizations, optimizer_for, resolve
 from .slopes import Verdict
 
-# lr at the base (narrowest) width, where all three parametrizations start from the same model
+# The base form's lr at the narrowest width (the base), where every parametrization starts from the
+# same model. The reference form uses the optimizer's own default, as the one-line call does, but
+# for SGD: torch's 1e-3 leaves the first steps' updates of Θ(1) gains below float32 resolution once
+# the readout starts at zero (measured on the zoo GPT: ln_f.weight's update exactly zero at width
+# 128 only), so nothing can be measured; 0.05 is in SGD's usual range and passes.
 DEFAULT_LR = {"adam": 3e-3, "adamw": 3e-3, "sgd": 0.05, "spectral": 0.02}
+REFERENCE_LR_OVERRIDES = {"sgd": 0.05}
 
 
 @dataclass
@@ -43,6 +48,7 @@ class Validation:
     steps: int
     lr: float
     runs: dict[str, Run]
+    form: str = "reference"
     files: list[str] = field(default_factory=list)
 
     @property
@@ -51,7 +57,8 @@ class Validation:
         return self.runs["sptrace"].verdict.passed
 
     def summary(self) -> str:
-        lines = [f"{self.model} / {self.optimizer}, widths {self.widths}, {self.steps} steps, base lr {self.lr:g}"]
+        lines = [f"{self.model} / {self.optimizer}, {self.form} form, widths {self.widths}, {self.steps} steps, "
+                 f"lr {self.lr:g}"]
         for name, run in self.runs.items():
             lines.append(f"  {name:8s} {run.verdict.summary(top=3)}")
         return "\n".join(lines)
@@ -59,7 +66,7 @@ class Validation:
     def to_dict(self) -> dict:
         return {
             "model": self.model, "optimizer": self.optimizer, "widths": self.widths, "steps": self.steps,
-            "lr": self.lr, "passed": self.passed, "runs": {k: r.to_dict() for k, r in self.runs.items()},
+            "lr": self.lr, "form": self.form, "passed": self.passed, "runs": {k: r.to_dict() for k, r in self.runs.items()},
         }
 
 
@@ -81,16 +88,17 @@ def validate(
     progress: bool = False,
     build_options: Optional[dict] = None,
     spectral: bool = True,
-    zero_readout: bool = True,
+    form: str = "reference",
 ) -> Validation:
     """Coord-check ``model`` (a zoo name, ``module:factory`` or a :class:`ModelSource`).
 
     ``spectral=True`` (the default) records every classified parameter's natural spectral norms and
     judges ``nat@0`` and ``dnat`` next to the module outputs (Condition 2, docs/validation.md);
     ``spectral=False`` judges the module outputs only.
-    ``zero_readout`` (μP's recommendation, the default) starts sptrace's readouts at zero, so the
-    output change measured is the Θ(1) term ΔW·h and not the W0·Δh transient that decays like
-    width^-1/2 from a finite width (docs/derivations.md §5). ``n_seeds`` init seeds per width are averaged
+    sptrace runs :func:`sptrace.parametrize` with its own defaults (readouts zero where
+    ``zero_readout="auto"`` says, the optimizer's weight decay), in ``form`` ``"reference"`` (no
+    base: lr is the lr at the reference width, the one-line call) or ``"base"`` (base= the narrowest
+    width, delta= the next). ``n_seeds`` init seeds per width are averaged
     (:func:`sptrace.validation.coord.coord_check`): one seed's RMS values scatter enough at CPU widths to
     tilt a slope by ±0.3 (docs/validation.md).
     """
@@ -107,7 +115,12 @@ def validate(
     if parametrizations is None:  # NTP (Eq. 22) has no spectral-optimizer form
         parametrizations = ("sptrace", "sp") if optimizer == "spectral" else PARAMETRIZATIONS
     check_parametrizations(parametrizations, "validate")
-    lr = lr if lr is not None else DEFAULT_LR[optimizer]
+    if form not in ("reference", "base"):
+        raise SptraceError(f"validate(form=...) is 'reference' (parametrize's default without a base) or 'base' "
+                           f"(base= the narrowest width), got {form!r}")
+    if lr is None:
+        lr = (REFERENCE_LR_OVERRIDES.get(optimizer, default_lr(optimizer)) if form == "reference"
+              else DEFAULT_LR[optimizer])
     options = build_options or {}
     batches = _batches(zoo, batch_size, steps, seed, source, device)
     args, kwargs = zoo.example_inputs(device=device)
@@ -115,7 +128,7 @@ def validate(
     runs = {}
     for name in parametrizations:
         make_model, make_optimizer = _factories(name, zoo, optimizer, lr, widths, (args, kwargs), device, options,
-                                                zero_readout and name == "sptrace")
+                                                form)
         cc = coord_check(
             make_model, make_optimizer, batches, zoo.loss, widths, steps=steps, seed=seed, n_seeds=n_seeds,
             device=device, progress=progress, param_axes=axes, params=spectral,
@@ -123,7 +136,7 @@ def validate(
         verdict = cc.verdict(tol=tol, quantities=["rms@0", f"delta_rms@{steps}"], allow_shrink=["rms@0"],
                              params=list(axes) if spectral else False)
         runs[name] = Run(name, cc, verdict)
-    result = Validation(src.name, optimizer, list(widths), steps, lr, runs)
+    result = Validation(src.name, optimizer, list(widths), steps, lr, runs, form)
     if out:
         result.files = _write(result, out)
     return result
@@ -134,20 +147,20 @@ def _batches(zoo, batch_size, steps, seed, source, device) -> list:
     return [next(stream) for _ in range(steps)]
 
 
-def _factories(name, zoo, optimizer, lr, widths, example, device, options, zero_readout):
-    """make_model(width) / make_optimizer(model) for one parametrization, anchored at widths[0].
-
-    The delta model (widths[1]) lets the base width itself be classified like the others.
-    """
+def _factories(name, zoo, optimizer, lr, widths, example, device, options, form):
+    """make_model(width) / make_optimizer(model) for one parametrization; in the base form anchored
+    at widths[0], with the delta model (widths[1]) so that the base width itself is classified like
+    the others."""
     optimizers: dict[int, torch.optim.Optimizer] = {}
     traces: dict = {}  # one capture per width, shared by its seeds
 
     def make_model(width):
         model = zoo.build(width, **options).to(device)
-        with torch.device("meta"):  # only their shapes matter
-            base, delta = zoo.build(widths[0], **options), zoo.build(widths[1], **options)
-        optimizers[id(model)] = optimizer_for(model, name, optimizer, lr, example, base, delta, zero_readout,
-                                              traces=traces)
+        base = delta = None
+        if form == "base":
+            with torch.device("meta"):  # only their shapes matter
+                base, delta = zoo.build(widths[0], **options), zoo.build(widths[1], **options)
+        optimizers[id(model)] = optimizer_for(model, name, optimizer, lr, example, base, delta, traces=traces)
         return model
 
     return make_model, lambda model: optimizers.pop(id(model))

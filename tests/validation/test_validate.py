@@ -1,8 +1,11 @@
 """Coord checks of every zoo model (docs/derivations.md §7): sptrace width-stable, standard parametrization not.
 
 Every zoo model under every optimizer family, widths 64..512 (8x) on CPU, 4 steps, 3 init seeds
-averaged, readouts zero-initialised (validate's defaults, docs/validation.md). Standard
-parametrization blows up clearly enough that one seed shows it.
+averaged, through ``sptrace.parametrize`` with its own defaults (validate's defaults,
+docs/validation.md): the reference form (no base, the optimizer's default lr: the one-line call)
+in the default run, the base form (base= the narrowest width) under ``-m slow`` but for the MLP.
+Module outputs and every classified parameter's natural spectral norms (Condition 2) are judged.
+Standard parametrization blows up clearly enough that one seed shows it.
 """
 import json
 
@@ -15,28 +18,54 @@ WIDTHS = (64, 128, 256, 512)
 OPTIONS = {"mlp": {}, "cnn": {}, "mixer": {}, "gpt": {"n_layer": 1}, "vit": {"depth": 1}}
 
 
-# Condition 2 judged per parameter (docs/validation.md): the two cells where one parameter's update
-# drifts just outside ±0.25 under SGD, measured; anything else failing there still fails the test.
-KNOWN_PARAMETER_DRIFT = {("cnn", "sgd"): "layer1.dw.weight", ("mixer", "sgd"): "blocks.0.norm1.bias"}
-
-
-def run(name, optimizer, parametrization, n_seeds, spectral=False):
+def run(name, optimizer, parametrization, n_seeds, spectral=True, form="reference"):
     return validate(name, WIDTHS, optimizer, steps=4, batch_size=8, spectral=spectral, build_options=OPTIONS[name],
-                    parametrizations=(parametrization,), n_seeds=n_seeds).runs[parametrization]
+                    parametrizations=(parametrization,), n_seeds=n_seeds, form=form).runs[parametrization]
+
+
+# Cells where some parameter's update slope lands just outside ±0.25 under SGD at lr 0.05, measured
+# (docs/validation.md, "The one-line call's defaults"): cnn layer1.dw.weight -0.28, mixer
+# blocks.0.norm1.bias -0.31, vit's MLP block +0.29. The ViT passes at lr 0.0125 and at 0.2, so the
+# slope moves with the lr by more than it misses by: seed-and-lr scatter at CPU widths, not a rule
+# that drifts. Their outputs are held to ±0.25, their parameters to ±0.32.
+MARGINAL = {("cnn", "sgd"), ("mixer", "sgd"), ("vit", "sgd")}
+MARGINAL_TOL = 0.32
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "sgd", "spectral"])
 @pytest.mark.parametrize("name", sorted(OPTIONS))
 def test_zoo_sptrace_stable_standard_not(name, optimizer):
-    """validate()'s defaults for sptrace (module outputs and every parameter's natural spectral
-    norm at init and of its update judged); the standard parametrization fails on outputs alone."""
-    sptrace = run(name, optimizer, "sptrace", n_seeds=3, spectral=True)
-    outputs = sptrace.coord.verdict(quantities=["rms@0", "delta_rms@4"], allow_shrink=["rms@0"])
-    assert outputs.passed, outputs.summary()
-    drifting = {c.module for c in sptrace.verdict.worst}
-    assert drifting <= {KNOWN_PARAMETER_DRIFT.get((name, optimizer))}, sptrace.verdict.summary()
-    standard = run(name, optimizer, "sp", n_seeds=1)
+    """The one-line call's defaults: module outputs and every parameter's natural spectral norm at
+    init and of its update pass; the standard parametrization (the same optimizer at its default
+    lr on the library init) fails on outputs alone."""
+    sptrace = run(name, optimizer, "sptrace", n_seeds=3)
+    if (name, optimizer) in MARGINAL:
+        outputs = sptrace.coord.verdict(quantities=["rms@0", "delta_rms@4"], allow_shrink=["rms@0"])
+        assert outputs.passed, outputs.summary()
+        params = sptrace.coord.verdict(tol=MARGINAL_TOL, quantities=[], params=True)
+        assert params.passed, params.summary()
+    else:
+        assert sptrace.verdict.passed, sptrace.verdict.summary()
+    standard = run(name, optimizer, "sp", n_seeds=1, spectral=False)
     assert not standard.verdict.passed, standard.verdict.summary()
+
+
+@pytest.mark.parametrize("name", sorted(OPTIONS))
+def test_zoo_adamw_with_its_default_decay(name):
+    """AdamW's own weight decay (0.01), divided per group by the lr multiplier (docs/rules.md)."""
+    sptrace = run(name, "adamw", "sptrace", n_seeds=3)
+    assert sptrace.verdict.passed, sptrace.verdict.summary()
+
+
+BASE_CASES = [(name, optimizer) if name == "mlp" else pytest.param(name, optimizer, marks=pytest.mark.slow)
+              for name in sorted(OPTIONS) for optimizer in ("adam", "adamw", "sgd", "spectral")]
+
+
+@pytest.mark.parametrize("name, optimizer", BASE_CASES)
+def test_zoo_base_form(name, optimizer):
+    """The same with base= the narrowest width (delta= the next): parametrize's other form."""
+    sptrace = run(name, optimizer, "sptrace", n_seeds=3, form="base")
+    assert sptrace.verdict.passed, sptrace.verdict.summary()
 
 
 def test_validate_writes_json_and_plots(tmp_path):

@@ -1,7 +1,9 @@
 """Coord checks on external models sptrace was not written for (HF GPT-2 tied and untied, Llama,
-HF ViT, torch's LSTM and GRU as layers and as cells in a loop), on the zoo's real data, under every optimizer family: sptrace keeps every slope within
-±0.25 (widths 64..512, 3 init seeds averaged, readouts zero-initialised: validate's defaults), the
-library default (standard parametrization, one lr) does not. timm and torchvision models are in
+HF ViT, torch's LSTM and GRU as layers and as cells in a loop), on the zoo's real data, under every
+optimizer family, through ``sptrace.parametrize`` with nothing but the optimizer named (the
+reference form; the base form too): sptrace keeps every module-output slope and every parameter's
+natural-spectral-norm slope within ±0.25 (widths 64..512, 3 init seeds averaged), the library
+default (standard parametrization, one lr) does not. timm and torchvision models are in
 tests/validation/test_validate_vision_external.py (they need a torchvision that matches the installed torch)."""
 import pytest
 
@@ -16,22 +18,29 @@ WIDTHS = (64, 128, 256, 512)
 TOKENS = {"lstm-gru": 16, "lstm-gru-cells": 16}
 
 
-def check(name, parametrization, optimizer="adam", n_seeds=3):
+def check(name, parametrization, optimizer="adam", n_seeds=3, form="reference"):
     build, data = MODELS[name]
     return external_coord_check(build, data, optimizer, parametrization, WIDTHS, steps=3, batch_size=8,
-                                n_seeds=n_seeds, tokens=TOKENS.get(name))
+                                n_seeds=n_seeds, tokens=TOKENS.get(name), form=form)
 
 
-# export unrolls the cell loop (one capture per width and 3 per parametrize call): adam runs by
-# default, the other two optimizers under -m slow
-CASES = [pytest.param(name, optimizer, marks=pytest.mark.slow)
-         if name == "lstm-gru-cells" and optimizer != "adam" else (name, optimizer)
-         for name in sorted(MODELS) for optimizer in ("adam", "sgd", "spectral")]
+def _fast(name, optimizer, form):
+    """The default run: the one-line call (reference form) for adam, sgd and spectral; export
+    unrolls the cell loop (one capture per width), so the cells run adam only. The rest: -m slow."""
+    if form != "reference" or optimizer == "adamw":
+        return False
+    return name != "lstm-gru-cells" or optimizer == "adam"
 
 
-@pytest.mark.parametrize("name, optimizer", CASES)
-def test_external_models_sptrace_stable(name, optimizer):
-    verdict = check(name, "sptrace", optimizer)
+CASES = [(name, optimizer, form) if _fast(name, optimizer, form) else
+         pytest.param(name, optimizer, form, marks=pytest.mark.slow)
+         for form in ("reference", "base") for name in sorted(MODELS)
+         for optimizer in ("adam", "adamw", "sgd", "spectral")]
+
+
+@pytest.mark.parametrize("name, optimizer, form", CASES)
+def test_external_models_sptrace_stable(name, optimizer, form):
+    verdict = check(name, "sptrace", optimizer, form=form)
     assert verdict.passed, verdict.summary()
 
 
