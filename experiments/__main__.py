@@ -17,7 +17,7 @@ from .fig1 import run_fig1
 from .fig2 import run_fig2
 from .gd_mlp import PARAMETRIZATIONS
 from .lr_sweep import run_lr_sweep
-from .out_of_box import run_out_of_box, run_transfer
+from .out_of_box import ABLATIONS, run_out_of_box, run_transfer
 
 __all__ = ["main"]
 
@@ -86,8 +86,9 @@ def _add_oob(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     ob = sub.add_parser("oob", help="out of the box: the one-line parametrize vs plain Adam, and the lr sweep in "
                                     "the default form vs SP (docs/training.md)")
     ob.add_argument("--models", nargs="+", default=["mlp", "gpt"], choices=["mlp", "gpt"])
-    ob.add_argument("--parts", nargs="+", default=["compare", "sweep"], choices=["compare", "sweep"],
-                    help="compare: one-line call vs plain Adam at --width; sweep: lr sweep over --sweep-widths")
+    ob.add_argument("--parts", nargs="+", default=["compare", "sweep"], choices=["compare", "sweep", "ablate"],
+                    help="compare: one-line call vs plain Adam at --width; sweep: lr sweep over --sweep-widths; "
+                         "ablate: the comparison's gap taken apart (experiments.out_of_box.ABLATIONS)")
     ob.add_argument("--width", type=int, default=512)
     ob.add_argument("--steps", type=int, default=200)
     ob.add_argument("--seeds", type=int, default=None,
@@ -151,23 +152,24 @@ def _oob(a: argparse.Namespace) -> int:
     if a.data is not None:
         raise SptraceError("oob trains on the zoo's shipped data (models_zoo/data); --data does not apply")
     ok = True
-    if "compare" in a.parts:
-        seeds = None if a.seeds is None else range(a.seeds)
-        res = run_out_of_box(a.models, width=a.width, steps=a.steps, seeds=seeds, progress=True)
-        paths = res.write(a.out)
-        print(res.table())
-        ok &= all(res.passed(m) for m in res.models)
-        print(f"{res.seconds:.0f} s; wrote {paths}")
+    seeds = None if a.seeds is None else range(a.seeds)
+    for part, arms, name in (("compare", None, "out_of_box"), ("ablate", ABLATIONS, "out_of_box_ablations")):
+        if part in a.parts:
+            res = run_out_of_box(a.models, width=a.width, steps=a.steps, seeds=seeds, arms=arms, progress=True)
+            paths = res.write(a.out, name)
+            print(res.table())
+            ok &= part == "ablate" or all(res.passed(m) for m in res.models)
+            print(f"{res.seconds:.0f} s ({res.cpu_seconds:.0f} s CPU); wrote {paths}")
     if "sweep" in a.parts:
         tr = run_transfer(a.models, widths=a.sweep_widths, log2_lrs=a.sweep_log2_lrs, steps=a.sweep_steps,
                           seeds=range(a.sweep_seeds), progress=True)
         paths = tr.write(a.out)
-        for m, arms in tr.sweeps.items():
-            for arm in arms:
+        for m, by_arm in tr.sweeps.items():
+            for arm in by_arm:
                 print(f"{m} {arm}: training loss per width x lr\n{tr.mean(m, arm).table()}")
         print(tr.summary_table())
         ok &= all(tr.passed(m) for m in tr.sweeps)
-        print(f"{tr.seconds:.0f} s; wrote {paths}")
+        print(f"{tr.seconds:.0f} s ({tr.cpu_seconds:.0f} s CPU); wrote {paths}")
     return 0 if ok else 1
 
 

@@ -40,11 +40,10 @@ from sptrace.validation.transfer import SweepData, SweepResult, log2_grid, lr_sw
 
 from .results import PathLike
 
-__all__ = ["ADAM_DEFAULT_LR", "SETTINGS", "ZooSetting", "one_line", "plain_adam", "zoo_data", "run_out_of_box",
+__all__ = ["ADAM_DEFAULT_LR", "ARMS", "ABLATIONS", "SETTINGS", "ZooSetting", "one_line", "plain_adam", "zoo_data", "run_out_of_box",
            "run_transfer", "OutOfBoxResult", "TransferResult"]
 
 ADAM_DEFAULT_LR = float(inspect.signature(torch.optim.Adam).parameters["lr"].default)  # 1e-3
-ARMS = ("sptrace", "adam")  # the out-of-box comparison
 SWEEP_ARMS = ("sptrace", "sp")  # the lr sweep
 
 
@@ -70,7 +69,7 @@ SETTINGS: dict[str, ZooSetting] = {
                       seeds=8),
     # Shakespeare: 8 windows x 64 characters per step; eval on 16 x 16 windows (16k characters)
     "gpt": ZooSetting(batch_size=8, eval_batch_size=16, eval_batches=16, sweep_steps=100, sweep_log2_lrs=(-11, -4),
-                      seeds=3, sweep_eval_batches=2),
+                      seeds=2, sweep_eval_batches=2),
 }
 EVAL_SEED = 10_000
 
@@ -90,6 +89,25 @@ def plain_adam(model: torch.nn.Module, lr: Optional[float] = None) -> torch.opti
     if lr is None:
         return torch.optim.Adam(model.parameters())
     return torch.optim.Adam(model.parameters(), lr=lr)
+
+
+Make = Callable[[torch.nn.Module], torch.optim.Optimizer]
+
+# The out-of-box comparison: the literal one-line call and plain Adam, both without an lr.
+ARMS: dict[str, Make] = {"sptrace": one_line, "adam": plain_adam}
+
+# What the comparison's gap is made of (docs/training.md, "Why"): each variant changes one thing.
+# At width 512 the one-line call halves the hidden and readout lrs (reference width 256) and zeroes
+# the readouts; "lr=2e-3" gives the hidden layers plain Adam's 1e-3 again.
+ABLATIONS: dict[str, Make] = {
+    "sptrace": one_line,
+    "sptrace zero_readout=False": lambda m: sptrace.parametrize(m, optimizer="adam", zero_readout=False),
+    "sptrace lr=2e-3": lambda m: sptrace.parametrize(m, optimizer="adam", lr=2e-3),
+    "sptrace lr=2e-3 zero_readout=False": lambda m: sptrace.parametrize(m, optimizer="adam", lr=2e-3,
+                                                                        zero_readout=False),
+    "adam": plain_adam,
+    "adam lr=5e-4": lambda m: plain_adam(m, 5e-4),
+}
 
 
 def fingerprint(tensors: Sequence[torch.Tensor]) -> str:
@@ -127,9 +145,11 @@ class OutOfBoxResult:
     steps: int
     tail: int
     seeds: dict[str, list[int]]  # per model
+    arms: list[str] = field(default_factory=lambda: list(ARMS))
     runs: list[dict] = field(default_factory=list)
     lr_notes: dict[str, list[str]] = field(default_factory=dict)
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # this process's CPU time (wall time on a shared machine says little)
 
     @property
     def models(self) -> list[str]:
@@ -148,23 +168,27 @@ class OutOfBoxResult:
         return self.mean(model, "sptrace", key) <= self.mean(model, "adam", key)
 
     def table(self) -> str:
-        """Markdown: per model, the mean ± std over seeds of both arms, and per-seed differences."""
-        rows = ["| model | width | steps | seeds | train: sptrace | train: Adam | val: sptrace | val: Adam "
-                "| seeds sptrace wins (train / val) |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        """Markdown: per model and arm, the mean ± std over seeds, the mean difference to plain
+        Adam (negative: better) and on how many seeds the arm is at most plain Adam's loss."""
+        rows = ["| model | arm | width | steps | seeds | train loss | held-out loss | train − Adam | held-out − Adam "
+                "| seeds ≤ Adam (train / held-out) |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for m in self.models:
-            cells = [_mean_std(self.values(m, arm, key)) for key in ("train", "val") for arm in ARMS]
-            wins = [sum(a <= b for a, b in zip(self.values(m, "sptrace", k), self.values(m, "adam", k)))
-                    for k in ("train", "val")]
             n = len(self.seeds[m])
-            rows.append(f"| {m} | {self.width} | {self.steps} | {n} | " + " | ".join(cells)
-                        + f" | {wins[0]}/{n} / {wins[1]}/{n} |")
+            for arm in self.arms:
+                diffs = [[a - b for a, b in zip(self.values(m, arm, k), self.values(m, "adam", k))]
+                         for k in ("train", "val")]
+                cells = [_mean_std(self.values(m, arm, k)) for k in ("train", "val")]
+                cells += [f"{sum(d) / len(d):+.4f}" if d and arm != "adam" else "-" for d in diffs]
+                wins = "-" if arm == "adam" else " / ".join(f"{sum(v <= 0 for v in d)}/{n}" for d in diffs)
+                rows.append(f"| {m} | {arm} | {self.width} | {self.steps} | {n} | " + " | ".join(cells) + f" | {wins} |")
         return "\n".join(rows)
 
     def to_dict(self) -> dict[str, Any]:
         return {"experiment": "out_of_box", "width": self.width, "steps": self.steps, "tail": self.tail,
                 "seeds": self.seeds, "adam_default_lr": ADAM_DEFAULT_LR, "runs": self.runs,
-                "lr_notes": self.lr_notes, "seconds": self.seconds,
-                "passed": {m: {k: self.passed(m, k) for k in ("train", "val")} for m in self.models}}
+                "arms": self.arms, "lr_notes": self.lr_notes, "seconds": self.seconds, "cpu_seconds": self.cpu_seconds,
+                "passed": {m: {k: self.passed(m, k) for k in ("train", "val")} for m in self.models
+                           if "sptrace" in self.arms and "adam" in self.arms}}
 
     def write(self, out_dir: PathLike, name: str = "out_of_box") -> dict[str, str]:
         return {"json": write_json(self.to_dict(), os.path.join(out_dir, f"{name}.json"))}
@@ -188,10 +212,9 @@ def _recording(make: Callable[[torch.nn.Module], torch.optim.Optimizer], seen: d
     return make_optimizer
 
 
-def _arm_run(name: str, arm: str, width: int, seed: int, data: SweepData, steps: int, tail: int) -> dict:
+def _arm_run(name: str, arm: str, make: Make, width: int, seed: int, data: SweepData, steps: int, tail: int) -> dict:
     """One arm of one seed: a one-width, one-lr lr_sweep whose optimizer is the arm's own call."""
     spec, seen = models_zoo.get(name), {}
-    make = one_line if arm == "sptrace" else plain_adam
     # No run is called diverged here (inf factors): the comparison reads the losses as they are.
     res = lr_sweep(spec.build, [width], [ADAM_DEFAULT_LR], "adam", data=data, make_optimizer=_recording(make, seen),
                    parametrization=arm, steps=steps, tail=tail, seed=seed, abort_factor=math.inf,
@@ -204,24 +227,27 @@ def _arm_run(name: str, arm: str, width: int, seed: int, data: SweepData, steps:
 
 
 def run_out_of_box(models: Sequence[str] = ("mlp", "gpt"), *, width: int = 512, steps: int = 200,
-                   seeds: Optional[Sequence[int]] = None, tail: int = 20, progress: bool = False) -> OutOfBoxResult:
-    """Per model and seed, the one-line call and plain Adam on the same init and batches
-    (``seeds``: default ``range(SETTINGS[model].seeds)``)."""
-    started = time.time()
-    res = OutOfBoxResult(width=width, steps=steps, tail=tail, seeds={})
+                   seeds: Optional[Sequence[int]] = None, tail: int = 20, arms: Optional[dict[str, Make]] = None,
+                   progress: bool = False) -> OutOfBoxResult:
+    """Per model and seed, every arm (default :data:`ARMS`: the one-line call and plain Adam;
+    :data:`ABLATIONS` takes the gap apart) on the same init and batches. ``seeds``: default
+    ``range(SETTINGS[model].seeds)``."""
+    started, cpu = time.time(), time.process_time()
+    arms = dict(ARMS if arms is None else arms)
+    res = OutOfBoxResult(width=width, steps=steps, tail=tail, seeds={}, arms=list(arms))
     for name in models:
         res.seeds[name] = list(range(SETTINGS[name].seeds) if seeds is None else seeds)
         for seed in res.seeds[name]:
             data = zoo_data(name, steps, seed)
-            for arm in ARMS:
-                run = _arm_run(name, arm, width, seed, data, steps, tail)
+            for arm, make in arms.items():
+                run = _arm_run(name, arm, make, width, seed, data, steps, tail)
                 if arm == "sptrace":
                     res.lr_notes[name] = run["lr_notes"]
                 res.runs.append({k: v for k, v in run.items() if k != "lr_notes"})
                 if progress:
                     print(f"oob {name} w={width} seed={seed} {arm}: train {run['train']:.4f} val {run['val']:.4f} "
                           f"({run['seconds']:.0f} s)", file=sys.stderr, flush=True)
-    res.seconds = time.time() - started
+    res.seconds, res.cpu_seconds = time.time() - started, time.process_time() - cpu
     return res
 
 
@@ -237,6 +263,7 @@ class TransferResult:
     sweeps: dict[str, dict[str, list[SweepResult]]]
     max_shift: float = 1.0
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
 
     def mean(self, model: str, arm: str) -> SweepResult:
         runs = self.sweeps[model][arm]
@@ -265,6 +292,7 @@ class TransferResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"experiment": "out_of_box_transfer", "max_shift": self.max_shift, "seconds": self.seconds,
+                "cpu_seconds": self.cpu_seconds,
                 "passed": {m: self.passed(m) for m in self.sweeps},
                 "mean": {m: {a: self.mean(m, a).to_dict() for a in arms} for m, arms in self.sweeps.items()},
                 "seeds": {m: {a: [r.to_dict() for r in rs] for a, rs in arms.items()}
@@ -321,7 +349,7 @@ def run_transfer(models: Sequence[str] = ("mlp", "gpt"), *, widths: Sequence[int
     """The lr sweep in the default form (sptrace) and SP, per model on the same batches and seeds.
     ``log2_lrs`` and ``steps``: the grid ``2**lo .. 2**hi`` and the run length (default: the
     model's :data:`SETTINGS`)."""
-    started = time.time()
+    started, cpu = time.time(), time.process_time()
     sweeps: dict[str, dict[str, list[SweepResult]]] = {}
     for name in models:
         s = SETTINGS[name]
@@ -339,4 +367,5 @@ def run_transfer(models: Sequence[str] = ("mlp", "gpt"), *, widths: Sequence[int
                 if progress:
                     print(f"sweep {name} {arm} seed={seed}: {r.drift().summary()} ({r.seconds:.0f} s)",
                           file=sys.stderr, flush=True)
-    return TransferResult(sweeps, max_shift=max_shift, seconds=time.time() - started)
+    return TransferResult(sweeps, max_shift=max_shift, seconds=time.time() - started,
+                          cpu_seconds=time.process_time() - cpu)

@@ -12,7 +12,7 @@ import torch
 
 import models_zoo
 from experiments.__main__ import main
-from experiments.out_of_box import (ADAM_DEFAULT_LR, _sweep_arm, fingerprint, one_line, run_out_of_box,
+from experiments.out_of_box import (ABLATIONS, ADAM_DEFAULT_LR, _sweep_arm, fingerprint, one_line, run_out_of_box,
                                     run_transfer, zoo_data)
 from sptrace.types import SptraceError
 
@@ -41,7 +41,7 @@ def test_both_arms_share_init_and_batches(name):
     with torch.no_grad():
         assert by[0, "adam"]["initial"] == pytest.approx(float(spec.loss(model(*inputs), target)), rel=1e-6)
     assert any("lr is the lr at width 256" in note for note in res.lr_notes[name])
-    assert "| " + name + " | 16 | 4 | 2 |" in res.table()
+    assert f"| {name} | sptrace | 16 | 4 | 2 |" in res.table() and f"| {name} | adam | 16 | 4 | 2 |" in res.table()
     json.dumps(res.to_dict())
 
 
@@ -86,11 +86,16 @@ def test_transfer_plumbing(tmp_path):
 
 def test_cli_oob(tmp_path, capsys):
     rc = main(["oob", "--models", "mlp", "--width", "16", "--steps", "3", "--seeds", "1", "--sweep-widths", "16", "32",
-               "--sweep-log2-lrs", "-10", "-9", "--sweep-steps", "3", "--threads", "1", "--out", str(tmp_path)])
-    assert rc in (0, 1)
-    assert (tmp_path / "out_of_box.json").exists() and (tmp_path / "out_of_box_transfer.json").exists()
+               "--sweep-log2-lrs", "-10", "-9", "--sweep-steps", "3", "--parts", "compare", "sweep", "ablate",
+               "--threads", "1", "--out", str(tmp_path)])
+    compared = json.loads((tmp_path / "out_of_box.json").read_text())
+    swept = json.loads((tmp_path / "out_of_box_transfer.json").read_text())
+    assert rc == (0 if compared["passed"]["mlp"]["train"] and swept["passed"]["mlp"] else 1)
+    ablated = json.loads((tmp_path / "out_of_box_ablations.json").read_text())
+    assert ablated["arms"] == list(ABLATIONS) and len(ablated["runs"]) == len(ABLATIONS)
+    assert len({r["init_fp"] for r in ablated["runs"]}) == 1  # every variant starts from the same library init
     out = capsys.readouterr().out
-    assert "| mlp | 16 | 3 | 1 |" in out and "| mlp | sptrace | 16–32 |" in out
+    assert "| mlp | sptrace | 16 | 3 | 1 |" in out and "| mlp | sptrace | 16–32 |" in out
     with pytest.raises(SptraceError, match="--data does not apply"):
         main(["oob", "--data", "x.npz", "--out", str(tmp_path)])
 
