@@ -163,6 +163,12 @@ def parametrize(
     plans = plan(traced.records, family, lr=lr, form=form, reference_width=reference_width, init=init,
                  zero_readout=zero_readout, init_gain=init_gain, weight_decay=weight_decay, no_decay=no_decay,
                  parametrization=parametrization, library_init=library_init)
+    return _apply(model, traced, plans, lambda groups: factory(groups, lr=lr, **optimizer_kwargs), attention_fix)
+
+
+def _apply(model, traced: Trace, plans: list[ParamPlan], build: Callable, attention_fix: bool) -> torch.optim.Optimizer:
+    """Init, multipliers and ``build(groups)`` as one transaction: on any failure every parameter
+    and the previous call's hooks are put back before the error propagates."""
     previous = getattr(model, STATE_ATTR, None)
     pending = _pending(model, plans)
     snapshot = Snapshot.take(model, (t for t, _ in pending))
@@ -175,7 +181,7 @@ def parametrize(
         _install_multipliers(model, result, attention_fix)
         groups = group(plans, dict(model.named_parameters(remove_duplicate=False)))
         result.lr_notes = [_group_line(g) for g in groups]
-        built = factory(groups, lr=lr, **optimizer_kwargs)
+        built = build(groups)
     except BaseException:
         snapshot.restore(model)
         result.remove_hooks()
