@@ -357,8 +357,10 @@ def _matrix_dims(p: Tensor, spec: Mapping[str, Any]) -> list[int]:
 
 
 def _one_run(s: _RunSettings, width: int, seed: int, unmeasured: dict[str, str],
-             dims: dict[str, dict[int, list[int]]]) -> tuple[Rows, Rows, list[float]]:
-    """One width and one init seed of :func:`coord_check`: (module rows, parameter rows, losses)."""
+             dims: dict[str, dict[int, list[int]]], exact: bool) -> tuple[Rows, Rows, list[float]]:
+    """One width and one init seed of :func:`coord_check`: (module rows, parameter rows, losses);
+    ``exact``: also each parameter's float64 gradient (one seed per width is enough to tell a
+    parameter without effect, which is without effect at every seed)."""
     requested = torch.device(s.device) if s.device is not None else torch.device("cpu")
     with _forked_rng(requested):
         torch.manual_seed(seed)
@@ -377,15 +379,17 @@ def _one_run(s: _RunSettings, width: int, seed: int, unmeasured: dict[str, str],
                 dims.setdefault(n, {})[width] = _matrix_dims(p, specs[n])
             W0 = {n: p.detach().clone() for n, p in tracked}
             row, before_last, losses = _train_and_record(s, model, opt, device, probe, tracked, unmeasured)
-            grads64 = _exact_gradients(s, model, tracked, device) if tracked and s.steps > 0 else {}
+            grads64 = _exact_gradients(s, model, tracked, device) if exact and tracked and s.steps > 0 else {}
             return row, _param_rows(s, tracked, specs, W0, before_last, grads64), losses
 
 
 def _mean_rows(rows: Sequence[Rows]) -> Rows:
-    """Mean over seeds of each (name, quantity) that every seed recorded."""
+    """Mean over seeds of each (name, quantity) that every seed recorded; ``grad64``, recorded by
+    the first seed only, is that seed's."""
     common = [k for k in rows[0] if all(k in r for r in rows[1:])]
     return {
-        k: {q: sum(float(r[k][q]) for r in rows) / len(rows) for q in rows[0][k] if all(q in r[k] for r in rows[1:])}
+        k: {q: (float(rows[0][k][q]) if q == "grad64" else sum(float(r[k][q]) for r in rows) / len(rows))
+            for q in rows[0][k] if q == "grad64" or all(q in r[k] for r in rows[1:])}
         for k in common
     }
 
@@ -432,7 +436,7 @@ def _runs_by_width(s: _RunSettings, widths: Sequence[int], seeds: range, progres
             pass
     by_width: dict[int, list[tuple[Rows, Rows, list[float]]]] = {}
     for width, seed in runs:
-        by_width.setdefault(width, []).append(_one_run(s, width, seed, unmeasured, dims))
+        by_width.setdefault(width, []).append(_one_run(s, width, seed, unmeasured, dims, exact=seed == seeds[0]))
     return by_width
 
 

@@ -243,7 +243,8 @@ def test_coord_check_names_modules_it_cannot_measure():
 
 
 def test_coord_check_averages_init_seeds():
-    """n_seeds=2 records, per width, the mean of the runs with seeds 0 and 1 (same data)."""
+    """n_seeds=2 records, per width, the mean of the runs with seeds 0 and 1 (same data); the
+    float64 gradient that tells a parameter without effect is the first seed's (one is enough)."""
     batches = _data(steps=2)
     kw = dict(batches=batches, loss_fn=F.cross_entropy, widths=[32, 64], steps=2, params=True)
     runs = [coord_check(make_mup, adam_mup, seed=s, **kw) for s in (0, 1)]
@@ -253,6 +254,8 @@ def test_coord_check_averages_init_seeds():
         for name, quantities in getattr(mean, src).items():
             for q, values in quantities.items():
                 expected = [(a + b) / 2 for a, b in zip(*(getattr(r, src)[name][q] for r in runs))]
+                if q == "grad64":
+                    expected = getattr(runs[0], src)[name][q]
                 assert values == pytest.approx(expected, rel=1e-6), (name, q)
     assert mean.losses[0] == pytest.approx([(a + b) / 2 for a, b in zip(runs[0].losses[0], runs[1].losses[0])])
     with pytest.raises(ValueError, match="n_seeds"):
