@@ -24,12 +24,22 @@ def run(name, optimizer, parametrization, n_seeds, spectral=True, form="referenc
 
 
 # Cells where some parameter's update slope lands just outside ±0.25 under SGD at lr 0.05, measured
-# (docs/validation.md, "The one-line call's defaults"): cnn layer1.dw.weight -0.28, mixer
-# blocks.0.norm1.bias -0.31, vit's MLP block +0.29. The ViT passes at lr 0.0125 and at 0.2, so the
+# (docs/validation.md, "The one-line call's defaults"): cnn layer1.dw.weight -0.28 (base form
+# -0.25), mixer blocks.0.norm1.bias -0.31, vit's MLP block +0.29. The ViT passes at lr 0.0125 and at 0.2, so the
 # slope moves with the lr by more than it misses by: seed-and-lr scatter at CPU widths, not a rule
 # that drifts. Their outputs are held to ±0.25, their parameters to ±0.32.
 MARGINAL = {("cnn", "sgd"), ("mixer", "sgd"), ("vit", "sgd")}
 MARGINAL_TOL = 0.32
+
+
+def assert_width_stable(sptrace, name, optimizer):
+    if (name, optimizer) not in MARGINAL:
+        assert sptrace.verdict.passed, sptrace.verdict.summary()
+        return
+    outputs = sptrace.coord.verdict(quantities=["rms@0", "delta_rms@4"], allow_shrink=["rms@0"])
+    assert outputs.passed, outputs.summary()
+    params = sptrace.coord.verdict(tol=MARGINAL_TOL, quantities=[], params=True)
+    assert params.passed, params.summary()
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "sgd", "spectral"])
@@ -38,14 +48,7 @@ def test_zoo_sptrace_stable_standard_not(name, optimizer):
     """The one-line call's defaults: module outputs and every parameter's natural spectral norm at
     init and of its update pass; the standard parametrization (the same optimizer at its default
     lr on the library init) fails on outputs alone."""
-    sptrace = run(name, optimizer, "sptrace", n_seeds=3)
-    if (name, optimizer) in MARGINAL:
-        outputs = sptrace.coord.verdict(quantities=["rms@0", "delta_rms@4"], allow_shrink=["rms@0"])
-        assert outputs.passed, outputs.summary()
-        params = sptrace.coord.verdict(tol=MARGINAL_TOL, quantities=[], params=True)
-        assert params.passed, params.summary()
-    else:
-        assert sptrace.verdict.passed, sptrace.verdict.summary()
+    assert_width_stable(run(name, optimizer, "sptrace", n_seeds=3), name, optimizer)
     standard = run(name, optimizer, "sp", n_seeds=1, spectral=False)
     assert not standard.verdict.passed, standard.verdict.summary()
 
@@ -53,8 +56,7 @@ def test_zoo_sptrace_stable_standard_not(name, optimizer):
 @pytest.mark.parametrize("name", sorted(OPTIONS))
 def test_zoo_adamw_with_its_default_decay(name):
     """AdamW's own weight decay (0.01), divided per group by the lr multiplier (docs/rules.md)."""
-    sptrace = run(name, "adamw", "sptrace", n_seeds=3)
-    assert sptrace.verdict.passed, sptrace.verdict.summary()
+    assert_width_stable(run(name, "adamw", "sptrace", n_seeds=3), name, "adamw")
 
 
 BASE_CASES = [(name, optimizer) if name == "mlp" else pytest.param(name, optimizer, marks=pytest.mark.slow)
@@ -64,8 +66,7 @@ BASE_CASES = [(name, optimizer) if name == "mlp" else pytest.param(name, optimiz
 @pytest.mark.parametrize("name, optimizer", BASE_CASES)
 def test_zoo_base_form(name, optimizer):
     """The same with base= the narrowest width (delta= the next): parametrize's other form."""
-    sptrace = run(name, optimizer, "sptrace", n_seeds=3, form="base")
-    assert sptrace.verdict.passed, sptrace.verdict.summary()
+    assert_width_stable(run(name, optimizer, "sptrace", n_seeds=3, form="base"), name, optimizer)
 
 
 def test_validate_writes_json_and_plots(tmp_path):
