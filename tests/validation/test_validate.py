@@ -23,23 +23,27 @@ def run(name, optimizer, parametrization, n_seeds, spectral=True, form="referenc
                     parametrizations=(parametrization,), n_seeds=n_seeds, form=form).runs[parametrization]
 
 
-# Cells where some parameter's update slope lands just outside ±0.25 under SGD at lr 0.05, measured
-# (docs/validation.md, "The one-line call's defaults"): cnn layer1.dw.weight -0.28 (base form
-# -0.25), mixer blocks.0.norm1.bias -0.31, vit's MLP block +0.29. The ViT passes at lr 0.0125 and at 0.2, so the
-# slope moves with the lr by more than it misses by: seed-and-lr scatter at CPU widths, not a rule
-# that drifts. Their outputs are held to ±0.25, their parameters to ±0.32.
-MARGINAL = {("cnn", "sgd"), ("mixer", "sgd"), ("vit", "sgd")}
+# Measured (docs/validation.md, "The one-line call's defaults"), SGD at lr 0.05:
+# * scatter: the ViT's MLP block (+0.29) passes at lr 0.0125 and 0.2, the Mixer's
+#   blocks.0.norm1.bias (-0.31) at 0.2: the slope moves with the lr by more than it misses by.
+#   Outputs are held to ±0.25, parameters to ±0.32.
+# * a drift: the CNN's depthwise layer1.dw.weight update shrinks at every lr tried (-0.28 at 0.05,
+#   -0.35 at 0.0125, -0.37 at 0.2; -0.25 in the base form). Open; named here so that nothing else
+#   may drift in that cell.
+MARGINAL = {("mixer", "sgd"), ("vit", "sgd")}
 MARGINAL_TOL = 0.32
+KNOWN_DRIFT = {("cnn", "sgd"): {"layer1.dw.weight"}}
 
 
 def assert_width_stable(sptrace, name, optimizer):
-    if (name, optimizer) not in MARGINAL:
+    cell = (name, optimizer)
+    if cell not in MARGINAL and cell not in KNOWN_DRIFT:
         assert sptrace.verdict.passed, sptrace.verdict.summary()
         return
     outputs = sptrace.coord.verdict(quantities=["rms@0", "delta_rms@4"], allow_shrink=["rms@0"])
     assert outputs.passed, outputs.summary()
-    params = sptrace.coord.verdict(tol=MARGINAL_TOL, quantities=[], params=True)
-    assert params.passed, params.summary()
+    params = sptrace.coord.verdict(tol=MARGINAL_TOL if cell in MARGINAL else 0.25, quantities=[], params=True)
+    assert {c.module for c in params.worst} <= KNOWN_DRIFT.get(cell, set()), params.summary()
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "sgd", "spectral"])
