@@ -79,3 +79,9 @@ def test_the_absolute_form_is_the_explicit_prefactor():
     opt = sptrace.parametrize(mlp(512), "adam", lr=1.0, form="absolute", example_inputs=(torch.randn(2, 64),))
     assert lrs(opt)["2.weight"] == pytest.approx(1 / 512)
     assert "absolute form: lr is the rules' width-free prefactor" in opt.param_groups[0]["sptrace_lr_note"]
+
+
+def test_param_groups_reads_the_same_defaults():
+    groups = sptrace.param_groups(mlp(512), "adam", example_inputs=(torch.randn(2, 64),))
+    assert {g["lr"] for g in groups} == {1e-3, 5e-4}
+    assert all(g["sptrace_lr_note"] for g in groups)
