@@ -123,6 +123,7 @@ def library_candidates(records: Sequence[ParamRecord]) -> dict[str, list[float]]
 
 # How close a weight's std must be to a law's own std at its shape to be read as that law.
 _LAW_TOLERANCE = 0.15
+_CONSTANT_MARGIN = 0.05
 
 
 def _default_std(law: str, shape) -> float:
@@ -143,8 +144,8 @@ def detect_laws(records: Sequence[ParamRecord], stds: Mapping[str, float]) -> di
     Per weight the shape laws (:data:`LIBRARY_LAWS`) predict an absolute std; ``"constant"`` (HF's
     initializer_range) predicts one std shared by every weight. One weight alone cannot tell them
     apart where they happen to agree (0.02 is PyTorch's std at fan-in 833), so the law is chosen
-    for the model first: the one whose predictions most weights fit best (median |log| error, then
-    the mean; the constant is fitted (the median), so it needs two distinct fan-ins to be told apart and loses ties). A
+    for the model first: the one whose predictions the weights fit best (mean |log| error; the
+    constant is fitted (the median), so it must win by a margin and needs two distinct fan-ins to be told apart and loses ties). A
     weight that is off its model's law by more than 15% and within 15% of another's takes that
     one (timm's ViT: a fixed 0.02 for linears, PyTorch's law for the patch conv)."""
     weights = [r for r in records if _has_law(r) and stds.get(r.name, 0.0) > 0 and math.isfinite(stds[r.name])]
@@ -157,8 +158,9 @@ def detect_laws(records: Sequence[ParamRecord], stds: Mapping[str, float]) -> di
     errors = {law: [abs(logs[n] - p) for n, p in predicted[law].items()] for law in LIBRARY_LAWS}
     if len({_fan_in(r.shape) for r in weights}) < 2:
         errors["constant"] = [math.inf]
-    model_law = min(LIBRARY_LAWS, key=lambda law: (round(statistics.median(errors[law]), 2),
-                                                   statistics.fmean(errors[law]), law == "constant"))
+    # The constant is fitted, so it must fit better by a margin: where most weights share one
+    # fan-in, a fitted constant matches them exactly whatever the law (the zoo GPT at width 32).
+    model_law = min(LIBRARY_LAWS, key=lambda law: statistics.fmean(errors[law]) + _CONSTANT_MARGIN * (law == "constant"))
     tolerance = math.log1p(_LAW_TOLERANCE)
     laws = {}
     for r in weights:
