@@ -40,8 +40,8 @@ from sptrace.validation.transfer import SweepData, SweepResult, log2_grid, lr_sw
 
 from .results import PathLike
 
-__all__ = ["ADAM_DEFAULT_LR", "ARMS", "ABLATIONS", "SETTINGS", "ZooSetting", "one_line", "plain_adam", "zoo_data", "run_out_of_box",
-           "run_transfer", "OutOfBoxResult", "TransferResult"]
+__all__ = ["ADAM_DEFAULT_LR", "ARMS", "ABLATIONS", "SETTINGS", "ZooSetting", "one_line", "plain_adam", "zoo_data",
+           "run_out_of_box", "run_transfer", "OutOfBoxResult", "TransferResult"]
 
 ADAM_DEFAULT_LR = float(inspect.signature(torch.optim.Adam).parameters["lr"].default)  # 1e-3
 SWEEP_ARMS = ("sptrace", "sp")  # the lr sweep
@@ -321,8 +321,8 @@ def _sweep_arm(name: str, arm: str) -> tuple[Callable[[int], torch.nn.Module], C
     those weights and restores them before every lr; each lr's ``parametrize(..., lr=lr)`` then
     finds every init already applied and changes only the groups. It must plan exactly what the
     first call planned, or the run would not be the user's call: checked on every run (a mismatch
-    raises; the law detection of ``library_init="auto"`` can read a model differently once its
-    readout is zero)."""
+    raises: the law detection of ``library_init="auto"`` once read the GPT at width 32 differently
+    after its readout was zeroed)."""
     spec = models_zoo.get(name)
     if arm == "sp":
         return spec.build, plain_adam
