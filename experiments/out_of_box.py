@@ -170,7 +170,8 @@ class OutOfBoxResult:
     def table(self) -> str:
         """Markdown: per model and arm, the mean ± std over seeds, the mean difference to plain
         Adam (negative: better) and on how many seeds the arm is at most plain Adam's loss."""
-        rows = ["| model | arm | width | steps | seeds | train loss | held-out loss | train − Adam | held-out − Adam "
+        rows = ["| model | arm | width | steps | seeds | train loss | held-out loss | train − Adam | held-out − Adam"
+                " "
                 "| seeds ≤ Adam (train / held-out) |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for m in self.models:
             n = len(self.seeds[m])
@@ -180,7 +181,8 @@ class OutOfBoxResult:
                 cells = [_mean_std(self.values(m, arm, k)) for k in ("train", "val")]
                 cells += [f"{sum(d) / len(d):+.4f}" if d and arm != "adam" else "-" for d in diffs]
                 wins = "-" if arm == "adam" else " / ".join(f"{sum(v <= 0 for v in d)}/{n}" for d in diffs)
-                rows.append(f"| {m} | {arm} | {self.width} | {self.steps} | {n} | " + " | ".join(cells) + f" | {wins} |")
+                rows.append(f"| {m} | {arm} | {self.width} | {self.steps} | {n} | " + " | ".join(cells)
+                            + f" | {wins} |")
         return "\n".join(rows)
 
     def to_dict(self) -> dict[str, Any]:
