@@ -171,8 +171,7 @@ class OutOfBoxResult:
         """Markdown: per model and arm, the mean ± std over seeds, the mean difference to plain
         Adam (negative: better) and on how many seeds the arm is at most plain Adam's loss."""
         rows = ["| model | arm | width | steps | seeds | train loss | held-out loss | train − Adam | held-out − Adam"
-                " "
-                "| seeds ≤ Adam (train / held-out) |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                " | seeds ≤ Adam (train / held-out) |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for m in self.models:
             n = len(self.seeds[m])
             for arm in self.arms:
