@@ -3,13 +3,14 @@
 paper's muP written by hand (the parametrization sptrace implements, named ``"sptrace"``)."""
 from __future__ import annotations
 
-import math
 import os
 from typing import Any, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+import sptrace
 
 from sptrace.validation.coord import coord_check
 from sptrace.validation.jsonio import write_json
@@ -20,34 +21,28 @@ from .results import PathLike
 
 __all__ = ["run_coord_demo"]
 
-_LABELS = {"sp": "SP (PyTorch default init, one Adam lr)", "sptrace": "μP (hand-written, Adam)"}
+_LABELS = {"sp": "SP (PyTorch default init, one Adam lr)",
+           "sptrace": "sptrace.parametrize(model, optimizer=\"adam\", lr=lr), its defaults"}
 
 
-def _demo_mlp(width: int, param: str) -> nn.Module:
-    """MLP ``64 -> width -> width -> 10`` without biases; PyTorch's default init under SP."""
+def _demo_mlp(width: int) -> nn.Module:
+    """MLP ``64 -> width -> width -> 10`` without biases, PyTorch's default init."""
     m = nn.Sequential()
     m.add_module("fc1", nn.Linear(64, width, bias=False))
     m.add_module("act1", nn.ReLU())
     m.add_module("fc2", nn.Linear(width, width, bias=False))
     m.add_module("act2", nn.ReLU())
     m.add_module("readout", nn.Linear(width, 10, bias=False))
-    if param == "sptrace":  # hidden and input as usual, readout std ~ 1/width (Appendix A's sqrt(2)/d)
-        nn.init.normal_(m.fc1.weight, std=math.sqrt(2 / 64))
-        nn.init.normal_(m.fc2.weight, std=math.sqrt(2 / width))
-        nn.init.normal_(m.readout.weight, std=math.sqrt(2) / width)
     return m
 
 
 def _demo_adam(param: str, lr: float):
-    """SP: one Adam lr. sptrace: ``lr`` for the input layer, ``lr * 32 / width`` for the hidden and
-    readout layers (Adam's update scale, docs/derivations.md §2)."""
+    """SP: one Adam lr on the model as built. sptrace: the one-line call with ``lr`` (the lr at the
+    reference width 256), which re-initialises the model and returns the optimizer."""
     def make(m: nn.Module) -> torch.optim.Optimizer:
         if param == "sp":
             return torch.optim.Adam(m.parameters(), lr=lr)
-        w = m.fc2.in_features
-        return torch.optim.Adam([{"params": [m.fc1.weight], "lr": lr},
-                                 {"params": [m.fc2.weight], "lr": lr * 32 / w},
-                                 {"params": [m.readout.weight], "lr": lr * 32 / w}])
+        return sptrace.parametrize(m, optimizer="adam", lr=lr)
     return make
 
 
@@ -61,14 +56,14 @@ def run_coord_demo(
     out_dir: Optional[PathLike] = None,
 ) -> dict[str, Any]:
     """Coord check of an MLP ``64 -> w -> w -> 10`` on the 8x8 digits with Adam, in SP (PyTorch
-    default init, one lr) and in a hand-written muP (``"sptrace"``: readout init ~1/w; Adam lr
-    ``lr`` for the input layer and ``lr * 32 / w`` for the hidden and readout layers). Returns
+    default init, one lr) and through the product (``"sptrace"``: ``sptrace.parametrize(model,
+    optimizer="adam", lr=lr)`` with its defaults: lr at the reference width, readout at zero). Returns
     ``{"sp": CoordCheck, "sptrace": CoordCheck, "verdicts": {...}}`` and with ``out_dir`` writes
     ``coord_{sp,sptrace}.json`` / ``.png``."""
     batches = digit_batches(batch, steps, data_path)
     out: dict[str, Any] = {"verdicts": {}}
     for param in ("sp", "sptrace"):
-        cc = coord_check(lambda w, param=param: _demo_mlp(w, param), _demo_adam(param, lr), batches,
+        cc = coord_check(_demo_mlp, _demo_adam(param, lr), batches,
                          F.cross_entropy, widths, steps)
         v = cc.verdict(allow_shrink=["rms@*"])
         out[param] = cc

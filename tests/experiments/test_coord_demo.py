@@ -10,14 +10,15 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_coord_demo(tmp_path):
-    """SP and the hand-written μP ("sptrace") at three widths, two Adam steps: both recorded and
+    """SP and the one-line call ("sptrace") at three widths, two Adam steps: both recorded and
     judged; the readout's output change grows with width under SP (docs/measurements.md) and not
-    under sptrace."""
+    under sptrace, whose every slope passes."""
     pytest.importorskip("matplotlib")
     out = run_coord_demo((32, 128, 512), steps=2, out_dir=tmp_path)
     assert set(out) == {"sp", "sptrace", "verdicts"} and set(out["verdicts"]) == {"sp", "sptrace"}
     slope = {p: out[p].slopes(["delta_rms@2"])["readout"]["delta_rms@2"].slope for p in ("sp", "sptrace")}
     assert slope["sp"] > 0.5 and abs(slope["sptrace"]) < 0.25, slope
+    assert out["verdicts"]["sptrace"].passed and not out["verdicts"]["sp"].passed
     for p in ("sp", "sptrace"):
         assert (tmp_path / f"coord_{p}.png").stat().st_size > 10_000
         assert set(read_json(tmp_path / f"coord_{p}.json")) == {"coord_check", "verdict"}
