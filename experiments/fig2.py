@@ -25,7 +25,7 @@ from sptrace.spectral import alignment, spectral_norm
 from sptrace.validation.slopes import SlopeFit, fit_slope
 
 from .digits import ClassSpec, binary_digits
-from .fig2_store import Fig2RunStore, fig2_run_key, file_digest, stored_or_trained
+from .fig2_store import RUN_ROUTE, Fig2RunStore, fig2_run_key, file_digest, stored_or_trained
 from .gd_mlp import check_parametrization, layer_weights, mlp_forward, parametrized_mlp, train_full_batch
 from .plots import plot_fig2
 from .results import PathLike, mean_std, write_result
@@ -185,7 +185,7 @@ class Fig2Result:
             "experiment": "fig2", "widths": self.widths, "params": self.params, "seeds": self.seeds,
             "seed_counts": self.seed_counts, "steps": self.steps, "eta": self.eta, "n0": self.n0,
             "n_samples": self.n_samples, "classes": list(self.classes),
-            "loss": "0.5 * mean((f - y)^2), full batch", "project_input": self.project_input,
+            "loss": "0.5 * mean((f - y)^2), full batch", "project_input": self.project_input, "route": RUN_ROUTE,
             "raw": self.raw, "mean": self.mean, "std": self.std, "fit_widths": self.fit_widths,
             "slopes": _fits_json(self.slopes), "slopes_all": _fits_json(self.slopes_all),
             "wide_from": self.wide_from, "slopes_wide": _fits_json(self.slopes_wide),
