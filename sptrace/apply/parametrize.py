@@ -242,9 +242,6 @@ def _default(factory, argument: str, otherwise: Optional[float]) -> Optional[flo
 
 
 def _check_lr(lr):
-    if lr is None:
-        raise SptraceError("lr is required here: the lr standard practice would use at the reference width "
-                           "(absolute form: the rules' width-free prefactor)")
     if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not math.isfinite(lr) or lr <= 0:
         raise SptraceError(f"lr must be a positive finite number, got {lr!r}")
 
@@ -306,7 +303,7 @@ def _measured_library_init(traced: Trace, model, base):
     """Per parameter, the std ratio (model / base) of the library init law (planning.library.LIBRARY_LAWS:
     PyTorch's fan-in, kaiming fan-out, xavier, constant) that the model's and the base's tensors
     agree with best. Without a base (the reference form), the law each weight's own std matches
-    (planning.library.detect_law); a Hugging Face model's initializer_range means a constant std.
+    (planning.library.detect_laws); a Hugging Face model's initializer_range means a constant std.
     PyTorch's law when the base has no values (meta)."""
     if base is None:
         return _detected_laws(traced, model)

@@ -38,9 +38,7 @@ def library_std_ratio(record: ParamRecord, library_init: Any = "torch") -> float
         raise SptraceError(f"library_init must be one of {', '.join(LIBRARY_LAWS)} or a float, got {library_init!r}")
     if library_init == "constant":
         return 1.0
-    if record.base_shape is None or len(record.shape) < 2 or record.input_space is Space.SPARSE:
-        return 1.0
-    if record.role in (Role.BIAS, Role.GAIN, Role.SCALAR, Role.EMBEDDING):
+    if record.base_shape is None or not _shape_dependent(record):
         return 1.0
     fan = _LAW_FANS[library_init]
     return math.sqrt(fan(record.base_shape) / fan(record.shape))
@@ -145,8 +143,8 @@ def detect_laws(records: Sequence[ParamRecord], stds: Mapping[str, float]) -> di
     initializer_range) predicts one std shared by every weight. One weight alone cannot tell them
     apart where they happen to agree (0.02 is PyTorch's std at fan-in 833), so the law is chosen
     for the model first: the one whose predictions the weights fit best (mean |log| error; the
-    constant is fitted (the median), so it must win by a margin and needs two distinct fan-ins to be told apart and loses ties). A
-    weight that is off its model's law by more than 15% and within 15% of another's takes that
+    constant is fitted (the median), so it must win by a margin and needs two distinct fan-ins).
+    A weight that is off its model's law by more than 15% and within 15% of another's takes that
     one (timm's ViT: a fixed 0.02 for linears, PyTorch's law for the patch conv)."""
     weights = [r for r in records if _has_law(r) and stds.get(r.name, 0.0) > 0 and math.isfinite(stds[r.name])]
     if not weights:
@@ -171,7 +169,11 @@ def detect_laws(records: Sequence[ParamRecord], stds: Mapping[str, float]) -> di
 
 
 def _has_law(record: ParamRecord) -> bool:
-    """Only dense-input weights of 2+ dims have a std that depends on their shape."""
-    return (record.classified and len(record.shape) >= 2 and record.input_space is Space.DENSE
-            and record.role not in (Role.BIAS, Role.GAIN, Role.SCALAR, Role.EMBEDDING)
-            and min(_fan_in(record.shape), _fan_out(record.shape)) >= 1)
+    return record.classified and _shape_dependent(record) and min(_fan_in(record.shape), _fan_out(record.shape)) >= 1
+
+
+def _shape_dependent(record: ParamRecord) -> bool:
+    """Only dense-input weights of 2+ dims have a library std that depends on their shape: embedding
+    tables (N(0,1)), norm gains (1), biases and scalars are width-independent."""
+    return (len(record.shape) >= 2 and record.input_space is not Space.SPARSE
+            and record.role not in (Role.BIAS, Role.GAIN, Role.SCALAR, Role.EMBEDDING))

@@ -30,6 +30,13 @@ DEFAULT_LR = {"adam": 3e-3, "adamw": 3e-3, "sgd": 0.05, "spectral": 0.02}
 REFERENCE_LR_OVERRIDES = {"sgd": 0.05}
 
 
+def validation_lr(optimizer: str, form: str) -> float:
+    """The coord check's lr when none is given (see :data:`DEFAULT_LR`)."""
+    if form == "reference":
+        return REFERENCE_LR_OVERRIDES.get(optimizer, default_lr(optimizer))
+    return DEFAULT_LR[optimizer]
+
+
 @dataclass
 class Run:
     parametrization: str
@@ -118,9 +125,7 @@ def validate(
     if form not in ("reference", "base"):
         raise SptraceError(f"validate(form=...) is 'reference' (parametrize's default without a base) or 'base' "
                            f"(base= the narrowest width), got {form!r}")
-    if lr is None:
-        lr = (REFERENCE_LR_OVERRIDES.get(optimizer, default_lr(optimizer)) if form == "reference"
-              else DEFAULT_LR[optimizer])
+    lr = validation_lr(optimizer, form) if lr is None else lr
     options = build_options or {}
     batches = _batches(zoo, batch_size, steps, seed, source, device)
     args, kwargs = zoo.example_inputs(device=device)

@@ -1,9 +1,9 @@
 """The coord check of a model built by a library's own constructor (tests/validation/test_validate_external.py,
 tests/validation/test_validate_vision_external.py), with ``sptrace.validation.validate``'s conventions:
 the zoo's data and loss; ``sptrace.parametrize`` with its own defaults in ``form`` ``"reference"``
-(no base: the one-line call, lr the optimizer's default) or ``"base"`` (a real model at the narrowest
-width, so sptrace reads the library's init law off it, ``delta=`` the next width, lr ``DEFAULT_LR``);
-the mean over ``n_seeds`` init seeds; module outputs and every classified parameter's natural
+(no base: the one-line call) or ``"base"`` (a real model at the narrowest width, so sptrace reads
+the library's init law off it, ``delta=`` the next width); validate's lr (``validation_lr``); the
+mean over ``n_seeds`` init seeds; module outputs and every classified parameter's natural
 spectral norms judged (Condition 2). Standard parametrization is the optimizer on
 ``model.parameters()`` with the same lr."""
 import warnings
@@ -11,10 +11,9 @@ import warnings
 import torch
 
 import models_zoo
-from sptrace.apply.parametrize import default_lr
 from sptrace.validation.coord import coord_check
 from sptrace.validation.models import optimizer_for
-from sptrace.validation.validate import DEFAULT_LR, REFERENCE_LR_OVERRIDES
+from sptrace.validation.validate import validation_lr
 
 
 def external_coord_check(build, data, optimizer, parametrization, widths, *, steps, batch_size, n_seeds, tol=0.25,
@@ -28,8 +27,7 @@ def external_coord_check(build, data, optimizer, parametrization, widths, *, ste
     if tokens is not None:
         batches = [(tuple(x[:, :tokens] for x in inputs), target[:, :tokens]) for inputs, target in batches]
     example = batches[0][0]
-    lr = (REFERENCE_LR_OVERRIDES.get(optimizer, default_lr(optimizer)) if form == "reference"
-          else DEFAULT_LR[optimizer])
+    lr = validation_lr(optimizer, form)
     optimizers, traces, axes = {}, {}, {}
 
     def make_model(width):  # coord_check seeds the RNG before each call
