@@ -63,3 +63,35 @@ def mup_attention_scale(head_dim: int, base_head_dim: Optional[int]) -> float:
     if base_head_dim is None:
         return 1.0 / head_dim
     return math.sqrt(base_head_dim) / head_dim
+
+
+CHECKPOINT_MARK = "sptrace_plan"  # key in the root module's entry of a state_dict's _metadata
+
+
+def install_checkpoint_marker(model: torch.nn.Module, digest: str) -> list:
+    """``model.state_dict()`` records the plan's digest in its metadata (``state_dict._metadata``,
+    kept by ``torch.save`` / ``torch.load(weights_only=True)``; a plain model ignores it), and
+    ``load_state_dict`` refuses a state_dict that carries metadata but another digest or none: a
+    checkpoint saved before parametrize (the library's values, without the plan's init or
+    multipliers) or under another plan. A state_dict without metadata (built by hand, by
+    torch.distributed.checkpoint, or ``dict(state_dict)`` to load one deliberately) cannot tell and
+    is loaded. (Load hooks cannot see ``strict=``: torch passes them True.)"""
+
+    def save(_module, _state_dict, _prefix, local_metadata):
+        local_metadata[CHECKPOINT_MARK] = digest
+
+    def load(_module, state_dict, _prefix, local_metadata, *_):
+        if getattr(state_dict, "_metadata", None) is None or local_metadata.get(CHECKPOINT_MARK) == digest:
+            return
+        found = local_metadata.get(CHECKPOINT_MARK)
+        what = ("was saved before sptrace parametrized this model (or from a model without sptrace): its values are "
+                "not the plan's, and the plan's forward multipliers would change what it computes"
+                if found is None else f"was saved under another sptrace plan (digest {found}, this model's {digest})")
+        raise SptraceError(f"this checkpoint {what}. Load it before parametrize / plan.install (then parametrize "
+                           "with init='keep' to fine-tune it), or load dict(state_dict) (without its metadata) to "
+                           "load it anyway")
+
+    register_load = getattr(model, "register_load_state_dict_pre_hook", None)
+    load_handle = (register_load(load) if register_load is not None
+                   else model._register_load_state_dict_pre_hook(load, with_module=True))
+    return [model._register_state_dict_hook(save), load_handle]

@@ -38,6 +38,7 @@ __all__ = [
     "ones_",
     "scale_",
     "apply_init",
+    "check_init",
     "INIT_KINDS",
 ]
 
@@ -138,6 +139,27 @@ def scale_(param: torch.Tensor, factor: float) -> torch.Tensor:
     return param
 
 
+def check_init(
+    param: torch.Tensor, kind: str, *, std: Optional[float] = None, target: Optional[float] = None,
+    scale: float = 1.0, layout: Optional[Layout] = None, name: str = "tensor",
+) -> None:
+    """Raise :class:`SptraceError` where :func:`apply_init` would refuse these arguments; touches nothing."""
+    _check_param(param)
+    if kind not in INIT_KINDS:
+        raise SptraceError(f"{name}: unknown init kind {kind!r}; known: {', '.join(INIT_KINDS)}")
+    if kind == "gaussian":
+        if std is None:
+            raise SptraceError(f"{name}: init 'gaussian' needs std=")
+        _check_number(std, "std", name)
+    elif kind in ("orthogonal", "spectral"):
+        if target is None:
+            raise SptraceError(f"{name}: init {kind!r} needs target= (the raw spectral norm per block)")
+        _check_number(target, "target", name)
+        Layout.coerce(layout, param.shape).check(param.shape, name)
+    elif kind == "scale":
+        _check_number(scale, "scale", name)
+
+
 def apply_init(
     param: torch.Tensor, kind: str, *, std: Optional[float] = None, target: Optional[float] = None,
     scale: float = 1.0, layout: Optional[Layout] = None, generator: Optional[torch.Generator] = None,
@@ -146,21 +168,12 @@ def apply_init(
     """Dispatch on an init kind (a ``ParamPlan.init``); returns the same tensor object.
 
     ``name`` (the parameter's) is what an error names; every argument is checked before the tensor
-    is touched.
+    is touched (:func:`check_init`).
     """
-    _check_param(param)
-    if kind not in INIT_KINDS:
-        raise SptraceError(f"{name}: unknown init kind {kind!r}; known: {', '.join(INIT_KINDS)}")
+    check_init(param, kind, std=std, target=target, scale=scale, layout=layout, name=name)
     if kind == "gaussian":
-        if std is None:
-            raise SptraceError(f"{name}: init 'gaussian' needs std=")
-        _check_number(std, "std", name)
         return gaussian_(param, std, generator=generator)
     if kind in ("orthogonal", "spectral"):
-        if target is None:
-            raise SptraceError(f"{name}: init {kind!r} needs target= (the raw spectral norm per block)")
-        _check_number(target, "target", name)
-        Layout.coerce(layout, param.shape).check(param.shape, name)
         fn = orthogonal_ if kind == "orthogonal" else spectral_
         return fn(param, target, layout, generator=generator)
     if kind == "zeros":
@@ -168,6 +181,5 @@ def apply_init(
     if kind == "ones":
         return ones_(param)
     if kind == "scale":
-        _check_number(scale, "scale", name)
         return scale_(param, scale)
     return param  # "keep"

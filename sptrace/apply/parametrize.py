@@ -1,10 +1,12 @@
-"""Stage 5, apply: ``sptrace.parametrize`` and ``sptrace.param_groups``.
+"""Stage 5, apply: ``sptrace.plan``, ``sptrace.parametrize`` and ``sptrace.param_groups``.
 
-trace → plan (rules) → in-place init, forward multipliers, optimizer param groups. All of it is
-one transaction: if anything fails, every parameter is restored bit for bit and every hook is
-removed before the error reaches the caller. Calling it again on the same model is idempotent:
-a parameter whose recorded init equals the new one is not touched (no double scaling), and the
-previous call's hooks are replaced.
+``plan`` is trace → plan (rules) → a :class:`~sptrace.apply.planned.Plan` value, from shapes and
+the graph (a model on meta is enough). ``parametrize`` is that plan applied at once: in-place
+init, forward multipliers, optimizer param groups, as one transaction: if anything fails, every
+parameter is restored bit for bit and every hook is removed before the error reaches the caller.
+Calling it again on the same model is idempotent: a parameter whose recorded init equals the new
+one is not touched (no double scaling), and the previous call's hooks are replaced. Both take
+the same arguments, with the defaults of ``parametrize``'s signature.
 """
 from __future__ import annotations
 
@@ -18,25 +20,18 @@ import torch
 
 from ..graph.report import render
 from ..graph.trace import Trace, trace
-from ..optim import SpectralSGD
 from ..planning.library import detect_laws, library_candidates
 from ..planning.plan import GROUP_LR_NOTE, GROUP_NAMES, group, plan, plan_warnings
 from ..planning.reference import DEFAULT_REFERENCE_WIDTH
 from ..planning.rules import INIT_CHOICES, check_zero_readout, optimizer_family
 from ..spectral import natural_spectral_norm
 from ..types import Multiplier, ParamPlan, Space, SptraceError
-from .hooks import install_attention_scale, install_readout_multiplier, mup_attention_scale
-from .init import apply_init
+from .hooks import install_checkpoint_marker, mup_attention_scale
 from .inputs import missing_inputs_error, resolve_example_inputs
+from .planned import OPTIMIZERS, STATE_ATTR, Plan, init_key, initialise, install_hooks
 from .transaction import INIT_MARK, Snapshot
 
-OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
-    "sgd": torch.optim.SGD,
-    "adam": torch.optim.Adam,
-    "adamw": torch.optim.AdamW,
-    "spectral": SpectralSGD,
-}
-STATE_ATTR = "_sptrace_parametrization"
+__all__ = ["plan_model", "parametrize", "param_groups", "Parametrization", "OPTIMIZERS", "default_lr", "plan_report"]
 
 
 @dataclass
@@ -50,6 +45,8 @@ class Parametrization:
     lr_notes: list[str] = field(default_factory=list)  # one line per optimizer group: what its lr became
     handles: list = field(default_factory=list, repr=False)
     model: Any = field(default=None, repr=False)  # weak reference, for measuring at report time
+    plan: Optional[Plan] = field(default=None, repr=False)  # the plan applied: save it with a checkpoint
+    marker_handles: list = field(default_factory=list, repr=False)  # the checkpoint marker's hooks
 
     def __getitem__(self, name: str) -> ParamPlan:
         for p in self.plans:
@@ -69,9 +66,14 @@ class Parametrization:
         return render(self.trace, format, columns, self.warnings + notes, notes=self.lr_notes)
 
     def remove_hooks(self):
-        for h in self.handles:
+        for h in self.handles + self.marker_handles:
             h.remove()
         self.handles.clear()
+        self.marker_handles.clear()
+
+    def reinstall(self, model):
+        self.handles = install_hooks(model, self.multipliers)
+        self.marker_handles = install_checkpoint_marker(model, self.plan.digest) if self.plan is not None else []
 
 
 def param_groups(
@@ -150,6 +152,29 @@ def parametrize(
     architecture and these shapes (e.g. the same width, another seed), used instead of tracing
     again; it must name every parameter with its shape. Extra keyword arguments go to the optimizer.
     """
+    return _apply(model, _planned(**locals()))
+
+
+def plan_model(model: torch.nn.Module, optimizer: Any = "adam", lr: Optional[float] = None, example_inputs: Any = None,
+               base: Optional[torch.nn.Module] = None, **options) -> Plan:
+    """``sptrace.plan``: what :func:`parametrize` would do to ``model``, as a :class:`Plan` value,
+    without touching it. The same arguments with the same defaults (its signature is
+    :func:`parametrize`'s); computed from shapes and the graph, so ``model`` may live on the meta
+    device (then the library's init law is PyTorch's unless ``library_init=`` or a Hugging Face
+    ``config.initializer_range`` says otherwise). Apply it with ``plan.init_(model)``,
+    ``plan.install(model)`` and ``plan.optimizer(model)``; ``plan.save(path)`` (docs/scale.md)."""
+    arguments = inspect.signature(parametrize).bind(model, optimizer, lr, example_inputs, base, **options)
+    arguments.apply_defaults()
+    return _planned(**arguments.arguments)
+
+
+plan_model.__signature__ = inspect.signature(parametrize).replace(return_annotation=Plan)
+
+
+def _planned(model, optimizer, lr, example_inputs, base, init, form, reference_width, zero_readout, init_gain,
+             attention_fix, weight_decay, no_decay, strict, width_overrides, delta, family, parametrization,
+             library_init, traced, optimizer_kwargs) -> Plan:
+    """The plan of one call (every argument of :func:`parametrize`, defaults filled in)."""
     init = _init_choice(init)
     factory = _optimizer_factory(optimizer)
     lr = _global_lr(lr, factory, form)
@@ -163,30 +188,44 @@ def parametrize(
     plans = plan(traced.records, family, lr=lr, form=form, reference_width=reference_width, init=init,
                  zero_readout=zero_readout, init_gain=init_gain, weight_decay=weight_decay, no_decay=no_decay,
                  parametrization=parametrization, library_init=library_init)
-    return _apply(model, traced, plans, lambda groups: factory(groups, lr=lr, **optimizer_kwargs), attention_fix)
+    own_trace = replace(traced, attention=list(traced.attention))  # attention_fix rewrites its sites, not the caller's
+    multipliers, notes = _multipliers(plans, own_trace, attention_fix)
+    return Plan(plans, {n: tuple(p.shape) for n, p in model.named_parameters(remove_duplicate=False)}, multipliers,
+                _optimizer_name(optimizer), family, lr, dict(optimizer_kwargs),
+                list(traced.warnings) + plan_warnings(plans) + notes, factory=factory, trace=own_trace)
 
 
-def _apply(model, traced: Trace, plans: list[ParamPlan], build: Callable, attention_fix: bool) -> torch.optim.Optimizer:
-    """Init, multipliers and ``build(groups)`` as one transaction: on any failure every parameter
+def _optimizer_name(optimizer) -> Optional[str]:
+    """What a plan file can hold of ``optimizer``: a name of OPTIMIZERS or of torch.optim."""
+    if isinstance(optimizer, str):
+        return optimizer.lower()
+    named = next((name for name, cls in OPTIMIZERS.items() if cls is optimizer), None)
+    if named is None and getattr(torch.optim, getattr(optimizer, "__name__", ""), None) is optimizer:
+        named = optimizer.__name__
+    return named
+
+
+def _apply(model, planned: Plan) -> torch.optim.Optimizer:
+    """Init, multipliers and the optimizer as one transaction: on any failure every parameter
     and the previous call's hooks are put back before the error propagates."""
     previous = getattr(model, STATE_ATTR, None)
-    pending = _pending(model, plans)
+    pending = _pending(model, planned.params)
     snapshot = Snapshot.take(model, (t for t, _ in pending))
-    own_trace = replace(traced, attention=list(traced.attention))  # attention_fix rewrites its sites, not the caller's
-    result = Parametrization(own_trace, plans, [], list(traced.warnings) + plan_warnings(plans), model=weakref.ref(model))
+    result = Parametrization(planned.trace, planned.params, list(planned.multipliers), list(planned.warnings),
+                             model=weakref.ref(model), plan=planned)
     try:
         if previous is not None:
             previous.remove_hooks()
-        _initialise(pending)
-        _install_multipliers(model, result, attention_fix)
-        groups = group(plans, dict(model.named_parameters(remove_duplicate=False)))
+        initialise(pending)
+        result.reinstall(model)
+        groups = group(planned.params, dict(model.named_parameters(remove_duplicate=False)))
         result.lr_notes = [_group_line(g) for g in groups]
-        built = build(groups)
+        built = planned.factory(groups, lr=planned.lr, **planned.optimizer_kwargs)
     except BaseException:
         snapshot.restore(model)
         result.remove_hooks()
         if previous is not None:
-            _reinstall(model, previous)
+            previous.reinstall(model)
         raise
     setattr(model, STATE_ATTR, result)
     built.sptrace = result
@@ -343,60 +382,41 @@ def _std(tensor) -> float:
     return float(tensor.detach().float().std()) if tensor.numel() > 1 else 0.0
 
 
-def _init_key(p: ParamPlan):
-    return (p.init, p.init_std, p.init_target, p.init_scale)
-
-
 def _pending(model, plans: list[ParamPlan]) -> list[tuple[torch.Tensor, ParamPlan]]:
     """(tensor, plan) for every parameter whose init this call changes."""
     params = dict(model.named_parameters(remove_duplicate=False))
     return [(params[p.name], p) for p in plans
-            if p.init != "keep" and getattr(params[p.name], INIT_MARK, None) != _init_key(p)]
+            if p.init != "keep" and getattr(params[p.name], INIT_MARK, None) != init_key(p)]
 
 
-def _initialise(pending):
-    for tensor, p in pending:
-        scale = p.init_scale
-        previous = getattr(tensor, INIT_MARK, None)
-        if p.init == "scale" and previous is not None and previous[0] == "scale":
-            scale = p.init_scale / previous[3]  # a new base: rescale from the library's values, not again
-        apply_init(tensor, p.init, std=p.init_std, target=p.init_target, scale=scale, layout=p.layout, name=p.name)
-        setattr(tensor, INIT_MARK, _init_key(p))
-
-
-def _install_multipliers(model, result: Parametrization, attention_fix: bool):
-    for p in result.plans:
+def _multipliers(plans: list[ParamPlan], traced: Trace, attention_fix: bool) -> tuple[list[Multiplier], list[str]]:
+    """The forward multipliers to install (tied readouts; attention scales with ``attention_fix``,
+    whose sites ``traced`` then records as fixed) and the warnings about attention left alone."""
+    multipliers, notes = [], []
+    for p in plans:
         for fm in p.forward_multipliers:
-            result.handles.append(install_readout_multiplier(model, fm.use.module, fm.multiplier))
-            result.multipliers.append(Multiplier(fm.use.module, "tied readout input", fm.multiplier,
-                                                 f"{p.name} is also a readout here (docs/derivations.md §5)"))
-    for i, site in enumerate(result.trace.attention):
+            multipliers.append(Multiplier(fm.use.module, "tied readout input", fm.multiplier,
+                                          f"{p.name} is also a readout here (docs/derivations.md §5)"))
+    for i, site in enumerate(traced.attention):
         if attention_fix and site.kind == "sdpa":
             scale = mup_attention_scale(site.head_dim, site.base_head_dim)
-            result.handles.extend(install_attention_scale(model, site.module, scale))
-            result.multipliers.append(Multiplier(site.module, "attention scale", scale,
-                                                 "μP 1/head_dim (docs/derivations.md §5)"))
-            result.trace.attention[i] = replace(site, scale=scale, scale_source="attention_fix: μP 1/head_dim",
-                                                fixed_by_sptrace=True)
+            multipliers.append(Multiplier(site.module, "attention scale", scale, "μP 1/head_dim (docs/derivations.md §5)"))
+            traced.attention[i] = replace(site, scale=scale, scale_source="attention_fix: μP 1/head_dim",
+                                          fixed_by_sptrace=True)
         elif site.kind == "manual" and (attention_fix or site.head_dim_is_width):
-            result.warnings.append(f"{site.module}: attention scale is computed by hand ({site.scale_source}) and "
-                                   "sptrace only reroutes scaled_dot_product_attention: where head_dim grows with "
-                                   "width, scale the logits by 1/head_dim in the model's code")
+            notes.append(f"{site.module}: attention scale is computed by hand ({site.scale_source}) and "
+                         "sptrace only reroutes scaled_dot_product_attention: where head_dim grows with "
+                         "width, scale the logits by 1/head_dim in the model's code")
         elif site.head_dim_is_width:
-            result.warnings.append(f"{site.module}: head_dim grows with width ({site.head_dim}) and the attention "
-                                   "scale stays 1/sqrt(head_dim): pass attention_fix=True for μP's 1/head_dim")
+            notes.append(f"{site.module}: head_dim grows with width ({site.head_dim}) and the attention "
+                         "scale stays 1/sqrt(head_dim): pass attention_fix=True for μP's 1/head_dim")
+    return multipliers, notes
 
 
 def _group_line(group_dict: dict) -> str:
     names = group_dict[GROUP_NAMES]
     shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
     return f"lr {group_dict[GROUP_LR_NOTE]} ({shown})"
-
-
-def _reinstall(model, previous: Parametrization):
-    fresh = Parametrization(previous.trace, previous.plans, [], previous.warnings)
-    _install_multipliers(model, fresh, any(m.what == "attention scale" for m in previous.multipliers))
-    previous.handles = fresh.handles
 
 
 def _plan_columns(traced: Trace, plans: list[ParamPlan]) -> dict[str, dict[str, str]]:

@@ -1,0 +1,331 @@
+"""A plan as a value: what sptrace decided for one architecture at one width, applied later.
+
+:class:`Plan` holds every parameter's :class:`~sptrace.types.ParamPlan`, the forward multipliers
+and the parameter names and shapes it was made for. It is computed from shapes and the graph alone
+(``sptrace.plan`` works on a model built on the meta device) and then
+
+* initialises a materialised model (:meth:`Plan.init_`), plain, wrapped or FSDP2-sharded;
+* installs the forward multipliers and the checkpoint marker (:meth:`Plan.install`);
+* builds the optimizer's param groups under the names a wrapper shows (:meth:`Plan.param_groups`,
+  :meth:`Plan.optimizer`);
+* saves to JSON and loads back without tracing (:meth:`Plan.save`, :func:`load_plan`).
+
+It refuses a model of another architecture or width (:class:`PlanMismatchError`, checked before
+anything is touched). docs/scale.md walks through the whole path.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from enum import Enum
+from typing import Any, Callable, Optional, Union, get_args, get_origin, get_type_hints
+
+import torch
+
+from ..optim import SpectralSGD
+from ..planning.plan import GROUP_NAMES, group
+from ..types import Multiplier, ParamPlan, SptraceError
+from .hooks import install_attention_scale, install_checkpoint_marker, install_readout_multiplier
+from .init import apply_init, check_init
+from .sharded import WRAPPER_ATTRIBUTES, is_sharded, shard_rng, whole_matrix_init
+from .transaction import INIT_MARK
+
+__all__ = ["Plan", "load_plan", "PlanMismatchError", "PlanFileError", "initialise", "install_hooks", "OPTIMIZERS",
+           "STATE_ATTR", "LIBRARY_VALUES"]
+
+PLAN_FORMAT = 1
+STATE_ATTR = "_sptrace_parametrization"
+LIBRARY_VALUES = ("scale", "keep")  # inits that read the library's own values
+OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "sgd": torch.optim.SGD,
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "spectral": SpectralSGD,
+}
+
+
+class PlanMismatchError(SptraceError):
+    """A plan applied to a model of another architecture or width (names, shapes or ties differ)."""
+
+
+class PlanFileError(SptraceError):
+    """A plan file or dict that does not parse as a plan."""
+
+
+@dataclasses.dataclass
+class Plan:
+    """Everything sptrace decided for one model, as plain data (``sptrace.plan`` makes one).
+
+    ``params``: one ParamPlan per distinct tensor; ``shapes``: every parameter name (tied aliases
+    included) with its shape; ``multipliers``: the forward multipliers to install;
+    ``optimizer_name``: the optimizer's name (``None`` when a factory was given: pass one to :meth:`optimizer`).
+    ``trace`` is the trace it came from (not saved)."""
+
+    params: list[ParamPlan]
+    shapes: dict[str, tuple[int, ...]]
+    multipliers: list[Multiplier]
+    optimizer_name: Optional[str]
+    family: str
+    lr: float
+    optimizer_kwargs: dict[str, Any]
+    warnings: list[str]
+    factory: Optional[Callable] = dataclasses.field(default=None, repr=False, compare=False)
+    trace: Any = dataclasses.field(default=None, repr=False, compare=False)
+
+    def __getitem__(self, name: str) -> ParamPlan:
+        for p in self.params:
+            if name == p.name or name in p.aliases:
+                return p
+        raise KeyError(f"no parameter named {name!r}")
+
+    @property
+    def digest(self) -> str:
+        """What a checkpoint's weights mean under this plan: the names, shapes and forward
+        multipliers (not the lr, the optimizer or the init, which a resumed run may change)."""
+        key = [sorted((n, list(s)) for n, s in self.shapes.items()),
+               [(m.module, m.what, m.value) for m in self.multipliers]]
+        return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
+
+    # -- applying -------------------------------------------------------------------------------
+
+    def check(self, model: torch.nn.Module) -> tuple[torch.nn.Module, str]:
+        """(the model the plan was made for, the prefix its wrappers add to names); raises
+        :class:`PlanMismatchError` when no such model is inside ``model``."""
+        candidate, prefix = model, ""
+        while True:
+            params = dict(candidate.named_parameters(remove_duplicate=False))
+            if params.keys() == self.shapes.keys():
+                break
+            children = list(candidate.named_children())
+            if len(children) != 1 or children[0][0] not in WRAPPER_ATTRIBUTES:
+                break
+            prefix, candidate = prefix + children[0][0] + ".", children[0][1]
+        wrong = [f"{n} {tuple(p.shape)} (plan: {tuple(self.shapes[n]) if n in self.shapes else 'absent'})"
+                 for n, p in params.items() if tuple(self.shapes.get(n, ())) != tuple(p.shape) or n not in self.shapes]
+        wrong += [f"{n} (in the plan, not in the model)" for n in self.shapes if n not in params]
+        wrong += [f"{p.name} and {a} (one tensor in the plan, two in the model)" for p in self.params
+                  for a in p.aliases if a in params and p.name in params and params[a] is not params[p.name]]
+        if wrong:
+            raise PlanMismatchError(f"this plan was made for another architecture or width: {', '.join(wrong[:5])}"
+                                    + (f" and {len(wrong) - 5} more" if len(wrong) > 5 else "")
+                                    + "; make a plan for this model (sptrace.plan)")
+        return candidate, prefix
+
+    def init_(self, model: torch.nn.Module, *, reset: bool = True) -> torch.nn.Module:
+        """The plan's init, in place (plain, wrapped or FSDP2-sharded parameters).
+
+        ``reset=True`` (after ``to_empty``): where the plan keeps or rescales the library's init,
+        each module's own ``reset_parameters()`` draws it first. ``reset=False``: the model's
+        current values are the library's (a model built on a real device), as for ``parametrize``.
+        Everything is checked before the first value is written: a mismatch, a parameter whose
+        module cannot re-draw its init, or a bad plan raises and leaves the model as it was."""
+        inner, _ = self.check(model)
+        params = dict(inner.named_parameters(remove_duplicate=False))
+        pending = [(params[p.name], p) for p in self.params if p.init != "keep"]
+        for tensor, p in pending:
+            check_init(tensor, p.init, std=p.init_std, target=p.init_target, scale=p.init_scale, layout=p.layout,
+                       name=p.name)
+        owners = self._library_owners(inner) if reset else []
+        with torch.no_grad():
+            for module in owners:
+                with shard_rng(next(module.parameters(recurse=False))):
+                    module.reset_parameters()
+        for tensor, _ in pending if reset else ():
+            if hasattr(tensor, INIT_MARK):
+                delattr(tensor, INIT_MARK)  # fresh library values: nothing of an earlier init to divide out
+        initialise([(t, p) for t, p in pending if getattr(t, INIT_MARK, None) != init_key(p)])
+        return model
+
+    def _library_owners(self, inner: torch.nn.Module) -> list[torch.nn.Module]:
+        """The modules whose ``reset_parameters`` draws the library init the plan keeps or scales."""
+        owners, missing = {}, []
+        for p in self.params:
+            if p.init not in LIBRARY_VALUES:
+                continue
+            path = p.name.rpartition(".")[0]
+            module = inner.get_submodule(path) if path else inner
+            if callable(getattr(module, "reset_parameters", None)):
+                owners[id(module)] = module
+            else:
+                missing.append(f"{p.name} ({type(module).__name__})")
+        if missing:
+            raise SptraceError(f"the plan keeps or rescales the library's init of {', '.join(missing[:5])}, but its "
+                               "module has no reset_parameters() to draw it after to_empty: initialise the model "
+                               "yourself (e.g. a Hugging Face model's init_weights()) and call init_(model, "
+                               "reset=False)")
+        return list(owners.values())
+
+    def install(self, model: torch.nn.Module) -> list:
+        """The forward multipliers and the checkpoint marker, on the model inside any wrapper;
+        a previous plan's or parametrize call's hooks are replaced. Returns the hook handles."""
+        inner, _ = self.check(model)
+        previous = getattr(inner, STATE_ATTR, None)
+        if previous is not None:
+            previous.remove_hooks()
+        installed = Installed(self, install_hooks(inner, self.multipliers) + install_checkpoint_marker(inner, self.digest))
+        setattr(inner, STATE_ATTR, installed)
+        return installed.handles
+
+    def param_groups(self, model: torch.nn.Module) -> list[dict]:
+        """Torch param groups holding ``model``'s parameters (wrapped or sharded), named as the
+        wrapper names them (``module.`` for DDP) in ``sptrace_names``."""
+        inner, prefix = self.check(model)
+        groups = group(self.params, dict(inner.named_parameters(remove_duplicate=False)))
+        for g in groups:
+            g[GROUP_NAMES] = [prefix + n for n in g[GROUP_NAMES]]
+        return groups
+
+    def optimizer(self, model: torch.nn.Module, optimizer: Any = None, **optimizer_kwargs) -> torch.optim.Optimizer:
+        """The optimizer over :meth:`param_groups`: the plan's own (its name and keywords), or
+        ``optimizer`` (a class or ``factory(groups, lr=lr, **kwargs)``) with ``optimizer_kwargs``."""
+        factory = optimizer or self.factory or (OPTIMIZERS.get(self.optimizer_name) if self.optimizer_name else None) \
+            or getattr(torch.optim, str(self.optimizer_name), None)
+        if factory is None:
+            raise SptraceError("this plan was made with an optimizer factory, which a plan file cannot hold: pass it, "
+                               "plan.optimizer(model, factory)")
+        kwargs = {**self.optimizer_kwargs, **optimizer_kwargs} if optimizer is None else optimizer_kwargs
+        return factory(self.param_groups(model), lr=self.lr, **kwargs)
+
+    # -- saving ---------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict:
+        """Plain JSON types only (the ParamPlans with their rules, multipliers, names and shapes)."""
+        out = {f.name: _encode(getattr(self, f.name)) for f in dataclasses.fields(self)
+               if f.name not in ("factory", "trace")}
+        return {"sptrace_plan": PLAN_FORMAT, **out}
+
+    def save(self, path: Union[str, os.PathLike]) -> None:
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(self.to_dict(), f, indent=1)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "Plan":
+        if not isinstance(data, dict) or data.get("sptrace_plan") != PLAN_FORMAT:
+            found = data.get("sptrace_plan") if isinstance(data, dict) else type(data).__name__
+            raise PlanFileError(f"not a plan of format {PLAN_FORMAT} (found {found!r}): save plans with plan.save(path)")
+        try:
+            hints = get_type_hints(cls)
+            return cls(**{f.name: _decode(hints[f.name], data[f.name]) for f in dataclasses.fields(cls)
+                          if f.name not in ("factory", "trace") and (f.name in data or _required(f))})
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise PlanFileError(f"the plan does not parse: {type(exc).__name__}: {exc}") from exc
+
+
+def _required(f: dataclasses.Field) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+
+
+def load_plan(source: Union[str, os.PathLike, dict]) -> Plan:
+    """A plan saved with :meth:`Plan.save` (a path) or :meth:`Plan.to_dict` (a dict); no tracing.
+    A file that is not a plan raises :class:`PlanFileError`."""
+    if isinstance(source, dict):
+        return Plan.from_dict(source)
+    try:
+        with open(source, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PlanFileError(f"cannot read a plan from {os.fspath(source)!r}: {exc}") from exc
+    return Plan.from_dict(data)
+
+
+@dataclasses.dataclass
+class Installed:
+    """The hooks a :meth:`Plan.install` put on a model (``model._sptrace_parametrization``)."""
+
+    plan: Plan
+    handles: list
+
+    def remove_hooks(self):
+        for h in self.handles:
+            h.remove()
+        self.handles.clear()
+
+    def reinstall(self, model):
+        self.handles = install_hooks(model, self.plan.multipliers) + install_checkpoint_marker(model, self.plan.digest)
+
+
+def install_hooks(model: torch.nn.Module, multipliers: list[Multiplier]) -> list:
+    handles = []
+    for m in multipliers:
+        if m.what == "attention scale":
+            handles += install_attention_scale(model, m.module, m.value)
+        else:
+            handles.append(install_readout_multiplier(model, m.module, m.value))
+    return handles
+
+
+def init_key(p: ParamPlan) -> tuple:
+    return (p.init, p.init_std, p.init_target, p.init_scale)
+
+
+def initialise(pending: list[tuple[torch.Tensor, ParamPlan]]) -> None:
+    """Each tensor's plan, in place; a "scale" on values an earlier call already scaled rescales from
+    the library's (no double scaling). Random draws of a shard come from its own stream, and the
+    whole-matrix inits of a sharded tensor draw the full matrix (:mod:`sptrace.apply.sharded`)."""
+    for tensor, p in pending:
+        scale = p.init_scale
+        previous = getattr(tensor, INIT_MARK, None)
+        if p.init == "scale" and previous is not None and previous[0] == "scale":
+            scale = p.init_scale / previous[3]
+
+        def init(t, p=p, scale=scale):
+            return apply_init(t, p.init, std=p.init_std, target=p.init_target, scale=scale, layout=p.layout, name=p.name)
+
+        with shard_rng(tensor):
+            if is_sharded(tensor) and p.init in ("orthogonal", "spectral"):
+                whole_matrix_init(tensor, init)
+            else:
+                init(tensor)
+        setattr(tensor, INIT_MARK, init_key(p))
+
+
+# -- JSON of the records: dataclasses, enums, tuples, from their type hints ------------------------
+
+
+def _encode(value):
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, (list, tuple)):
+        return [_encode(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _encode(v) for k, v in value.items()}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise SptraceError(f"cannot save {value!r} ({type(value).__name__}) in a plan file: plan keywords must be plain "
+                       "numbers, strings, lists or dicts")
+
+
+def _decode(hint, data):
+    origin, args = get_origin(hint), get_args(hint)
+    if origin is Union:
+        return None if data is None else _decode(next(a for a in args if a is not type(None)), data)
+    if origin is tuple:
+        inner = [args[0]] * len(data) if len(args) == 2 and args[1] is Ellipsis else args
+        return tuple(_decode(a, v) for a, v in zip(inner, data, strict=True))
+    if origin is list:
+        return [_decode(args[0], v) for v in data]
+    if origin is dict:
+        return {k: _decode(args[1], v) for k, v in data.items()}
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        hints = get_type_hints(hint)
+        return hint(**{f.name: _decode(hints[f.name], data[f.name]) for f in dataclasses.fields(hint)
+                       if f.init and (f.name in data or _required(f))})
+    if isinstance(hint, type) and issubclass(hint, Enum):
+        return hint(data)
+    expected = {float: (int, float), int: (int, float), str: str, bool: bool}.get(hint)
+    if expected is not None and (not isinstance(data, expected) or (hint is not bool and isinstance(data, bool))):
+        raise TypeError(f"expected {hint.__name__}, got {data!r}")
+    return _tuples(data) if hint is Any else data
+
+
+def _tuples(value):
+    """Optimizer keywords come back with JSON's lists as tuples (Adam's ``betas``)."""
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _tuples(v) for k, v in value.items()}
+    return value
