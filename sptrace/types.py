@@ -90,6 +90,10 @@ class OpAxes:
     fixed: list[tuple[Ref, str]] = field(default_factory=list)  # data axes by construction, and why
     # inputs that only steer the op (which rows to touch), neither data nor axes of the output
     steering: tuple[str, ...] = ()
+    # operand axes whose index the data picks per row (a grouped matmul's expert axis): each index a block
+    blocks: list[Ref] = field(default_factory=list)
+    # axes a selection ranks (top-k over a router's experts): alternatives, fixed unless contracted as width
+    ranked: list[Ref] = field(default_factory=list)
 
 
 @dataclass

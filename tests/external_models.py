@@ -1,6 +1,7 @@
 """Models sptrace was not written for, built by their own libraries' constructors from configs
 with random weights (nothing is downloaded): Hugging Face GPT-2 (tied and untied), Llama and ViT,
-and torch's LSTM / GRU as layers and as cells stepped in a loop. ``MODELS[name] = (build, data)``:
+torch's LSTM / GRU as layers and as cells stepped in a loop, and Hugging Face's mixture-of-experts
+LMs (``MOE_MODELS``: Mixtral, Qwen3-MoE, OLMoE, Qwen2-MoE, gpt-oss). ``MODELS[name] = (build, data)``:
 ``build(width)`` makes the model, ``data`` names the zoo model whose batches and loss it trains on."""
 import warnings
 
@@ -73,6 +74,73 @@ class RecurrentCellLM(torch.nn.Module):
             outs.append(g)
         return self.head(torch.stack(outs, 1))
 
+
+EXPERTS, TOP_K = 4, 2
+
+
+def _moe_common(width):
+    """One decoder layer of ``width`` with heads of HEAD_DIM; experts and top-k fixed, as in a real
+    MoE family (the width knobs are the hidden and per-expert intermediate sizes)."""
+    return dict(hidden_size=width, num_hidden_layers=1, num_attention_heads=width // HEAD_DIM,
+                num_key_value_heads=width // (2 * HEAD_DIM), vocab_size=77, max_position_embeddings=64,
+                num_experts_per_tok=TOP_K, bos_token_id=0, eos_token_id=0, pad_token_id=0, tie_word_embeddings=False)
+
+
+def _experts(model, implementation):
+    """Hugging Face's experts forward: "grouped_mm" (its default), "batched_mm" (index + bmm) or
+    "eager" (a loop over the experts hit, indexing the stacked parameter)."""
+    if implementation is not None:
+        model.config._experts_implementation = implementation
+    return model
+
+
+def mixtral(width, implementation=None):
+    t = _transformers()
+    cfg = t.MixtralConfig(intermediate_size=2 * width, num_local_experts=EXPERTS, router_jitter_noise=0.0,
+                          **_moe_common(width))
+    return _experts(t.MixtralForCausalLM(cfg), implementation)
+
+
+def qwen3_moe(width, implementation=None):
+    t = _transformers()
+    cfg = t.Qwen3MoeConfig(head_dim=HEAD_DIM, intermediate_size=2 * width, moe_intermediate_size=width,
+                           num_experts=EXPERTS, **_moe_common(width))
+    return _experts(t.Qwen3MoeForCausalLM(cfg), implementation)
+
+
+def olmoe(width, implementation=None):
+    t = _transformers()
+    cfg = t.OlmoeConfig(intermediate_size=width, num_experts=EXPERTS, **_moe_common(width))
+    return _experts(t.OlmoeForCausalLM(cfg), implementation)
+
+
+def qwen2_moe(width, implementation=None):
+    """Qwen2-MoE adds a dense shared expert and a one-output sigmoid gate on it."""
+    t = _transformers()
+    cfg = t.Qwen2MoeConfig(intermediate_size=2 * width, moe_intermediate_size=width,
+                           shared_expert_intermediate_size=2 * width, num_experts=EXPERTS, **_moe_common(width))
+    return _experts(t.Qwen2MoeForCausalLM(cfg), implementation)
+
+
+def gpt_oss(width, implementation=None):
+    """gpt-oss stores its experts transposed (experts x in x out), with per-expert biases."""
+    t = _transformers()
+    common = _moe_common(width)
+    cfg = t.GptOssConfig(head_dim=HEAD_DIM, intermediate_size=width, num_local_experts=EXPERTS,
+                         layer_types=["full_attention"], rope_parameters={"rope_type": "default", "rope_theta": 1e4},
+                         **common)
+    return _experts(t.GptOssForCausalLM(cfg), implementation)
+
+
+# Mixture-of-experts causal LMs (tests/graph/test_moe.py, tests/validation/test_validate_moe.py):
+# apart from MODELS so that the external coord checks' default cells keep to their time.
+MOE_MODELS = {
+    "mixtral": (mixtral, "gpt"),
+    "qwen3-moe": (qwen3_moe, "gpt"),
+    "olmoe": (olmoe, "gpt"),
+    "qwen2-moe": (qwen2_moe, "gpt"),
+    "gpt-oss": (gpt_oss, "gpt"),
+}
 
 MODELS = {
     "lstm-gru": (RecurrentLM, "gpt"),

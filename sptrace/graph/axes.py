@@ -9,7 +9,9 @@ axis is fixed exactly when all its parts are. Everything else is width.
 
 Output axes are seeds only where no parameter contracts them as a dense fan-in, and where their
 size is not that of such a hidden axis: the hidden states (and pooled projections of them) that a
-headless encoder returns are width, the logits of a classifier are not.
+headless encoder returns are width, the logits of a classifier are not. The axis a top-k / sort /
+argmax ranks is a seed on the same condition: the alternatives it chooses among (a router's
+experts) are a count, unless a parameter reads them as features (top-k sparse activations).
 """
 from __future__ import annotations
 
@@ -50,6 +52,10 @@ def label_axes(captured: CapturedGraph, shapes: Shapes, axes: dict[str, OpAxes],
         for i, size in enumerate(shapes.get(name) or ()):
             if i > 0 and component.get((name, i)) not in hidden and size not in hidden_sizes:
                 seed((name, i), f"tied to output {name!r} axis {i} (size {size})")
+    for ax in axes.values():
+        for ref in ax.ranked:
+            if component.get(ref) not in hidden:
+                seed(ref, f"alternatives ranked by a selection (size {sizes.get(ref)}: a router's experts)")
     _close_products(labels, [p for ax in axes.values() for p in ax.products])
     return labels
 

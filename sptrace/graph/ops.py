@@ -192,6 +192,12 @@ POOLS = {
     "upsample_nearest2d", "upsample_bilinear2d", "_upsample_nearest_exact2d", "upsample_nearest1d",
     "pixel_shuffle", "pixel_unshuffle",
 }
+# matmuls whose weight holds one matrix per group, the group of each input row chosen by the data
+# (torch.nn.functional.grouped_mm, and Hugging Face's fallback op for the same contract)
+GROUPED_MATMULS = {"_grouped_mm", "grouped_mm", "grouped_mm_fallback"}
+# ops that rank entries along one axis and return positions on it: (argument, its default)
+RANKINGS = {"topk": ("dim", -1), "sort": ("dim", -1), "argsort": ("dim", -1), "kthvalue": ("dim", -1),
+            "msort": (None, 0), "multinomial": (None, -1), "argmax": ("dim", None), "argmin": ("dim", None)}
 MATMULS = {"mm", "bmm", "matmul", "addmm", "baddbmm", "dot", "mv", "addmv", "einsum", "linear", "_addmm_activation"}
 CONVS = {
     "convolution", "_convolution", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
@@ -223,7 +229,20 @@ def op_axes(node: fx.Node, shapes: Shapes) -> OpAxes:
     if builder is None:
         return _unknown(node, shapes, ax)
     builder(node, name, args, ax, shapes, out, out_shape)
+    if name in RANKINGS:
+        _ranked_axis(node, name, args, ax, shapes)
     return ax
+
+
+def _ranked_axis(node, name, args, ax, shapes):
+    """The axis a top-k / sort / argmax ranks holds the alternatives it chooses among (an MoE
+    router's experts); the axes stage decides whether that is a fixed count (docs/classification.md)."""
+    src = value_key(node.args[0])
+    src_shape = shapes.get(src)
+    arg, default = RANKINGS[name]
+    dim = args.get(arg, default) if arg else default
+    if src_shape and dim is not None:
+        ax.ranked.append((src, _norm_dim(int(dim), len(src_shape))))
 
 
 def _tensor_inputs(node: fx.Node, shapes: Shapes):
@@ -475,6 +494,27 @@ def _matmul(node, name, args, ax, shapes, out, out_shape):
     _matmul_ties(a.name, sa, b.name, sb, out, out_shape, ax)
 
 
+def _grouped_matmul(node, name, args, ax, shapes, out, out_shape):
+    """grouped_mm(x (S, K), w (G, K, N), offs (G,)) -> (S, N): the rows of group g (up to offs[g])
+    go through w[g]. w's axis 0 indexes independent blocks, one per group, which the data picks row
+    by row (an MoE's experts): a count of blocks by construction, like a vocabulary. (G, M, K) x
+    (G, K, N) is a bmm; other operand ranks group along a contracted axis and stay unknown."""
+    ax.category = "matmul"
+    a, b = node.args[0], node.args[1]
+    sa, sb = shapes.get(value_key(a)), shapes.get(value_key(b))
+    if sa is None or sb is None or out_shape is None:
+        return
+    if len(sa) == 3 and len(sb) == 3:
+        _matmul_ties(a.name, sa, b.name, sb, out, out_shape, ax)
+    elif len(sa) == 2 and len(sb) == 3:
+        ax.contract.append(((a.name, 1), (b.name, 1)))
+        ax.same.extend([((a.name, 0), (out, 0)), ((b.name, 2), (out, 1))])
+        ax.blocks.append((b.name, 0))
+        ax.fixed.append(((b.name, 0), "group axis of a grouped matmul (one block per group the data picks)"))
+    else:
+        ax.category = "unknown"
+
+
 def _einsum(node, args, ax, shapes, out, out_shape):
     equation = args.get("equation", node.args[0]).replace(" ", "")
     operands = list(args.get("tensors", node.args[1]))
@@ -674,6 +714,7 @@ _FAMILIES = [
     (SPLITS, _split),
     (REDUCTIONS, _reduction),
     (MATMULS, _matmul),
+    (GROUPED_MATMULS, _grouped_matmul),
     (CONVS, _conv),
     (EMBEDDINGS, _embedding),
     (NORMS_LAST | NORMS_CHANNEL, _norm),

@@ -19,7 +19,7 @@ import torch.fx as fx
 
 from ..types import CapturedGraph, OpAxes, ParamUse, Ref, Role, Space, UseAnalysis
 from .capture import module_path
-from .ops import MIXING, Shapes, op_axes, op_name
+from .ops import MIXING, Shapes, op_axes, op_name, value_key
 
 AxisMap = list[frozenset]  # per axis of a value: {(param node, param axis), ...}
 
@@ -38,6 +38,10 @@ class Derived:
     params: frozenset  # parameter nodes this value is computed from
     axes: AxisMap
     via: tuple[str, ...] = ()
+    # (param node, axis) whose entry an index picked: one block of a stack of matrices (an MoE's
+    # experts) where a contraction reads the value, the one-hot input of a table anywhere else
+    picked: frozenset = frozenset()
+    lookup: Optional[tuple[str, str]] = None  # (node, module) that looked the value up by integer ids
 
 
 def analyse_uses(captured: CapturedGraph, shapes: Shapes) -> UseAnalysis:
@@ -60,7 +64,10 @@ class _UseWalker:
                 self._placeholder(node)
             elif node.op == "call_function":
                 self._call(node)
-            elif node.op not in ("output", "get_attr"):
+            elif node.op == "output":
+                for key in dict.fromkeys(self._input_keys(node)):
+                    self._consume_lookup(key)
+            elif node.op != "get_attr":
                 for p in self._derived_params(node):
                     self._problem(p, node, f"unsupported graph op kind {node.op!r}")
         return UseAnalysis(self.uses, self.problems, self.axes)
@@ -112,6 +119,13 @@ class _UseWalker:
         if node.target is operator.getitem and isinstance(node.args[0], fx.Node):
             inputs = [f"{node.args[0].name}.{node.args[1]}"]
         derived_inputs = [k for k in inputs if k in self.derived]
+        if self._looks_up(node, ax, inputs, derived_inputs):
+            self._propagate(node, ax, derived_inputs)
+            return
+        if not self._carries_lookup(ax, inputs, derived_inputs):
+            for key in derived_inputs:
+                self._consume_lookup(key)
+            derived_inputs = [k for k in derived_inputs if k in self.derived]
         # data: computed from an input, an index, or made from nothing (an RNN's zero initial state)
         is_activation = any(k in self.activation for k in inputs) or (
             not derived_inputs and (self._is_index(node.name) or not inputs))
@@ -130,9 +144,70 @@ class _UseWalker:
         elif ax.category == "passthrough" and inputs and all(k in self.sparse for k in inputs if k in self.activation):
             self.sparse.update(self._output_keys(node) + [node.name])
 
+    # -- tables looked up by integer ids ----------------------------------------------------------
+
+    def _looks_up(self, node: fx.Node, ax: OpAxes, inputs: list[str], derived_inputs: list[str]) -> bool:
+        """A parameter indexed by integer data alone (``w[ids]``, ``w.index_select(0, ids)``): the
+        picked axes are a lookup axis (vocabulary, experts), fixed like an embedding's vocabulary;
+        whether the picked rows are vectors or matrices is up to the op that reads them."""
+        if ax.category != "index" or op_name(node) == "gather" or len(derived_inputs) != 1:
+            return False
+        key = derived_inputs[0]
+        indexed = ax.args.get("indexed_axes")
+        if key != value_key(node.args[0]) or not indexed or not any(src == key for (src, _), _ in ax.same):
+            return False
+        ids = [k for k in inputs if k != key]
+        if not ids or not all(k in self.activation and self._is_index(k) for k in ids):
+            return False
+        ax.fixed.extend(((key, a), "indexed by integer ids: a lookup axis (vocabulary, experts)") for a in indexed)
+        return True
+
+    def _carries_lookup(self, ax: OpAxes, inputs: list[str], derived_inputs: list[str]) -> bool:
+        """Looked-up rows stay parameter-derived through views (one input) and into a contraction
+        with an activation (they are its weight); anywhere else they are an activation."""
+        if not any(self.derived[k].lookup for k in derived_inputs):
+            return True
+        if ax.category == "matmul":
+            return any(k in self.activation for k in inputs)
+        return ax.category == "passthrough" and len(derived_inputs) == 1
+
+    def _consume_lookup(self, key: str):
+        """Rows looked up and then used as activations: an embedding of the ids (sparse input)."""
+        derived = self.derived.get(key)
+        if derived is None or derived.lookup is None:
+            return
+        del self.derived[key]
+        self.activation.add(key)
+        node, module = derived.lookup
+        for param in sorted(derived.params):
+            picked = tuple(sorted(a for p, a in derived.picked if p == param))
+            rest = self._param_axes(derived, range(len(derived.axes)), param)
+            shape = self.shapes.get(param) or ()
+            self.uses[param].append(ParamUse(
+                node=node, op="index", arg="self", module=module, fan_in_axes=picked,
+                fan_out_axes=tuple(a for a in rest if a not in picked and shape[a] > 1),
+                input_space=Space.SPARSE, role=Role.EMBEDDING, via=derived.via))
+
+    def _picked(self, node: fx.Node, ax: OpAxes, derived_inputs: list[str]) -> frozenset:
+        """Parameter axes an index or a constant ``select`` / ``unbind`` picks one entry of."""
+        picked = frozenset().union(*(self.derived[k].picked for k in derived_inputs))
+        name, src = op_name(node), self.derived.get(value_key(node.args[0]))
+        if src is None:
+            return picked
+        if ax.category == "index":
+            dims = ax.args.get("indexed_axes", ())
+        elif name in ("select", "unbind"):
+            dims = (_norm_axis(node.args[1] if len(node.args) > 1 else ax.args.get("dim", 0), len(src.axes)),)
+            ax.fixed.extend(((value_key(node.args[0]), d), "a stack picked entry by entry (blocks, experts)")
+                            for d in dims)
+        else:
+            return picked
+        return picked.union(*(src.axes[d] for d in dims if d < len(src.axes)))
+
     def _propagate(self, node: fx.Node, ax: OpAxes, derived_inputs: list[str]):
         """A parameter-only computation: carry the axis map to the outputs, or give up loudly."""
-        if ax.category not in ("passthrough", "elementwise", "cat") or op_name(node) in MIXING:
+        looked_up = ax.category == "index"
+        if ax.category not in ("passthrough", "elementwise", "cat") and not looked_up or op_name(node) in MIXING:
             for p in self._derived_params(node):
                 others = sorted({self._pname(q) for q in self._derived_params(node) if q != p})
                 what = (f"combined with {', '.join(others)} before any activation" if others and ax.category == "matmul"
@@ -141,6 +216,9 @@ class _UseWalker:
             return
         via = tuple(dict.fromkeys(v for k in derived_inputs for v in self.derived[k].via)) + (op_name(node),)
         params = frozenset().union(*(self.derived[k].params for k in derived_inputs))
+        picked = self._picked(node, ax, derived_inputs)
+        lookup = ((node.name, module_path(node)) if looked_up else
+                  next((self.derived[k].lookup for k in derived_inputs if self.derived[k].lookup), None))
         for out_key in self._output_keys(node):
             shape = self.shapes.get(out_key)
             if shape is None:
@@ -155,9 +233,19 @@ class _UseWalker:
                     for dst, j in group_out:
                         if dst == out_key:
                             axes[j] |= sources
-            self.derived[out_key] = Derived(params, [frozenset(a) for a in axes], via)
+            if looked_up:
+                self._index_axes(node, ax, out_key, axes)
+            self.derived[out_key] = Derived(params, [frozenset(a) for a in axes], via, picked, lookup)
         if len(self._output_keys(node)) > 1:
-            self.derived.setdefault(node.name, Derived(params, [], via))
+            self.derived.setdefault(node.name, Derived(params, [], via, picked, lookup))
+
+    def _index_axes(self, node: fx.Node, ax: OpAxes, out_key: str, axes: list[set]):
+        """The output axes that come from the ids stand for the picked parameter axes."""
+        src = self.derived[value_key(node.args[0])]
+        picked = set().union(*(src.axes[d] for d in ax.args["indexed_axes"] if d < len(src.axes)))
+        for (key, _), (dst, j) in ax.same:
+            if dst == out_key and key != value_key(node.args[0]) and key not in self.derived:
+                axes[j] |= picked
 
     def _axis_of(self, ref: Ref) -> frozenset:
         key, axis = ref
@@ -258,15 +346,23 @@ class _UseWalker:
         for (src, i), o in ax.same:
             if src == key:
                 (group_view if o in activation_out else fan_out_view).append(i)
+        group_view += [i for src, i in ax.blocks if src == key]
         if any(p in self.derived for p in partners):
             return f"parameter {self._pname(param)!r} is contracted with another parameter"
         space = Space.SPARSE if partners and all(p in self.sparse for p in partners) else Space.DENSE
+        fan_in = self._param_axes(derived, contracted, param)
+        fan_out = tuple(a for a in self._param_axes(derived, fan_out_view, param) if a not in fan_in)
+        picked = {a for p, a in derived.picked if p == param}
+        groups = set(self._param_axes(derived, group_view, param)) | picked
         return ParamUse(
-            fan_in_axes=self._param_axes(derived, contracted, param),
-            fan_out_axes=self._param_axes(derived, fan_out_view, param),
-            group_axes=self._param_axes(derived, group_view, param),
+            fan_in_axes=fan_in, fan_out_axes=fan_out,
+            group_axes=tuple(sorted(groups - set(fan_in) - set(fan_out))),
             input_space=space, **common,
         )
+
+
+def _norm_axis(dim, rank: int) -> int:
+    return int(dim) + rank if int(dim) < 0 else int(dim)
 
 
 def _flat(values):

@@ -1,0 +1,173 @@
+"""Mixture-of-experts layers: stacked expert parameters (experts x out x in, or experts x in x out)
+are a stack of matrices with a fixed group axis, the router is a readout over the experts, and
+every parameter is classified, whichever way Hugging Face applies the experts (grouped matmul,
+index + bmm, a loop indexing the stack). Each expectation is derived from the architecture: the
+expert count and top-k are fixed, the hidden and per-expert intermediate sizes are width."""
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import sptrace
+from tests.external_models import EXPERTS, MOE_MODELS
+
+pytest.importorskip("transformers")
+
+IMPLEMENTATIONS = ("grouped_mm", "batched_mm", "eager")
+TOKENS = torch.randint(0, 77, (2, 16), generator=torch.Generator().manual_seed(0))
+
+
+def _trace(name, implementation, width=64, **kwargs):
+    build = MOE_MODELS[name][0]
+    return sptrace.trace(build(width, implementation), TOKENS, **kwargs)
+
+
+def _expert_stacks(traced):
+    return [r for r in traced if r.name.endswith(("experts.gate_up_proj", "experts.down_proj"))]
+
+
+def _routers(traced):
+    return [r for r in traced if r.shape[0] == EXPERTS and len(r.shape) == 2 and not r.name.endswith("_bias")]
+
+
+def check_moe(traced, transposed=False):
+    assert not traced.unclassified, [(r.name, r.problem) for r in traced.unclassified]
+    stacks = _expert_stacks(traced)
+    assert len(stacks) == 2
+    # (experts, out, in) as Mixtral stores it; gpt-oss stores (experts, in, out)
+    fan_in, fan_out = ((1,), (2,)) if transposed else ((2,), (1,))
+    for record in stacks:
+        assert (record.kind.value, record.role.value) == ("matrix", "hidden"), record
+        assert (record.fan_in_axes, record.fan_out_axes) == (fan_in, fan_out), record
+        assert record.uses[0].group_axes == (0,), record.uses[0]
+        assert record.width_dims == (1, 2), record.dims  # the expert axis is a fixed count
+    (router,) = _routers(traced)
+    assert (router.kind.value, router.role.value) == ("vector", "readout"), router
+    assert (router.fan_in_axes, router.fan_out_axes, router.width_dims) == ((1,), (0,), (1,))
+    assert router.selected_by is not None  # it keeps its init (graph/selection.py)
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@pytest.mark.parametrize("name", ["mixtral", "qwen3-moe", "olmoe", "qwen2-moe"])
+def test_hf_moe_experts_are_stacked_matrices_and_the_router_a_readout(name, implementation):
+    traced = _trace(name, implementation)
+    check_moe(traced)
+    expected_route = "eager" if implementation == "eager" else "export"  # the loop is data-dependent
+    assert traced.route == expected_route
+
+
+def test_transposed_experts_with_per_expert_biases():
+    """gpt-oss: (experts, in, out) stacks; a per-expert bias is looked up by the expert ids and added:
+    a table over the (fixed) experts, like an embedding of the expert id."""
+    traced = _trace("gpt-oss", "grouped_mm")
+    check_moe(traced, transposed=True)
+    for record in traced:
+        if record.name.endswith("_proj_bias"):
+            assert (record.kind.value, record.role.value, record.input_space.value) == ("vector", "embedding", "sparse")
+            assert (record.fan_in_axes, record.fan_out_axes, record.width_dims) == ((0,), (1,), (1,))
+
+
+def test_base_mode_agrees_with_the_graph():
+    """With a narrower base, the width dims are those whose size differs: the same as read from the graph."""
+    build = MOE_MODELS["mixtral"][0]
+    automatic = _trace("mixtral", None)
+    based = _trace("mixtral", None, base=build(32))
+    for record in automatic:
+        other = based[record.name]
+        assert (other.kind, other.role, other.width_dims, other.fan_in_axes, other.fan_out_axes) == (
+            record.kind, record.role, record.width_dims, record.fan_in_axes, record.fan_out_axes), record.name
+
+
+# ---------------------------------------------------------------------------------------------
+# the same graph properties on hand-written modules
+
+
+class LoopedExperts(nn.Module):
+    """A (experts, n, n) stack applied expert by expert with Python ints (``select``), mixed by a
+    softmax router over a top-2 choice."""
+
+    def __init__(self, n, experts=3):
+        super().__init__()
+        self.inp = nn.Linear(16, n)
+        self.router = nn.Linear(n, experts)
+        self.stack = nn.Parameter(torch.randn(experts, n, n) / n ** 0.5)
+        self.head = nn.Linear(n, 10)
+
+    def forward(self, x):
+        h = torch.relu(self.inp(x))
+        weights, chosen = torch.topk(torch.softmax(self.router(h), -1), 2, dim=-1)
+        mixed = sum(F.linear(h, self.stack[e]) * ((chosen == e).float() * weights).sum(-1, keepdim=True)
+                    for e in range(self.stack.shape[0]))
+        return self.head(mixed)
+
+
+@pytest.mark.parametrize("route", ["export", "eager"])
+def test_a_stack_picked_by_constant_index_is_a_stack_of_matrices(route):
+    traced = sptrace.trace(LoopedExperts(48), torch.randn(5, 16), routes=(route,))
+    stack = traced["stack"]
+    assert (stack.kind.value, stack.role.value, stack.fan_in_axes, stack.fan_out_axes) == ("matrix", "hidden", (2,), (1,))
+    assert stack.uses[0].group_axes == (0,) and stack.width_dims == (1, 2)
+    assert traced["router.weight"].role.value == "readout" and traced["router.weight"].width_dims == (1,)
+
+
+class TableLookup(nn.Module):
+    """A raw parameter indexed by token ids (``table[ids]``, aten.index), then a linear head."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.table = nn.Parameter(torch.randn(50, n))
+        self.head = nn.Linear(n, 10)
+
+    def forward(self, ids):
+        return self.head(self.table[ids])
+
+
+def test_a_table_indexed_by_ids_is_an_embedding_with_a_fixed_vocabulary():
+    traced = sptrace.trace(TableLookup(64), torch.randint(0, 50, (2, 5)))
+    table = traced["table"]
+    assert (table.kind.value, table.role.value, table.input_space.value) == ("vector", "embedding", "sparse")
+    assert (table.fan_in_axes, table.fan_out_axes, table.width_dims) == ((0,), (1,), (1,))
+
+
+class TopKSparseCoder(nn.Module):
+    """Top-k over *features* (a k-sparse autoencoder): the ranked axis is read by the decoder as
+    its fan-in, so it is width, not a count of alternatives."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.encoder = nn.Linear(16, n)
+        self.hidden = nn.Linear(n, n)
+        self.decoder = nn.Linear(n, 16)
+
+    def forward(self, x):
+        latent = self.hidden(torch.relu(self.encoder(x)))
+        values, index = torch.topk(latent, 4, dim=-1)
+        return self.decoder(torch.zeros_like(latent).scatter(-1, index, values))
+
+
+def test_a_ranked_axis_that_a_layer_reads_as_features_stays_width():
+    traced = sptrace.trace(TopKSparseCoder(64), torch.randn(3, 16))
+    assert traced["hidden.weight"].role.value == "hidden" and traced["hidden.weight"].width_dims == (0, 1)
+    assert traced["decoder.weight"].role.value == "readout"
+
+
+class GroupedMatmulExperts(nn.Module):
+    """torch.nn.functional.grouped_mm (aten._grouped_mm, bfloat16 as the kernel requires)."""
+
+    def __init__(self, n, experts=3):
+        super().__init__()
+        self.inp = nn.Linear(16, n, dtype=torch.bfloat16)
+        self.stack = nn.Parameter(torch.randn(experts, n, n, dtype=torch.bfloat16))
+        self.head = nn.Linear(n, 10, dtype=torch.bfloat16)
+
+    def forward(self, x, offsets):
+        return self.head(F.grouped_mm(self.inp(x), self.stack, offs=offsets))
+
+
+@pytest.mark.skipif(not hasattr(F, "grouped_mm"), reason="torch.nn.functional.grouped_mm needs torch >= 2.10")
+def test_torch_grouped_mm_reads_the_group_axis():
+    offsets = torch.tensor([3, 7, 10], dtype=torch.int32)
+    traced = sptrace.trace(GroupedMatmulExperts(64), torch.randn(10, 16, dtype=torch.bfloat16), offsets)
+    stack = traced["stack"]  # (groups, in, out): grouped_mm's own layout
+    assert (stack.kind.value, stack.fan_in_axes, stack.fan_out_axes, stack.uses[0].group_axes) == ("matrix", (1,), (2,), (0,))
+    assert stack.width_dims == (1, 2)
