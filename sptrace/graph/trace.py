@@ -4,10 +4,12 @@ from __future__ import annotations
 import inspect
 import json
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterator, Mapping, Optional, Sequence
 
 import torch
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
 
 from ..types import AttentionSite, CapturedGraph, Kind, ParamFacts, ParamRecord, Space, SptraceError, UseAnalysis
 from . import report as _report
@@ -110,8 +112,7 @@ def trace(
     nodes_of = _param_nodes_by_tensor(model, captured)
     facts = _facts(model, captured, uses, names_by_tensor, nodes_of)
     warnings = [f"capture route {r!r} failed, used {captured.route!r}: {msg}" for r, msg in captured.failures.items()]
-    base_shapes, base_attention = (_read_base(base, model, example_args, example_kwargs, routes)
-                                   if base is not None else (None, None))
+    base_shapes = _read_base(base, model) if base is not None else None
     shapes_in_delta = delta_shapes(delta, base_shapes)
     decide_for = deciders(facts, nodes_of, labels, base_shapes, shapes_in_delta, warnings)
     records = []
@@ -120,14 +121,14 @@ def trace(
         if width_overrides and (set(fact.aliases) & set(width_overrides)):
             decide = override(fact, width_overrides, decide)
         base_shape, base_groups = (base_shapes or {}).get(fact.name, (None, None))
-        records.append(classify(fact, decide, base_shape, base_groups))
+        records.append(_with_base_groups(classify(fact, decide, base_shape, base_groups)))
     check_overrides(width_overrides, records)
     records = mark_selection(captured, records)
     warnings += _record_warnings(records)
     warnings += _constant_row_norm_caps(captured, records)
     attention = find_attention(captured, shapes, uses.op_axes, labels)
-    if base_attention is not None:
-        attention = with_base(attention, base_attention, _delta_attention(delta, example_args, example_kwargs, routes))
+    if base is not None:
+        attention = _base_attention(attention, base, delta, example_args, example_kwargs, routes)
     result = Trace(records, captured.route, captured.failures, warnings, attention,
                    "base" if base is not None else "automatic", captured)
     if strict and result.unclassified:
@@ -233,35 +234,18 @@ def _reparametrization_hint(model, name: str) -> str:
     return ""
 
 
-def _delta_attention(delta, args, kwargs, routes) -> Optional[list[AttentionSite]]:
-    """The delta model's attention sites (head_dim at a third width), where it runs on the inputs."""
-    if delta is None:
-        return None
-    try:
-        return trace(delta, *_on_device(args, delta), routes=routes, **_on_device(kwargs, delta)).attention
-    except SptraceError:
-        return None
-
-
-def _read_base(base, model, args, kwargs, routes):
-    """{name: (base shape, base groups)} and the base's attention sites; checks the base fits."""
+def _read_base(base, model) -> dict[str, tuple[tuple[int, ...], None]]:
+    """{name: (base shape, None)}, read from the base's parameters (no capture: the base's graph
+    is the model's, only its sizes differ, as mup's ``set_base_shapes``); checks the base fits.
+    The base's group counts follow from its shapes once the width dims are known (:func:`_with_base_groups`)."""
     if not isinstance(base, torch.nn.Module):
         raise SptraceError(f"base must be a torch.nn.Module of the same architecture, got {type(base).__name__}")
-    try:
-        base_trace = trace(base, *_on_device(args, base), routes=routes, **_on_device(kwargs, base))
-        shapes = {a: (r.shape, r.groups) for r in base_trace for a in r.aliases}
-        base_names, attention = [r.aliases for r in base_trace], base_trace.attention
-    except SptraceError:
-        # the example inputs may carry a width-sized axis (a bare layer fed hidden states): the base
-        # cannot run on them, but its parameter shapes are all base mode needs
-        base_params = list(base.named_parameters(remove_duplicate=False))
-        shapes = {n: (tuple(p.shape), None) for n, p in base_params}
-        base_names, attention = [(n,) for n, _ in base_params], None
+    shapes = {n: tuple(p.shape) for n, p in base.named_parameters(remove_duplicate=False)}
     base_shapes = {}
     for name, p in model.named_parameters(remove_duplicate=False):
         if name not in shapes:
             raise SptraceError(f"parameter {name!r} has no counterpart in the base model; base must have the same architecture")
-        b_shape, b_groups = shapes[name]
+        b_shape = shapes[name]
         if len(b_shape) != p.dim():
             raise SptraceError(f"parameter {name!r} has shape {tuple(p.shape)} but {b_shape} in the base model: ranks differ")
         for axis, (bs, s) in enumerate(zip(b_shape, p.shape)):
@@ -270,12 +254,73 @@ def _read_base(base, model, args, kwargs, routes):
                     f"base model is not narrower: {name!r} axis {axis} is {bs} in the base and {s} in the model; "
                     "pass the narrower model as base"
                 )
-        base_shapes[name] = (b_shape, b_groups)
-    model_names = {name for name, _ in model.named_parameters(remove_duplicate=False)}
-    extra = [names[0] for names in base_names if not set(names) & model_names]
+        base_shapes[name] = (b_shape, None)
+    extra = [n for n in shapes if n not in base_shapes]
     if extra:
         raise SptraceError(f"base model has parameters the model lacks: {', '.join(extra)}")
-    return base_shapes, attention
+    return base_shapes
+
+
+def _with_base_groups(record: ParamRecord) -> ParamRecord:
+    """The base's group count from its shapes: groups of one input channel each (depthwise: the
+    per-group fan-in axis 1 is fixed while the channels on axis 0 grow) grow with the channels; a
+    group count of a grouped conv whose per-group channels grow (ResNeXt's 32) does not."""
+    if record.base_shape is None:
+        return record
+    width = set(record.width_dims)
+    grows = record.groups > 1 and 0 in width and (len(record.shape) < 2 or 1 not in width)
+    groups = record.groups * record.base_shape[0] // record.shape[0] if grows else record.groups
+    return replace(record, base_groups=groups)
+
+
+class _HeadDims(TorchFunctionMode):
+    """Records the head_dim (q's last size) of every scaled_dot_product_attention call."""
+
+    def __init__(self):
+        super().__init__()
+        self.head_dims: list[int] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func is F.scaled_dot_product_attention:
+            self.head_dims.append(int(args[0].shape[-1]))
+        return func(*args, **(kwargs or {}))
+
+
+def _sized_like(sites: list[AttentionSite], other: Optional[torch.nn.Module], args, kwargs) -> Optional[list[AttentionSite]]:
+    """``sites`` with the head dims of another width's model (the base or the delta), read from one
+    forward of it that records its attention calls (no capture). ``None`` where that model does not
+    run on the inputs or its calls do not match the sites one to one (hand-written attention)."""
+    if other is None or not sites or any(s.kind != "sdpa" for s in sites):
+        return None
+    recorder = _HeadDims()
+    try:
+        with torch.no_grad(), recorder:
+            other(*_on_device(args, other), **_on_device(kwargs, other))
+    except Exception:  # noqa: BLE001 - a base that cannot run on the inputs (a width-sized input) has no attention to read
+        return None
+    if len(recorder.head_dims) != len(sites):
+        return None
+    return [replace(s, head_dim=d) for s, d in zip(sites, recorder.head_dims)]
+
+
+def _base_attention(sites, base, delta, args, kwargs, routes) -> list[AttentionSite]:
+    """Base mode: whether each site's head_dim grows. SDPA sites read the base's (and the delta's)
+    head dims from one forward each; hand-written attention, which only the graph shows, needs the
+    base's capture (and the delta's)."""
+    base_sites = _sized_like(sites, base, args, kwargs)
+    if base_sites is None:
+        base_sites = _captured_attention(base, args, kwargs, routes)
+        delta_sites = _captured_attention(delta, args, kwargs, routes) if delta is not None else None
+    else:
+        delta_sites = _sized_like(sites, delta, args, kwargs)
+    return sites if base_sites is None else with_base(sites, base_sites, delta_sites)
+
+
+def _captured_attention(other, args, kwargs, routes) -> Optional[list[AttentionSite]]:
+    try:
+        return trace(other, *_on_device(args, other), routes=routes, **_on_device(kwargs, other)).attention
+    except SptraceError:
+        return None
 
 
 def _on_device(values, module):
