@@ -12,6 +12,10 @@ from .types import SptraceError
 from .validation.models import PARAMETRIZATIONS, resolve
 
 
+MODEL_HELP = ("a zoo name (see `python -m models_zoo`), hf:<model_type> or timm:<model_name> (built from its config "
+              "at a small width, random weights), or module:factory")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="sptrace", description="Width-stable training from the traced graph.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -28,7 +32,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def _add_report(sub: Any) -> None:
     rep = sub.add_parser("report", help="trace MODEL and print the per-parameter table")
-    rep.add_argument("model", help="a zoo name (see `python -m models_zoo`) or module:factory")
+    rep.add_argument("model", help=MODEL_HELP)
     rep.add_argument("--width", type=int, default=None, help="width to build the model at")
     rep.add_argument("--base-width", type=int, default=None, help="decide width dims against this narrower build")
     rep.add_argument("--format", choices=FORMATS, default="text")
@@ -38,8 +42,9 @@ def _add_report(sub: Any) -> None:
 
 def _add_validate(sub: Any) -> None:
     val = sub.add_parser("validate", help="coord-check MODEL under sptrace and the baselines across widths")
-    val.add_argument("model", help="a zoo name or module:factory")
-    val.add_argument("--widths", type=int, nargs="+", default=None, help="widths (default: the zoo's coord widths)")
+    val.add_argument("model", help=MODEL_HELP)
+    val.add_argument("--widths", type=int, nargs="+", default=None,
+                     help="widths (default: the zoo's coord widths; hf: and timm: 64 128 256)")
     val.add_argument("--optimizer", default="adam", help="adam, adamw, sgd or spectral")
     val.add_argument("--steps", type=int, default=4)
     val.add_argument("--lr", type=float, default=None,

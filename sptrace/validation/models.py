@@ -1,5 +1,9 @@
-"""Resolve a MODEL argument (a zoo name or ``module:factory``) into a model and example inputs, and
-build a model's optimizer under each parametrization the validation compares.
+"""Resolve a MODEL argument (a zoo name, ``hf:<model_type>``, ``timm:<model_name>`` or
+``module:factory``) into a model and example inputs, and build a model's optimizer under each
+parametrization the validation compares.
+
+``hf:`` and ``timm:`` name an architecture of those catalogs, built from its config at a small width
+with random weights and trained on the zoo's data (:mod:`sptrace.validation.catalog`).
 
 A factory is called as ``factory(width=W)`` when it accepts ``width`` (else with no argument) and
 returns either a module that has an ``example_inputs()`` method, or ``(model, args)`` /
@@ -21,6 +25,7 @@ from ..types import SptraceError
 # command line, JSON): sptrace's own, standard practice (the library's init, one global lr) and
 # NTP (paper Eq. 22).
 PARAMETRIZATIONS = ("sptrace", "sp", "ntp")
+CATALOGS = ("hf:", "timm:")
 
 
 @dataclass
@@ -32,6 +37,10 @@ class ModelSource:
 
 
 def resolve(model: str) -> ModelSource:
+    if model.startswith(CATALOGS):
+        from .catalog import catalog_spec
+
+        return _from_spec(model, catalog_spec(model))
     if ":" in model:
         return _from_factory(model)
     try:
@@ -41,9 +50,12 @@ def resolve(model: str) -> ModelSource:
     try:
         spec = models_zoo.get(model)
     except KeyError as exc:
-        raise SptraceError(f"unknown model {model!r}: pass a zoo name ({', '.join(models_zoo.names())}) "
-                           "or module:factory") from exc
+        raise SptraceError(f"unknown model {model!r}: pass a zoo name ({', '.join(models_zoo.names())}), "
+                           "hf:<model_type>, timm:<model_name> or module:factory") from exc
+    return _from_spec(model, spec)
 
+
+def _from_spec(model: str, spec: Any) -> ModelSource:
     def build(width):
         net = spec.build(width)
         args, kwargs = spec.example_inputs()

@@ -1,0 +1,277 @@
+"""Coverage of the Hugging Face and timm catalogs: every HF causal-LM model type and one timm model
+per family, built from its config with random weights on the meta device (HF at width 64, timm as
+timm defines it), traced by ``sptrace.trace``, and, for a sample that holds every distinct cause,
+coord-checked by ``sptrace.validation.validate.validate`` on CPU. docs/coverage.md quotes its output.
+
+    OMP_NUM_THREADS=1 python scripts/coverage.py scan --catalog hf --out coverage
+    OMP_NUM_THREADS=1 python scripts/coverage.py scan --catalog timm --out coverage   # needs timm
+    OMP_NUM_THREADS=1 python scripts/coverage.py validate --out coverage               # the sample
+    python scripts/coverage.py render --out coverage                                   # table + JSON
+
+Each stage appends one JSON line per model to ``OUT/<stage>-<catalog>.jsonl`` as it goes, and skips
+models already there, so an interrupted scan resumes. A model that fails to build is told apart by
+where it fails: the library's own default config (``library``), the config shrunk to the small
+width (``shrink``), or sptrace (``sptrace``: the capture or the classification raised).
+"""
+import argparse
+import json
+import os
+import re
+import signal
+import sys
+import time
+import warnings
+from collections import Counter, defaultdict
+from datetime import datetime, timezone
+
+import torch
+
+import sptrace
+from sptrace.types import SptraceError
+from sptrace.validation import catalog
+
+HF_WIDTH = 64
+VALIDATE = dict(widths=[64, 128, 256], optimizer="adam", steps=4, batch_size=8, n_seeds=2)
+
+
+class Timeout(Exception):
+    pass
+
+
+def _alarm(*_):
+    raise Timeout()
+
+
+def cause(problem: str) -> str:
+    """An unclassified parameter's problem without the names that differ between models: the op
+    and what sptrace says about it."""
+    text = re.sub(r"^node '[^']*' \(([^)]*)\): ", r"\1: ", problem)
+    text = re.sub(r"combined with .*? before any activation", "combined with other parameters before any activation", text)
+    text = text.split("; sptrace cannot tell")[0].split(". It is ")[0]
+    return re.sub(r"parameter '[^']*'", "a parameter", text)
+
+
+def entries(name: str) -> dict:
+    """``{entry: how to build it}``: HF model types, or timm families (one model each)."""
+    if name == "hf":
+        return {f"hf:{t}": t for t in catalog.hf_model_types()}
+    return {f"timm:{model}": family for family, model in catalog.timm_families().items()}
+
+
+def build(entry: str):
+    """The meta model and its example inputs; SptraceError says where a build fails."""
+    library, _, arch = entry.partition(":")
+    with torch.device("meta"):
+        if library == "hf":
+            model = catalog.hf_model(arch, HF_WIDTH)
+            inputs = (torch.randint(0, catalog.models_zoo.data.VOCAB_SIZE, (2, 16)),)
+        else:
+            model = catalog.timm_model(arch)
+            inputs = (torch.zeros(2, *model.pretrained_cfg.get("input_size", (3, 224, 224))),)
+    return model, inputs
+
+
+def default_builds(entry: str) -> bool:
+    """Whether the library's own default config builds (on meta): tells a library failure from ours."""
+    import transformers
+
+    arch = entry.partition(":")[2]
+    try:
+        with torch.device("meta"):
+            transformers.AutoModelForCausalLM.from_config(transformers.AutoConfig.for_model(arch))
+        return True
+    except Exception:
+        return False
+
+
+def scan_one(entry: str) -> dict:
+    row = {"entry": entry}
+    started = time.time()
+    try:
+        model, inputs = build(entry)
+    except SptraceError as exc:
+        row["built"] = "shrink" if entry.startswith("hf:") and default_builds(entry) else "library"
+        row["build_error"] = _one_line(exc)
+        return row
+    row["built"] = "yes"
+    row["parameters"] = sum(p.numel() for p in model.parameters())
+    try:
+        result = sptrace.trace(model, *inputs)
+    except SptraceError as exc:
+        row.update(captured=False, route=None, error=_one_line(exc))
+        return row
+    except Exception as exc:  # a crash inside sptrace: a bug to report, not a model property
+        row.update(captured=False, route=None, error=f"sptrace crashed: {type(exc).__name__}: {_one_line(exc)}")
+        return row
+    causes = defaultdict(list)
+    for record in result.unclassified:
+        causes[cause(record.problem or "no reason given")].append(record.name)
+    row.update(captured=True, route=result.route, capture_failures=result.failures, tensors=len(result.records),
+               unclassified=len(result.unclassified), causes=dict(causes), seconds=round(time.time() - started, 1))
+    return row
+
+
+def validate_one(entry: str) -> dict:
+    from sptrace.validation.validate import validate
+
+    result = validate(entry, **VALIDATE, spectral=True)
+    return {"entry": entry, "passed": result.passed,
+            "baselines": {k: r.verdict.passed for k, r in result.runs.items() if k != "sptrace"},
+            "summary": result.summary()}
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:600]
+
+
+def run(stage: str, names: list, out: str, timeout: int, work) -> None:
+    path = os.path.join(out, f"{stage}.jsonl")
+    done = {r["entry"] for r in read(path)}
+    signal.signal(signal.SIGALRM, _alarm)
+    for entry in names:
+        if entry in done:
+            continue
+        signal.alarm(timeout)
+        started = time.time()
+        try:
+            row = work(entry)
+        except Timeout:
+            row = {"entry": entry, "timeout": timeout}
+        except Exception as exc:
+            row = {"entry": entry, "error": f"{type(exc).__name__}: {_one_line(exc)}"}
+        finally:
+            signal.alarm(0)
+        row["seconds"] = round(time.time() - started, 1)
+        with open(path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        print(f"{entry}: {row.get('unclassified', row.get('passed', row.get('built')))} ({row['seconds']} s)",
+              flush=True)
+
+
+def read(path: str) -> list:
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def sample(rows: list) -> list:
+    """For each distinct cause (and fully classified, as a control), the smallest model showing it."""
+    best: dict = {}
+    for row in rows:
+        if not row.get("captured") or not row["entry"].startswith(("hf:", "timm:")):
+            continue
+        for key in row["causes"] or {"fully classified": []}:
+            kind = (row["entry"].partition(":")[0], key)
+            if kind not in best or row["parameters"] < best[kind]["parameters"]:
+                best[kind] = row
+    return sorted({r["entry"] for r in best.values()})
+
+
+def status(row: dict) -> str:
+    if "timeout" in row:
+        return f"timed out ({row['timeout']} s)"
+    if row.get("built") != "yes":
+        return f"not built ({row.get('built', 'error')})"
+    if not row.get("captured"):
+        return "not captured"
+    return "fully classified" if not row["unclassified"] else "partly classified"
+
+
+def totals(rows: list) -> dict:
+    captured = [r for r in rows if r.get("captured")]
+    exported = [r for r in captured if r["route"] == "export"]
+    full = lambda rs: sum(1 for r in rs if not r["unclassified"])  # noqa: E731
+    return {
+        "entries": len(rows), "built": sum(1 for r in rows if r.get("built") == "yes"),
+        "captured": len(captured), "captured_by_export": len(exported),
+        "fully_classified": full(captured), "fully_classified_of_exported": full(exported),
+        "percent_fully_classified": round(100 * full(captured) / max(1, len(captured)), 1),
+        "percent_fully_classified_of_exported": round(100 * full(exported) / max(1, len(exported)), 1),
+        "status": dict(Counter(status(r) for r in rows)),
+    }
+
+
+def render(out: str) -> str:
+    """Markdown: totals, the causes with their models, then one row per model."""
+    lines, report = [], {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "catalogs": {}}
+    verdicts = {r["entry"]: r for r in read(os.path.join(out, "validate.jsonl"))}
+    for name in ("hf", "timm"):
+        rows = read(os.path.join(out, f"scan-{name}.jsonl"))
+        if not rows:
+            continue
+        t = totals(rows)
+        report["catalogs"][name] = {"totals": t, "rows": rows}
+        lines += [f"### {name}: {t['fully_classified']} of {t['captured']} captured fully classified "
+                  f"({t['percent_fully_classified']} %)", "",
+                  f"{t['entries']} entries, {t['built']} built, {t['captured']} captured "
+                  f"({t['captured_by_export']} by torch.export: {t['fully_classified_of_exported']} fully classified, "
+                  f"{t['percent_fully_classified_of_exported']} %). "
+                  + ", ".join(f"{k}: {v}" for k, v in sorted(t["status"].items())), ""]
+        lines += _cause_table(rows) + [""] + _model_table(rows, verdicts) + [""]
+    report["validate"] = list(verdicts.values())
+    with open(os.path.join(out, "coverage.json"), "w") as f:
+        json.dump(report, f, indent=1)
+    text = "\n".join(lines)
+    with open(os.path.join(out, "coverage.md"), "w") as f:
+        f.write(text)
+    return text
+
+
+def _cause_table(rows: list) -> list:
+    by_cause = defaultdict(list)
+    for row in rows:
+        for key, params in (row.get("causes") or {}).items():
+            by_cause[key].append(f"{row['entry']} ({len(params)})")
+    lines = ["| cause (op: what sptrace reports) | models (unclassified tensors) |", "|---|---|"]
+    for key, models in sorted(by_cause.items(), key=lambda kv: -len(kv[1])):
+        lines.append(f"| {_cell(key)} | {len(models)}: {', '.join(models)} |")
+    return lines
+
+
+def _model_table(rows: list, verdicts: dict) -> list:
+    lines = ["| model | status | route | unclassified / tensors | causes | validate (adam) |", "|---|---|---|---|---|---|"]
+    for row in sorted(rows, key=lambda r: r["entry"]):
+        why = row.get("build_error") or row.get("error") or "; ".join(row.get("causes") or {})
+        verdict = verdicts.get(row["entry"])
+        judged = "-" if verdict is None else _verdict(verdict)
+        counts = f"{row['unclassified']} / {row['tensors']}" if row.get("captured") else "-"
+        lines.append(f"| {row['entry']} | {status(row)} | {row.get('route') or '-'} | {counts} | {_cell(why)} | {judged} |")
+    return lines
+
+
+def _verdict(row: dict) -> str:
+    if "passed" not in row:
+        return _cell(row.get("error", f"timed out ({row.get('timeout')} s)"))
+    base = ", ".join(f"{k} {'passes' if v else 'fails'}" for k, v in row["baselines"].items())
+    return f"sptrace {'passes' if row['passed'] else 'fails'}; {base}"
+
+
+def _cell(text: str, limit: int = 160) -> str:
+    text = text.replace("|", "\\|")
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("stage", choices=("scan", "validate", "render"))
+    parser.add_argument("--catalog", choices=("hf", "timm"), default="hf")
+    parser.add_argument("--out", default="coverage")
+    parser.add_argument("--only", nargs="*", default=None, help="these entries only (hf:TYPE, timm:NAME)")
+    parser.add_argument("--timeout", type=int, default=180, help="seconds per model")
+    args = parser.parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(1)
+    if args.stage == "scan":
+        names = args.only or list(entries(args.catalog))
+        run(f"scan-{args.catalog}", names, args.out, args.timeout, scan_one)
+    elif args.stage == "validate":
+        rows = [r for c in ("hf", "timm") for r in read(os.path.join(args.out, f"scan-{c}.jsonl"))]
+        run("validate", args.only or sample(rows), args.out, args.timeout, validate_one)
+    print(render(args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,388 @@
+"""Architectures from the Hugging Face and timm catalogs, by name (``hf:<model_type>``,
+``timm:<model_name>``): built from the library's own config at a small width with random weights,
+nothing downloaded, and trained on the zoo's shipped data (character-level Shakespeare for causal
+language models, digits for image models).
+
+Width is the config's width knobs: the model dim is ``width``; every other size that grows with it in
+the architecture (feed-forward, expert, low-rank and state sizes) keeps its default ratio to the
+model dim; heads keep a fixed size (``HEAD_DIM``) and their number grows. Depth, expert count and
+vocabulary are shrunk to small fixed values so that a model builds in a second.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import torch
+
+import models_zoo
+from models_zoo import ZooSpec
+
+from ..types import SptraceError
+
+HEAD_DIM = 16
+LAYERS = 2
+EXPERTS = 4
+EXPERTS_PER_TOKEN = 2
+COORD_WIDTHS = (64, 128, 256)
+DEFAULT_WIDTH = 64
+
+# Config fields, by what width does to them (a config uses its own names; these are every name the
+# Hugging Face causal-LM configs use for each knob).
+MODEL_DIM_FIELDS = ("hidden_size", "n_embd", "d_model", "emb_dim", "dim", "hidden_dim", "embed_dim", "model_dim")
+# Sizes proportional to the model dim in the architecture: they keep their default ratio to it.
+PROPORTIONAL_FIELDS = (
+    "intermediate_size", "n_inner", "ffn_dim", "d_ff", "dim_ff", "dff", "ffn_hidden_size", "encoder_ffn_dim",
+    "decoder_ffn_dim", "moe_intermediate_size", "shared_expert_intermediate_size", "shared_intermediate_size",
+    "shared_experts_intermediate_size", "intermediate_size_mlp", "attention_hidden_size", "embedding_size",
+    "kv_lora_rank", "q_lora_rank", "o_lora_rank", "hidden_size_per_layer_input", "backbone_hidden_size",
+    "mamba_d_ssm", "time_step_rank", "mamba_dt_rank", "laurel_rank", "kv_channels", "rotary_dim",
+)
+HEAD_COUNT_FIELDS = ("num_attention_heads", "n_head", "n_heads", "num_heads", "encoder_attention_heads",
+                     "decoder_attention_heads", "mamba_n_heads", "n_mamba_heads", "linear_num_value_heads",
+                     "swa_num_attention_heads", "index_n_heads", "linear_num_heads")
+KV_HEAD_FIELDS = {"num_key_value_heads": "num_attention_heads", "num_kv_heads": "num_attention_heads",
+                  "linear_num_key_heads": "linear_num_value_heads",
+                  "swa_num_key_value_heads": "swa_num_attention_heads"}
+# Per-head sizes: fixed at HEAD_DIM-scale (each shrinks by the same factor as head_dim).
+HEAD_SIZE_FIELDS = ("head_dim", "attention_head_dim", "dim_head", "mamba_d_head", "qk_rope_head_dim",
+                    "qk_nope_head_dim", "v_head_dim", "qk_head_dim", "linear_key_head_dim",
+                    "linear_value_head_dim", "linear_head_dim", "swa_head_dim", "index_head_dim")
+LAYER_FIELDS = ("num_hidden_layers", "n_layer", "n_layers", "num_layers", "decoder_layers", "encoder_layers")
+EXPERT_FIELDS = ("num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts")
+EXPERT_TOP_K_FIELDS = ("num_experts_per_tok", "num_experts_per_token", "moe_topk", "moe_k", "topk_group", "n_group",
+                       "num_expert_group")
+FIRST_DENSE_FIELDS = ("first_k_dense_replace", "num_dense_layers", "moe_layer_start_index")
+
+
+@dataclass(frozen=True)
+class CatalogSpec(ZooSpec):
+    """A catalog architecture as a zoo model: the zoo's data and loss; outputs may be a library's
+    output object (the loss reads its ``logits``)."""
+
+    def loss(self, output: Any, target: torch.Tensor) -> torch.Tensor:
+        return super().loss(getattr(output, "logits", output), target)
+
+
+def catalog_spec(name: str) -> CatalogSpec:
+    """The :class:`CatalogSpec` of ``hf:<model_type>`` or ``timm:<model_name>``."""
+    library, _, arch = name.partition(":")
+    if not arch:
+        raise SptraceError(f"{name!r}: name the architecture after the prefix, e.g. hf:llama or timm:resnet18")
+    if library == "hf":
+        hf_config(arch, DEFAULT_WIDTH)  # fail now on an unknown or unwidenable type, not at the first build
+        data = models_zoo.get("gpt")
+        return CatalogSpec(name, f"Hugging Face {arch} causal LM from its config, random weights", DEFAULT_WIDTH,
+                           COORD_WIDTHS, "language-modelling", lambda width: hf_model(arch, width),
+                           data.batches_fn)
+    if library == "timm":
+        digits = models_zoo.get("vit")
+        image = _image_args(arch, digits)
+        timm_width_args(arch, DEFAULT_WIDTH)
+        return CatalogSpec(name, f"timm {arch} from its constructor, random weights", DEFAULT_WIDTH, COORD_WIDTHS,
+                           "classification", lambda width: timm_model(arch, width, **image), digits.batches_fn)
+    raise SptraceError(f"unknown catalog {library!r} in {name!r}: use hf:<model_type> or timm:<model_name>")
+
+
+# -- Hugging Face -------------------------------------------------------------------------------
+
+
+def _transformers():
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # configs are built from their classes: nothing to fetch
+    try:
+        import transformers
+    except ImportError as exc:
+        raise SptraceError("hf:<model_type> needs the transformers package (pip install transformers)") from exc
+    return transformers
+
+
+def hf_model_types() -> list[str]:
+    """Every Hugging Face causal-LM model type (``AutoModelForCausalLM``'s mapping)."""
+    _transformers()
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    return list(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
+
+
+def hf_config(model_type: str, width: int):
+    """The config of ``model_type`` at ``width`` (see the module docstring), on the character vocabulary.
+
+    Heads are first given a fixed size (:data:`HEAD_DIM`), then, where the config rejects that (a
+    state-space head whose count is tied to the model dim), their default size with a count in
+    proportion to width; depth is first shrunk to :data:`LAYERS` (more where a layer pattern needs
+    it), then left at its default. The first config transformers accepts is used."""
+    transformers = _transformers()
+    if model_type not in hf_model_types():
+        raise SptraceError(f"hf:{model_type}: not a Hugging Face causal-LM model type; known types are "
+                           "transformers.models.auto.modeling_auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES")
+    try:
+        default = transformers.AutoConfig.for_model(model_type).to_dict()
+    except Exception as exc:  # the library's own validation of its defaults
+        raise SptraceError(f"hf:{model_type}: transformers cannot build its default config: {exc}") from exc
+    tried = []
+    for heads, shallow in ((FIXED, True), (FIXED, False), (PROPORTIONAL, True), (PROPORTIONAL, False)):
+        overrides = shrink(default, width, f"hf:{model_type}", heads=heads, shallow=shallow)
+        try:
+            return transformers.AutoConfig.for_model(model_type, **overrides)
+        except Exception as exc:
+            tried.append(f"  {heads} heads, {'shrunk' if shallow else 'default'} depth ({_changed(default, overrides)}): "
+                         f"{' '.join(str(exc).split())[:300]}")
+    raise SptraceError(f"hf:{model_type}: transformers rejects every config shrunk to width {width}; fields tried:\n"
+                       + "\n".join(tried))
+
+
+def hf_model(model_type: str, width: int) -> torch.nn.Module:
+    config = hf_config(model_type, width)
+    transformers = _transformers()
+    try:
+        return transformers.AutoModelForCausalLM.from_config(config)
+    except Exception as exc:
+        raise SptraceError(f"hf:{model_type}: the model does not build from its config shrunk to width {width}: "
+                           f"{type(exc).__name__}: {exc}") from exc
+
+
+FIXED, PROPORTIONAL = "fixed-size", "proportional"
+
+
+def shrink(config: dict, width: int, name: str, heads: str = FIXED, shallow: bool = True) -> dict:
+    """Overrides that put the config dict ``config`` (and its sub-configs) at ``width``."""
+    overrides = {}
+    for key, sub in config.items():
+        if isinstance(sub, dict) and _model_dim(sub) is not None:
+            overrides[key] = {**sub, **shrink(sub, width, f"{name}.{key}", heads, shallow)}
+    dim = _model_dim(config)
+    if dim is None:
+        if overrides:
+            return overrides
+        raise SptraceError(f"{name}: cannot widen the config automatically: it has none of the model-dim fields "
+                           f"{', '.join(MODEL_DIM_FIELDS)} (nor a sub-config with one)")
+    ratio = width / dim[1]
+    overrides.update({f: width for f in MODEL_DIM_FIELDS if _is_size(config.get(f))})
+    overrides.update({f: max(1, round(config[f] * ratio)) for f in PROPORTIONAL_FIELDS if _is_size(config.get(f))})
+    overrides.update(_heads(config, width, name) if heads == FIXED else _proportional_heads(config, ratio))
+    if shallow:
+        overrides.update(_depth(config))
+    overrides.update({f: min(config[f], EXPERTS) for f in EXPERT_FIELDS if _is_size(config.get(f))})
+    overrides.update({f: min(config[f], EXPERTS_PER_TOKEN) for f in EXPERT_TOP_K_FIELDS if _is_size(config.get(f))})
+    overrides.update({f: min(config[f], 1) for f in FIRST_DENSE_FIELDS if _is_size(config.get(f))})
+    overrides.update(_vocabulary(config))
+    overrides.update({k: 0.0 for k, v in config.items() if _is_dropout(k, v)})
+    if "use_cache" in config:
+        overrides["use_cache"] = False
+    if config.get("is_decoder") is False:  # a causal LM decodes (Reformer's LM head insists)
+        overrides["is_decoder"] = True
+    return overrides
+
+
+def _depth(config: dict) -> dict:
+    """:data:`LAYERS` layers, or as many as it takes for every kind in a per-layer pattern (and every
+    ``*_layer_offset``) to occur once; per-layer lists and ``{layer: ...}`` maps cut to match."""
+    fields = [f for f in LAYER_FIELDS if _is_size(config.get(f))]
+    if not fields:
+        return {}
+    default = config[fields[0]]
+    per_layer = {k: v for k, v in config.items() if isinstance(v, list) and len(v) == default and default > 1}
+    depth = LAYERS
+    for values in per_layer.values():
+        firsts = {}
+        for i, v in enumerate(values):
+            firsts.setdefault(repr(v), i)
+        depth = max(depth, max(firsts.values()) + 1)
+    for key, value in config.items():
+        if key.endswith("layer_offset") and _is_size(value):
+            depth = max(depth, value + 1)
+    depth = min(depth, default)
+    out = {f: depth for f in fields}
+    out.update({k: v[:depth] for k, v in per_layer.items()})
+    for key, value in config.items():
+        if isinstance(value, dict) and value and all(str(k).isdigit() for k in value):
+            out[key] = {k: v for k, v in value.items() if int(k) < depth}
+    return out
+
+
+def _model_dim(config: dict) -> Optional[tuple[str, int]]:
+    return next(((f, config[f]) for f in MODEL_DIM_FIELDS if _is_size(config.get(f))), None)
+
+
+def _is_size(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _heads(config: dict, width: int, name: str) -> dict:
+    """Head counts grow with width at a fixed head size; key/value heads keep their default share."""
+    counts = {f: config[f] for f in HEAD_COUNT_FIELDS if _is_size(config.get(f))}
+    if not counts:
+        return {}
+    if width % HEAD_DIM:
+        raise SptraceError(f"{name}: width {width} is not a multiple of the head size {HEAD_DIM}")
+    heads = width // HEAD_DIM
+    out = {f: heads for f in counts}
+    head_dim = config.get("head_dim")
+    factor = HEAD_DIM / head_dim if _is_size(head_dim) else None
+    for f in HEAD_SIZE_FIELDS:
+        if _is_size(config.get(f)):
+            out[f] = HEAD_DIM if factor is None or f == "head_dim" else max(1, round(config[f] * factor))
+    for kv, of in KV_HEAD_FIELDS.items():
+        if _is_size(config.get(kv)) and of in counts:
+            share = max(1, counts[of] // config[kv])
+            out[kv] = max(1, heads // share)
+    return out
+
+
+def _proportional_heads(config: dict, ratio: float) -> dict:
+    """Head counts in proportion to width at their default size (per-head sizes untouched)."""
+    counts = [f for f in (*HEAD_COUNT_FIELDS, *KV_HEAD_FIELDS) if _is_size(config.get(f))]
+    return {f: max(1, round(config[f] * ratio)) for f in counts}
+
+
+def _vocabulary(config: dict) -> dict:
+    vocab = models_zoo.data.VOCAB_SIZE
+    out = {"vocab_size": vocab} if _is_size(config.get("vocab_size")) else {}
+    for key, value in config.items():
+        if key.endswith("_token_id") and isinstance(value, int) and value >= vocab:
+            out[key] = vocab - 1
+    return out
+
+
+def _is_dropout(key: str, value: Any) -> bool:
+    return isinstance(value, float) and not isinstance(value, bool) and ("dropout" in key or "pdrop" in key) \
+        and value > 0
+
+
+def _changed(default: dict, overrides: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in overrides.items() if not isinstance(v, dict) and default.get(k) != v)
+
+
+# -- timm -------------------------------------------------------------------------------------------
+
+
+def _timm():
+    try:
+        import timm
+    except ImportError as exc:
+        raise SptraceError(f"timm:<model_name> needs timm and torchvision, which are not importable here "
+                           f"({exc}); install them beside a matching torch (pip install timm torchvision)") from exc
+    return timm
+
+
+# A timm model's width arguments, as its constructors name them: an int, or one int per stage. The
+# first group sets the trunk's width; the second (the head's features, a stem) only follows it.
+TIMM_WIDTH_ARGS = ("embed_dim", "embed_dims", "dims", "dim", "widths", "channels", "hidden_dim", "width", "num_chs",
+                   "hidden_size", "embed_dims_per_stage")
+TIMM_FOLLOWING_ARGS = ("num_features", "stem_width")
+TIMM_HEAD_ARGS = ("num_heads", "heads")
+
+
+def timm_families() -> dict[str, str]:
+    """One timm model per family (timm's model modules): the first of its names by size word."""
+    timm = _timm()
+    return {module: min(timm.list_models(module=module), key=_size_rank) for module in timm.list_modules()
+            if timm.list_models(module=module)}
+
+
+SIZE_WORDS = ("atto", "femto", "pico", "nano", "tiny", "xxs", "xs", "small", "s", "mini", "b0", "18", "base")
+
+
+def _size_rank(name: str) -> tuple:
+    """Smaller first: the earliest size word a part of the name starts with (a one-letter word only
+    before digits: ``s18``), then the shorter name."""
+    parts = name.replace("-", "_").replace(".", "_").split("_")
+
+    def says(part: str, word: str) -> bool:
+        return part.startswith(word) and (len(word) > 1 or part[1:].isdigit())
+
+    rank = min((i for i, w in enumerate(SIZE_WORDS) for p in parts if says(p, w)), default=len(SIZE_WORDS))
+    return rank, len(name), name
+
+
+def _image_args(name: str, data: ZooSpec) -> dict:
+    """The digits' image size and class count, as the constructor takes them."""
+    (images,), _ = data.example_inputs()
+    args = _constructor_args(_timm(), name)
+    return {"num_classes": 10, **({"img_size": images.shape[-1]} if "img_size" in args else {})}
+
+
+def timm_model(name: str, width: Optional[int] = None, **kwargs: Any) -> torch.nn.Module:
+    """timm's ``name`` with random weights; at ``width``, its width arguments scaled so that the
+    first is ``width`` (:func:`timm_width_args`); ``None``: as timm defines it."""
+    timm = _timm()
+    if name not in timm.list_models():
+        raise SptraceError(f"timm:{name}: not a timm model name (timm.list_models() lists them)")
+    if width is None:
+        return _create(timm, name, **kwargs)
+    # the model class itself, on the arguments its entry point gives it: an entry point may fix a
+    # width argument itself (timm's mixer, efficientnet), so create_model cannot override it
+    args = {**_constructor_args(timm, name), **kwargs, **timm_width_args(name, width)}
+    cls = _model_class(timm, name)
+    try:
+        return cls(**args)
+    except Exception as exc:
+        raise SptraceError(f"timm:{name}: {cls.__name__} does not build at width {width} "
+                           f"({', '.join(f'{k}={v}' for k, v in timm_width_args(name, width).items())}): "
+                           f"{type(exc).__name__}: {exc}") from exc
+
+
+def _create(timm, name: str, **kwargs) -> torch.nn.Module:
+    try:
+        return timm.create_model(name, pretrained=False, **kwargs)
+    except Exception as exc:
+        raise SptraceError(f"timm:{name}: timm.create_model fails with {kwargs}: {type(exc).__name__}: {exc}") from exc
+
+
+def timm_width_args(name: str, width: int) -> dict:
+    """The constructor arguments that put ``name`` at ``width``: every width argument (an int or a
+    per-stage tuple) and every head count scaled by ``width / first`` (heads keep their default
+    size, so that their number grows with width)."""
+    args = _constructor_args(_timm(), name)
+    widths = {k: v for k, v in args.items() if k in TIMM_WIDTH_ARGS and _sizes(v)}
+    if not widths:
+        raise SptraceError(f"timm:{name}: cannot widen it automatically: its constructor "
+                           f"({', '.join(args) or 'no arguments'}) takes none of {', '.join(TIMM_WIDTH_ARGS)}")
+    first = next(iter(widths.values()))
+    ratio = width / (first if isinstance(first, int) else first[0])
+    following = {k: args[k] for k in (*TIMM_FOLLOWING_ARGS, *TIMM_HEAD_ARGS) if _sizes(args.get(k))}
+    return {k: _scale(v, ratio) for k, v in {**widths, **following}.items()}
+
+
+def _model_class(timm, name: str) -> type:
+    with torch.device("meta"):
+        return type(_create(timm, name))
+
+
+@functools.lru_cache(maxsize=None)  # two builds on meta each: asked for by every width (read only)
+def _constructor_args(timm, name: str) -> dict:
+    """The keyword arguments timm's entry point passes to the model class, with the class's own
+    defaults: the class is found from one build on the meta device, then its ``__init__`` records
+    the call."""
+    cls = _model_class(timm, name)
+    seen: dict = {}
+    init = cls.__init__
+
+    def recording(self, *a, **kw):
+        if not seen:
+            seen.update(inspect.signature(init).bind(self, *a, **kw).arguments)
+        init(self, *a, **kw)
+
+    cls.__init__ = recording
+    try:
+        with torch.device("meta"):
+            _create(timm, name)
+    finally:
+        cls.__init__ = init
+    defaults = {k: p.default for k, p in inspect.signature(init).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    kwargs = seen.pop("kwargs", {}) if isinstance(seen.get("kwargs"), dict) else {}
+    return {**defaults, **{k: v for k, v in seen.items() if k != "self"}, **kwargs}
+
+
+def _sizes(value: Any) -> bool:
+    return _is_size(value) or (isinstance(value, (tuple, list)) and bool(value) and all(_is_size(v) for v in value))
+
+
+def _scale(value: Any, ratio: float) -> Any:
+    if isinstance(value, int):
+        return max(1, round(value * ratio))
+    return type(value)(max(1, round(v * ratio)) for v in value)

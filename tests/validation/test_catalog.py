@@ -1,0 +1,91 @@
+"""Architectures of the Hugging Face and timm catalogs by name (sptrace/validation/catalog.py): built
+from their configs at a width with random weights, reported, coord-checked, and the error paths."""
+import json
+import math
+import sys
+
+import pytest
+
+from sptrace.cli import main
+from sptrace.types import SptraceError
+from sptrace.validation import catalog
+from sptrace.validation.validate import validate
+
+pytest.importorskip("transformers")
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.mark.parametrize("model_type", ["llama", "gpt2", "mixtral"])
+def test_report_traces_an_hf_type_built_by_name(model_type, capsys):
+    assert main(["report", f"hf:{model_type}", "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    model = catalog.hf_model(model_type, catalog.DEFAULT_WIDTH)
+    assert {p["name"] for p in report["parameters"]} == {n for n, _ in model.named_parameters()}
+
+
+def test_the_width_knobs_scale_and_the_rest_stays_fixed():
+    narrow, wide = catalog.hf_config("mixtral", 64), catalog.hf_config("mixtral", 256)
+    assert (narrow.hidden_size, wide.hidden_size) == (64, 256)
+    for config in (narrow, wide):  # mixtral leaves head_dim None: hidden_size / heads
+        assert (config.head_dim or config.hidden_size // config.num_attention_heads) == catalog.HEAD_DIM
+    assert (narrow.num_attention_heads, wide.num_attention_heads) == (4, 16)
+    default = catalog._transformers().AutoConfig.for_model("mixtral")  # keeps its query/key-value head share
+    share = default.num_attention_heads // default.num_key_value_heads
+    assert wide.num_attention_heads // wide.num_key_value_heads == share
+    assert wide.intermediate_size / wide.hidden_size == pytest.approx(default.intermediate_size / default.hidden_size,
+                                                                      rel=0.02)
+    assert narrow.num_local_experts == wide.num_local_experts == catalog.EXPERTS
+    assert narrow.vocab_size == wide.vocab_size == 77 and narrow.num_hidden_layers == catalog.LAYERS
+
+
+def test_a_layer_pattern_keeps_every_kind_of_layer():
+    config = catalog.hf_config("gemma3_text", 64)
+    assert set(config.layer_types) == set(catalog._transformers().AutoConfig.for_model("gemma3_text").layer_types)
+    assert len(config.layer_types) == config.num_hidden_layers
+
+
+def test_validate_trains_an_hf_type_on_the_shakespeare_batches():
+    result = validate("hf:llama", [32, 64], steps=2, batch_size=4, n_seeds=1, parametrizations=("sptrace",))
+    coord = result.runs["sptrace"].coord
+    # sptrace zeroes the readout: the first loss is exactly uniform over the 77 characters; then it learns
+    assert [losses[0] for losses in coord.losses] == pytest.approx([math.log(77)] * 2, abs=1e-4)
+    assert all(losses[-1] < losses[0] for losses in coord.losses)
+    assert "model.layers.1.mlp" in coord.records and "model.layers.0.mlp.down_proj.weight" in coord.param_records
+
+
+@pytest.mark.slow
+def test_validate_an_hf_type_passes_where_standard_practice_fails():
+    result = validate("hf:llama", optimizer="adam", batch_size=8, n_seeds=2)
+    assert result.widths == list(catalog.COORD_WIDTHS)
+    assert result.passed and not result.runs["sp"].verdict.passed, result.summary()
+
+
+def test_a_config_without_a_width_knob_names_the_fields_it_tried():
+    with pytest.raises(SptraceError, match="none of the model-dim fields hidden_size, n_embd, d_model"):
+        catalog.shrink({"vocab_size": 100, "num_layers": 3}, 64, "hf:toy")
+
+
+def test_unknown_names_fail_cleanly(capsys):
+    assert main(["report", "hf:no_such_type"]) == 2
+    assert "not a Hugging Face causal-LM model type" in capsys.readouterr().err
+    assert main(["report", "hub:llama"]) == 2  # not a catalog: read as module:factory
+    assert "cannot load 'hub:llama'" in capsys.readouterr().err
+    with pytest.raises(SptraceError, match="name the architecture after the prefix"):
+        catalog.catalog_spec("hf:")
+
+
+def test_timm_without_timm_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "timm", None)  # import timm raises ImportError
+    with pytest.raises(SptraceError, match="needs timm and torchvision"):
+        catalog.catalog_spec("timm:resnet18")
+
+
+def test_timm_width_arguments_scale_with_heads_at_their_size():
+    pytest.importorskip("timm")
+    narrow, wide = catalog.timm_width_args("vit_tiny_patch16_224", 64), catalog.timm_width_args(
+        "vit_tiny_patch16_224", 128)
+    assert narrow == {"embed_dim": 64, "num_heads": 1} and wide == {"embed_dim": 128, "num_heads": 2}
+    model = catalog.catalog_spec("timm:vit_tiny_patch16_224").build(64)
+    assert model.num_classes == 10 and model.embed_dim == 64
+    with pytest.raises(SptraceError, match="cannot widen it automatically"):
+        catalog.timm_width_args("inception_v3", 64)
