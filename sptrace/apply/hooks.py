@@ -1,11 +1,13 @@
 """Forward multipliers that init and learning rates cannot provide (docs/derivations.md §5).
 
 * Tied readout: a tensor used as an embedding (entries Θ(1)) and again as a readout (which wants
-  entries Θ(1/width)) gets a multiplier on the readout use. The hook scales the readout module's
-  input, so ``F.linear(m·h, W) + b = m·(W h) + b``: only the weight's term is scaled.
+  entries Θ(1/width)) gets a multiplier on the readout use. The readout module's forward scales
+  its input, so ``F.linear(m·h, W) + b = m·(W h) + b``: only the weight's term is scaled.
 * Attention scale: ``scaled_dot_product_attention`` calls made inside a module are rerouted to
   ``scale = 1/head_dim`` (anchored: ``sqrt(base_head_dim)/head_dim``) by a TorchFunctionMode that
-  is active only while that module runs.
+  is active only while that module's forward runs.
+
+Both wrap the module's ``forward`` on the instance (:class:`ForwardOverride`: why not hooks).
 """
 from __future__ import annotations
 
@@ -31,31 +33,58 @@ class _AttentionScale(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-def install_readout_multiplier(model: torch.nn.Module, module_path: str, value: float):
+class ForwardOverride:
+    """The handle of a module whose ``forward`` sptrace wrapped (on the instance, not the class).
+
+    A wrapped forward rather than forward hooks: ``torch.compile`` does not guard on a module's
+    hooks (``torch._dynamo.config.skip_nnmodule_hook_guards``), so a model compiled after another
+    of the same class without them silently reused that code without the multiplier (measured:
+    the zoo GPT, tied readout and attention scale both dropped); an instance ``forward`` is
+    guarded, compiles with ``fullgraph=True`` and recompiles when its value changes.
+    ``remove()`` puts the previous forward back (or, when something else wrapped it since,
+    turns this wrapper into a pass-through)."""
+
+    def __init__(self, module: torch.nn.Module, wrap):
+        self.module, self.active = module, True
+        self.previous = module.__dict__.get("forward")  # None: the class's own
+        inner = module.forward
+
+        def forward(*args, **kwargs):
+            return wrap(inner, *args, **kwargs) if self.active else inner(*args, **kwargs)
+
+        self.installed = forward
+        module.forward = forward
+
+    def remove(self):
+        self.active = False
+        if self.module.__dict__.get("forward") is self.installed:
+            if self.previous is None:
+                del self.module.forward
+            else:
+                self.module.forward = self.previous
+
+
+def install_readout_multiplier(model: torch.nn.Module, module_path: str, value: float) -> ForwardOverride:
     if not module_path:
         raise SptraceError(
             "a tied parameter is used as a readout directly in the root module's forward; sptrace can only "
             "scale a readout that runs inside a submodule: move it into an nn.Linear (or scale by hand)"
         )
-    module = model.get_submodule(module_path)
 
-    def scale_input(_module, args):
-        return (args[0] * value,) + tuple(args[1:])
+    def scale_input(inner, h, *args, **kwargs):
+        return inner(h * value, *args, **kwargs)
 
-    return module.register_forward_pre_hook(scale_input)
+    return ForwardOverride(model.get_submodule(module_path), scale_input)
 
 
-def install_attention_scale(model: torch.nn.Module, module_path: str, scale: float):
+def install_attention_scale(model: torch.nn.Module, module_path: str, scale: float) -> list[ForwardOverride]:
     module = model.get_submodule(module_path) if module_path else model
-    mode = _AttentionScale(scale)
 
-    def enter(_module, _args):
-        mode.__enter__()
+    def rerouted(inner, *args, **kwargs):
+        with _AttentionScale(scale):
+            return inner(*args, **kwargs)
 
-    def leave(_module, _args, _out):
-        mode.__exit__(None, None, None)
-
-    return [module.register_forward_pre_hook(enter), module.register_forward_hook(leave, always_call=True)]
+    return [ForwardOverride(module, rerouted)]
 
 
 def mup_attention_scale(head_dim: int, base_head_dim: Optional[int]) -> float:
