@@ -23,27 +23,24 @@ def run(name, optimizer, parametrization, n_seeds, spectral=True, form="referenc
                     parametrizations=(parametrization,), n_seeds=n_seeds, form=form).runs[parametrization]
 
 
-# Measured (docs/validation.md, "The one-line call's defaults"), SGD at lr 0.05:
-# * scatter: the ViT's MLP block (+0.29) passes at lr 0.0125 and 0.2, the Mixer's
-#   blocks.0.norm1.bias (-0.31) at 0.2: the slope moves with the lr by more than it misses by.
-#   Outputs are held to ±0.25, parameters to ±0.32.
-# * a drift: the CNN's depthwise layer1.dw.weight update shrinks at every lr tried (-0.28 at 0.05,
-#   -0.35 at 0.0125, -0.37 at 0.2; -0.25 in the base form). Open; named here so that nothing else
-#   may drift in that cell.
-MARGINAL = {("mixer", "sgd"), ("vit", "sgd")}
+# Measured (docs/validation.md, "The one-line call's defaults"), SGD at lr 0.05: with 3 seeds
+# the per-parameter dnat slopes of three SGD cells land just outside ±0.25 (the ViT's MLP block
+# +0.29, the Mixer's blocks.0.norm1.bias -0.31, the CNN's layer1.dw.weight -0.28); with 8 seeds
+# every one of them passes ±0.25 (test_zoo_strict_with_eight_seeds, -m slow): seed scatter, not
+# drift. The default run keeps 3 seeds and holds those cells' parameters to ±0.32.
+MARGINAL = {("cnn", "sgd"), ("mixer", "sgd"), ("vit", "sgd")}
 MARGINAL_TOL = 0.32
-KNOWN_DRIFT = {("cnn", "sgd"): {"layer1.dw.weight"}}
+STRICT_SEEDS = 8
 
 
 def assert_width_stable(sptrace, name, optimizer):
-    cell = (name, optimizer)
-    if cell not in MARGINAL and cell not in KNOWN_DRIFT:
+    if (name, optimizer) not in MARGINAL:
         assert sptrace.verdict.passed, sptrace.verdict.summary()
         return
     outputs = sptrace.coord.verdict(quantities=["rms@0", "delta_rms@4"], allow_shrink=["rms@0"])
     assert outputs.passed, outputs.summary()
-    params = sptrace.coord.verdict(tol=MARGINAL_TOL if cell in MARGINAL else 0.25, quantities=[], params=True)
-    assert {c.module for c in params.worst} <= KNOWN_DRIFT.get(cell, set()), params.summary()
+    params = sptrace.coord.verdict(tol=MARGINAL_TOL, quantities=[], params=True)
+    assert params.passed, params.summary()
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "sgd", "spectral"])
@@ -61,6 +58,16 @@ def test_zoo_sptrace_stable_standard_not(name, optimizer):
 def test_zoo_adamw_with_its_default_decay(name):
     """AdamW's own weight decay (0.01), divided per group by the lr multiplier (docs/rules.md)."""
     assert_width_stable(run(name, "adamw", "sptrace", n_seeds=3), name, "adamw")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd", "spectral"])
+@pytest.mark.parametrize("name", sorted(OPTIONS))
+def test_zoo_strict_with_eight_seeds(name, optimizer):
+    """The issue's acceptance as written: every output and every parameter within ±0.25, no cell
+    excepted, with enough seeds that one seed's scatter cannot decide the verdict."""
+    result = run(name, optimizer, "sptrace", n_seeds=STRICT_SEEDS)
+    assert result.verdict.passed, result.verdict.summary()
 
 
 BASE_CASES = [(name, optimizer) if name == "mlp" else pytest.param(name, optimizer, marks=pytest.mark.slow)
