@@ -105,12 +105,16 @@ class Plan:
         wrong = [f"{n} {tuple(p.shape)} (plan: {tuple(self.shapes[n]) if n in self.shapes else 'absent'})"
                  for n, p in params.items() if tuple(self.shapes.get(n, ())) != tuple(p.shape) or n not in self.shapes]
         wrong += [f"{n} (in the plan, not in the model)" for n in self.shapes if n not in params]
-        wrong += [f"{p.name} and {a} (one tensor in the plan, two in the model)" for p in self.params
-                  for a in p.aliases if a in params and p.name in params and params[a] is not params[p.name]]
-        if wrong:
-            raise PlanMismatchError(f"this plan was made for another architecture or width: {', '.join(wrong[:5])}"
-                                    + (f" and {len(wrong) - 5} more" if len(wrong) > 5 else "")
-                                    + "; make a plan for this model (sptrace.plan)")
+        untied = [f"{p.name} and {a}" for p in self.params for a in p.aliases
+                  if a in params and p.name in params and params[a] is not params[p.name]]
+        if wrong or untied:
+            raise PlanMismatchError(
+                f"this plan was made for another architecture or width: {', '.join((wrong + untied)[:5])}"
+                + (f" and {len(wrong + untied) - 5} more" if len(wrong + untied) > 5 else "")
+                + "; make a plan for this model (sptrace.plan)"
+                + (f". {', '.join(untied)}: one tensor in the plan, two in the model; to_empty() unties shared "
+                   "parameters: tie them again before applying the plan (e.g. model.lm_head.weight = "
+                   "model.transformer.wte.weight; a Hugging Face model's tie_weights())" if untied else ""))
         return candidate, prefix
 
     def init_(self, model: torch.nn.Module, *, reset: bool = True) -> torch.nn.Module:

@@ -77,9 +77,11 @@ def test_to_empty_then_init_draws_the_library_law_then_the_plan(meta_plan):
     torch.manual_seed(0)
     direct = gpt(64, tied=True)
     meta_plan.init_(direct, reset=False)
-    with torch.device("meta"):
-        model = gpt(64, tied=True)
+    model = gpt(64, "meta", tied=True)
     model.to_empty(device="cpu")
+    with pytest.raises(sptrace.PlanMismatchError, match="to_empty"):  # it unties shared parameters
+        meta_plan.init_(model)
+    model.lm_head.weight = model.transformer.wte.weight
     torch.manual_seed(3)
     meta_plan.init_(model)
     reference = dict(direct.named_parameters())
