@@ -39,7 +39,7 @@ PROPORTIONAL_FIELDS = (
     "decoder_ffn_dim", "moe_intermediate_size", "shared_expert_intermediate_size", "shared_intermediate_size",
     "shared_experts_intermediate_size", "intermediate_size_mlp", "attention_hidden_size", "embedding_size",
     "kv_lora_rank", "q_lora_rank", "o_lora_rank", "hidden_size_per_layer_input", "backbone_hidden_size",
-    "mamba_d_ssm", "time_step_rank", "mamba_dt_rank", "laurel_rank", "kv_channels", "rotary_dim",
+    "mamba_d_ssm", "time_step_rank", "mamba_dt_rank", "laurel_rank", "kv_channels", "expert_ffn_hidden_size",
 )
 HEAD_COUNT_FIELDS = ("num_attention_heads", "n_head", "n_heads", "num_heads", "encoder_attention_heads",
                      "decoder_attention_heads", "mamba_n_heads", "n_mamba_heads", "linear_num_value_heads",
@@ -50,12 +50,13 @@ KV_HEAD_FIELDS = {"num_key_value_heads": "num_attention_heads", "num_kv_heads": 
 # Per-head sizes: fixed at HEAD_DIM-scale (each shrinks by the same factor as head_dim).
 HEAD_SIZE_FIELDS = ("head_dim", "attention_head_dim", "dim_head", "mamba_d_head", "qk_rope_head_dim",
                     "qk_nope_head_dim", "v_head_dim", "qk_head_dim", "linear_key_head_dim",
-                    "linear_value_head_dim", "linear_head_dim", "swa_head_dim", "index_head_dim")
+                    "linear_value_head_dim", "linear_head_dim", "swa_head_dim", "index_head_dim", "rotary_dim")
 LAYER_FIELDS = ("num_hidden_layers", "n_layer", "n_layers", "num_layers", "decoder_layers", "encoder_layers")
-EXPERT_FIELDS = ("num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts")
+EXPERT_FIELDS = ("num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts", "zero_expert_num")
 EXPERT_TOP_K_FIELDS = ("num_experts_per_tok", "num_experts_per_token", "moe_topk", "moe_k", "topk_group", "n_group",
                        "num_expert_group")
 FIRST_DENSE_FIELDS = ("first_k_dense_replace", "num_dense_layers", "moe_layer_start_index")
+GROUP_FIELDS = ("n_groups", "mamba_n_groups")  # groups of state-space heads: one, so that any head count divides
 
 
 @dataclass(frozen=True)
@@ -167,6 +168,9 @@ def shrink(config: dict, width: int, name: str, heads: str = FIXED, shallow: boo
         overrides.update(_depth(config))
     overrides.update({f: min(config[f], EXPERTS) for f in EXPERT_FIELDS if _is_size(config.get(f))})
     overrides.update({f: min(config[f], EXPERTS_PER_TOKEN) for f in EXPERT_TOP_K_FIELDS if _is_size(config.get(f))})
+    if any(_is_size(config.get(f)) for f in EXPERT_FIELDS):  # a default that leaves the top-k unset
+        overrides.update({f: EXPERTS_PER_TOKEN for f in EXPERT_TOP_K_FIELDS[:2] if f in config and config[f] is None})
+    overrides.update({f: 1 for f in GROUP_FIELDS if _is_size(config.get(f))})
     overrides.update({f: min(config[f], 1) for f in FIRST_DENSE_FIELDS if _is_size(config.get(f))})
     overrides.update(_vocabulary(config))
     overrides.update({k: 0.0 for k, v in config.items() if _is_dropout(k, v)})
@@ -221,10 +225,10 @@ def _heads(config: dict, width: int, name: str) -> dict:
     heads = width // HEAD_DIM
     out = {f: heads for f in counts}
     head_dim = config.get("head_dim")
-    factor = HEAD_DIM / head_dim if _is_size(head_dim) else None
-    for f in HEAD_SIZE_FIELDS:
+    head_dim = head_dim if _is_size(head_dim) else _model_dim(config)[1] / next(iter(counts.values()))
+    for f in HEAD_SIZE_FIELDS:  # every per-head size shrinks by the same factor as the head
         if _is_size(config.get(f)):
-            out[f] = HEAD_DIM if factor is None or f == "head_dim" else max(1, round(config[f] * factor))
+            out[f] = HEAD_DIM if f == "head_dim" else max(1, round(config[f] * HEAD_DIM / head_dim))
     for kv, of in KV_HEAD_FIELDS.items():
         if _is_size(config.get(kv)) and of in counts:
             share = max(1, counts[of] // config[kv])

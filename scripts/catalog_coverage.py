@@ -3,10 +3,10 @@ per family, built from its config with random weights on the meta device (HF at 
 timm defines it), traced by ``sptrace.trace``, and, for a sample that holds every distinct cause,
 coord-checked by ``sptrace.validation.validate.validate`` on CPU. docs/coverage.md quotes its output.
 
-    OMP_NUM_THREADS=1 python scripts/coverage.py scan --catalog hf --out coverage
-    OMP_NUM_THREADS=1 python scripts/coverage.py scan --catalog timm --out coverage   # needs timm
-    OMP_NUM_THREADS=1 python scripts/coverage.py validate --out coverage               # the sample
-    python scripts/coverage.py render --out coverage                                   # table + JSON
+    OMP_NUM_THREADS=1 python scripts/catalog_coverage.py scan --catalog hf --out coverage
+    OMP_NUM_THREADS=1 python scripts/catalog_coverage.py scan --catalog timm --out coverage   # needs timm
+    OMP_NUM_THREADS=1 python scripts/catalog_coverage.py validate --out coverage               # the sample
+    python scripts/catalog_coverage.py render --out coverage                                   # table + JSON
 
 Each stage appends one JSON line per model to ``OUT/<stage>-<catalog>.jsonl`` as it goes, and skips
 models already there, so an interrupted scan resumes. A model that fails to build is told apart by
@@ -58,10 +58,10 @@ def entries(name: str) -> dict:
     return {f"timm:{model}": family for family, model in catalog.timm_families().items()}
 
 
-def build(entry: str):
-    """The meta model and its example inputs; SptraceError says where a build fails."""
+def build(entry: str, device: str = "meta"):
+    """The model and its example inputs on ``device``; SptraceError says where a build fails."""
     library, _, arch = entry.partition(":")
-    with torch.device("meta"):
+    with torch.device(device):
         if library == "hf":
             model = catalog.hf_model(arch, HF_WIDTH)
             inputs = (torch.randint(0, catalog.models_zoo.data.VOCAB_SIZE, (2, 16)),)
@@ -98,17 +98,44 @@ def scan_one(entry: str) -> dict:
     try:
         result = sptrace.trace(model, *inputs)
     except SptraceError as exc:
-        row.update(captured=False, route=None, error=_one_line(exc))
-        return row
+        row["meta_error"] = _one_line(exc)
+        result = _trace_on_cpu(entry, row)
     except Exception as exc:  # a crash inside sptrace: a bug to report, not a model property
         row.update(captured=False, route=None, error=f"sptrace crashed: {type(exc).__name__}: {_one_line(exc)}")
+        return row
+    if result is None:
         return row
     causes = defaultdict(list)
     for record in result.unclassified:
         causes[cause(record.problem or "no reason given")].append(record.name)
-    row.update(captured=True, route=result.route, capture_failures=result.failures, tensors=len(result.records),
+    row.update(captured=True, route=result.route + (" (cpu)" if row.get("on_cpu") else ""), capture_failures=result.failures, tensors=len(result.records),
                unclassified=len(result.unclassified), causes=dict(causes), seconds=round(time.time() - started, 1))
     return row
+
+
+def _trace_on_cpu(entry: str, row: dict):
+    """Where the meta capture fails, the model built on CPU: its own forward first (a failure there
+    is the model's, not sptrace's), then the trace; None when neither gives a trace."""
+    model, inputs = build(entry, "cpu") if entry.startswith("hf:") else _timm_on_cpu(entry)
+    try:
+        with torch.no_grad():
+            model(*inputs)
+    except Exception as exc:
+        row.update(captured=False, route=None, error=f"the model's own forward fails: {type(exc).__name__}: "
+                                                      f"{_one_line(exc)}", forward_fails=True)
+        return None
+    try:
+        result = sptrace.trace(model, *inputs)
+    except SptraceError as exc:
+        row.update(captured=False, route=None, error=_one_line(exc))
+        return None
+    row["on_cpu"] = True
+    return result
+
+
+def _timm_on_cpu(entry: str):
+    model = catalog.timm_model(entry.partition(":")[2])
+    return model, (torch.randn(1, *model.pretrained_cfg.get("input_size", (3, 224, 224))),)
 
 
 def validate_one(entry: str) -> dict:
@@ -124,9 +151,22 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:600]
 
 
+def commit() -> str:
+    """The sptrace commit scanned (rows from several runs say which each came from)."""
+    import subprocess
+
+    here = os.path.dirname(os.path.abspath(sptrace.__file__))
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return os.environ.get("SPTRACE_COMMIT", "unknown")
+
+
 def run(stage: str, names: list, out: str, timeout: int, work) -> None:
     path = os.path.join(out, f"{stage}.jsonl")
     done = {r["entry"] for r in read(path)}
+    scanned = os.environ.get("SPTRACE_COMMIT") or commit()
     signal.signal(signal.SIGALRM, _alarm)
     for entry in names:
         if entry in done:
@@ -142,6 +182,7 @@ def run(stage: str, names: list, out: str, timeout: int, work) -> None:
         finally:
             signal.alarm(0)
         row["seconds"] = round(time.time() - started, 1)
+        row["commit"] = scanned
         with open(path, "a") as f:
             f.write(json.dumps(row) + "\n")
         print(f"{entry}: {row.get('unclassified', row.get('passed', row.get('built')))} ({row['seconds']} s)",
@@ -174,13 +215,13 @@ def status(row: dict) -> str:
     if row.get("built") != "yes":
         return f"not built ({row.get('built', 'error')})"
     if not row.get("captured"):
-        return "not captured"
+        return "forward fails" if row.get("forward_fails") else "not captured"
     return "fully classified" if not row["unclassified"] else "partly classified"
 
 
 def totals(rows: list) -> dict:
     captured = [r for r in rows if r.get("captured")]
-    exported = [r for r in captured if r["route"] == "export"]
+    exported = [r for r in captured if r["route"].startswith("export")]
     full = lambda rs: sum(1 for r in rs if not r["unclassified"])  # noqa: E731
     return {
         "entries": len(rows), "built": sum(1 for r in rows if r.get("built") == "yes"),
