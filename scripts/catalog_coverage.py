@@ -5,7 +5,7 @@ coord-checked by ``sptrace.validation.validate.validate`` on CPU. docs/coverage.
 
     OMP_NUM_THREADS=1 python scripts/catalog_coverage.py scan --catalog hf --out coverage
     OMP_NUM_THREADS=1 python scripts/catalog_coverage.py scan --catalog timm --out coverage   # needs timm
-    OMP_NUM_THREADS=1 python scripts/catalog_coverage.py validate --out coverage               # the sample
+    OMP_NUM_THREADS=1 python scripts/catalog_coverage.py validate --catalog hf --out coverage  # the sample
     python scripts/catalog_coverage.py render --out coverage                                   # table + JSON
 
 Each stage appends one JSON line per model to ``OUT/<stage>-<catalog>.jsonl`` as it goes, and skips
@@ -31,7 +31,7 @@ from sptrace.types import SptraceError
 from sptrace.validation import catalog
 
 HF_WIDTH = 64
-VALIDATE = dict(widths=[64, 128, 256], optimizer="adam", steps=4, batch_size=8, n_seeds=2)
+VALIDATE = dict(widths=[64, 128, 256], optimizer="adam", steps=4, batch_size=8)
 
 
 class Timeout(Exception):
@@ -48,6 +48,7 @@ def cause(problem: str) -> str:
     text = re.sub(r"^node '[^']*' \(([^)]*)\): ", r"\1: ", problem)
     text = re.sub(r"combined with .*? before any activation", "combined with other parameters before any activation", text)
     text = text.split("; sptrace cannot tell")[0].split(". It is ")[0]
+    text = re.sub(r"argument 'arg\d+'", "argument 'argN'", text)
     return re.sub(r"parameter '[^']*'", "a parameter", text)
 
 
@@ -138,11 +139,11 @@ def _timm_on_cpu(entry: str):
     return model, (torch.randn(1, *model.pretrained_cfg.get("input_size", (3, 224, 224))),)
 
 
-def validate_one(entry: str) -> dict:
+def validate_one(entry: str, n_seeds: int) -> dict:
     from sptrace.validation.validate import validate
 
-    result = validate(entry, **VALIDATE, spectral=True)
-    return {"entry": entry, "passed": result.passed,
+    result = validate(entry, **VALIDATE, n_seeds=n_seeds, spectral=True)
+    return {"entry": entry, "n_seeds": n_seeds, "passed": result.passed,
             "baselines": {k: r.verdict.passed for k, r in result.runs.items() if k != "sptrace"},
             "summary": result.summary()}
 
@@ -236,7 +237,7 @@ def totals(rows: list) -> dict:
 def render(out: str) -> str:
     """Markdown: totals, the causes with their models, then one row per model."""
     lines, report = [], {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "catalogs": {}}
-    verdicts = {r["entry"]: r for r in read(os.path.join(out, "validate.jsonl"))}
+    verdicts = {r["entry"]: r for c in ("hf", "timm") for r in read(os.path.join(out, f"validate-{c}.jsonl"))}
     for name in ("hf", "timm"):
         rows = read(os.path.join(out, f"scan-{name}.jsonl"))
         if not rows:
@@ -300,6 +301,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="coverage")
     parser.add_argument("--only", nargs="*", default=None, help="these entries only (hf:TYPE, timm:NAME)")
     parser.add_argument("--timeout", type=int, default=180, help="seconds per model")
+    parser.add_argument("--seeds", type=int, default=2, help="validate: init seeds averaged per width")
     args = parser.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     warnings.filterwarnings("ignore")
@@ -308,8 +310,9 @@ def main(argv=None) -> int:
         names = args.only or list(entries(args.catalog))
         run(f"scan-{args.catalog}", names, args.out, args.timeout, scan_one)
     elif args.stage == "validate":
-        rows = [r for c in ("hf", "timm") for r in read(os.path.join(args.out, f"scan-{c}.jsonl"))]
-        run("validate", args.only or sample(rows), args.out, args.timeout, validate_one)
+        rows = read(os.path.join(args.out, f"scan-{args.catalog}.jsonl"))
+        run(f"validate-{args.catalog}", args.only or sample(rows), args.out, args.timeout,
+            lambda entry: validate_one(entry, args.seeds))
     print(render(args.out))
     return 0
 
