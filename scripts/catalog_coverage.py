@@ -52,6 +52,15 @@ def cause(problem: str) -> str:
     return re.sub(r"parameter '[^']*'", "a parameter", text)
 
 
+def causes(row: dict) -> dict:
+    """``{cause: parameters}`` of a scanned row, the causes normalised again (rows keep what the
+    scan wrote; :func:`cause` may have learnt since)."""
+    merged = defaultdict(list)
+    for key, params in (row.get("causes") or {}).items():
+        merged[cause(key)] += params
+    return dict(merged)
+
+
 def entries(name: str) -> dict:
     """``{entry: how to build it}``: HF model types, or timm families (one model each)."""
     if name == "hf":
@@ -203,7 +212,7 @@ def sample(rows: list) -> list:
     for row in rows:
         if not row.get("captured") or not row["entry"].startswith(("hf:", "timm:")):
             continue
-        for key in row["causes"] or {"fully classified": []}:
+        for key in causes(row) or {"fully classified": []}:
             kind = (row["entry"].partition(":")[0], key)
             if kind not in best or row["parameters"] < best[kind]["parameters"]:
                 best[kind] = row
@@ -252,6 +261,8 @@ def render(out: str) -> str:
                   + ", ".join(f"{k}: {v}" for k, v in sorted(t["status"].items())), ""]
         lines += _cause_table(rows) + [""] + _model_table(rows, verdicts) + [""]
     report["validate"] = list(verdicts.values())
+    if verdicts:
+        lines += _validate_table(verdicts)
     with open(os.path.join(out, "coverage.json"), "w") as f:
         json.dump(report, f, indent=1)
     text = "\n".join(lines)
@@ -263,7 +274,7 @@ def render(out: str) -> str:
 def _cause_table(rows: list) -> list:
     by_cause = defaultdict(list)
     for row in rows:
-        for key, params in (row.get("causes") or {}).items():
+        for key, params in causes(row).items():
             by_cause[key].append(f"{row['entry']} ({len(params)})")
     lines = ["| cause (op: what sptrace reports) | models (unclassified tensors) |", "|---|---|"]
     for key, models in sorted(by_cause.items(), key=lambda kv: -len(kv[1])):
@@ -274,12 +285,22 @@ def _cause_table(rows: list) -> list:
 def _model_table(rows: list, verdicts: dict) -> list:
     lines = ["| model | status | route | unclassified / tensors | causes | validate (adam) |", "|---|---|---|---|---|---|"]
     for row in sorted(rows, key=lambda r: r["entry"]):
-        why = row.get("build_error") or row.get("error") or "; ".join(row.get("causes") or {})
+        why = row.get("build_error") or row.get("error") or "; ".join(causes(row))
         verdict = verdicts.get(row["entry"])
         judged = "-" if verdict is None else _verdict(verdict)
         counts = f"{row['unclassified']} / {row['tensors']}" if row.get("captured") else "-"
         lines.append(f"| {row['entry']} | {status(row)} | {row.get('route') or '-'} | {counts} | {_cell(why)} | {judged} |")
     return lines
+
+
+def _validate_table(verdicts: dict) -> list:
+    settings = ", ".join(f"{k} {v}" for k, v in VALIDATE.items())
+    lines = [f"### validate sample ({settings})", "", "| model | seeds | verdict | sptrace's worst slopes |",
+             "|---|---|---|---|"]
+    for entry, row in sorted(verdicts.items()):
+        worst = row["summary"].splitlines()[1].split("Exactly zero")[0].strip() if "summary" in row else "-"
+        lines.append(f"| {entry} | {row.get('n_seeds', '-')} | {_verdict(row)} | {_cell(worst, 300)} |")
+    return lines + [""]
 
 
 def _verdict(row: dict) -> str:

@@ -10,10 +10,10 @@ vocabulary are shrunk to small fixed values so that a model builds in a second.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import os
-from dataclasses import dataclass
 from typing import Any, Optional
 
 import torch
@@ -59,7 +59,7 @@ FIRST_DENSE_FIELDS = ("first_k_dense_replace", "num_dense_layers", "moe_layer_st
 GROUP_FIELDS = ("n_groups", "mamba_n_groups")  # groups of state-space heads: one, so that any head count divides
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class CatalogSpec(ZooSpec):
     """A catalog architecture as a zoo model: the zoo's data and loss; outputs may be a library's
     output object (the loss reads its ``logits``)."""
@@ -339,12 +339,26 @@ def _create(timm, name: str, **kwargs) -> torch.nn.Module:
 def timm_width_args(name: str, width: int) -> dict:
     """The constructor arguments that put ``name`` at ``width``: every width argument (an int or a
     per-stage tuple) and every head count scaled by ``width / first`` (heads keep their default
-    size, so that their number grows with width)."""
+    size, so that their number grows with width); where the constructor takes its sizes in one
+    config dataclass (timm's NaFlexViT), that config with its fields scaled."""
     args = _constructor_args(_timm(), name)
+    scaled = _scaled(args, width)
+    if scaled:
+        return scaled
+    for key, value in args.items():
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            inner = _scaled({f.name: getattr(value, f.name) for f in dataclasses.fields(value)}, width)
+            if inner:
+                return {key: dataclasses.replace(value, **inner)}
+    raise SptraceError(f"timm:{name}: cannot widen it automatically: its constructor "
+                       f"({', '.join(args) or 'no arguments'}) takes none of {', '.join(TIMM_WIDTH_ARGS)}, "
+                       "nor a config dataclass with one")
+
+
+def _scaled(args: dict, width: int) -> dict:
     widths = {k: v for k, v in args.items() if k in TIMM_WIDTH_ARGS and _sizes(v)}
     if not widths:
-        raise SptraceError(f"timm:{name}: cannot widen it automatically: its constructor "
-                           f"({', '.join(args) or 'no arguments'}) takes none of {', '.join(TIMM_WIDTH_ARGS)}")
+        return {}
     first = next(iter(widths.values()))
     ratio = width / (first if isinstance(first, int) else first[0])
     following = {k: args[k] for k in (*TIMM_FOLLOWING_ARGS, *TIMM_HEAD_ARGS) if _sizes(args.get(k))}
