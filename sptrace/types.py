@@ -94,6 +94,8 @@ class OpAxes:
     blocks: list[Ref] = field(default_factory=list)
     # axes a selection ranks (top-k over a router's experts): alternatives, fixed unless contracted as width
     ranked: list[Ref] = field(default_factory=list)
+    # input axes whose entries each output entry combines (softmax, cumsum over one axis)
+    mixed: list[Ref] = field(default_factory=list)
 
 
 @dataclass
@@ -170,6 +172,8 @@ class ParamUse:
     input_space: Space = Space.DENSE
     role: Role = Role.UNKNOWN
     via: tuple[str, ...] = ()  # view/cast ops between the parameter and this use
+    # (parameter axis, node): a softmax / cumsum on the way combined entries along that axis (must be fixed)
+    mixed_axes: tuple[tuple[int, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -348,9 +352,9 @@ class Layout:
         fo = [a + shift for a in self.fan_out_axes]
         fi = [a + shift for a in self.fan_in_axes]
         perm = batch + fo + fi
-        blocks = math.prod(split[a] for a in batch)
-        fan_out = math.prod(split[a] for a in fo)
-        fan_in = math.prod(split[a] for a in fi)
+        blocks = math.prod([split[a] for a in batch])
+        fan_out = math.prod([split[a] for a in fo])
+        fan_in = math.prod([split[a] for a in fi])
         return split, perm, (blocks, fan_out, fan_in)
 
     def block_shape(self, shape: Sequence[int]) -> tuple[int, int, int]:

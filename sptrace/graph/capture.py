@@ -156,6 +156,7 @@ def _capture_export(model, args, kwargs) -> CapturedGraph:
         warnings.filterwarnings("ignore", message="The tensor attributes .* were assigned during export")
         ep = torch.export.export(_TensorOutputs(model), tuple(args), kwargs=dict(kwargs), strict=False)
         ep = _decompose_recurrent(ep)
+    _inline_regions(ep.graph_module)
     sig = ep.graph_signature
     unwrap = lambda target: target[len("model."):]  # noqa: E731
     params, buffers, inputs = {}, {}, []
@@ -200,6 +201,41 @@ def _decompose_recurrent(ep):
         every = composite()
         table.update({op: every[op] for op in present & cells})
     return ep.run_decompositions(table) if table else ep
+
+
+# higher-order ops export wraps a `torch.no_grad()` / `torch.autocast()` block in: the block's own
+# graph is a submodule argument, the tensors it reads follow it
+REGIONS = ("wrap_with_set_grad_enabled", "wrap_with_autocast")
+
+
+def _inline_regions(module: fx.GraphModule) -> None:
+    """Splice every no_grad / autocast region's subgraph into the graph in place of its call, so
+    the later stages see the ops inside it like any other (nested regions first). What the region
+    changes (gradient mode, compute dtype) does not change which axes an op relates; the dtype
+    casts autocast inserts are recorded inside the subgraph as ops of their own."""
+    graph = module.graph
+    for node in list(graph.nodes):
+        if node.op != "call_function" or getattr(node.target, "__name__", "") not in REGIONS:
+            continue
+        position = next(i for i, a in enumerate(node.args) if isinstance(a, fx.Node) and a.op == "get_attr")
+        body = getattr(module, node.args[position].target)
+        _inline_regions(body)
+        env = dict(zip([n for n in body.graph.nodes if n.op == "placeholder"], node.args[position + 1:]))
+        results = ()
+        with graph.inserting_before(node):
+            for inner in body.graph.nodes:
+                if inner.op == "output":
+                    results = fx.node.map_arg(inner.args[0], env.__getitem__)
+                elif inner.op != "placeholder":
+                    env[inner] = graph.node_copy(inner, env.__getitem__)
+                    env[inner].meta.setdefault("nn_module_stack", node.meta.get("nn_module_stack", {}))
+        for user in list(node.users):  # getitem(region, i)
+            user.replace_all_uses_with(results[user.args[1]])
+            graph.erase_node(user)
+        attr = node.args[position]
+        graph.erase_node(node)
+        if not attr.users:
+            graph.erase_node(attr)
 
 
 def _unwrap_path(path: str) -> str:

@@ -27,7 +27,7 @@ def classify(facts: ParamFacts, decide: Decide, base_shape=None, base_groups=Non
         requires_grad=facts.tensor.requires_grad, uses=uses, dims=dims, base_shape=base_shape,
         base_groups=base_groups,
     )
-    problem = facts.problem or (None if uses else "never used by the forward pass")
+    problem = facts.problem or (None if uses else "never used by the forward pass") or _mixed_along_width(uses, shape, width)
     if problem:
         return ParamRecord(
             kind=Kind.UNCLASSIFIED, role=Role.UNKNOWN, input_space=Space.DENSE, output_space=Space.DENSE,
@@ -43,6 +43,19 @@ def classify(facts: ParamFacts, decide: Decide, base_shape=None, base_groups=Non
         output_space=Space.DENSE, fan_in_axes=primary.fan_in_axes, fan_out_axes=primary.fan_out_axes,
         groups=primary.groups, secondary_uses=secondary, **base,
     )
+
+
+def _mixed_along_width(uses, shape, width: set[int]):
+    """A softmax / cumsum over a parameter's axis keeps the other axes intact (a width axis passes
+    through), but over a width axis each entry of its output depends on the width: say so."""
+    for use in uses:
+        for axis, node in use.mixed_axes:
+            if axis in width:
+                return (f"node {node!r} ({', '.join(use.via)}) combines its entries along axis {axis} (size "
+                        f"{shape[axis]}), which grows with width, before its use at node {use.node!r}: the result's "
+                        "scale depends on width; sptrace's rules hold when that axis is a fixed count (pass "
+                        "width_overrides if it is)")
+    return None
 
 
 def _axes(use: ParamUse):

@@ -167,6 +167,8 @@ ELEMENTWISE_UNARY = {
 # Elementwise in shape, but each output entry mixes entries along an axis: fine on activations,
 # never a way to carry a parameter's own axes to a use.
 MIXING = {"cumsum", "cumprod", "logcumsumexp", "softmax", "_softmax", "log_softmax", "_log_softmax", "sort", "topk"}
+# the mixing ops that combine entries along one axis only and leave the others alone
+MIXING_ALONG = {"cumsum", "cumprod", "logcumsumexp", "softmax", "_softmax", "log_softmax", "_log_softmax"}
 RESHAPES = {
     "view", "_unsafe_view", "reshape", "_reshape_alias", "flatten", "unflatten", "view_as",
     "reshape_as", "squeeze", "unsqueeze", "expand", "expand_as", "broadcast_to", "expand_copy",
@@ -190,7 +192,9 @@ POOLS = {
     "max_pool2d_with_indices", "max_pool3d_with_indices", "adaptive_avg_pool1d", "adaptive_avg_pool2d",
     "adaptive_avg_pool3d", "_adaptive_avg_pool2d", "_adaptive_avg_pool3d", "adaptive_max_pool2d",
     "upsample_nearest2d", "upsample_bilinear2d", "_upsample_nearest_exact2d", "upsample_nearest1d",
-    "pixel_shuffle", "pixel_unshuffle",
+    "pixel_shuffle", "pixel_unshuffle", "upsample_bicubic2d", "_upsample_bicubic2d_aa", "_upsample_bilinear2d_aa",
+    "upsample_linear1d", "upsample_trilinear3d", "upsample_nearest3d", "_upsample_nearest_exact1d",
+    "_upsample_nearest_exact3d",
 }
 # matmuls whose weight holds one matrix per group, the group of each input row chosen by the data
 # (torch.nn.functional.grouped_mm, and Hugging Face's fallback op for the same contract)
@@ -231,6 +235,10 @@ def op_axes(node: fx.Node, shapes: Shapes) -> OpAxes:
     builder(node, name, args, ax, shapes, out, out_shape)
     if name in RANKINGS:
         _ranked_axis(node, name, args, ax, shapes)
+    if name in MIXING_ALONG:
+        src, shape = value_key(node.args[0]), shapes.get(value_key(node.args[0]))
+        if shape:
+            ax.mixed.append((src, _norm_dim(int(args.get("dim", -1)), len(shape))))
     return ax
 
 
@@ -271,7 +279,17 @@ def _unknown(node, shapes, ax):
     return ax
 
 
+# ops whose second tensor only lends its shape or dtype: it steers the op, it is not an operand
+SHAPE_DONORS = {"expand_as", "view_as", "reshape_as", "type_as"}
+
+
+def _shape_donor(node, name, ax):
+    if name in SHAPE_DONORS and len(node.args) > 1 and isinstance(node.args[1], fx.Node):
+        ax.steering = (node.args[1].name,)
+
+
 def _elementwise(node, name, args, ax, shapes, out, out_shape):
+    _shape_donor(node, name, ax)
     binary = name in ELEMENTWISE_BINARY
     ax.category = "elementwise" if binary else "passthrough"
     out_key = out if out_shape is not None else f"{out}.0"
@@ -305,6 +323,7 @@ def _renorm_rows(node, name, args, ax, shapes, out, out_shape):
 
 def _reshape(node, name, args, ax, shapes, out, out_shape):
     ax.category = "passthrough"
+    _shape_donor(node, name, ax)
     src = value_key(node.args[0])
     src_shape = shapes.get(src)
     if src_shape is None or out_shape is None:
@@ -359,6 +378,17 @@ def _same_rank(node, name, args, ax, shapes, out, out_shape):
     if src_shape is None or out_shape is None or len(src_shape) != len(out_shape):
         return
     ax.same.extend(((src, i), (out_key, i)) for i in range(len(src_shape)) if src_shape[i] > 1 and out_shape[i] > 1)
+
+
+def _grid_sample(node, name, args, ax, shapes, out, out_shape):
+    """grid_sampler(x (N, C, *spatial), grid (N, *spatial', d)): resamples the spatial axes where the
+    grid points; batch and channels pass through."""
+    ax.category = "passthrough"
+    src, grid = value_key(node.args[0]), node.args[1]
+    if shapes.get(src) is None or out_shape is None:
+        return
+    ax.same.extend(((src, i), (out, i)) for i in (0, 1) if out_shape[i] > 1)
+    ax.steering = (value_key(grid),)
 
 
 def _select(node, name, args, ax, shapes, out, out_shape):
@@ -705,6 +735,9 @@ _BUILDERS = {
     "prelu": _prelu,
     "_prelu_kernel": _prelu,
     "embedding_renorm": _renorm_rows,
+    "grid_sampler": _grid_sample,
+    "grid_sampler_2d": _grid_sample,
+    "grid_sampler_3d": _grid_sample,
 }
 _FAMILIES = [
     (ELEMENTWISE_BINARY | ELEMENTWISE_UNARY, _elementwise),

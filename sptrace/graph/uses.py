@@ -42,6 +42,7 @@ class Derived:
     # experts) where a contraction reads the value, the one-hot input of a table anywhere else
     picked: frozenset = frozenset()
     lookup: Optional[tuple[str, str]] = None  # (node, module) that looked the value up by integer ids
+    mixed: frozenset = frozenset()  # (param node, axis, node) a softmax / cumsum combined entries along
 
 
 def analyse_uses(captured: CapturedGraph, shapes: Shapes) -> UseAnalysis:
@@ -54,6 +55,7 @@ class _UseWalker:
         self.derived: dict[str, Derived] = {}
         self.activation: set[str] = set()
         self.sparse: set[str] = set()
+        self.constant: set[str] = set()  # float buffers and what is computed from them alone
         self.uses: dict[str, list[ParamUse]] = {p: [] for p in captured.param_nodes}
         self.problems: dict[str, str] = {}
         self.axes: dict[str, OpAxes] = {}
@@ -82,6 +84,8 @@ class _UseWalker:
             self.activation.add(node.name)
             if self._is_index(node.name):
                 self.sparse.add(node.name)
+        elif node.name in self.captured.buffer_nodes:
+            self.constant.add(node.name)
 
     def _is_index(self, key: str) -> bool:
         """Integer tensors are data (ids, positions) wherever they come from: sparse."""
@@ -128,7 +132,10 @@ class _UseWalker:
             derived_inputs = [k for k in derived_inputs if k in self.derived]
         # data: computed from an input, an index, or made from nothing (an RNN's zero initial state)
         is_activation = any(k in self.activation for k in inputs) or (
-            not derived_inputs and (self._is_index(node.name) or not inputs))
+            not derived_inputs and (self._is_index(node.name) or not inputs)) or self._reads_constant(ax, inputs)
+        if not is_activation and not derived_inputs and any(k in self.constant for k in inputs):
+            self.constant.update(self._output_keys(node) + [node.name])
+            return
         if is_activation:
             for key in self._output_keys(node) + [node.name]:
                 self.activation.add(key)
@@ -143,6 +150,16 @@ class _UseWalker:
             self.sparse.add(node.name)
         elif ax.category == "passthrough" and inputs and all(k in self.sparse for k in inputs if k in self.activation):
             self.sparse.update(self._output_keys(node) + [node.name])
+
+    def _reads_constant(self, ax: OpAxes, inputs: list[str]) -> bool:
+        """A contraction of parameters with a constant (a coordinate table in a buffer, Swin V2's
+        relative-position MLP): the constant is the data the weights read, its contracted axis a data
+        axis like an input's features, and the result an activation."""
+        if ax.category not in ("matmul", "conv"):
+            return False
+        data = [ref for pair in ax.contract for ref in pair if ref[0] in self.constant]
+        ax.fixed.extend((ref, "contracted with a constant buffer (data)") for ref in data)
+        return bool(data)
 
     # -- tables looked up by integer ids ----------------------------------------------------------
 
@@ -180,13 +197,14 @@ class _UseWalker:
         self.activation.add(key)
         node, module = derived.lookup
         for param in sorted(derived.params):
-            picked = tuple(sorted(a for p, a in derived.picked if p == param))
+            picked = _own_axes(derived.picked, param)
             rest = self._param_axes(derived, range(len(derived.axes)), param)
             shape = self.shapes.get(param) or ()
             self.uses[param].append(ParamUse(
                 node=node, op="index", arg="self", module=module, fan_in_axes=picked,
                 fan_out_axes=tuple(a for a in rest if a not in picked and shape[a] > 1),
-                input_space=Space.SPARSE, role=Role.EMBEDDING, via=derived.via))
+                input_space=Space.SPARSE, role=Role.EMBEDDING, via=derived.via,
+                mixed_axes=_mixed_axes(derived, param)))
 
     def _picked(self, node: fx.Node, ax: OpAxes, derived_inputs: list[str]) -> frozenset:
         """Parameter axes an index or a constant ``select`` / ``unbind`` picks one entry of."""
@@ -207,7 +225,8 @@ class _UseWalker:
     def _propagate(self, node: fx.Node, ax: OpAxes, derived_inputs: list[str]):
         """A parameter-only computation: carry the axis map to the outputs, or give up loudly."""
         looked_up = ax.category == "index"
-        if ax.category not in ("passthrough", "elementwise", "cat") and not looked_up or op_name(node) in MIXING:
+        mixes_all = op_name(node) in MIXING and not ax.mixed  # sort, top-k: no axis passes through intact
+        if ax.category not in ("passthrough", "elementwise", "cat") and not looked_up or mixes_all:
             for p in self._derived_params(node):
                 others = sorted({self._pname(q) for q in self._derived_params(node) if q != p})
                 what = (f"combined with {', '.join(others)} before any activation" if others and ax.category == "matmul"
@@ -219,6 +238,9 @@ class _UseWalker:
         picked = self._picked(node, ax, derived_inputs)
         lookup = ((node.name, module_path(node)) if looked_up else
                   next((self.derived[k].lookup for k in derived_inputs if self.derived[k].lookup), None))
+        mixed = frozenset().union(*(self.derived[k].mixed for k in derived_inputs),
+                                  *({(p, a, node.name) for p, a in self._axis_of(ref)} for ref in ax.mixed))
+        carried = dict(via=via, picked=picked, lookup=lookup, mixed=mixed)
         for out_key in self._output_keys(node):
             shape = self.shapes.get(out_key)
             if shape is None:
@@ -235,9 +257,9 @@ class _UseWalker:
                             axes[j] |= sources
             if looked_up:
                 self._index_axes(node, ax, out_key, axes)
-            self.derived[out_key] = Derived(params, [frozenset(a) for a in axes], via, picked, lookup)
+            self.derived[out_key] = Derived(params, [frozenset(a) for a in axes], **carried)
         if len(self._output_keys(node)) > 1:
-            self.derived.setdefault(node.name, Derived(params, [], via, picked, lookup))
+            self.derived.setdefault(node.name, Derived(params, [], **carried))
 
     def _index_axes(self, node: fx.Node, ax: OpAxes, out_key: str, axes: list[set]):
         """The output axes that come from the ids stand for the picked parameter axes."""
@@ -274,7 +296,8 @@ class _UseWalker:
     def _use_for(self, node, ax: OpAxes, key, arg, param, derived: Derived):
         name = op_name(node)
         shape = self.shapes.get(param) or ()
-        common = dict(node=node.name, op=name, arg=arg or "?", module=module_path(node), via=derived.via)
+        common = dict(node=node.name, op=name, arg=arg or "?", module=module_path(node), via=derived.via,
+                      mixed_axes=_mixed_axes(derived, param))
         if math.prod(shape) == 1:
             return ParamUse(fan_in_axes=(), fan_out_axes=(), role=Role.SCALAR, **common)
         all_axes = tuple(range(len(shape)))
@@ -352,13 +375,20 @@ class _UseWalker:
         space = Space.SPARSE if partners and all(p in self.sparse for p in partners) else Space.DENSE
         fan_in = self._param_axes(derived, contracted, param)
         fan_out = tuple(a for a in self._param_axes(derived, fan_out_view, param) if a not in fan_in)
-        picked = {a for p, a in derived.picked if p == param}
-        groups = set(self._param_axes(derived, group_view, param)) | picked
+        groups = set(self._param_axes(derived, group_view, param)) | set(_own_axes(derived.picked, param))
         return ParamUse(
             fan_in_axes=fan_in, fan_out_axes=fan_out,
             group_axes=tuple(sorted(groups - set(fan_in) - set(fan_out))),
             input_space=space, **common,
         )
+
+
+def _own_axes(refs: frozenset, param: str) -> tuple[int, ...]:
+    return tuple(sorted(a for p, a in refs if p == param))
+
+
+def _mixed_axes(derived: Derived, param: str) -> tuple[tuple[int, str], ...]:
+    return tuple(sorted((a, node) for p, a, node in derived.mixed if p == param))
 
 
 def _norm_axis(dim, rank: int) -> int:

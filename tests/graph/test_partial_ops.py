@@ -1,0 +1,155 @@
+"""Ops that touch only some of a parameter's axes, and parameters that meet constants: each rule
+is a graph property (docs/classification.md), checked on a hand-written module that has it, on both
+capture routes, against the classification derived by hand.
+
+* ``expand_as`` / ``view_as`` / ``type_as``: the second tensor only lends its shape or dtype.
+* resampling (bicubic / bilinear interpolation) of a position table over its spatial axes: the
+  channel (width) axis passes through.
+* softmax over one axis of a parameter: the other axes pass through; the softmax axis must be a
+  fixed count (over a width axis the values' scale depends on width: reported).
+* a constant buffer contracted with parameters (an MLP on a coordinate table): the buffer is data,
+  its contracted axis a data axis, the weights ordinary layers reading it. A buffer multiplied into
+  a weight (a mask) is not data: the weight keeps its layer's classification.
+"""
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import sptrace
+
+ROUTES = ("export", "eager")
+
+
+def _row(record):
+    return (record.kind.value, record.role.value, record.fan_in_axes, record.fan_out_axes, record.width_dims)
+
+
+class ExpandedBias(nn.Module):
+    def __init__(self, n):
+        super().__init__()
+        self.inp, self.head = nn.Linear(16, n), nn.Linear(n, 10)
+        self.shift = nn.Parameter(torch.zeros(n))
+
+    def forward(self, x):
+        h = self.inp(x)
+        return self.head(torch.relu(h + self.shift.expand_as(h).type_as(h)))
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_expand_as_bias_is_a_bias(route):
+    traced = sptrace.trace(ExpandedBias(64), torch.randn(3, 5, 16), routes=(route,))
+    assert _row(traced["shift"]) == ("vector", "bias", (), (0,), (0,))
+
+
+class ResampledPositions(nn.Module):
+    """A (1, n, 4, 4) position table resized to the feature map's grid, as SAM's ViT does."""
+
+    def __init__(self, n, mode):
+        super().__init__()
+        self.mode = mode
+        self.patch = nn.Conv2d(3, n, 4, 4)
+        self.pos = nn.Parameter(torch.randn(1, n, 4, 4))
+        self.head = nn.Linear(n, 10)
+
+    def forward(self, x):
+        h = self.patch(x)
+        pos = F.interpolate(self.pos, size=h.shape[-2:], mode=self.mode, align_corners=False)
+        return self.head((h + pos).flatten(2).mean(-1))
+
+
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize("mode", ["bicubic", "bilinear"])
+def test_a_resampled_position_table_is_an_embedding_over_its_positions(mode, route):
+    traced = sptrace.trace(ResampledPositions(64, mode), torch.randn(2, 3, 24, 24), routes=(route,))
+    assert _row(traced["pos"]) == ("vector", "embedding", (2, 3), (1,), (1,))
+
+
+class SoftmaxMix(nn.Module):
+    """Every feature a convex combination of the k inputs: softmax(P) over P's input axis (fixed);
+    ``dim=1`` normalises over the width axis instead."""
+
+    def __init__(self, n, dim=0, k=5):
+        super().__init__()
+        self.dim = dim
+        self.mix = nn.Parameter(torch.randn(k, n))
+        self.hidden, self.head = nn.Linear(n, n), nn.Linear(n, 10)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.hidden(x @ self.mix.softmax(self.dim))))
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_softmax_over_a_fixed_axis_keeps_the_width_axis(route):
+    traced = sptrace.trace(SoftmaxMix(64), torch.randn(2, 5), routes=(route,))
+    assert _row(traced["mix"]) == ("vector", "input", (0,), (1,), (1,))
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_softmax_over_a_width_axis_is_reported(route):
+    traced = sptrace.trace(SoftmaxMix(64, dim=1), torch.randn(2, 5), routes=(route,))
+    record = traced["mix"]
+    assert not record.classified
+    assert "softmax" in record.problem and "axis 1" in record.problem and "grows with width" in record.problem
+    assert all(r.classified for r in traced if r.name != "mix")
+
+
+class CoordinateMLP(nn.Module):
+    """Swin V2's continuous position bias: a small MLP on a constant (2T-1, 2) coordinate buffer,
+    gathered by a relative-position index buffer into per-head attention biases."""
+
+    def __init__(self, n, heads=4, tokens=7):
+        super().__init__()
+        self.heads = heads
+        self.inp, self.qk, self.head = nn.Linear(16, n), nn.Linear(n, n), nn.Linear(n, 10)
+        self.register_buffer("coords", torch.randn(2 * tokens - 1, 2))
+        self.register_buffer("index", torch.randint(0, 2 * tokens - 1, (tokens, tokens)))
+        self.mlp = nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, heads, bias=False))
+
+    def forward(self, x):
+        h = self.inp(x)
+        batch, tokens, n = h.shape
+        q = self.qk(h).view(batch, tokens, self.heads, n // self.heads).transpose(1, 2)
+        bias = self.mlp(self.coords)[self.index].permute(2, 0, 1)
+        scores = q @ q.transpose(-1, -2) / (n // self.heads) + 16 * torch.sigmoid(bias)
+        return self.head((scores.softmax(-1) @ q).transpose(1, 2).reshape(batch, tokens, n).mean(1))
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_an_mlp_on_a_constant_buffer_reads_it_as_data(route):
+    traced = sptrace.trace(CoordinateMLP(64), torch.randn(2, 7, 16), routes=(route,))
+    assert not traced.unclassified, [(r.name, r.problem) for r in traced.unclassified]
+    first = traced["mlp.0.weight"]
+    assert (first.role.value, first.fan_in_axes, first.fan_out_axes, first.input_space.value) == ("input", (1,), (0,), "dense")
+    assert not first.dims[1].width and "buffer" in first.dims[1].reason  # the coordinate axis is data
+    assert traced["mlp.0.bias"].role.value == "bias"
+    assert (traced["mlp.2.weight"].fan_in_axes, traced["mlp.2.weight"].fan_out_axes) == ((1,), (0,))
+
+
+class MaskedLinear(nn.Module):
+    """A weight multiplied by a constant mask buffer before the layer uses it (MADE)."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.inp, self.head = nn.Linear(16, n), nn.Linear(n, 10)
+        self.weight = nn.Parameter(torch.randn(n, n) / n ** 0.5)
+        self.register_buffer("mask", torch.tril(torch.ones(n, n)))
+
+    def forward(self, x):
+        return self.head(torch.relu(F.linear(torch.relu(self.inp(x)), self.weight * self.mask)))
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_a_masked_weight_is_still_its_layers_matrix(route):
+    traced = sptrace.trace(MaskedLinear(64), torch.randn(3, 16), routes=(route,))
+    assert _row(traced["weight"]) == ("matrix", "hidden", (1,), (0,), (0, 1))
+
+
+def test_gpt_neox_japanese_expanded_attention_bias():
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.GPTNeoXJapaneseConfig(hidden_size=64, num_attention_heads=4, intermediate_multiple_size=2,
+                                             num_hidden_layers=1, vocab_size=77, max_position_embeddings=64,
+                                             hidden_dropout=0.0, attention_dropout=0.0, bos_token_id=0, eos_token_id=0)
+    traced = sptrace.trace(transformers.GPTNeoXJapaneseForCausalLM(cfg), torch.randint(0, 77, (2, 8)))
+    assert not traced.unclassified, [(r.name, r.problem) for r in traced.unclassified]
+    assert _row(traced["gpt_neox_japanese.layers.0.attention.dense_bias"]) == ("vector", "bias", (), (0,), (0,))
