@@ -317,15 +317,19 @@ def timm_model(name: str, width: Optional[int] = None, **kwargs: Any) -> torch.n
         raise SptraceError(f"timm:{name}: not a timm model name (timm.list_models() lists them)")
     if width is None:
         return _create(timm, name, **kwargs)
-    # the model class itself, on the arguments its entry point gives it: an entry point may fix a
-    # width argument itself (timm's mixer, efficientnet), so create_model cannot override it
-    args = {**_constructor_args(timm, name), **kwargs, **timm_width_args(name, width)}
+    widths = timm_width_args(name, width)
+    try:
+        return timm.create_model(name, pretrained=False, **kwargs, **widths)
+    except TypeError:  # an entry point that fixes a width argument itself (timm's Mixer, EfficientNet)
+        pass
+    # then the model class itself, on the arguments the entry point gave it (recorded on meta: the
+    # route only for entry points whose arguments hold no module already built)
     cls = _model_class(timm, name)
     try:
-        return cls(**args)
+        return cls(**{**_constructor_args(timm, name), **kwargs, **widths})
     except Exception as exc:
         raise SptraceError(f"timm:{name}: {cls.__name__} does not build at width {width} "
-                           f"({', '.join(f'{k}={v}' for k, v in timm_width_args(name, width).items())}): "
+                           f"({', '.join(f'{k}={v}' for k, v in widths.items())}): "
                            f"{type(exc).__name__}: {exc}") from exc
 
 
