@@ -47,7 +47,7 @@ sp_parametrize = importlib.import_module("sptrace.apply.parametrize")
 
 STAGES = {  # function in sptrace.apply.parametrize -> label
     "_trace": "trace", "_measured_library_init": "library-init law", "plan": "plan",
-    "_initialise": "init", "_install_multipliers": "hooks", "group": "groups", "_annotate": "annotate",
+    "initialise": "init", "install_hooks": "hooks", "group": "groups", "_annotate": "annotate",
 }
 VARIANTS = {
     "eager": "the trace forced onto the eager route (one real forward) instead of torch.export",

@@ -10,6 +10,7 @@ from typing import Iterator, Mapping, Optional, Sequence
 import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from ..types import AttentionSite, CapturedGraph, Kind, ParamFacts, ParamRecord, Space, SptraceError, UseAnalysis
 from . import report as _report
@@ -286,6 +287,18 @@ class _HeadDims(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
+class _MetaScalars(TorchDispatchMode):
+    """Answers ``.item()`` of a meta tensor with zero (False), which meta cannot answer: a model
+    on meta that branches on its data (Hugging Face's mask helpers check for packed sequences) then
+    runs one branch to the end. Only shapes are read from such a run, and only where its attention
+    calls match the captured graph's one to one."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten._local_scalar_dense.default and args[0].device.type == "meta":
+            return False if args[0].dtype == torch.bool else 0
+        return func(*args, **(kwargs or {}))
+
+
 def _sized_like(sites: list[AttentionSite], other: Optional[torch.nn.Module], args, kwargs) -> Optional[list[AttentionSite]]:
     """``sites`` with the head dims of another width's model (the base or the delta), read from one
     forward of it that records its attention calls (no capture). ``None`` where that model does not
@@ -294,7 +307,7 @@ def _sized_like(sites: list[AttentionSite], other: Optional[torch.nn.Module], ar
         return None
     recorder = _HeadDims()
     try:
-        with torch.no_grad(), recorder:
+        with torch.no_grad(), recorder, _MetaScalars():
             other(*_on_device(args, other), **_on_device(kwargs, other))
     except Exception:  # noqa: BLE001 - a base that cannot run on the inputs (a width-sized input) has no attention to read
         return None
