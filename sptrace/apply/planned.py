@@ -168,7 +168,14 @@ class Plan:
         previous = getattr(inner, STATE_ATTR, None)
         if previous is not None:
             previous.remove_hooks()
-        installed = Installed(self, install_hooks(inner, self.multipliers) + install_checkpoint_marker(inner, self.digest))
+        installed = Installed(self, [])
+        try:
+            installed.reinstall(inner)
+        except BaseException:
+            installed.remove_hooks()
+            if previous is not None:
+                previous.reinstall(inner)
+            raise
         setattr(inner, STATE_ATTR, installed)
         return installed.handles
 
@@ -251,12 +258,18 @@ class Installed:
 
 
 def install_hooks(model: torch.nn.Module, multipliers: list[Multiplier]) -> list:
+    """Every forward multiplier's wrapper, or none: a failure removes those already installed."""
     handles = []
-    for m in multipliers:
-        if m.what == "attention scale":
-            handles += install_attention_scale(model, m.module, m.value)
-        else:
-            handles.append(install_readout_multiplier(model, m.module, m.value))
+    try:
+        for m in multipliers:
+            if m.what == "attention scale":
+                handles += install_attention_scale(model, m.module, m.value)
+            else:
+                handles.append(install_readout_multiplier(model, m.module, m.value))
+    except BaseException:
+        for h in reversed(handles):
+            h.remove()
+        raise
     return handles
 
 

@@ -243,3 +243,20 @@ def test_the_signature_and_defaults_are_parametrize_s():
 
     ours, theirs = inspect.signature(sptrace.plan), inspect.signature(sptrace.parametrize)
     assert list(ours.parameters.values()) == list(theirs.parameters.values())
+
+
+def test_a_failing_install_puts_the_previous_multipliers_back(meta_plan):
+    import dataclasses
+
+    model = gpt(64, tied=True)
+    meta_plan.install(model)
+    h = torch.randn(3, 64)
+    with torch.no_grad():
+        before = model.lm_head(h)
+    broken = dataclasses.replace(meta_plan, multipliers=[*meta_plan.multipliers,
+                                                         sptrace.types.Multiplier("", "tied readout input", 2.0, "")])
+    with pytest.raises(sptrace.SptraceError, match="root module"):
+        broken.install(model)
+    with torch.no_grad():
+        assert torch.equal(model.lm_head(h), before)
+    assert len(model._state_dict_hooks) == 1
