@@ -21,7 +21,6 @@ import logging
 import os
 import platform
 import resource
-import statistics
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ import warnings
 import torch
 
 import sptrace
+from bench_trace import timed  # (first call, median of the following calls)
 from sptrace.graph import trace as trace_module
 
 LLAMA = {
@@ -38,18 +38,6 @@ LLAMA = {
     "70B": dict(hidden_size=8192, intermediate_size=28672, num_hidden_layers=80, num_attention_heads=64,
                 num_key_value_heads=8),
 }
-
-
-def timed(fn, repeat):
-    t = time.perf_counter()
-    out = fn()
-    first = time.perf_counter() - t
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return first, statistics.median(times) if times else first, out
 
 
 def counting_captures():
