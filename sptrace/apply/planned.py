@@ -121,7 +121,8 @@ class Plan:
         """The plan's init, in place (plain, wrapped or FSDP2-sharded parameters).
 
         ``reset=True`` (after ``to_empty``): where the plan keeps or rescales the library's init,
-        each module's own ``reset_parameters()`` draws it first. ``reset=False``: the model's
+        the library draws it first (a Hugging Face model's ``_init_weights`` over its modules, else
+        each owning module's ``reset_parameters()``). ``reset=False``: the model's
         current values are the library's (a model built on a real device), as for ``parametrize``.
         Everything is checked before the first value is written: a mismatch, a parameter whose
         module cannot re-draw its init, or a bad plan raises and leaves the model as it was."""
@@ -131,35 +132,40 @@ class Plan:
         for tensor, p in pending:
             check_init(tensor, p.init, std=p.init_std, target=p.init_target, scale=p.init_scale, layout=p.layout,
                        name=p.name)
-        owners = self._library_owners(inner) if reset else []
+        redraw = self._library_init(inner) if reset else {}
         with torch.no_grad():
-            for module in owners:
-                with shard_rng(next(module.parameters(recurse=False))):
-                    module.reset_parameters()
+            for module, draw in redraw.items():
+                with shard_rng(next(module.parameters())):
+                    draw()
         for tensor, _ in pending if reset else ():
             if hasattr(tensor, INIT_MARK):
                 delattr(tensor, INIT_MARK)  # fresh library values: nothing of an earlier init to divide out
         initialise([(t, p) for t, p in pending if getattr(t, INIT_MARK, None) != init_key(p)])
         return model
 
-    def _library_owners(self, inner: torch.nn.Module) -> list[torch.nn.Module]:
-        """The modules whose ``reset_parameters`` draws the library init the plan keeps or scales."""
-        owners, missing = {}, []
-        for p in self.params:
-            if p.init not in LIBRARY_VALUES:
-                continue
+    def _library_init(self, inner: torch.nn.Module) -> dict[torch.nn.Module, Callable[[], None]]:
+        """What draws the library's init again where the plan keeps or rescales it: a Hugging Face
+        model's own ``_init_weights`` over every module (its ``initializer_range``, the law the
+        plan assumed), else each owning module's ``reset_parameters()``."""
+        model_init = getattr(inner, "_init_weights", None)
+        needed = [p for p in self.params if p.init in LIBRARY_VALUES]
+        if callable(model_init) and needed:
+            # every module, children first, as the model's own post_init does: a parent's init
+            # (GPT-2's attention output scaled by 1/sqrt(2 n_layer)) comes after its children's
+            return {inner: lambda: inner.apply(model_init)}
+        redraw, missing = {}, []
+        for p in needed:
             path = p.name.rpartition(".")[0]
             module = inner.get_submodule(path) if path else inner
             if callable(getattr(module, "reset_parameters", None)):
-                owners[id(module)] = module
+                redraw[module] = module.reset_parameters
             else:
                 missing.append(f"{p.name} ({type(module).__name__})")
         if missing:
             raise SptraceError(f"the plan keeps or rescales the library's init of {', '.join(missing[:5])}, but its "
                                "module has no reset_parameters() to draw it after to_empty: initialise the model "
-                               "yourself (e.g. a Hugging Face model's init_weights()) and call init_(model, "
-                               "reset=False)")
-        return list(owners.values())
+                               "yourself and call init_(model, reset=False)")
+        return redraw
 
     def install(self, model: torch.nn.Module) -> list:
         """The forward multipliers and the checkpoint marker, on the model inside any wrapper;

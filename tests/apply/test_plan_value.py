@@ -260,3 +260,25 @@ def test_a_failing_install_puts_the_previous_multipliers_back(meta_plan):
     with torch.no_grad():
         assert torch.equal(model.lm_head(h), before)
     assert len(model._state_dict_hooks) == 1
+
+
+def test_a_hugging_face_model_on_meta_gets_its_own_init_law_then_the_plan():
+    """initializer_range (N(0, 0.02)), not nn.Linear's default: the law the plan assumed for it."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(n_embd=128, n_head=2, n_layer=1, vocab_size=512, n_positions=64, use_cache=False)
+    ids = torch.randint(0, 512, (2, 16))
+    torch.manual_seed(0)
+    direct = GPT2LMHeadModel(config)
+    sptrace.parametrize(direct, "adam", lr=1e-3, example_inputs=ids)
+    with torch.device("meta"):
+        model = GPT2LMHeadModel(config)
+    planned = sptrace.plan(model, "adam", lr=1e-3, example_inputs=ids)
+    model.to_empty(device="cpu")
+    model.tie_weights()
+    torch.manual_seed(1)
+    planned.init_(model)
+    reference = dict(direct.named_parameters())
+    for name, p in model.named_parameters():
+        if p.numel() >= 128 * 128:
+            assert float(p.detach().std()) == pytest.approx(float(reference[name].detach().std()), rel=0.1), name
