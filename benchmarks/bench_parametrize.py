@@ -46,7 +46,7 @@ import sptrace
 sp_parametrize = importlib.import_module("sptrace.apply.parametrize")
 
 STAGES = {  # function in sptrace.apply.parametrize -> label
-    "_trace": "trace", "_measured_library_init": "library-init law", "plan": "plan",
+    "_trace": "trace", "_measured_library_init": "library-init law", "plan_records": "plan",
     "initialise": "init", "install_hooks": "hooks", "group": "groups", "_annotate": "annotate",
 }
 VARIANTS = {

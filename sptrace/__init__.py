@@ -10,8 +10,7 @@ The pipeline, one subpackage per stage: ``graph`` (capture → uses → axes →
 ``planning`` (rules → plan) → ``apply`` (init, hooks, groups); ``spectral`` measures and
 ``validation`` checks.
 """
-from .apply.parametrize import Parametrization, param_groups, parametrize
-from .apply.parametrize import plan_model as plan
+from .apply.parametrize import Parametrization, param_groups, parametrize, plan
 from .apply.planned import Plan, PlanFileError, PlanMismatchError, load_plan
 from .graph.trace import Trace, trace
 from .optim import SpectralSGD
@@ -19,6 +18,7 @@ from .types import DimDecision, Kind, ParamRecord, ParamUse, Role, Space, Sptrac
 from .validation.validate import Validation, validate
 
 __all__ = [
-    "trace", "parametrize", "plan", "load_plan", "Plan", "PlanMismatchError", "PlanFileError", "param_groups", "validate", "SpectralSGD", "Trace", "Parametrization", "Validation",
+    "trace", "parametrize", "plan", "load_plan", "Plan", "PlanMismatchError", "PlanFileError", "param_groups",
+    "validate", "SpectralSGD", "Trace", "Parametrization", "Validation",
     "ParamRecord", "ParamUse", "DimDecision", "Kind", "Role", "Space", "SptraceError",
 ]

@@ -21,7 +21,8 @@ import torch
 from ..graph.report import render
 from ..graph.trace import Trace, trace
 from ..planning.library import detect_laws, library_candidates
-from ..planning.plan import GROUP_LR_NOTE, GROUP_NAMES, group, plan, plan_warnings
+from ..planning.plan import GROUP_LR_NOTE, GROUP_NAMES, group, plan_warnings
+from ..planning.plan import plan as plan_records
 from ..planning.reference import DEFAULT_REFERENCE_WIDTH
 from ..planning.rules import INIT_CHOICES, check_zero_readout, optimizer_family
 from ..spectral import natural_spectral_norm
@@ -31,7 +32,7 @@ from .inputs import missing_inputs_error, resolve_example_inputs
 from .planned import OPTIMIZERS, STATE_ATTR, Plan, init_key, initialise, install_hooks
 from .transaction import INIT_MARK, Snapshot
 
-__all__ = ["plan_model", "parametrize", "param_groups", "Parametrization", "OPTIMIZERS", "default_lr", "plan_report"]
+__all__ = ["plan", "parametrize", "param_groups", "Parametrization", "OPTIMIZERS", "default_lr", "plan_report"]
 
 
 @dataclass
@@ -100,7 +101,7 @@ def param_groups(
     family = optimizer_family(optimizer)
     traced = _fitting(traced, model) if traced is not None else _trace(model, example_inputs, base, strict,
                                                                         width_overrides, delta)
-    plans = plan(traced.records, family, lr=lr, weight_decay=weight_decay, **plan_options)
+    plans = plan_records(traced.records, family, lr=lr, weight_decay=weight_decay, **plan_options)
     return group(plans, dict(model.named_parameters(remove_duplicate=False)))
 
 
@@ -155,8 +156,8 @@ def parametrize(
     return _apply(model, _planned(**locals()))
 
 
-def plan_model(model: torch.nn.Module, optimizer: Any = "adam", lr: Optional[float] = None, example_inputs: Any = None,
-               base: Optional[torch.nn.Module] = None, **options) -> Plan:
+def plan(model: torch.nn.Module, optimizer: Any = "adam", lr: Optional[float] = None, example_inputs: Any = None,
+         base: Optional[torch.nn.Module] = None, **options) -> Plan:
     """``sptrace.plan``: what :func:`parametrize` would do to ``model``, as a :class:`Plan` value,
     without touching it. The same arguments with the same defaults (its signature is
     :func:`parametrize`'s); computed from shapes and the graph, so ``model`` may live on the meta
@@ -168,7 +169,7 @@ def plan_model(model: torch.nn.Module, optimizer: Any = "adam", lr: Optional[flo
     return _planned(**arguments.arguments)
 
 
-plan_model.__signature__ = inspect.signature(parametrize).replace(return_annotation=Plan)
+plan.__signature__ = inspect.signature(parametrize).replace(return_annotation=Plan)
 
 
 def _planned(model, optimizer, lr, example_inputs, base, init, form, reference_width, zero_readout, init_gain,
@@ -185,7 +186,7 @@ def _planned(model, optimizer, lr, example_inputs, base, init, form, reference_w
                                                                         width_overrides, delta)
     if library_init == "auto":
         library_init = _measured_library_init(traced, model, base)
-    plans = plan(traced.records, family, lr=lr, form=form, reference_width=reference_width, init=init,
+    plans = plan_records(traced.records, family, lr=lr, form=form, reference_width=reference_width, init=init,
                  zero_readout=zero_readout, init_gain=init_gain, weight_decay=weight_decay, no_decay=no_decay,
                  parametrization=parametrization, library_init=library_init)
     own_trace = replace(traced, attention=list(traced.attention))  # attention_fix rewrites its sites, not the caller's
@@ -236,7 +237,7 @@ def plan_report(traced: Trace, model: torch.nn.Module, optimizer: str = "adam", 
                 lr: float = 1.0, **options) -> str:
     """The trace's report with the planned init and lr columns, without changing the model."""
     options.setdefault("library_init", _detected_laws(traced, model))
-    plans = plan(traced.records, optimizer_family(optimizer), lr=lr, **options)
+    plans = plan_records(traced.records, optimizer_family(optimizer), lr=lr, **options)
     columns = _plan_columns(traced, plans)
     _add_measured(columns, traced, model)
     return render(traced, format, columns, list(traced.warnings) + plan_warnings(plans))
