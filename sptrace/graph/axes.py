@@ -32,6 +32,8 @@ def label_axes(captured: CapturedGraph, shapes: Shapes, axes: dict[str, OpAxes],
         for lhs, rhs in ax.products:
             graph.add_nodes_from(lhs + rhs)
     component = {ref: i for i, comp in enumerate(nx.connected_components(graph)) for ref in comp}
+    if _tie_undone_merges(graph, component, sizes, [p for ax in axes.values() for p in ax.products]):
+        component = {ref: i for i, comp in enumerate(nx.connected_components(graph)) for ref in comp}
     labels = AxisLabels(component, {}, sizes)
 
     def seed(ref: Ref, reason: str):
@@ -58,6 +60,26 @@ def label_axes(captured: CapturedGraph, shapes: Shapes, axes: dict[str, OpAxes],
                 seed(ref, f"alternatives ranked by a selection (size {sizes.get(ref)}: a router's experts)")
     _close_products(labels, [p for ax in axes.values() for p in ax.products])
     return labels
+
+
+def _tie_undone_merges(graph: nx.Graph, component, sizes, products) -> bool:
+    """A merge of axes that a later split of the same sizes undoes (``w.reshape(1, out, -1)`` ...
+    ``.reshape_as(w)``, a weight standardised over its fan-in) gives back the same axes: tie the
+    parts one to one. Returns whether any edge was added."""
+    merges: dict[tuple, list] = {}
+    for lhs, rhs in products:
+        for one, parts in ((lhs, rhs), (rhs, lhs)):
+            if len(one) == 1 and len(parts) > 1 and one[0] in component:
+                key = (component[one[0]], tuple(sizes.get(r) for r in parts))
+                merges.setdefault(key, []).append(parts)
+    added = False
+    for same_split in merges.values():
+        for parts in same_split[1:]:
+            for a, b in zip(same_split[0], parts):
+                if not graph.has_edge(a, b):
+                    graph.add_edge(a, b)
+                    added = True
+    return added
 
 
 def _close_products(labels: AxisLabels, products):

@@ -43,6 +43,7 @@ class Derived:
     picked: frozenset = frozenset()
     lookup: Optional[tuple[str, str]] = None  # (node, module) that looked the value up by integer ids
     mixed: frozenset = frozenset()  # (param node, axis, node) a softmax / cumsum combined entries along
+    gains: frozenset = frozenset()  # param nodes that scale a standardised parameter (a norm's weight)
 
 
 def analyse_uses(captured: CapturedGraph, shapes: Shapes) -> UseAnalysis:
@@ -226,7 +227,8 @@ class _UseWalker:
         """A parameter-only computation: carry the axis map to the outputs, or give up loudly."""
         looked_up = ax.category == "index"
         mixes_all = op_name(node) in MIXING and not ax.mixed  # sort, top-k: no axis passes through intact
-        if ax.category not in ("passthrough", "elementwise", "cat") and not looked_up or mixes_all:
+        standardised = self._standardises(ax)
+        if ax.category not in ("passthrough", "elementwise", "cat") and not (looked_up or standardised is not None) or mixes_all:
             for p in self._derived_params(node):
                 others = sorted({self._pname(q) for q in self._derived_params(node) if q != p})
                 what = (f"combined with {', '.join(others)} before any activation" if others and ax.category == "matmul"
@@ -240,7 +242,8 @@ class _UseWalker:
                   next((self.derived[k].lookup for k in derived_inputs if self.derived[k].lookup), None))
         mixed = frozenset().union(*(self.derived[k].mixed for k in derived_inputs),
                                   *({(p, a, node.name) for p, a in self._axis_of(ref)} for ref in ax.mixed))
-        carried = dict(via=via, picked=picked, lookup=lookup, mixed=mixed)
+        gains = frozenset().union(*(self.derived[k].gains for k in derived_inputs), standardised or ())
+        carried = dict(via=via, picked=picked, lookup=lookup, mixed=mixed, gains=gains)
         for out_key in self._output_keys(node):
             shape = self.shapes.get(out_key)
             if shape is None:
@@ -260,6 +263,16 @@ class _UseWalker:
             self.derived[out_key] = Derived(params, [frozenset(a) for a in axes], **carried)
         if len(self._output_keys(node)) > 1:
             self.derived.setdefault(node.name, Derived(params, [], **carried))
+
+    def _standardises(self, ax: OpAxes) -> Optional[frozenset]:
+        """A norm whose input is a parameter (weight standardisation: StdConv's batch norm over each
+        output channel's fan-in): the result has the parameter's axes, its scale fixed by construction.
+        Returns the parameters that enter as the norm's own weight (per-channel gains), or None."""
+        x = ax.args.get("input")
+        if ax.category != "norm" or value_key(x) not in self.derived or value_key(ax.args.get("bias")) in self.derived:
+            return None
+        gain = self.derived.get(value_key(ax.args.get("weight")))
+        return gain.params if gain is not None else frozenset()
 
     def _index_axes(self, node: fx.Node, ax: OpAxes, out_key: str, axes: list[set]):
         """The output axes that come from the ids stand for the picked parameter axes."""
@@ -302,6 +315,8 @@ class _UseWalker:
             return ParamUse(fan_in_axes=(), fan_out_axes=(), role=Role.SCALAR, **common)
         all_axes = tuple(range(len(shape)))
         non_singleton = tuple(a for a in all_axes if shape[a] > 1)
+        if param in derived.gains:  # scales the rows of a standardised weight: a diagonal operator
+            return ParamUse(fan_in_axes=(), fan_out_axes=non_singleton, role=Role.GAIN, **common)
         cat = ax.category
         if (cat == "matmul" and arg == ADDITIVE_ARG.get(name)) or (cat == "conv" and arg == "bias") or (cat == "norm" and arg == "bias"):
             return ParamUse(fan_in_axes=(), fan_out_axes=non_singleton, input_space=Space.SPARSE, role=Role.BIAS, **common)
