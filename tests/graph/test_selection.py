@@ -1,4 +1,5 @@
 """graph/selection.py: a readout whose output reaches top-k (a router) is marked; others are not."""
+import pytest
 import torch
 import torch.nn as nn
 
@@ -24,10 +25,11 @@ class TopKMoE(nn.Module):
         return self.head(torch.relu(mixed))
 
 
-# The expert count is told apart from width by a base model here: reading it from the graph (top-k
-# indices selecting experts) is the mixture-of-experts issue's work, not this pass's.
-def test_a_router_feeding_topk_is_marked_and_the_head_is_not():
-    traced = sptrace.trace(TopKMoE(64), torch.randn(4, 16), base=TopKMoE(32))
+# The expert count is read from the graph (the axis top-k ranks, graph/axes.py) and from a base model
+# alike (tests/graph/test_moe.py has the Hugging Face MoE layers).
+@pytest.mark.parametrize("with_base", [False, True])
+def test_a_router_feeding_topk_is_marked_and_the_head_is_not(with_base):
+    traced = sptrace.trace(TopKMoE(64), torch.randn(4, 16), base=TopKMoE(32) if with_base else None)
     assert traced["router.weight"].role.value == "readout" and traced["router.weight"].selected_by
     assert "topk" in traced["router.weight"].selected_by
     assert traced["head.weight"].role.value == "readout" and traced["head.weight"].selected_by is None
