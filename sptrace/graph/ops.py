@@ -61,6 +61,16 @@ def value_key(value) -> Optional[str]:
     return value.name if isinstance(value, fx.Node) else None
 
 
+UNKNOWN_SIZE = -1  # a size export left symbolic (rows routed to one expert): never equal to another
+
+
+def _size(s) -> int:
+    try:
+        return int(s)
+    except (TypeError, RuntimeError):  # an unbacked symbol has no value to read
+        return UNKNOWN_SIZE
+
+
 class Shapes:
     """Shape of every tensor value in the graph, by value key."""
 
@@ -77,10 +87,7 @@ class Shapes:
                         self._add(f"{node.name}.{i}", item)
 
     def _add(self, key, val):
-        try:
-            self.by_key[key] = tuple(int(s) for s in val.shape)
-        except (TypeError, RuntimeError):  # symbolic sizes: leave unknown
-            return
+        self.by_key[key] = tuple(_size(s) for s in val.shape)
         self.dtype[key] = val.dtype
 
     def get(self, key: Optional[str]) -> Optional[tuple[int, ...]]:
@@ -103,6 +110,8 @@ def _broadcast_ties(out: str, out_shape, inputs: list[tuple[str, tuple[int, ...]
 
 def _reshape_groups(src: tuple[int, ...], dst: tuple[int, ...]):
     """Pair up runs of axes with equal products; size-1 axes are dropped."""
+    if UNKNOWN_SIZE in src or UNKNOWN_SIZE in dst:
+        return []
     src_axes = [i for i, s in enumerate(src) if s != 1]
     dst_axes = [i for i, s in enumerate(dst) if s != 1]
     groups, i, j = [], 0, 0

@@ -171,3 +171,22 @@ def test_torch_grouped_mm_reads_the_group_axis():
     stack = traced["stack"]  # (groups, in, out): grouped_mm's own layout
     assert (stack.kind.value, stack.fan_in_axes, stack.fan_out_axes, stack.uses[0].group_axes) == ("matrix", (1,), (2,), (0,))
     assert stack.width_dims == (1, 2)
+
+
+def test_experts_fed_rows_of_a_data_dependent_count():
+    """JetMoE splits the routed rows per expert with data-dependent sizes (export leaves the row count
+    symbolic) and loops over a (experts, out, in) stack, in its MLP and in its attention heads: the
+    unknown row count must not hide the contraction."""
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.JetMoeConfig(hidden_size=64, intermediate_size=64, num_hidden_layers=1, num_key_value_heads=2,
+                                    kv_channels=16, num_local_experts=EXPERTS, num_experts_per_tok=2, vocab_size=77,
+                                    max_position_embeddings=64, bos_token_id=0, eos_token_id=0, pad_token_id=0)
+    traced = sptrace.trace(transformers.JetMoeForCausalLM(cfg), TOKENS)
+    assert not traced.unclassified, [(r.name, r.problem) for r in traced.unclassified]
+    stacks = [r for r in traced if r.name.endswith(("input_linear.weight", "output_linear.weight"))]
+    assert len(stacks) == 4
+    for record in stacks:
+        assert (record.kind.value, record.fan_in_axes, record.fan_out_axes, record.uses[0].group_axes,
+                record.width_dims) == ("matrix", (2,), (1,), (0,), (1, 2)), record.name
+    routers = [r for r in traced if r.name.endswith("router.layer.weight")]
+    assert len(routers) == 2 and all(r.role.value == "readout" and r.selected_by for r in routers)
