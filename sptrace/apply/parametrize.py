@@ -84,7 +84,7 @@ def param_groups(
     example_inputs: Any = None,
     base: Optional[torch.nn.Module] = None,
     *,
-    weight_decay: float = 0.0,
+    weight_decay: Optional[float] = None,
     strict: bool = False,
     width_overrides=None,
     delta: Optional[torch.nn.Module] = None,
@@ -95,9 +95,11 @@ def param_groups(
 
     Each group records ``sptrace_lr_multiplier`` so schedulers can scale relative to it. The
     model is not modified (use :func:`parametrize` for the init and the forward multipliers).
+    ``lr`` and ``weight_decay`` left out are the optimizer's own defaults, as in :func:`parametrize`.
     """
-    lr = _global_lr(lr, _optimizer_factory(optimizer) if isinstance(optimizer, (str, type)) else None,
-                    plan_options.get("form"))
+    factory = _optimizer_factory(optimizer) if isinstance(optimizer, (str, type)) else None
+    lr = _global_lr(lr, factory, plan_options.get("form"))
+    weight_decay = _default(factory, "weight_decay", 0.0) if weight_decay is None else weight_decay
     family = optimizer_family(optimizer)
     traced = _fitting(traced, model) if traced is not None else _trace(model, example_inputs, base, strict,
                                                                         width_overrides, delta)

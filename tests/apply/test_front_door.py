@@ -85,3 +85,14 @@ def test_param_groups_reads_the_same_defaults():
     groups = sptrace.param_groups(mlp(512), "adam", example_inputs=(torch.randn(2, 64),))
     assert {g["lr"] for g in groups} == {1e-3, 5e-4}
     assert all(g["sptrace_lr_note"] for g in groups)
+
+
+def test_param_groups_and_parametrize_read_the_same_weight_decay():
+    """AdamW's own default decay (0.01) reaches both twins' groups; a width-512 hidden weight's lr
+    multiplier is 1/2, so its decay is 0.02 (lr x decay width-free)."""
+    x = (torch.randn(2, 64),)
+    groups = sptrace.param_groups(mlp(512), "adamw", example_inputs=x)
+    built = sptrace.parametrize(mlp(512), "adamw", example_inputs=x).param_groups
+    key = lambda gs: sorted((g["lr"], g["weight_decay"]) for g in gs)  # noqa: E731
+    assert key(groups) == key(built)
+    assert (5e-4, pytest.approx(0.02)) in [(g["lr"], g["weight_decay"]) for g in groups]
