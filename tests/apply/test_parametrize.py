@@ -265,13 +265,16 @@ def test_base_not_narrower_or_other_architecture():
 
 
 class Cumulative(nn.Module):
+    """A cumulative sum over a parameter's width axis: no rule covers it (unclassified)."""
+
     def __init__(self):
         super().__init__()
         self.fc = nn.Linear(8, 16)
         self.steps = nn.Parameter(torch.ones(16))
+        self.out = nn.Linear(16, 2)
 
     def forward(self, x):
-        return self.fc(x) * torch.cumsum(self.steps, 0)
+        return self.out(self.fc(x) * torch.cumsum(self.steps, 0))
 
 
 def test_unclassified_strict_raises_and_lenient_keeps_default():
