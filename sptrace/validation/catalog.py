@@ -5,8 +5,9 @@ language models, digits for image models).
 
 Width is the config's width knobs: the model dim is ``width``; every other size that grows with it in
 the architecture (feed-forward, expert, low-rank and state sizes) keeps its default ratio to the
-model dim; heads keep a fixed size (``HEAD_DIM``) and their number grows. Depth, expert count and
-vocabulary are shrunk to small fixed values so that a model builds in a second.
+model dim; heads keep a fixed size (``HEAD_DIM`` for Hugging Face configs, the default size for
+timm models) and their number grows. Hugging Face depth, expert count and vocabulary are shrunk to
+small fixed values so that a model builds in a second. docs/coverage.md measures both catalogs.
 """
 from __future__ import annotations
 
@@ -243,12 +244,22 @@ def _proportional_heads(config: dict, ratio: float) -> dict:
 
 
 def _vocabulary(config: dict) -> dict:
-    vocab = models_zoo.data.VOCAB_SIZE
-    out = {"vocab_size": vocab} if _is_size(config.get("vocab_size")) else {}
-    for key, value in config.items():
-        if key.endswith("_token_id") and isinstance(value, int) and value >= vocab:
-            out[key] = vocab - 1
+    """The characters, then one id for each special token the text never holds: padding and every
+    id past the characters (image, audio, ... tokens). Mapped onto a character instead, a '}' would
+    be read as an image token (Gemma 4's forward turns NaN) and the padding row would never train."""
+    chars = models_zoo.data.VOCAB_SIZE
+    special = sorted({v for k, v in config.items() if _is_token_id(k, v) and (v >= chars or k == "pad_token_id")})
+    ids = {v: chars + i for i, v in enumerate(special)}
+    out = {k: ids[v] for k, v in config.items() if _is_token_id(k, v) and v in ids}
+    out.update({k: [ids.get(i, i) for i in v] for k, v in config.items()
+                if k.endswith("_token_id") and isinstance(v, list) and all(isinstance(i, int) for i in v)})
+    if _is_size(config.get("vocab_size")):
+        out["vocab_size"] = chars + len(special)
     return out
+
+
+def _is_token_id(key: str, value: Any) -> bool:
+    return key.endswith(("_token_id", "_token_index")) and isinstance(value, int) and not isinstance(value, bool)
 
 
 def _is_dropout(key: str, value: Any) -> bool:
