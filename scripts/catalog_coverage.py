@@ -258,7 +258,9 @@ def render(out: str) -> str:
                   f"{t['entries']} entries, {t['built']} built, {t['captured']} captured "
                   f"({t['captured_by_export']} by torch.export: {t['fully_classified_of_exported']} fully classified, "
                   f"{t['percent_fully_classified_of_exported']} %). "
-                  + ", ".join(f"{k}: {v}" for k, v in sorted(t["status"].items())), ""]
+                  + ", ".join(f"{k}: {v}" for k, v in sorted(t["status"].items()))
+                  + ". Scanned on sptrace " + ", ".join(f"{c} ({n} models)" for c, n in Counter(
+                      r.get("commit", "?") for r in rows).most_common()) + ".", ""]
         lines += _cause_table(rows) + [""] + _model_table(rows, verdicts) + [""]
     report["validate"] = list(verdicts.values())
     if verdicts:
@@ -283,23 +285,26 @@ def _cause_table(rows: list) -> list:
 
 
 def _model_table(rows: list, verdicts: dict) -> list:
-    lines = ["| model | status | route | unclassified / tensors | causes | validate (adam) |", "|---|---|---|---|---|---|"]
+    lines = ["| model | status | route | unclassified / tensors | causes | validate (adam) | commit |",
+             "|---|---|---|---|---|---|---|"]
     for row in sorted(rows, key=lambda r: r["entry"]):
         why = row.get("build_error") or row.get("error") or "; ".join(causes(row))
         verdict = verdicts.get(row["entry"])
         judged = "-" if verdict is None else _verdict(verdict)
         counts = f"{row['unclassified']} / {row['tensors']}" if row.get("captured") else "-"
-        lines.append(f"| {row['entry']} | {status(row)} | {row.get('route') or '-'} | {counts} | {_cell(why)} | {judged} |")
+        lines.append(f"| {row['entry']} | {status(row)} | {row.get('route') or '-'} | {counts} | {_cell(why)} | {judged} "
+                     f"| {row.get('commit', '?')} |")
     return lines
 
 
 def _validate_table(verdicts: dict) -> list:
     settings = ", ".join(f"{k} {v}" for k, v in VALIDATE.items())
-    lines = [f"### validate sample ({settings})", "", "| model | seeds | verdict | sptrace's worst slopes |",
-             "|---|---|---|---|"]
+    lines = [f"### validate sample ({settings})", "", "| model | seeds | verdict | sptrace's worst slopes | commit |",
+             "|---|---|---|---|---|"]
     for entry, row in sorted(verdicts.items()):
         worst = row["summary"].splitlines()[1].split("Exactly zero")[0].strip() if "summary" in row else "-"
-        lines.append(f"| {entry} | {row.get('n_seeds', '-')} | {_verdict(row)} | {_cell(worst, 300)} |")
+        lines.append(f"| {entry} | {row.get('n_seeds', '-')} | {_verdict(row)} | {_cell(worst, 300)} "
+                     f"| {row.get('commit', '?')} |")
     return lines + [""]
 
 
