@@ -5,7 +5,8 @@ trace. The zoo GPT, untied (to_empty unties shared parameters, and FSDP2 shards 
 apart), with the attention scale installed as its forward multiplier. DDP: every rank initialises the whole model from the same seed; FSDP2 (``fully_shard``):
 each rank initialises its own shards (sptrace.apply.sharded). Each run is compared with the
 unsharded run of the same plan in this process: the same init (DDP: bit for bit; FSDP2: the
-gathered shards), the same param groups, and the same losses over a few Adam steps.
+gathered shards), the same param groups, and the same losses over a few Adam steps. The DDP and FSDP2 runs are in the
+default suite (10-14 s each on 2 cores); the orthogonal-init run is under -m slow.
 """
 import os
 import socket
@@ -125,7 +126,6 @@ def unsharded(plan, init=None):
     return model, opt
 
 
-@pytest.mark.slow
 def test_ddp_same_init_groups_and_losses_as_one_process(tmp_path, plan):
     ranks = spawn(tmp_path, plan, "ddp")
     model, opt = unsharded(plan)
@@ -138,7 +138,6 @@ def test_ddp_same_init_groups_and_losses_as_one_process(tmp_path, plan):
         assert r["losses"] == pytest.approx(losses, rel=1e-5)
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(fully_shard is None, reason="torch.distributed.fsdp.fully_shard needs torch >= 2.6")
 def test_fsdp2_shards_initialise_themselves_and_train_as_one_process(tmp_path, plan):
     ranks = spawn(tmp_path, plan, "fsdp")
