@@ -26,6 +26,11 @@ if TYPE_CHECKING:
     import torch
     import torch.fx as fx
 
+# ParamRecord.problem of a parameter the traced forward never reads (e.g. cross-attention traced
+# without encoder states): the trace reports all of them in one warning.
+NEVER_USED = "never used by the forward pass"
+
+
 class SptraceError(ValueError):
     """Raised for input sptrace cannot handle; the message names the parameter or graph node."""
 

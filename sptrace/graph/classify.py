@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Callable
 
-from ..types import DimDecision, Kind, ParamFacts, ParamRecord, ParamUse, Role, Space
+from ..types import NEVER_USED, DimDecision, Kind, ParamFacts, ParamRecord, ParamUse, Role, Space
 
 Decide = Callable[[int], tuple[bool, str]]  # axis -> (is_width, reason)
 
@@ -27,7 +27,7 @@ def classify(facts: ParamFacts, decide: Decide, base_shape=None, base_groups=Non
         requires_grad=facts.tensor.requires_grad, uses=uses, dims=dims, base_shape=base_shape,
         base_groups=base_groups,
     )
-    problem = facts.problem or (None if uses else "never used by the forward pass") or _mixed_along_width(uses, shape, width)
+    problem = facts.problem or (None if uses else NEVER_USED) or _mixed_along_width(uses, shape, width)
     if problem:
         return ParamRecord(
             kind=Kind.UNCLASSIFIED, role=Role.UNKNOWN, input_space=Space.DENSE, output_space=Space.DENSE,

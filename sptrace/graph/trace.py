@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from ..types import AttentionSite, CapturedGraph, Kind, ParamFacts, ParamRecord, Space, SptraceError, UseAnalysis
+from ..types import NEVER_USED, AttentionSite, CapturedGraph, Kind, ParamFacts, ParamRecord, Space, SptraceError, UseAnalysis
 from . import report as _report
 from .attention import find_attention, with_base
 from .axes import label_axes
@@ -348,9 +348,9 @@ def _on_device(values, module):
 
 
 def _record_warnings(records: list[ParamRecord]) -> list[str]:
-    out = []
+    out = _never_used_warning([r.name for r in records if r.problem == NEVER_USED])
     for r in records:
-        if r.kind is Kind.UNCLASSIFIED:
+        if r.kind is Kind.UNCLASSIFIED and r.problem != NEVER_USED:
             out.append(f"{r.name}: unclassified: {r.problem}")
         if r.secondary_uses:
             where = ", ".join(f"{u.module or '<root>'} ({u.op}, {u.role.value})" for u in r.secondary_uses)
@@ -358,6 +358,20 @@ def _record_warnings(records: list[ParamRecord]) -> list[str]:
         if not r.requires_grad:
             out.append(f"{r.name}: frozen (requires_grad=False): classified, but left out of optimizer groups")
     return out
+
+
+def _never_used_warning(names: list[str]) -> list[str]:
+    """One line for every parameter the inputs did not reach (a vision tower traced on text, a
+    cross-attention traced without encoder states): up to 8 by name, then by owning module."""
+    if not names:
+        return []
+    if len(names) <= 8:
+        listed = ", ".join(names)
+    else:
+        owners = Counter(".".join(n.split(".")[:-1][:2]) or n for n in names)
+        listed = ", ".join(f"{owner}.* ({count})" for owner, count in owners.most_common())
+    return [f"{len(names)} parameters never used by the forward pass on these inputs: {listed}. They keep their "
+            "init and get the plain lr; pass example_inputs that reach them to plan them"]
 
 
 def _check_materialised(module: torch.nn.Module, which: str) -> None:

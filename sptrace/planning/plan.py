@@ -10,7 +10,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
 import torch
 
-from ..types import ForwardMultiplier, Layout, ParamPlan, ParamRecord, Role, Rule, SptraceError
+from ..types import NEVER_USED, ForwardMultiplier, Layout, ParamPlan, ParamRecord, Role, Rule, SptraceError
 from .library import library_ratios
 from .reference import DEFAULT_REFERENCE_WIDTH, at_reference, model_width
 from .rules import ANCHORED_FORMS, check_form, check_parametrization, forward_multiplier, optimizer_family, rule_for
@@ -142,7 +142,7 @@ def _param_plan(record: ParamRecord, rule: Rule, lr: float, weight_decay: float,
         lr_multiplier=rule.lr_multiplier, weight_decay=weight_decay * rule.weight_decay_multiplier,
         spectral_scale=rule.spectral_scale, update=rule.update, forward_multipliers=_forward_multipliers(record, rule),
         citation=rule.citation, rule=rule, lr_note=_lr_note(record, rule, lr, anchor),
-        warning=None if record.classified else (
+        warning=None if record.classified or record.problem == NEVER_USED else (  # the trace lists those
             f"{record.name}: unclassified ({record.problem or 'no reason recorded'}): library-default init "
             f"and the plain lr {lr:g}"),
     )
