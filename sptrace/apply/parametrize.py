@@ -27,33 +27,40 @@ from ..planning.reference import DEFAULT_REFERENCE_WIDTH
 from ..planning.rules import INIT_CHOICES, check_zero_readout, optimizer_family
 from ..spectral import natural_spectral_norm
 from ..types import Multiplier, ParamPlan, Space, SptraceError
-from .hooks import install_checkpoint_marker, mup_attention_scale
+from .hooks import mup_attention_scale
 from .inputs import missing_inputs_error, resolve_example_inputs
-from .planned import OPTIMIZERS, STATE_ATTR, Plan, init_key, initialise, install_hooks
+from .planned import OPTIMIZERS, Installed, Plan, init_key, initialise, replacing_hooks
 from .transaction import INIT_MARK, Snapshot
 
 __all__ = ["plan", "parametrize", "param_groups", "Parametrization", "OPTIMIZERS", "default_lr", "plan_report"]
 
 
 @dataclass
-class Parametrization:
-    """What parametrize did; ``optimizer.sptrace`` and ``model._sptrace_parametrization``."""
+class Parametrization(Installed):
+    """What parametrize did; ``optimizer.sptrace`` and ``model._sptrace_parametrization``: the plan
+    applied (``plan``: save it next to a checkpoint), its hooks, and what each group's lr became."""
 
-    trace: Trace
-    plans: list[ParamPlan]
-    multipliers: list[Multiplier]
-    warnings: list[str]
     lr_notes: list[str] = field(default_factory=list)  # one line per optimizer group: what its lr became
-    handles: list = field(default_factory=list, repr=False)
     model: Any = field(default=None, repr=False)  # weak reference, for measuring at report time
-    plan: Optional[Plan] = field(default=None, repr=False)  # the plan applied: save it with a checkpoint
-    marker_handles: list = field(default_factory=list, repr=False)  # the checkpoint marker's hooks
+
+    @property
+    def trace(self) -> Trace:
+        return self.plan.trace
+
+    @property
+    def plans(self) -> list[ParamPlan]:
+        return self.plan.params
+
+    @property
+    def multipliers(self) -> list[Multiplier]:
+        return self.plan.multipliers
+
+    @property
+    def warnings(self) -> list[str]:
+        return self.plan.warnings
 
     def __getitem__(self, name: str) -> ParamPlan:
-        for p in self.plans:
-            if name == p.name or name in p.aliases:
-                return p
-        raise KeyError(f"no parameter named {name!r}")
+        return self.plan[name]
 
     def report(self, format: str = "text") -> str:
         """The trace's table with the plan's columns, the natural spectral norms measured now and
@@ -66,45 +73,14 @@ class Parametrization:
                  for m in self.multipliers]
         return render(self.trace, format, columns, self.warnings + notes, notes=self.lr_notes)
 
-    def remove_hooks(self):
-        for h in self.handles + self.marker_handles:
-            h.remove()
-        self.handles.clear()
-        self.marker_handles.clear()
 
-    def reinstall(self, model):
-        self.handles = install_hooks(model, self.multipliers)
-        self.marker_handles = install_checkpoint_marker(model, self.plan.digest) if self.plan is not None else []
-
-
-def param_groups(
-    model: torch.nn.Module,
-    optimizer: Any = "adam",
-    lr: Optional[float] = None,
-    example_inputs: Any = None,
-    base: Optional[torch.nn.Module] = None,
-    *,
-    weight_decay: Optional[float] = None,
-    strict: bool = False,
-    width_overrides=None,
-    delta: Optional[torch.nn.Module] = None,
-    traced: Optional[Trace] = None,
-    **plan_options,
-) -> list[dict]:
-    """Torch param groups for any optimizer: per-group lr and weight decay by the rules.
-
-    Each group records ``sptrace_lr_multiplier`` so schedulers can scale relative to it. The
-    model is not modified (use :func:`parametrize` for the init and the forward multipliers).
-    ``lr`` and ``weight_decay`` left out are the optimizer's own defaults, as in :func:`parametrize`.
-    """
-    factory = _optimizer_factory(optimizer) if isinstance(optimizer, (str, type)) else None
-    lr = _global_lr(lr, factory, plan_options.get("form"))
-    weight_decay = _default(factory, "weight_decay", 0.0) if weight_decay is None else weight_decay
-    family = optimizer_family(optimizer)
-    traced = _fitting(traced, model) if traced is not None else _trace(model, example_inputs, base, strict,
-                                                                        width_overrides, delta)
-    plans = plan_records(traced.records, family, lr=lr, weight_decay=weight_decay, **plan_options)
-    return group(plans, dict(model.named_parameters(remove_duplicate=False)))
+def param_groups(model: torch.nn.Module, optimizer: Any = "adam", lr: Optional[float] = None,
+                 example_inputs: Any = None, base: Optional[torch.nn.Module] = None, **options) -> list[dict]:
+    """Torch param groups for any optimizer: per-group lr and weight decay by the rules, exactly as
+    :func:`parametrize` (same arguments, same defaults) would build them; the model is not modified
+    (``plan(...).param_groups(model)``). Each group records ``sptrace_lr_multiplier`` so schedulers
+    can scale relative to it."""
+    return plan(model, optimizer, lr, example_inputs, base, **options).param_groups(model)
 
 
 def parametrize(
@@ -211,26 +187,18 @@ def _optimizer_name(optimizer) -> Optional[str]:
 def _apply(model, planned: Plan) -> torch.optim.Optimizer:
     """Init, multipliers and the optimizer as one transaction: on any failure every parameter
     and the previous call's hooks are put back before the error propagates."""
-    previous = getattr(model, STATE_ATTR, None)
     pending = _pending(model, planned.params)
     snapshot = Snapshot.take(model, (t for t, _ in pending))
-    result = Parametrization(planned.trace, planned.params, list(planned.multipliers), list(planned.warnings),
-                             model=weakref.ref(model), plan=planned)
+    result = Parametrization(planned, [], model=weakref.ref(model))
     try:
-        if previous is not None:
-            previous.remove_hooks()
-        initialise(pending)
-        result.reinstall(model)
-        groups = group(planned.params, dict(model.named_parameters(remove_duplicate=False)))
-        result.lr_notes = [_group_line(g) for g in groups]
-        built = planned.factory(groups, lr=planned.lr, **planned.optimizer_kwargs)
+        with replacing_hooks(model, result):
+            initialise(pending)
+            groups = group(planned.params, dict(model.named_parameters(remove_duplicate=False)))
+            result.lr_notes = [_group_line(g) for g in groups]
+            built = planned.factory(groups, lr=planned.lr, **planned.optimizer_kwargs)
     except BaseException:
         snapshot.restore(model)
-        result.remove_hooks()
-        if previous is not None:
-            previous.reinstall(model)
         raise
-    setattr(model, STATE_ATTR, result)
     built.sptrace = result
     return built
 

@@ -15,6 +15,7 @@ anything is touched). docs/scale.md walks through the whole path.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -32,8 +33,8 @@ from .init import apply_init, check_init
 from .sharded import WRAPPER_ATTRIBUTES, is_sharded, shard_rng, whole_matrix_init
 from .transaction import INIT_MARK
 
-__all__ = ["Plan", "load_plan", "PlanMismatchError", "PlanFileError", "initialise", "install_hooks", "OPTIMIZERS",
-           "STATE_ATTR", "LIBRARY_VALUES"]
+__all__ = ["Plan", "load_plan", "PlanMismatchError", "PlanFileError", "Installed", "replacing_hooks", "initialise",
+           "install_hooks", "OPTIMIZERS", "STATE_ATTR", "LIBRARY_VALUES"]
 
 PLAN_FORMAT = 1
 STATE_ATTR = "_sptrace_parametrization"
@@ -171,18 +172,9 @@ class Plan:
         """The forward multipliers and the checkpoint marker, on the model inside any wrapper;
         a previous plan's or parametrize call's hooks are replaced. Returns the hook handles."""
         inner, _ = self.check(model)
-        previous = getattr(inner, STATE_ATTR, None)
-        if previous is not None:
-            previous.remove_hooks()
         installed = Installed(self, [])
-        try:
-            installed.reinstall(inner)
-        except BaseException:
-            installed.remove_hooks()
-            if previous is not None:
-                previous.reinstall(inner)
-            raise
-        setattr(inner, STATE_ATTR, installed)
+        with replacing_hooks(inner, installed):
+            pass
         return installed.handles
 
     def param_groups(self, model: torch.nn.Module) -> list[dict]:
@@ -249,18 +241,39 @@ def load_plan(source: Union[str, os.PathLike, dict]) -> Plan:
 
 @dataclasses.dataclass
 class Installed:
-    """The hooks a :meth:`Plan.install` put on a model (``model._sptrace_parametrization``)."""
+    """The hooks a plan put on a model (``model._sptrace_parametrization``): its forward multipliers
+    and its checkpoint marker. :class:`~sptrace.apply.parametrize.Parametrization` is one too."""
 
     plan: Plan
-    handles: list
+    handles: list = dataclasses.field(repr=False)
 
     def remove_hooks(self):
+        """Remove the forward multipliers and the checkpoint marker."""
         for h in self.handles:
             h.remove()
         self.handles.clear()
 
     def reinstall(self, model):
         self.handles = install_hooks(model, self.plan.multipliers) + install_checkpoint_marker(model, self.plan.digest)
+
+
+@contextlib.contextmanager
+def replacing_hooks(model: torch.nn.Module, state: Installed):
+    """``state``'s hooks replace those of the model's previous plan for the body of the ``with``;
+    if the body (or the install) fails, the previous hooks are back before the error propagates,
+    else ``state`` is recorded on the model."""
+    previous = getattr(model, STATE_ATTR, None)
+    if previous is not None:
+        previous.remove_hooks()
+    try:
+        state.reinstall(model)
+        yield state
+    except BaseException:
+        state.remove_hooks()
+        if previous is not None:
+            previous.reinstall(model)
+        raise
+    setattr(model, STATE_ATTR, state)
 
 
 def install_hooks(model: torch.nn.Module, multipliers: list[Multiplier]) -> list:

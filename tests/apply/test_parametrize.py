@@ -7,6 +7,7 @@ import torch.nn as nn
 from torch.overrides import TorchFunctionMode
 
 import sptrace
+from sptrace.apply.hooks import ForwardOverride
 from tests.graph.test_trace_core import PaperMLP, TinyGPT
 
 
@@ -139,8 +140,10 @@ def test_idempotent_no_double_scaling():
     opt = sptrace.parametrize(model, "adam", lr=1e-3, example_inputs=ids(), base=base)
     assert_same(model, once)
     # an untied model without attention_fix needs no forward multiplier: none is installed, by
-    # either call (the first call's hooks, if any, would still sit on the modules)
-    assert opt.sptrace.handles == [] and opt.sptrace.multipliers == []
+    # either call (the first call's hooks, if any, would still sit on the modules); the handles
+    # left are the checkpoint marker's state-dict hooks
+    assert opt.sptrace.multipliers == []
+    assert not any(isinstance(h, ForwardOverride) for h in opt.sptrace.handles)
     assert not any(m._forward_hooks or m._forward_pre_hooks or "forward" in vars(m) for m in model.modules())
 
 
