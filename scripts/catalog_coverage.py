@@ -27,10 +27,13 @@ from datetime import datetime, timezone
 import torch
 
 import sptrace
-from sptrace.types import SptraceError
+from sptrace.apply.inputs import with_encoder_states
+from sptrace.types import NEVER_USED, SptraceError
 from sptrace.validation import catalog
 
 HF_WIDTH = 64
+TOKENS = 16  # the text every Hugging Face model is traced on: 2 × TOKENS ids
+LONG_TOKENS = 512  # the second trace, where the first leaves parameters unreached
 VALIDATE = dict(widths=[64, 128, 256], optimizer="adam", steps=4, batch_size=8)
 
 
@@ -68,16 +71,18 @@ def entries(name: str) -> dict:
     return {f"timm:{model}": family for family, model in catalog.timm_families().items()}
 
 
-def build(entry: str, device: str = "meta"):
-    """The model and its example inputs on ``device``; SptraceError says where a build fails."""
+def build(entry: str, device: str = "meta", tokens: int = TOKENS):
+    """The model and its example inputs ``(args, kwargs)`` on ``device``; SptraceError says where a
+    build fails. Hugging Face models get 2 × ``tokens`` ids, and encoder states where sptrace's own
+    automatic inputs add them (a decoder with cross-attention: ``sptrace.apply.inputs.with_encoder_states``)."""
     library, _, arch = entry.partition(":")
     with torch.device(device):
         if library == "hf":
             model = catalog.hf_model(arch, HF_WIDTH)
-            inputs = (torch.randint(0, catalog.models_zoo.data.VOCAB_SIZE, (2, 16)),)
+            inputs = with_encoder_states(model, (torch.randint(0, catalog.models_zoo.data.VOCAB_SIZE, (2, tokens)),), {})
         else:
             model = catalog.timm_model(arch)
-            inputs = (torch.zeros(2, *model.pretrained_cfg.get("input_size", (3, 224, 224))),)
+            inputs = ((torch.zeros(2, *model.pretrained_cfg.get("input_size", (3, 224, 224))),), {})
     return model, inputs
 
 
@@ -106,7 +111,7 @@ def scan_one(entry: str) -> dict:
     row["built"] = "yes"
     row["parameters"] = sum(p.numel() for p in model.parameters())
     try:
-        result = sptrace.trace(model, *inputs)
+        result = sptrace.trace(model, *inputs[0], **inputs[1])
     except SptraceError as exc:
         row["meta_error"] = _one_line(exc)
         result = _trace_on_cpu(entry, row)
@@ -115,12 +120,36 @@ def scan_one(entry: str) -> dict:
         return row
     if result is None:
         return row
+    row["kwargs"] = sorted(inputs[1])
+    unreached = [r.name for r in result.unclassified if r.problem == NEVER_USED]
+    if unreached and entry.startswith("hf:"):
+        row["unreached_at_16"] = len(unreached)
+        longer = _longer_text(entry, row)
+        if longer is not None:
+            result = longer
     causes = defaultdict(list)
     for record in result.unclassified:
         causes[cause(record.problem or "no reason given")].append(record.name)
-    row.update(captured=True, route=result.route + (" (cpu)" if row.get("on_cpu") else ""), capture_failures=result.failures, tensors=len(result.records),
+    row.update(captured=True, route=result.route + (" (cpu)" if row.get("on_cpu") else "")
+               + (f" ({row['tokens']} tokens)" if row.get("tokens") else ""), capture_failures=result.failures, tensors=len(result.records),
                unclassified=len(result.unclassified), causes=dict(causes), seconds=round(time.time() - started, 1))
     return row
+
+
+def _longer_text(entry: str, row: dict):
+    """Parameters only a longer text reaches (a compressed or chunked attention that needs a whole
+    block of tokens): the same model traced on 2 × :data:`LONG_TOKENS` ids, on the device the
+    first trace worked on; that trace where it reaches more, else None."""
+    model, inputs = build(entry, "cpu" if row.get("on_cpu") else "meta", LONG_TOKENS)
+    try:
+        result = sptrace.trace(model, *inputs[0], **inputs[1])
+    except Exception as exc:  # noqa: BLE001 - the first trace stands; say why the longer one did not
+        row["long_error"] = f"{type(exc).__name__}: {_one_line(exc)}"
+        return None
+    if sum(r.problem == NEVER_USED for r in result.unclassified) >= row["unreached_at_16"]:
+        return None
+    row["tokens"] = LONG_TOKENS
+    return result
 
 
 def _trace_on_cpu(entry: str, row: dict):
@@ -129,13 +158,13 @@ def _trace_on_cpu(entry: str, row: dict):
     model, inputs = build(entry, "cpu") if entry.startswith("hf:") else _timm_on_cpu(entry)
     try:
         with torch.no_grad():
-            model(*inputs)
+            model(*inputs[0], **inputs[1])
     except Exception as exc:
         row.update(captured=False, route=None, error=f"the model's own forward fails: {type(exc).__name__}: "
                                                       f"{_one_line(exc)}", forward_fails=True)
         return None
     try:
-        result = sptrace.trace(model, *inputs)
+        result = sptrace.trace(model, *inputs[0], **inputs[1])
     except SptraceError as exc:
         row.update(captured=False, route=None, error=_one_line(exc))
         return None
@@ -145,7 +174,7 @@ def _trace_on_cpu(entry: str, row: dict):
 
 def _timm_on_cpu(entry: str):
     model = catalog.timm_model(entry.partition(":")[2])
-    return model, (torch.randn(1, *model.pretrained_cfg.get("input_size", (3, 224, 224))),)
+    return model, ((torch.randn(1, *model.pretrained_cfg.get("input_size", (3, 224, 224))),), {})
 
 
 def validate_one(entry: str, n_seeds: int) -> dict:

@@ -7,7 +7,9 @@ mapping of keyword arguments). Without them, the model says what it takes, in th
 1. its own ``example_inputs()`` method;
 2. a Hugging Face model (duck-typed: a ``dummy_inputs`` mapping of tensors, passed by keyword, when
    it holds the model's ``main_input_name``; a vision model whose main input is ``pixel_values``
-   gets a batch of 2 random images of its config's ``num_channels`` and ``image_size``);
+   gets a batch of 2 random images of its config's ``num_channels`` and ``image_size``); a
+   decoder whose forward reads an encoder's output also gets random encoder states, so that its
+   cross-attention is traced (:func:`with_encoder_states`);
 3. a timm model (duck-typed: ``pretrained_cfg`` or ``default_cfg`` with ``input_size`` (C, H, W)):
    a batch of 2 random images of that size;
 4. the layer that first takes the input, where the model's structure says which one that is: the
@@ -45,6 +47,12 @@ PASS_THROUGH = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3
 CONVS = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3}
 POOLS = {nn.MaxPool1d: 1, nn.MaxPool2d: 2, nn.MaxPool3d: 3, nn.AvgPool1d: 1, nn.AvgPool2d: 2, nn.AvgPool3d: 3}
 DOC = "docs/parametrize.md, \"Example inputs\""
+# Hugging Face's names for the hidden states of an encoder that a decoder's cross-attention reads,
+# in the order they are tried; ``encoder_outputs`` takes a tuple whose first item is the states
+ENCODER_STATES = ("encoder_hidden_states", "encoder_outputs")
+ENCODER_POSITIONS = 4  # a few encoder positions: the cross-attention's weights do not depend on them
+# config fields with the width of the states the cross-attention reads, where it is not the model's own
+ENCODER_DIM_FIELDS = ("cross_attention_hidden_size", "encoder_hidden_size")
 
 
 class ExampleInputs(NamedTuple):
@@ -126,13 +134,43 @@ def _hugging_face(model):
         return None
     main = getattr(model, "main_input_name", None)
     if main is None or main in dummy:
-        return (), dict(dummy), f"the Hugging Face dummy_inputs ({_expression((), dict(dummy))})"
+        kwargs = with_encoder_states(model, (), dict(dummy))[1]
+        extra = " with encoder states for its cross-attention" if len(kwargs) > len(dummy) else ""
+        return (), kwargs, f"the Hugging Face dummy_inputs{extra} ({_expression((), kwargs)})"
     config = getattr(model, "config", None)
     channels, size = getattr(config, "num_channels", None), getattr(config, "image_size", None)
     if main == "pixel_values" and channels and size:
         kwargs = {main: _images(model, channels, size)}
         return (), kwargs, f"images of the config's num_channels and image_size ({_expression((), kwargs)})"
     return None
+
+
+def with_encoder_states(model: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """``(args, kwargs)`` with random encoder states added where ``model`` is a decoder whose
+    forward takes an encoder's hidden states by Hugging Face's names (``encoder_hidden_states``, or
+    ``encoder_outputs`` as a one-tuple) and the inputs do not hold them: without them its
+    cross-attention is never run, and its parameters are left out of the plan (docs/parametrize.md,
+    "Parameters the inputs never reach"). The states are float (batch of the first tensor input,
+    :data:`ENCODER_POSITIONS`, width), the width the config gives them (``cross_attention_hidden_size``
+    / ``encoder_hidden_size``, else its ``hidden_size``). Nothing is added where the config says the
+    model has no cross-attention (``add_cross_attention=False``: BERT-style models that only may be
+    decoders)."""
+    names = {p.name for p in forward_parameters(model) or []}
+    name = next((n for n in ENCODER_STATES if n in names), None)
+    config = getattr(model, "config", None)
+    if name is None or any(n in kwargs for n in ENCODER_STATES) or getattr(config, "add_cross_attention", None) is False:
+        return args, kwargs
+    dim = next((getattr(config, f) for f in (*ENCODER_DIM_FIELDS, "hidden_size") if _is_size(getattr(config, f, None))),
+               None)
+    first = next((t for t in (*args, *kwargs.values()) if isinstance(t, torch.Tensor) and t.dim()), None)
+    if dim is None or first is None:
+        return args, kwargs
+    states = torch.randn(first.shape[0], ENCODER_POSITIONS, dim, generator=_generator()).to(_float_dtype(model))
+    return args, {**kwargs, name: states if name == ENCODER_STATES[0] else (states,)}
+
+
+def _is_size(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def _timm(model):
@@ -225,6 +263,8 @@ def _expression(args: tuple, kwargs: dict) -> str:
 
 
 def _tensor_expression(t) -> str:
+    if isinstance(t, tuple):
+        return f"({', '.join(map(_tensor_expression, t))},)"
     if not isinstance(t, torch.Tensor):
         return repr(t)
     if t.dtype.is_floating_point:

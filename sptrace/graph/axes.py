@@ -12,10 +12,16 @@ size is not that of such a hidden axis: the hidden states (and pooled projection
 headless encoder returns are width, the logits of a classifier are not. The axis a top-k / sort /
 argmax ranks is a seed on the same condition: the alternatives it chooses among (a router's
 experts) are a count, unless a parameter reads them as features (top-k sparse activations).
+
+Input axes are seeds, with one exception, the mirror of the output rule: beside token ids (whose
+embedding sets the model's width), a float input whose last axis a parameter reads as dense
+features, of the size of such a hidden axis, is the hidden states of another network of the
+model's width (an encoder's output read by a decoder's cross-attention): that axis is width.
 """
 from __future__ import annotations
 
 import networkx as nx
+import torch
 
 from ..types import AxisLabels, CapturedGraph, OpAxes, Ref
 from .ops import Shapes
@@ -40,16 +46,21 @@ def label_axes(captured: CapturedGraph, shapes: Shapes, axes: dict[str, OpAxes],
         if ref in component and sizes.get(ref) != 1:
             labels.fixed_reason.setdefault(component[ref], reason)
 
+    states = _hidden_state_axes(captured, shapes, component, dense_fan_in)
     for name in captured.input_nodes:
         for i, size in enumerate(shapes.get(name) or ()):
-            if i > 0:
+            if i > 0 and (name, i) not in states:
                 seed((name, i), f"tied to input {name!r} axis {i} (size {size})")
     for ax in axes.values():
         for ref, reason in ax.fixed:
             seed(ref, reason)
-    hidden_refs = [r for r in dense_fan_in if r in component and labels.decide(r)[0]]
+    candidates = {component[r] for r in states}
+    hidden_refs = [r for r in dense_fan_in if r in component and labels.decide(r)[0] and component[r] not in candidates]
     hidden = {component[r] for r in hidden_refs}
     hidden_sizes = {sizes[r] for r in hidden_refs}
+    for ref in states:  # hidden states of the model's width, else data like any other input
+        if sizes[ref] not in hidden_sizes:
+            seed(ref, f"tied to input {ref[0]!r} axis {ref[1]} (size {sizes[ref]}, not a hidden width)")
     for name in captured.output_nodes:
         for i, size in enumerate(shapes.get(name) or ()):
             if i > 0 and component.get((name, i)) not in hidden and size not in hidden_sizes:
@@ -60,6 +71,28 @@ def label_axes(captured: CapturedGraph, shapes: Shapes, axes: dict[str, OpAxes],
                 seed(ref, f"alternatives ranked by a selection (size {sizes.get(ref)}: a router's experts)")
     _close_products(labels, [p for ax in axes.values() for p in ax.products])
     return labels
+
+
+def _hidden_state_axes(captured: CapturedGraph, shapes: Shapes, component, dense_fan_in: set[Ref]) -> set[Ref]:
+    """The last axis of each float input that may be hidden states (module docstring): the model
+    also takes integer ids, and a parameter reads that axis as dense features. Whether its size is
+    a hidden width is decided once the other seeds are down."""
+    if not any(_is_integer(shapes, name) for name in captured.input_nodes):
+        return set()
+    read = {component[r] for r in dense_fan_in if r in component}
+    out = set()
+    for name in captured.input_nodes:
+        shape = shapes.get(name) or ()
+        dtype = shapes.dtype.get(name)
+        ref = (name, len(shape) - 1)
+        if len(shape) >= 2 and dtype is not None and dtype.is_floating_point and component.get(ref) in read:
+            out.add(ref)
+    return out
+
+
+def _is_integer(shapes: Shapes, name: str) -> bool:
+    dtype = shapes.dtype.get(name)
+    return dtype is not None and not (dtype.is_floating_point or dtype.is_complex or dtype == torch.bool)
 
 
 def _tie_undone_merges(graph: nx.Graph, component, sizes, products) -> bool:

@@ -28,6 +28,9 @@ MULTIPLICATIVE = {"mul", "div", "true_divide", "prelu", "_prelu_kernel"}
 # self + value * tensor1 (* or /) tensor2 (ConvNeXt-V2's GlobalResponseNorm: addcmul(bias, weight, x)):
 # the argument ``self`` is added, ``tensor1`` and ``tensor2`` multiply each other
 ADD_PRODUCT = {"addcmul": "self", "addcdiv": "self"}
+# where(condition, self, other): every output entry is an entry of one of the value operands, the
+# condition (data) picks which; a parameter there has its entries placed into the activation
+SELECTING = {"where": ("self", "other")}
 ADDITIVE_ARG = {  # the argument that is added to the product: a bias
     "linear": "bias", "addmm": "self", "baddbmm": "self", "addmv": "self", "_addmm_activation": "self",
 }
@@ -334,6 +337,13 @@ class _UseWalker:
                                 **common)
             if arg in ("tensor1", "tensor2"):  # multiplied elementwise with an activation
                 return ParamUse(fan_in_axes=(), fan_out_axes=non_singleton, role=Role.GAIN, **common)
+        if cat == "elementwise" and arg in SELECTING.get(name, ()):
+            # placed into the activation where the data says, as a concatenation or a looked-up row
+            # places it (Gemma 4 puts a row of its token embedding at some positions): an embedding,
+            # whose picked axes (a select of that row) are its one-hot fan-in
+            picked = _own_axes(derived.picked, param)
+            return ParamUse(fan_in_axes=picked, fan_out_axes=tuple(a for a in non_singleton if a not in picked),
+                            input_space=Space.SPARSE, role=Role.EMBEDDING, **common)
         if cat == "cat":
             return ParamUse(fan_in_axes=(), fan_out_axes=non_singleton, input_space=Space.SPARSE, role=Role.EMBEDDING, **common)
         if cat == "embedding" and arg == "weight":

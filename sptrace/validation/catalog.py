@@ -184,7 +184,7 @@ def shrink(config: dict, width: int, name: str, heads: str = FIXED, shallow: boo
 
 def _depth(config: dict) -> dict:
     """:data:`LAYERS` layers, or as many as it takes for every kind in a per-layer pattern (and every
-    ``*_layer_offset``) to occur once; per-layer lists and ``{layer: ...}`` maps cut to match."""
+    ``*_layer_offset``, and the first layer of a ``*_layer_index_start`` range) to occur once; per-layer lists and ``{layer: ...}`` maps cut to match."""
     fields = [f for f in LAYER_FIELDS if _is_size(config.get(f))]
     if not fields:
         return {}
@@ -196,8 +196,8 @@ def _depth(config: dict) -> dict:
         for i, v in enumerate(values):
             firsts.setdefault(repr(v), i)
         depth = max(depth, max(firsts.values()) + 1)
-    for key, value in config.items():
-        if key.endswith("layer_offset") and _is_size(value):
+    for key, value in config.items():  # the first layer of a kind, or of a range (a loop's layers)
+        if key.endswith(("layer_offset", "layer_index_start")) and _is_size(value):
             depth = max(depth, value + 1)
     depth = min(depth, default)
     out = {f: depth for f in fields}
