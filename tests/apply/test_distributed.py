@@ -1,9 +1,11 @@
 """A plan applied under torch.distributed on CPU: 2 processes over gloo, spawned from the test.
 
 The plan is made once here (on meta) and handed to each rank as its JSON dict: the ranks never
-trace. The zoo GPT, untied (to_empty unties shared parameters, and FSDP2 shards each name
-apart), with the attention scale installed as its forward multiplier. DDP: every rank initialises the whole model from the same seed; FSDP2 (``fully_shard``):
-each rank initialises its own shards (sptrace.apply.sharded). Each run is compared with the
+trace. The zoo GPT with the attention scale installed as its forward multiplier; under FSDP2 its
+readout is tied to the token embedding (one sharded Parameter under two names, which ``fully_shard``
+and ``to_empty`` keep tied), so the tied readout's multiplier is installed too. DDP: every rank
+initialises the whole model from the same seed; FSDP2 (``fully_shard``): each rank initialises its
+own shards (sptrace.apply.sharded). Each run is compared with the
 unsharded run of the same plan in this process: the same init (DDP: bit for bit; FSDP2: the
 gathered shards), the same param groups, and the same losses over a few Adam steps. The DDP and FSDP2 runs are in the
 default suite (10-14 s each on 2 cores); the orthogonal-init run is under -m slow.
@@ -31,17 +33,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def make_plan(**options) -> sptrace.Plan:
+def make_plan(tied=False, **options) -> sptrace.Plan:
     with torch.device("meta"):
-        base, model = SPEC.build(32), SPEC.build(WIDTH)
+        base, model = SPEC.build(32, tied=tied), SPEC.build(WIDTH, tied=tied)
     return sptrace.plan(model, "adam", lr=3e-3, example_inputs=SPEC.example_inputs(), base=base, attention_fix=True,
                         **options)
 
 
-def materialised(plan: sptrace.Plan, seed: int = 0):
+def materialised(plan: sptrace.Plan, seed: int = 0, tied=False):
     with torch.device("meta"):
-        model = SPEC.build(WIDTH)
+        model = SPEC.build(WIDTH, tied=tied)
     model.to_empty(device="cpu")
+    if tied:  # to_empty on a plain module unties shared parameters
+        model.lm_head.weight = model.transformer.wte.weight
     torch.manual_seed(seed)
     plan.init_(model)
     return model
@@ -89,7 +93,7 @@ def worker(rank, port, out, plan_dict, mode):
             wrapped = torch.nn.parallel.DistributedDataParallel(model)
         else:
             with torch.device("meta"):
-                model = SPEC.build(WIDTH)
+                model = SPEC.build(WIDTH, tied=True)
             for block in model.transformer.h:
                 fully_shard(block)
             wrapped = fully_shard(model)
@@ -97,6 +101,7 @@ def worker(rank, port, out, plan_dict, mode):
             torch.manual_seed(0)
             plan.init_(model)
             plan.install(model)
+            assert model.lm_head.weight is model.transformer.wte.weight
         opt = plan.optimizer(wrapped)
         init = {n: full(p.detach()).clone() for n, p in model.named_parameters()}
         local = {n: p.detach().to_local().clone() for n, p in model.named_parameters() if hasattr(p, "to_local")}
@@ -117,8 +122,13 @@ def plan():
     return make_plan()
 
 
-def unsharded(plan, init=None):
-    model = materialised(plan)
+@pytest.fixture(scope="module")
+def tied_plan():
+    return make_plan(tied=True)
+
+
+def unsharded(plan, init=None, tied=False):
+    model = materialised(plan, tied=tied)
     if init is not None:
         model.load_state_dict(init, strict=False)
     plan.install(model)
@@ -139,18 +149,20 @@ def test_ddp_same_init_groups_and_losses_as_one_process(tmp_path, plan):
 
 
 @pytest.mark.skipif(fully_shard is None, reason="torch.distributed.fsdp.fully_shard needs torch >= 2.6")
-def test_fsdp2_shards_initialise_themselves_and_train_as_one_process(tmp_path, plan):
+def test_fsdp2_shards_initialise_themselves_and_train_as_one_process(tmp_path, tied_plan):
+    plan = tied_plan
+    assert [m.what for m in plan.multipliers] == ["tied readout input"] + ["attention scale"] * 2
     ranks = spawn(tmp_path, plan, "fsdp")
     gathered = ranks[0]["init"]
     assert all(torch.equal(gathered[n], ranks[1]["init"][n]) for n in gathered)  # one model, two shards
-    reference = materialised(plan, seed=1)  # the single-process init, for its statistics
+    reference = materialised(plan, seed=1, tied=True)  # the single-process init, for its statistics
     for name, p in reference.named_parameters():
         if p.numel() > 256:
             assert float(gathered[name].std()) == pytest.approx(float(p.detach().std()), rel=0.1), name
     drawn = [n for n, p in ranks[0]["local"].items() if p.numel() > 1 and p.std() > 0]
     assert drawn and not any(torch.equal(ranks[0]["local"][n], ranks[1]["local"][n]) for n in drawn)
 
-    model, opt = unsharded(plan, init=gathered)
+    model, opt = unsharded(plan, init=gathered, tied=True)
     assert ranks[0]["groups"] == group_view(opt.param_groups)
     assert ranks[0]["losses"] == pytest.approx(train(model, opt), rel=1e-4)
 
