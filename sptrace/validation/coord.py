@@ -187,6 +187,8 @@ def _axes_for(name: str, p: Tensor, param_axes: Optional[Mapping[str, Any]]) -> 
 
 
 def _nat(W: Tensor, spec: Mapping[str, Any], method: str) -> float:
+    if not bool(torch.isfinite(W).all()):  # a diverged run: judged as invalid, not a crash in the SVD
+        return math.nan
     return float(
         natural_spectral_norm(
             W,

@@ -205,6 +205,13 @@ def test_coord_check_param_axes_rng_and_nonfinite():
     assert v.worst[0].status == "invalid"
     assert "nan" in v.summary() or "inf" in v.summary()
     json.dumps(bad.to_dict())  # non-finite values serialise as strings
+    # with the parameters' natural norms measured too (the default): their weight change is NaN,
+    # judged invalid by name rather than crashing the SVD
+    measured = coord_check(make_sp, lambda m: sgd_sp(m, lr=math.inf), batches, F.cross_entropy, [32, 64], steps=2)
+    v = measured.verdict(params=True)
+    assert not v.passed
+    invalid = {c.module for c in v.worst if c.status == "invalid"}
+    assert v.params and set(v.params) <= invalid
 
 
 class Routed(nn.Module):
