@@ -40,7 +40,7 @@ PROPORTIONAL_FIELDS = (
     "decoder_ffn_dim", "moe_intermediate_size", "shared_expert_intermediate_size", "shared_intermediate_size",
     "shared_experts_intermediate_size", "intermediate_size_mlp", "attention_hidden_size", "embedding_size",
     "kv_lora_rank", "q_lora_rank", "o_lora_rank", "hidden_size_per_layer_input", "backbone_hidden_size",
-    "mamba_d_ssm", "time_step_rank", "mamba_dt_rank", "laurel_rank", "kv_channels", "expert_ffn_hidden_size",
+    "mamba_d_ssm", "time_step_rank", "mamba_dt_rank", "laurel_rank", "expert_ffn_hidden_size",
 )
 HEAD_COUNT_FIELDS = ("num_attention_heads", "n_head", "n_heads", "num_heads", "encoder_attention_heads",
                      "decoder_attention_heads", "mamba_n_heads", "n_mamba_heads", "linear_num_value_heads",
@@ -51,7 +51,8 @@ KV_HEAD_FIELDS = {"num_key_value_heads": "num_attention_heads", "num_kv_heads": 
 # Per-head sizes: fixed at HEAD_DIM-scale (each shrinks by the same factor as head_dim).
 HEAD_SIZE_FIELDS = ("head_dim", "attention_head_dim", "dim_head", "mamba_d_head", "qk_rope_head_dim",
                     "qk_nope_head_dim", "v_head_dim", "qk_head_dim", "linear_key_head_dim",
-                    "linear_value_head_dim", "linear_head_dim", "swa_head_dim", "index_head_dim", "rotary_dim")
+                    "linear_value_head_dim", "linear_head_dim", "swa_head_dim", "index_head_dim", "rotary_dim",
+                    "kv_channels")  # Megatron's name for the per-head size (JetMoE)
 LAYER_FIELDS = ("num_hidden_layers", "n_layer", "n_layers", "num_layers", "decoder_layers", "encoder_layers")
 EXPERT_FIELDS = ("num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts", "zero_expert_num")
 EXPERT_TOP_K_FIELDS = ("num_experts_per_tok", "num_experts_per_token", "moe_topk", "moe_k", "topk_group", "n_group",
