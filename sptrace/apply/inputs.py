@@ -154,11 +154,13 @@ def with_encoder_states(model: nn.Module, args: tuple, kwargs: dict) -> tuple[tu
     :data:`ENCODER_POSITIONS`, width), the width the config gives them (``cross_attention_hidden_size``
     / ``encoder_hidden_size``, else its ``hidden_size``). Nothing is added where the config says the
     model has no cross-attention (``add_cross_attention=False``: BERT-style models that only may be
-    decoders)."""
+    decoders) or is an encoder-decoder (``is_encoder_decoder``: its own encoder computes the states,
+    and given states would skip it)."""
     names = {p.name for p in forward_parameters(model) or []}
     name = next((n for n in ENCODER_STATES if n in names), None)
     config = getattr(model, "config", None)
-    if name is None or any(n in kwargs for n in ENCODER_STATES) or getattr(config, "add_cross_attention", None) is False:
+    if name is None or any(n in kwargs for n in ENCODER_STATES) or getattr(config, "add_cross_attention", None) is False \
+            or getattr(config, "is_encoder_decoder", False):  # its own encoder makes them: given, it would be skipped
         return args, kwargs
     dim = next((getattr(config, f) for f in (*ENCODER_DIM_FIELDS, "hidden_size") if _is_size(getattr(config, f, None))),
                None)

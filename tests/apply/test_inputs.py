@@ -10,6 +10,7 @@ from torch import nn
 
 import sptrace
 from sptrace.apply.inputs import resolve_example_inputs
+from sptrace.types import Kind, Role
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -110,6 +111,67 @@ def test_hugging_face_one_line_call_traces_like_explicit_inputs():
     assert [(r.name, r.role, r.width_dims) for r in opt.sptrace.trace] == \
         [(r.name, r.role, r.width_dims) for r in explicit]
     assert any("inferred: the Hugging Face dummy_inputs" in w for w in opt.sptrace.warnings)
+
+
+def _decoder(kind, width=32, **extra):
+    """A Hugging Face causal-LM decoder with cross-attention, one layer, from its own config."""
+    transformers = pytest.importorskip("transformers")
+    common = dict(vocab_size=77, d_model=width, decoder_layers=1, decoder_attention_heads=2, decoder_ffn_dim=2 * width,
+                  max_position_embeddings=64, dropout=0.0, attention_dropout=0.0, activation_dropout=0.0,
+                  pad_token_id=0, bos_token_id=0, eos_token_id=0, decoder_start_token_id=0, **extra)
+    if kind == "bart":
+        return transformers.BartForCausalLM(transformers.BartConfig(encoder_layers=1, encoder_attention_heads=2,
+                                                                    encoder_ffn_dim=2 * width, **common))
+    if kind == "whisper":
+        return transformers.WhisperForCausalLM(transformers.WhisperConfig(
+            encoder_layers=1, encoder_attention_heads=2, encoder_ffn_dim=2 * width, num_mel_bins=8,
+            max_source_positions=8, max_target_positions=64, **{k: v for k, v in common.items()
+                                                                 if k != "max_position_embeddings"}))
+    return transformers.TrOCRForCausalLM(transformers.TrOCRConfig(**common))
+
+
+@pytest.mark.parametrize("kind,name", [("bart", "encoder_hidden_states"), ("whisper", "encoder_outputs")])
+def test_decoder_with_cross_attention_gets_encoder_states(kind, name):
+    """Without encoder states the cross-attention is never run (issue 11): the automatic inputs
+    hold them, of the model's width, and its weights are planned as hidden matrices."""
+    model = _decoder(kind)
+    found = resolve_example_inputs(model)
+    states = found.kwargs[name] if name == "encoder_hidden_states" else found.kwargs[name][0]
+    assert states.dtype == torch.float32 and states.shape == (found.kwargs["input_ids"].shape[0], 4, 32)
+    assert "encoder states" in found.source and f"'{name}': " in found.source
+    opt = sptrace.parametrize(model, "adam", lr=1e-3)
+    assert not any("never used" in w for w in opt.sptrace.warnings), opt.sptrace.warnings
+    assert not opt.sptrace.trace.unclassified
+    for proj in ("k_proj", "v_proj", "q_proj", "out_proj"):
+        record = opt.sptrace.trace[f"model.decoder.layers.0.encoder_attn.{proj}.weight"]
+        assert (record.kind, record.role) == (Kind.MATRIX, Role.HIDDEN)
+
+
+def test_encoder_states_of_the_configs_own_width_are_data():
+    """TrOCR's cross-attention reads states of ``cross_attention_hidden_size`` (its encoder's
+    width, not the decoder's): the states have that width, and the keys/values read them as input
+    features (a fixed fan-in), not as a hidden width."""
+    model = _decoder("trocr", cross_attention_hidden_size=24)
+    found = resolve_example_inputs(model)
+    assert found.kwargs["encoder_hidden_states"].shape[-1] == 24
+    traced = sptrace.trace(model, **found.kwargs)
+    assert not traced.unclassified
+    record = traced["model.decoder.layers.0.encoder_attn.k_proj.weight"]
+    assert record.role is Role.INPUT and [d.width for d in record.dims] == [True, False]
+
+
+def test_no_encoder_states_without_cross_attention_or_with_given_inputs():
+    transformers = pytest.importorskip("transformers")
+    bert = transformers.BertLMHeadModel(transformers.BertConfig(
+        vocab_size=77, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+        is_decoder=True, add_cross_attention=False))  # takes encoder_hidden_states, has no cross-attention
+    assert set(resolve_example_inputs(bert).kwargs) == {"input_ids"}
+    seq2seq = transformers.BartForConditionalGeneration(transformers.BartConfig(  # its encoder makes them
+        vocab_size=77, d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64))
+    assert "encoder_outputs" not in resolve_example_inputs(seq2seq).kwargs
+    ids = torch.randint(0, 77, (2, 5))
+    assert resolve_example_inputs(_decoder("bart"), (ids,))[:2] == ((ids,), {})  # given: used as given
 
 
 class FixedSize(nn.Module):
