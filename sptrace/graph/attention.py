@@ -3,6 +3,12 @@
 q·k of aligned vectors grows like head_dim, so the usual 1/sqrt(head_dim) keeps logits Θ(1)
 only while head_dim is fixed (docs/derivations.md §5); μP uses 1/head_dim when head_dim grows with
 width.
+
+In automatic mode a head_dim is one factor of a width dim split into heads × head_dim, and one
+graph cannot tell which factor grows: the sites report "unknown", and the plan is derived under
+the hypothesis that head_dim is the fixed one (:func:`assume_fixed_head_dims`; docs/rules.md,
+"Parameters applied per attention head"). ``sptrace.trace`` applies it once graph/trace.py calls
+it on the axis labels, before the deciders (pending; until then ``base=`` or ``width_overrides``).
 """
 from __future__ import annotations
 
@@ -20,6 +26,8 @@ SCALE_OPS = {"mul", "div", "true_divide"}
 MATMULS = {"matmul", "bmm", "einsum", "mm", "baddbmm"}
 SHAPE_OPS = {"view", "_unsafe_view", "reshape", "transpose", "permute", "t", "expand", "clone", "contiguous",
              "unsqueeze", "squeeze", "_to_copy", "to", "alias", "flatten", "unflatten"}
+# the reason automatic mode gives a head_dim it takes as fixed (the sites still report "unknown")
+ASSUMED = "head_dim of attention, taken as fixed"
 
 
 def with_base(sites: list[AttentionSite], base_sites: list[AttentionSite],
@@ -63,8 +71,66 @@ def _sdpa_site(node, ax: OpAxes, shapes, labels) -> Optional[AttentionSite]:
 
 
 def _grows(labels: AxisLabels, ref) -> Optional[bool]:
-    """A fixed head axis is known; a width one may be a fixed-size split of a width dim: unknown."""
-    return None if labels.decide(ref)[0] else False
+    """A fixed head axis is known; a width one may be a fixed-size split of a width dim: unknown.
+    So is one that automatic mode only takes to be fixed (:func:`assume_fixed_head_dims`)."""
+    is_width, reason = labels.decide(ref)
+    return None if is_width or reason.startswith(ASSUMED) else False
+
+
+def assume_fixed_head_dims(captured: CapturedGraph, shapes: Shapes, axes: dict[str, OpAxes],
+                           labels: AxisLabels) -> list[str]:
+    """Automatic mode: every head_dim that splits a width dim into heads × head_dim is taken to be
+    the fixed factor, the heads the growing one; returns the attention modules concerned.
+
+    One graph cannot tell which factor grows, but the plan must be derived under one hypothesis
+    for the whole model, and sptrace already keeps the model's ``1/sqrt(head_dim)`` logit scale in
+    automatic mode, which is width-stable only while head_dim is fixed (docs/derivations.md §5).
+    A parameter applied per head over head_dim (Qwen3's and Gemma 3's ``q_norm`` / ``k_norm``
+    gains) is then a fixed vector shared by a growing number of heads (what ``base=`` decides for
+    a model scaled the way LLM families are, head_dim fixed), not a width vector. Called on the
+    axis labels before the deciders read them; a head_dim the graph already fixes is left alone."""
+    where = []
+    products = [p for ax in axes.values() for p in ax.products]
+    for node in captured.graph.nodes:
+        ax = axes.get(node.name)
+        if ax is None:
+            continue
+        refs = _head_dim_refs(node, ax, shapes, captured)
+        for ref in refs:
+            comp = labels.component.get(ref)
+            if comp is None or not labels.decide(ref)[0] or not _splits_width(labels, products, comp):
+                continue
+            labels.fixed_reason[comp] = (f"{ASSUMED} at {module_path(node) or '<root>'} (heads grow; automatic mode "
+                                         "cannot tell: pass base= to decide)")
+            where.append(module_path(node))
+    return list(dict.fromkeys(where))
+
+
+def _head_dim_refs(node: fx.Node, ax: OpAxes, shapes: Shapes, captured: CapturedGraph) -> list:
+    """The head_dim axes of an attention site: q's, k's and v's last for SDPA, the contracted
+    axes of a manual q @ k^T that reaches a softmax."""
+    if ax.category == "attention":
+        return [(a.name, len(shapes.get(a.name)) - 1) for a in node.args[:3]
+                if isinstance(a, fx.Node) and shapes.get(a.name)]
+    if op_name(node) in MATMULS and ax.contract and _scales_to_softmax(node) is not None:
+        pair = ax.contract[0]
+        return [] if any(ref[0] in captured.param_nodes for ref in pair) else list(pair)
+    return []
+
+
+def _splits_width(labels: AxisLabels, products, comp: int) -> bool:
+    """Whether a reshape splits a width axis into a part in ``comp`` and another width part of size
+    > 1 outside it (the heads)."""
+    for lhs, rhs in products:
+        for whole, parts in ((lhs, rhs), (rhs, lhs)):
+            if len(whole) != 1 or not labels.decide(whole[0])[0]:
+                continue
+            inside = [r for r in parts if labels.component.get(r) == comp]
+            heads = [r for r in parts if labels.component.get(r) != comp and labels.sizes.get(r, 1) > 1
+                     and labels.decide(r)[0]]
+            if inside and heads:
+                return True
+    return False
 
 
 def _manual_site(node, ax: OpAxes, shapes, labels, captured) -> Optional[AttentionSite]:
@@ -73,12 +139,25 @@ def _manual_site(node, ax: OpAxes, shapes, labels, captured) -> Optional[Attenti
     (left, right) = ax.contract[0]
     if left[0] in captured.param_nodes or right[0] in captured.param_nodes:
         return None
+    after = _scales_to_softmax(node)
+    if after is None:
+        return None
     scale, sources = 1.0, []
     for operand in (node.all_input_nodes):
         factor = _upstream_scale(operand)
         if factor is not None:
             scale, sources = scale * factor, sources + [f"{op_name(operand)} of an operand"]
-    current = node
+    for factor, name in after:
+        scale, sources = scale * factor, sources + [f"{name} by a constant"]
+    head_dim = shapes.get(left[0])[left[1]]
+    source = " and ".join(sources) if sources else "no scale"
+    return AttentionSite(node.name, module_path(node), "manual", head_dim, _grows(labels, left), scale, source)
+
+
+def _scales_to_softmax(node: fx.Node) -> Optional[list[tuple[float, str]]]:
+    """The constant factors between a matmul and the softmax its result reaches through single
+    users (at most 6 ops); ``None`` where it reaches none."""
+    factors, current = [], node
     for _ in range(6):
         users = list(current.users)
         if len(users) != 1:
@@ -86,12 +165,10 @@ def _manual_site(node, ax: OpAxes, shapes, labels, captured) -> Optional[Attenti
         current = users[0]
         name = op_name(current)
         if name in ("softmax", "_softmax", "_safe_softmax"):
-            head_dim = shapes.get(left[0])[left[1]]
-            source = " and ".join(sources) if sources else "no scale"
-            return AttentionSite(node.name, module_path(node), "manual", head_dim, _grows(labels, left), scale, source)
+            return factors
         factor = _scale_factor(current)
         if factor is not None:
-            scale, sources = scale * factor, sources + [f"{name} by a constant"]
+            factors.append((factor, name))
     return None
 
 

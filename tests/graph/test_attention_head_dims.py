@@ -1,0 +1,114 @@
+"""Automatic mode's head_dim hypothesis (sptrace/graph/attention.py ``assume_fixed_head_dims``):
+a head_dim that splits a width dim into heads × head_dim is taken as the fixed factor, so a gain
+applied per head over head_dim (Qwen3's ``q_norm`` / ``k_norm``) is a fixed vector shared by a
+growing number of heads. Measured (tests/validation/test_validate_moe.py's conventions, SGD, widths
+64-512, 3 seeds, 10 steps): taken as a width vector, its update's natural norm grows with slope
++0.88 (Qwen3), +0.93 (Gemma 3), +0.91 (Qwen3-MoE); taken as fixed, -0.12, -0.07, -0.09."""
+import pytest
+import torch
+from torch import nn
+
+from sptrace.graph.attention import ASSUMED, assume_fixed_head_dims, find_attention
+from sptrace.graph.axes import label_axes
+from sptrace.graph.capture import capture
+from sptrace.graph.ops import Shapes
+from sptrace.graph.trace import _dense_fan_in
+from sptrace.graph.uses import analyse_uses
+
+
+def labelled(model, *inputs):
+    """The graph stage up to the axis labels, as ``sptrace.trace`` runs it in automatic mode."""
+    captured = capture(model, inputs, {})
+    shapes = Shapes(captured.graph)
+    uses = analyse_uses(captured, shapes)
+    return captured, shapes, uses.op_axes, label_axes(captured, shapes, uses.op_axes, _dense_fan_in(uses))
+
+
+def param_axis(captured, labels, name, axis=0):
+    node = next(n for n, p in captured.param_nodes.items() if p.endswith(name))
+    return labels.decide((node, axis))
+
+
+class PerHeadNormAttention(nn.Module):
+    """Hand-written attention (matmul, scale, softmax) with an RMS norm over head_dim, its gain
+    shared by every head, as Qwen3 and Gemma 3 write it; ``heads`` × ``head_dim`` = width."""
+
+    def __init__(self, width, heads):
+        super().__init__()
+        self.heads, self.head_dim = heads, width // heads
+        self.emb = nn.Embedding(11, width)
+        self.qkv = nn.Linear(width, 3 * width, bias=False)
+        self.q_gain = nn.Parameter(torch.ones(self.head_dim))
+        self.out = nn.Linear(width, 11)
+
+    def forward(self, ids):
+        x = self.emb(ids)
+        b, s, _ = x.shape
+        q, k, v = (t.view(b, s, self.heads, self.head_dim).transpose(1, 2) for t in self.qkv(x).chunk(3, -1))
+        q = q * torch.rsqrt(q.pow(2).mean(-1, keepdim=True) + 1e-6) * self.q_gain
+        att = (q @ k.transpose(-1, -2) * self.head_dim ** -0.5).softmax(-1)
+        return self.out((att @ v).transpose(1, 2).reshape(b, s, -1))
+
+
+def test_per_head_gain_of_hand_written_attention_is_taken_as_fixed():
+    captured, shapes, axes, labels = labelled(PerHeadNormAttention(32, 4), torch.randint(0, 11, (2, 5)))
+    assert param_axis(captured, labels, "q_gain")[0]
+    where = assume_fixed_head_dims(captured, shapes, axes, labels)
+    assert where == [""]
+    is_width, reason = param_axis(captured, labels, "q_gain")
+    assert not is_width and reason.startswith(ASSUMED), reason
+    # the heads and the projections stay width; the site still says its growth is unknown
+    assert param_axis(captured, labels, "qkv.weight", 1)[0] and param_axis(captured, labels, "qkv.weight", 0)[0]
+    assert [s.head_dim_is_width for s in find_attention(captured, shapes, axes, labels)] == [None]
+
+
+def test_a_single_head_is_the_width_itself():
+    """One head: head_dim is the whole width (no split into heads), so nothing is assumed."""
+    captured, shapes, axes, labels = labelled(PerHeadNormAttention(32, 1), torch.randint(0, 11, (2, 5)))
+    assert assume_fixed_head_dims(captured, shapes, axes, labels) == []
+    assert param_axis(captured, labels, "q_gain")[0]
+
+
+@pytest.fixture(scope="module")
+def transformers():
+    return pytest.importorskip("transformers")
+
+
+def _config(width, head_dim=16):
+    return dict(hidden_size=width, intermediate_size=2 * width, num_hidden_layers=1,
+                num_attention_heads=width // head_dim, num_key_value_heads=width // (2 * head_dim), vocab_size=77,
+                max_position_embeddings=64, bos_token_id=0, eos_token_id=0, pad_token_id=0,
+                tie_word_embeddings=False)
+
+
+def test_qwen3_q_norm_and_k_norm_are_taken_as_fixed(transformers):
+    torch.manual_seed(0)
+    model = transformers.Qwen3ForCausalLM(transformers.Qwen3Config(head_dim=16, **_config(64)))
+    captured, shapes, axes, labels = labelled(model, torch.randint(0, 77, (2, 8)))
+    assert param_axis(captured, labels, "q_norm.weight")[0]
+    assert assume_fixed_head_dims(captured, shapes, axes, labels) == ["model.layers.0.self_attn"]
+    for name in ("q_norm.weight", "k_norm.weight"):
+        is_width, reason = param_axis(captured, labels, name)
+        assert not is_width and "model.layers.0.self_attn" in reason, (name, reason)
+    for name in ("q_proj.weight", "k_proj.weight", "o_proj.weight", "input_layernorm.weight"):
+        assert param_axis(captured, labels, name)[0], name
+
+
+def test_olmo2_norm_over_the_whole_projection_stays_width(transformers):
+    """OLMo2 normalises q over all heads before the split: its gain is a width vector."""
+    torch.manual_seed(0)
+    model = transformers.Olmo2ForCausalLM(transformers.Olmo2Config(**_config(64)))
+    captured, shapes, axes, labels = labelled(model, torch.randint(0, 77, (2, 8)))
+    assume_fixed_head_dims(captured, shapes, axes, labels)
+    assert param_axis(captured, labels, "q_norm.weight")[0] and param_axis(captured, labels, "k_norm.weight")[0]
+
+
+@pytest.mark.xfail(strict=True, reason="sptrace/graph/trace.py does not call assume_fixed_head_dims on the axis "
+                                       "labels yet (a two-line change asked of that file's owner)")
+def test_trace_takes_per_head_gains_as_fixed(transformers):
+    import sptrace
+
+    torch.manual_seed(0)
+    model = transformers.Qwen3ForCausalLM(transformers.Qwen3Config(head_dim=16, **_config(64)))
+    traced = sptrace.trace(model, torch.randint(0, 77, (2, 8)))
+    assert traced["model.layers.0.self_attn.q_norm.weight"].width_dims == ()
