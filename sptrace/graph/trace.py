@@ -10,7 +10,6 @@ from typing import Iterator, Mapping, Optional, Sequence
 import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from ..types import NEVER_USED, AttentionSite, CapturedGraph, Kind, ParamFacts, ParamRecord, Space, SptraceError, UseAnalysis
 from . import report as _report
@@ -21,6 +20,7 @@ from .classify import classify
 from .ops import Shapes, op_name
 from .selection import mark_selection
 from .uses import analyse_uses
+from .repeats import MetaScalars, Run, renamed, repeated_runs, truncated
 from .widths import check_overrides, deciders, delta_shapes, override
 
 CONTRACTIONS = ("linear", "mm", "bmm", "matmul", "addmm", "baddbmm", "einsum", "mv", "dot", "conv")
@@ -37,6 +37,9 @@ class Trace:
     attention: list[AttentionSite]
     width_mode: str  # "automatic" | "base"
     captured: CapturedGraph = field(repr=False)
+    # runs of identical blocks captured once (graph/repeats.py): ``captured`` then holds the first,
+    # second and last child of each run; the records of the others are the second's, renamed
+    repeats: list[Run] = field(default_factory=list, repr=False)
 
     def __iter__(self) -> Iterator[ParamRecord]:
         return iter(self.records)
@@ -106,6 +109,27 @@ def trace(
     if not names_by_tensor:
         return Trace([], "none", {}, [f"{type(model).__name__} has no parameters: nothing to classify"], [], "automatic", None)
     _check_keywords(model, example_kwargs)
+    runs = _shortcut_runs(model, example_args, example_kwargs, base, delta, width_overrides, routes)
+    result = None
+    if runs:
+        try:
+            with truncated(runs, model, base, delta):
+                cut = _traced(model, example_args, example_kwargs, base, delta, width_overrides, routes=("export",))
+            result = _expanded(cut, runs, model)
+        except SptraceError:
+            result = None  # the cut model does not export: the full capture decides, by every route
+    if result is None:
+        result = _traced(model, example_args, example_kwargs, base, delta, width_overrides, routes)
+    if strict and result.unclassified:
+        lines = "\n".join(f"  {r.name}: {r.problem}" for r in result.unclassified)
+        raise SptraceError(f"{len(result.unclassified)} parameter(s) could not be classified:\n{lines}\n"
+                           "Pass width_overrides, rewrite the use with a supported op, or call with strict=False.")
+    return result
+
+
+def _traced(model, example_args, example_kwargs, base, delta, width_overrides, routes) -> Trace:
+    """capture → uses → axes → classify → attention on ``model`` as it is now (cut or whole)."""
+    names_by_tensor = _aliases(model)
     captured = capture(model, example_args, example_kwargs, routes=routes)
     shapes = Shapes(captured.graph)
     uses = analyse_uses(captured, shapes)
@@ -130,13 +154,65 @@ def trace(
     attention = find_attention(captured, shapes, uses.op_axes, labels)
     if base is not None:
         attention = _base_attention(attention, base, delta, example_args, example_kwargs, routes)
-    result = Trace(records, captured.route, captured.failures, warnings, attention,
-                   "base" if base is not None else "automatic", captured)
-    if strict and result.unclassified:
-        lines = "\n".join(f"  {r.name}: {r.problem}" for r in result.unclassified)
-        raise SptraceError(f"{len(result.unclassified)} parameter(s) could not be classified:\n{lines}\n"
-                           "Pass width_overrides, rewrite the use with a supported op, or call with strict=False.")
-    return result
+    return Trace(records, captured.route, captured.failures, warnings, attention,
+                 "base" if base is not None else "automatic", captured)
+
+
+def _shortcut_runs(model, args, kwargs, base, delta, width_overrides, routes) -> list[Run]:
+    """The runs of identical blocks whose middle children need not be captured (graph/repeats.py):
+    only on the export route, without width overrides (they name single parameters), and where the
+    base and the delta have the same containers with the same children."""
+    if "export" not in routes or width_overrides:
+        return []
+    runs = repeated_runs(model, args, kwargs)
+    for other in (base, delta):
+        if other is not None and runs:
+            runs = [r for r in runs if _same_container(other, r)]
+    return runs
+
+
+def _same_container(other: torch.nn.Module, run: Run) -> bool:
+    try:
+        container = other.get_submodule(run.container) if run.container else other
+    except AttributeError:
+        return False
+    return tuple(container._modules) == run.keys
+
+
+def _expanded(cut: Trace, runs: list[Run], model) -> Trace:
+    """The trace of the cut model with the records and attention sites of every elided child:
+    the middle kept child's, renamed; records in the model's parameter order, warnings re-derived."""
+    by_name = {r.name: r for r in cut.records}
+    elided = {}  # module path of an elided child -> (the kept child it copies, whether the container is the root)
+    for run in runs:
+        for key in run.elided:
+            elided[run.path(key)] = (run.path(run.keys[1]), not run.container)
+    records = []
+    for names in _aliases(model).values():
+        owner = next((path for path in elided if names[0].startswith(path + ".")), None)
+        if owner is None:
+            records.append(by_name[names[0]])
+            continue
+        kept, root = elided[owner]
+        records.append(renamed(by_name[kept + names[0][len(owner):]], kept, owner, root))
+    attention = []
+    for site in cut.attention:
+        attention.append(site)
+        for run in runs:
+            kept = run.path(run.keys[1])
+            if site.module == kept or site.module.startswith(kept + "."):
+                attention += [renamed(site, kept, run.path(k), not run.container) for k in run.elided]
+    never = _never_used_warning([r.name for r in cut.records if r.problem == NEVER_USED])
+    warnings = []
+    for line in cut.warnings:
+        if line in never:
+            warnings += _never_used_warning([r.name for r in records if r.problem == NEVER_USED])
+            continue
+        warnings.append(line)
+        for owner, (kept, root) in elided.items():
+            if renamed(line, kept, owner, root) != line:
+                warnings.append(renamed(line, kept, owner, root))
+    return replace(cut, records=records, attention=attention, warnings=warnings, repeats=list(runs))
 
 
 def forward_signature(model: torch.nn.Module) -> str:
@@ -287,18 +363,6 @@ class _HeadDims(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
-class _MetaScalars(TorchDispatchMode):
-    """Answers ``.item()`` of a meta tensor with zero (False), which meta cannot answer: a model
-    on meta that branches on its data (Hugging Face's mask helpers check for packed sequences) then
-    runs one branch to the end. Only shapes are read from such a run, and only where its attention
-    calls match the captured graph's one to one."""
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func is torch.ops.aten._local_scalar_dense.default and args[0].device.type == "meta":
-            return False if args[0].dtype == torch.bool else 0
-        return func(*args, **(kwargs or {}))
-
-
 def _sized_like(sites: list[AttentionSite], other: Optional[torch.nn.Module], args, kwargs) -> Optional[list[AttentionSite]]:
     """``sites`` with the head dims of another width's model (the base or the delta), read from one
     forward of it that records its attention calls (no capture). ``None`` where that model does not
@@ -307,7 +371,7 @@ def _sized_like(sites: list[AttentionSite], other: Optional[torch.nn.Module], ar
         return None
     recorder = _HeadDims()
     try:
-        with torch.no_grad(), recorder, _MetaScalars():
+        with torch.no_grad(), recorder, MetaScalars():
             other(*_on_device(args, other), **_on_device(kwargs, other))
     except Exception:  # noqa: BLE001 - a base that cannot run on the inputs (a width-sized input) has no attention to read
         return None
