@@ -108,3 +108,25 @@ def test_gemma4_tied_embedding_is_classified():
     table = traced["lm_head.weight"]
     assert "where" in [u.op for u in table.uses] and table.role is Role.EMBEDDING
     assert [u.role for u in table.secondary_uses] == [Role.READOUT]
+
+
+class WhereFill(nn.Module):
+    """``torch.where(mask, p, x)`` in a model of float inputs: the parameter replaces masked
+    activations (was reported as an op sptrace does not understand)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(6, 16)
+        self.fill = nn.Parameter(torch.zeros(16))
+        self.out = nn.Linear(16, 3)
+
+    def forward(self, x):
+        h = self.fc(x)
+        return self.out(torch.where(h > 0, self.fill, h))
+
+
+@pytest.mark.parametrize("route", ["export", "eager"])
+def test_where_fill_on_both_routes(route):
+    traced = sptrace.trace(WhereFill(), torch.randn(4, 6), routes=(route,))
+    record = traced["fill"]
+    assert (record.kind, record.role, record.fan_in_axes, record.fan_out_axes) == (Kind.VECTOR, Role.EMBEDDING, (), (0,))

@@ -246,24 +246,9 @@ class FFTFilter(nn.Module):
         return self.out(y.transpose(1, 2))
 
 
-class WhereMix(nn.Module):
-    """torch.where(mask, p, x): the parameter replaces masked activations."""
-
-    def __init__(self):
-        super().__init__()
-        self.fc = nn.Linear(6, 16)
-        self.fill = nn.Parameter(torch.zeros(16))
-        self.out = nn.Linear(16, 3)
-
-    def forward(self, x):
-        h = self.fc(x)
-        return self.out(torch.where(h > 0, self.fill, h))
-
-
 UNKNOWN_OPS = [  # (model, input, parameter, the aten op that must be named)
     (CumsumGate, lambda: x_in(), "steps", "cumsum"),
     (FFTFilter, lambda: torch.randn(2, 12, 6), "kernel", "fft"),
-    (WhereMix, lambda: x_in(), "fill", "where"),
 ]
 
 
