@@ -33,7 +33,8 @@ NAMES = ("mixtral", "qwen3-moe")
 # router's SGD lr times sqrt(width/256) leaves the slope at steps 3/10/30 as it was (Qwen3-MoE
 # -0.50/-0.54/-0.47, Mixtral -0.26/-0.26/-0.27, 1 seed). Not a horizon either: Qwen3-MoE's whole check
 # passes at 100 SGD steps (3 seeds), Mixtral's router is still -0.37 there, and Adam at 100 steps gives
-# -0.33 (Qwen3-MoE, 2 seeds). docs/rules.md, "Mixture-of-experts layers". Qwen3-MoE's per-head
+# -0.33 (Qwen3-MoE, 2 seeds). A router init x1e-3 (W0.dx gone) passes Mixtral under SGD but Qwen3-MoE
+# still fails on dW.x (-0.36). docs/rules.md, "Mixture-of-experts layers". Qwen3-MoE's per-head
 # q_norm / k_norm gains also grow under SGD (+0.91) until sptrace/graph/trace.py calls
 # graph/attention.py's assume_fixed_head_dims (then -0.09; docs/rules.md, "Parameters applied per
 # attention head").
