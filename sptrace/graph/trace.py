@@ -28,7 +28,12 @@ CONTRACTIONS = ("linear", "mm", "bmm", "matmul", "addmm", "baddbmm", "einsum", "
 
 @dataclass
 class Trace:
-    """One record per distinct parameter tensor; index by any of its names (aliases included)."""
+    """One record per distinct parameter tensor; index by any of its names (aliases included).
+
+    ``captured`` / ``graph``: the graph the records were derived from. Where ``repeats`` is not
+    empty, runs of identical blocks were captured as three kept blocks each (graph/repeats.py):
+    the graph then lacks the elided blocks' nodes, and their records and attention sites are the
+    second kept block's, renamed (their ``node`` fields name that block's nodes)."""
 
     records: list[ParamRecord]
     route: str
