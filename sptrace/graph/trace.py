@@ -13,7 +13,7 @@ from torch.overrides import TorchFunctionMode
 
 from ..types import NEVER_USED, AttentionSite, CapturedGraph, Kind, ParamFacts, ParamRecord, Space, SptraceError, UseAnalysis
 from . import report as _report
-from .attention import find_attention, with_base
+from .attention import assume_fixed_head_dims, find_attention, with_base
 from .axes import label_axes
 from .capture import capture
 from .classify import classify
@@ -139,6 +139,7 @@ def _traced(model, example_args, example_kwargs, base, delta, width_overrides, r
     shapes = Shapes(captured.graph)
     uses = analyse_uses(captured, shapes)
     labels = label_axes(captured, shapes, uses.op_axes, _dense_fan_in(uses))
+    assume_fixed_head_dims(captured, shapes, uses.op_axes, labels)
     nodes_of = _param_nodes_by_tensor(model, captured)
     facts = _facts(model, captured, uses, names_by_tensor, nodes_of)
     warnings = [f"capture route {r!r} failed, used {captured.route!r}: {msg}" for r, msg in captured.failures.items()]

@@ -103,8 +103,6 @@ def test_olmo2_norm_over_the_whole_projection_stays_width(transformers):
     assert param_axis(captured, labels, "q_norm.weight")[0] and param_axis(captured, labels, "k_norm.weight")[0]
 
 
-@pytest.mark.xfail(strict=True, reason="sptrace/graph/trace.py does not call assume_fixed_head_dims on the axis "
-                                       "labels yet (a two-line change asked of that file's owner)")
 def test_trace_takes_per_head_gains_as_fixed(transformers):
     import sptrace
 
