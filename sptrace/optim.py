@@ -104,6 +104,21 @@ def orthogonalize(blocks: torch.Tensor, *, method: str = "newton_schulz", **kw) 
     raise SptraceError(f"orthogonalize: method must be one of {', '.join(METHODS)}, got {method!r}")
 
 
+@torch.library.custom_op("sptrace::column_normalize", mutates_args=())
+def column_normalize(blocks: torch.Tensor, eps: float) -> torch.Tensor:
+    """Every column of every ``(fan_out, fan_in)`` block divided by its l2 norm (zero columns stay zero).
+
+    An opaque operator under torch.compile: inductor's CPU code generation (torch 2.13 and 2.14)
+    fails on this column reduction fused with the momentum buffer's in-place update (an internal
+    KeyError in its outer-loop fusion), and nothing here gains from fusing it."""
+    return blocks / (blocks.norm(dim=-2, keepdim=True) + eps)
+
+
+@column_normalize.register_fake
+def _column_normalize_shape(blocks: torch.Tensor, eps: float) -> torch.Tensor:
+    return torch.empty_like(blocks)
+
+
 class SpectralSGD(torch.optim.Optimizer):
     """Orthogonalised (spectral steepest-descent) SGD with per-group ``spectral_scale``.
 
@@ -158,7 +173,7 @@ class SpectralSGD(torch.optim.Optimizer):
         layout = Layout.coerce(group["sptrace_layout"], p.shape)
         blocks = to_blocks(g.float(), layout)
         if group["sptrace_update"] == "column":
-            o = blocks / (blocks.norm(dim=-2, keepdim=True) + 1e-7)
+            o = column_normalize(blocks, 1e-7)
         elif blocks.shape[-1] == 1 or blocks.shape[-2] == 1:
             o = orthogonalize(blocks)
         elif group["method"] == "power":

@@ -57,14 +57,7 @@ def test_a_parametrized_model_compiles_whole_and_agrees(backend):
         assert torch.allclose(c, g, atol=1e-5), name
 
 
-INDUCTOR_BUG = pytest.mark.xfail(
-    torch.__version__.startswith("2.13") and not torch.cuda.is_available(), strict=True,
-    reason="inductor on torch 2.13 CPU fails on the second compiled step (momentum buffers present) with an "
-           "internal KeyError 'bufNN' (measured also on Embedding + LayerNorm + Linear; a plain MLP compiles): "
-           "a torch bug, eager and aot_eager capture and agree")
-
-
-@pytest.mark.parametrize("backend", ["eager", "aot_eager", pytest.param("inductor", marks=INDUCTOR_BUG)])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_spectral_sgd_step_compiles_and_agrees(backend):
     torch._dynamo.reset()
     model, opt = parametrized(optimizer="spectral", lr=0.02, momentum=0.9)
