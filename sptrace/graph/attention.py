@@ -96,9 +96,10 @@ def assume_fixed_head_dims(captured: CapturedGraph, shapes: Shapes, axes: dict[s
         if ax is None:
             continue
         refs = _head_dim_refs(node, ax, shapes, captured)
+        heads = _head_comps(refs, shapes, labels, products)
         for ref in refs:
             comp = labels.component.get(ref)
-            if comp is None or not labels.decide(ref)[0] or not _splits_width(labels, products, comp):
+            if comp is None or not labels.decide(ref)[0] or not _splits_width(labels, products, comp, heads):
                 continue
             labels.fixed_reason[comp] = (f"{ASSUMED} at {module_path(node) or '<root>'} (heads grow; automatic mode "
                                          "cannot tell: pass base= to decide)")
@@ -118,16 +119,35 @@ def _head_dim_refs(node: fx.Node, ax: OpAxes, shapes: Shapes, captured: Captured
     return []
 
 
-def _splits_width(labels: AxisLabels, products, comp: int) -> bool:
+def _head_comps(refs, shapes: Shapes, labels: AxisLabels, products) -> set:
+    """The components of the width axes (size > 1) that the site's q, k, v carry beside head_dim
+    (their heads), with the parts of an axis that merges batch and heads (``b * h``): the heads
+    factor must be one of them. A packed projection's q/k/v axis (timm's ``reshape(b, n, 3, h, d)``)
+    is a part of the split too but reaches no operand, so one head (h = 1) is not taken for a
+    split of the width into heads: head_dim is then the whole width."""
+    comps = set()
+    for key, axis in refs:
+        for i in range(len(shapes.get(key) or ())):
+            ref = (key, i)
+            if i != axis and labels.sizes.get(ref, 1) > 1 and labels.decide(ref)[0] and ref in labels.component:
+                comps.add(labels.component[ref])
+    for lhs, rhs in products:
+        for whole, parts in ((lhs, rhs), (rhs, lhs)):
+            if len(whole) == 1 and labels.component.get(whole[0]) in comps:
+                comps.update(labels.component[r] for r in parts if r in labels.component)
+    return comps
+
+
+def _splits_width(labels: AxisLabels, products, comp: int, heads_comps: set) -> bool:
     """Whether a reshape splits a width axis into a part in ``comp`` and another width part of size
-    > 1 outside it (the heads)."""
+    > 1 outside it, in ``heads_comps`` (the heads)."""
     for lhs, rhs in products:
         for whole, parts in ((lhs, rhs), (rhs, lhs)):
             if len(whole) != 1 or not labels.decide(whole[0])[0]:
                 continue
             inside = [r for r in parts if labels.component.get(r) == comp]
-            heads = [r for r in parts if labels.component.get(r) != comp and labels.sizes.get(r, 1) > 1
-                     and labels.decide(r)[0]]
+            heads = [r for r in parts if labels.component.get(r) != comp and labels.component.get(r) in heads_comps
+                     and labels.sizes.get(r, 1) > 1 and labels.decide(r)[0]]
             if inside and heads:
                 return True
     return False

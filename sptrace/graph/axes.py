@@ -17,6 +17,13 @@ Input axes are seeds, with one exception, the mirror of the output rule: beside 
 embedding sets the model's width), a float input whose last axis a parameter reads as dense
 features, of the size of such a hidden axis, is the hidden states of another network of the
 model's width (an encoder's output read by a decoder's cross-attention): that axis is width.
+
+One more seed holds in automatic mode only where no input reaches: a weight that reads a constant
+buffer (a coordinate table, Swin V2's and the relative-position ViTs' bias MLPs) makes new axes,
+its fan-out and whatever is tied to it. Where none of them is on a value computed from the inputs,
+they are the inner sizes of a small network on constants, not of the model's representation
+(its output joins the data elsewhere: the head axis of a position bias): taken as fixed, which
+``base=`` overrules (docs/classification.md, "Width dims").
 """
 from __future__ import annotations
 
@@ -69,8 +76,43 @@ def label_axes(captured: CapturedGraph, shapes: Shapes, axes: dict[str, OpAxes],
         for ref in ax.ranked:
             if component.get(ref) not in hidden:
                 seed(ref, f"alternatives ranked by a selection (size {sizes.get(ref)}: a router's experts)")
+    for ref in _constant_network_axes(captured, axes, component):
+        seed(ref, f"inner size of a network on a constant buffer no input reaches (size {sizes.get(ref)}), "
+                  "taken as fixed (automatic mode; pass base= to decide)")
     _close_products(labels, [p for ax in axes.values() for p in ax.products])
     return labels
+
+
+def _constant_network_axes(captured: CapturedGraph, axes: dict[str, OpAxes], component) -> list[Ref]:
+    """The output axes of a contraction of a parameter with a constant buffer (module docstring)
+    whose components hold a parameter axis and no axis of a value computed from the inputs."""
+    from_inputs = _reached(captured.graph, set(captured.input_nodes))
+    constant = _reached(captured.graph, set(captured.buffer_nodes)) - from_inputs
+    sites = [name for name, ax in axes.items() if ax.category in ("matmul", "conv") and name in constant
+             and any(ref[0].split(".")[0] in constant for pair in ax.contract for ref in pair)]
+    if not sites:
+        return []
+    params = set(captured.param_nodes)
+    on_data, on_params, refs_of = set(), set(), {}
+    for ref, comp in component.items():
+        node = ref[0].split(".")[0]
+        if node in from_inputs:
+            on_data.add(comp)
+        if node in params:
+            on_params.add(comp)
+        if node in sites:
+            refs_of.setdefault(node, []).append(ref)
+    return [ref for name in sites for ref in refs_of.get(name, ())
+            if component[ref] in on_params and component[ref] not in on_data]
+
+
+def _reached(graph, roots: set[str]) -> set[str]:
+    """Names of the nodes computed from any of ``roots`` (the roots included)."""
+    seen = set(roots)
+    for node in graph.nodes:
+        if node.name not in seen and any(n.name in seen for n in node.all_input_nodes):
+            seen.add(node.name)
+    return seen
 
 
 def _hidden_state_axes(captured: CapturedGraph, shapes: Shapes, component, dense_fan_in: set[Ref]) -> set[Ref]:

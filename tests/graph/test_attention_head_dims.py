@@ -6,7 +6,10 @@ growing number of heads. Measured (tests/validation/test_validate_moe.py's conve
 +0.88 (Qwen3), +0.93 (Gemma 3), +0.91 (Qwen3-MoE); taken as fixed, -0.12, -0.07, -0.09."""
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+import sptrace
 
 from sptrace.graph.attention import ASSUMED, assume_fixed_head_dims, find_attention
 from sptrace.graph.axes import label_axes
@@ -67,6 +70,38 @@ def test_a_single_head_is_the_width_itself():
     captured, shapes, axes, labels = labelled(PerHeadNormAttention(32, 1), torch.randint(0, 11, (2, 5)))
     assert assume_fixed_head_dims(captured, shapes, axes, labels) == []
     assert param_axis(captured, labels, "q_gain")[0]
+
+
+class PackedQkvAttention(nn.Module):
+    """timm's ViT attention: one qkv projection reshaped to (b, n, 3, heads, head_dim), permuted and
+    unbound into q, k, v, then SDPA; the output projection reads heads × head_dim."""
+
+    def __init__(self, width, heads):
+        super().__init__()
+        self.heads, self.head_dim = heads, width // heads
+        self.emb = nn.Embedding(11, width)
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+        self.out = nn.Linear(width, 11)
+
+    def forward(self, ids):
+        x = self.emb(ids)
+        b, s, c = x.shape
+        q, k, v = self.qkv(x).reshape(b, s, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        return self.out(self.proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, s, c)))
+
+
+@pytest.mark.parametrize("heads", [1, 4])
+def test_the_packed_qkv_axis_is_not_the_heads(heads):
+    """The packed projection's q/k/v axis (3) is a part of the split of the width but reaches none of
+    q, k, v: with one head nothing is assumed and the output projection stays a hidden matrix (it
+    was an input layer, its fan-in fixed as a head_dim: timm's ViTs at width 64, one head of 64);
+    with four heads head_dim is assumed fixed, the projection still hidden (heads grow)."""
+    captured, shapes, axes, labels = labelled(PackedQkvAttention(64, heads), torch.randint(0, 11, (2, 5)))
+    assert assume_fixed_head_dims(captured, shapes, axes, labels) == ([] if heads == 1 else [""])
+    traced = sptrace.trace(PackedQkvAttention(64, heads), torch.randint(0, 11, (2, 5)))
+    assert traced["proj.weight"].role.value == "hidden" and traced["proj.weight"].width_dims == (0, 1)
+    assert traced["qkv.weight"].width_dims == (0, 1)
 
 
 @pytest.fixture(scope="module")

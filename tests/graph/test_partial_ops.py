@@ -98,13 +98,13 @@ class CoordinateMLP(nn.Module):
     """Swin V2's continuous position bias: a small MLP on a constant (2T-1, 2) coordinate buffer,
     gathered by a relative-position index buffer into per-head attention biases."""
 
-    def __init__(self, n, heads=4, tokens=7):
+    def __init__(self, n, heads=4, tokens=7, hidden=32):
         super().__init__()
         self.heads = heads
         self.inp, self.qk, self.head = nn.Linear(16, n), nn.Linear(n, n), nn.Linear(n, 10)
         self.register_buffer("coords", torch.randn(2 * tokens - 1, 2))
         self.register_buffer("index", torch.randint(0, 2 * tokens - 1, (tokens, tokens)))
-        self.mlp = nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, heads, bias=False))
+        self.mlp = nn.Sequential(nn.Linear(2, hidden), nn.ReLU(), nn.Linear(hidden, heads, bias=False))
 
     def forward(self, x):
         h = self.inp(x)
@@ -120,10 +120,55 @@ def test_an_mlp_on_a_constant_buffer_reads_it_as_data(route):
     traced = sptrace.trace(CoordinateMLP(64), torch.randn(2, 7, 16), routes=(route,))
     assert not traced.unclassified, [(r.name, r.problem) for r in traced.unclassified]
     first = traced["mlp.0.weight"]
-    assert (first.role.value, first.fan_in_axes, first.fan_out_axes, first.input_space.value) == ("input", (1,), (0,), "dense")
+    assert (first.fan_in_axes, first.fan_out_axes, first.input_space.value) == ((1,), (0,), "dense")
     assert not first.dims[1].width and "buffer" in first.dims[1].reason  # the coordinate axis is data
     assert traced["mlp.0.bias"].role.value == "bias"
     assert (traced["mlp.2.weight"].fan_in_axes, traced["mlp.2.weight"].fan_out_axes) == ((1,), (0,))
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_the_inner_size_of_an_mlp_on_a_constant_buffer_is_fixed(route):
+    """No value computed from the inputs carries the MLP's hidden axis (32): it is the size of a
+    small network on constants, taken as fixed in automatic mode, so the first layer is a fixed
+    matrix and the second an input layer whose fan-out is the heads (which grow with width: head
+    size fixed). Without it the hidden axis was width, the second layer a hidden matrix whose lr
+    and init shrank with the model's width although its fan-in stays 32 (Swin V2's cpb_mlp.2:
+    update slope -1.5 in the coord check, docs/coverage.md)."""
+    traced = sptrace.trace(CoordinateMLP(64), torch.randn(2, 7, 16), routes=(route,))
+    first, bias, second = traced["mlp.0.weight"], traced["mlp.0.bias"], traced["mlp.2.weight"]
+    assert _row(first) == ("scalar", "fixed", (1,), (0,), ())
+    assert "constant buffer no input reaches" in first.dims[0].reason
+    assert _row(bias) == ("scalar", "bias", (), (0,), ())
+    assert _row(second) == ("vector", "input", (1,), (0,), (0,))
+    # the plan follows: the input layer's Adam lr does not shrink with width, the fixed layer's neither
+    plan = sptrace.plan(CoordinateMLP(256), "adam", example_inputs=(torch.randn(2, 7, 16),), reference_width=64)
+    assert plan["mlp.2.weight"].lr_multiplier == pytest.approx(1.0)
+    assert plan["mlp.0.weight"].lr_multiplier == pytest.approx(1.0)
+    assert plan["qk.weight"].lr_multiplier == pytest.approx(0.25)
+    # base= still decides: an inner size that grows with the model is width there
+    wide = sptrace.trace(CoordinateMLP(128, heads=8, hidden=64), torch.randn(2, 7, 16),
+                         base=CoordinateMLP(64, heads=4, hidden=32))
+    assert wide["mlp.2.weight"].role.value == "hidden" and wide["mlp.2.weight"].width_dims == (0, 1)
+
+
+class CoordinateFeatures(nn.Module):
+    """Features of a constant coordinate table added to the activations (a learned position
+    encoding from coordinates): the layer's fan-out meets the data, so it stays width."""
+
+    def __init__(self, n, tokens=7):
+        super().__init__()
+        self.inp, self.pos, self.head = nn.Linear(16, n), nn.Linear(2, n), nn.Linear(n, 10)
+        self.register_buffer("coords", torch.randn(tokens, 2))
+
+    def forward(self, x):
+        return self.head(torch.relu(self.inp(x) + self.pos(self.coords)).mean(1))
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_a_constant_buffers_features_added_to_the_data_stay_width(route):
+    traced = sptrace.trace(CoordinateFeatures(64), torch.randn(2, 7, 16), routes=(route,))
+    assert _row(traced["pos.weight"]) == ("vector", "input", (1,), (0,), (0,))
+    assert _row(traced["pos.bias"]) == ("vector", "bias", (), (0,), (0,))
 
 
 class MaskedLinear(nn.Module):

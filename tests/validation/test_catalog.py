@@ -89,3 +89,35 @@ def test_timm_width_arguments_scale_with_heads_at_their_size():
     assert model.num_classes == 10 and model.embed_dim == 64
     with pytest.raises(SptraceError, match="cannot widen it automatically"):
         catalog.timm_width_args("inception_v3", 64)
+
+
+def _timm_trace(name, width):
+    """timm:name built on meta at ``width``, traced on the catalog's digits images."""
+    import torch
+
+    import sptrace
+
+    spec = catalog.catalog_spec(name)
+    with torch.device("meta"):
+        model = spec.build(width)
+    args, kwargs = spec.example_inputs()
+    return sptrace.trace(model, *args, **kwargs)
+
+
+@pytest.mark.slow
+def test_timm_position_bias_mlps_keep_their_inner_size_fixed():
+    """Swin V2's cpb_mlp (Linear(2, 512), ReLU, Linear(512, heads)) and ViT-relpos's rel_pos.mlp
+    (2 -> 128 -> heads) on their constant coordinate tables: the inner size is fixed (no input
+    reaches it), so the first layer is a fixed matrix and the last an input layer over the heads;
+    with one head (ViT-relpos at width 64) no readout is zeroed (it was: 'exactly zero at width 64')
+    and the attention's output projection stays hidden (the packed qkv axis is not a head axis)."""
+    pytest.importorskip("timm")
+    swin = _timm_trace("timm:swinv2_tiny_window8_256", 128)
+    first, last = swin["layers.0.blocks.0.attn.cpb_mlp.0.weight"], swin["layers.0.blocks.0.attn.cpb_mlp.2.weight"]
+    assert (first.role.value, first.width_dims) == ("fixed", ())
+    assert (last.role.value, last.fan_in, last.fan_out, last.width_dims) == ("input", 512, 4, (0,))
+    relpos = _timm_trace("timm:vit_relpos_small_patch16_224", 64)
+    fc2 = relpos["blocks.0.attn.rel_pos.mlp.fc2.weight"]
+    assert fc2.role.value == "fixed" and fc2.width_dims == ()
+    assert relpos["blocks.0.attn.proj.weight"].role.value == "hidden"
+    assert relpos["blocks.0.attn.proj.weight"].width_dims == (0, 1)
