@@ -1,7 +1,8 @@
 """The typed records that flow between sptrace's pipeline stages, all in one place.
 
     graph    capture -> CapturedGraph; uses -> UseAnalysis (ParamUse, OpAxes); axes -> AxisLabels;
-             attention -> AttentionSite; trace gathers ParamFacts -> classify -> ParamRecord
+             attention -> AttentionSite; constants -> ForwardConstant; trace gathers ParamFacts ->
+             classify -> ParamRecord
     planning ParamRecord -> Dims -> Rule -> ParamPlan (Layout, ForwardMultiplier)
     apply    ParamPlan -> in-place init, Multiplier (forward hooks), optimizer param groups
 
@@ -191,6 +192,32 @@ class DimDecision:
     reason: str  # e.g. "base: 64 -> 128", "contracted with input data axis x.2", "user override"
 
 
+@dataclass(frozen=True)
+class ForwardConstant:
+    """A constant the forward multiplies a parameter's use output by before any other parameter
+    reads it, whose value is a power of a width dim (graph/constants.py; Gemma's ``embed * sqrt(n)``).
+    The rules then hold for the operator ``c * W`` (docs/rules.md, "Constants in the forward")."""
+
+    node: str  # the last mul / div of the chain
+    value: float  # c: the product of the constants between the use and the next op
+    power: float  # c == n ** power, power in ±1/2, ±1
+    size: int  # n at the model's shape
+    axis: int  # the parameter axis n is (split 1) or a factor of (n = shape[axis] / split)
+    split: int = 1
+    module: str = ""  # the module whose forward multiplies (the use's own, or a parent around it)
+
+    def dependence(self, shape: Sequence[float]) -> float:
+        """c's width dependence n ** power at ``shape`` (the model's, a base's or the reference's)."""
+        return (shape[self.axis] / self.split) ** self.power
+
+    @property
+    def text(self) -> str:
+        power = {0.5: "^1/2", -0.5: "^-1/2", 1.0: "", -1.0: "^-1"}.get(self.power, f"^{self.power:g}")
+        factor = f"n{power}" if self.power != -1.0 else "1/n"
+        of = f"axis {self.axis}" + (f" / {self.split}" if self.split != 1 else "")
+        return f"forward constant x{self.value:.4g} = {factor}, n = {self.size} ({of})"
+
+
 @dataclass
 class ParamFacts:
     """What the graph says about one distinct tensor, before classification (graph/classify.py)."""
@@ -200,6 +227,7 @@ class ParamFacts:
     tensor: torch.Tensor
     uses: list[ParamUse]
     problem: Optional[str]
+    forward_constant: Optional[ForwardConstant] = None  # of the primary use (graph/constants.py)
 
 
 @dataclass
@@ -225,6 +253,8 @@ class ParamRecord:
     problem: Optional[str] = None  # why it is unclassified (names the node and op)
     secondary_uses: tuple[ParamUse, ...] = ()  # uses whose axes disagree with the primary one (ties)
     selected_by: Optional[str] = None  # a top-k / argmax / sort node its output reaches (a router)
+    # the primary use's output times a constant c ~ n^p of a width axis: the rules hold for c * W
+    forward_constant: Optional[ForwardConstant] = None
 
     @property
     def width_dims(self) -> tuple[int, ...]:

@@ -132,6 +132,18 @@ def gpt_oss(width, implementation=None):
     return _experts(t.GptOssForCausalLM(cfg), implementation)
 
 
+def gemma(width, model_type="gemma"):
+    """Hugging Face Gemma (``model_type`` "gemma", "gemma2" or "gemma3_text"): the token embedding's
+    output times sqrt(hidden_size), a 0-d buffer (tests/graph/test_forward_constants.py)."""
+    t = _transformers()
+    config, model = {"gemma": (t.GemmaConfig, t.GemmaForCausalLM), "gemma2": (t.Gemma2Config, t.Gemma2ForCausalLM),
+                     "gemma3_text": (t.Gemma3TextConfig, t.Gemma3ForCausalLM)}[model_type]
+    cfg = config(hidden_size=width, intermediate_size=2 * width, num_hidden_layers=1, head_dim=HEAD_DIM,
+                 num_attention_heads=width // HEAD_DIM, num_key_value_heads=width // (2 * HEAD_DIM), vocab_size=77,
+                 max_position_embeddings=64, bos_token_id=0, eos_token_id=0, pad_token_id=0)
+    return model(cfg)
+
+
 # Mixture-of-experts causal LMs (tests/graph/test_moe.py, tests/validation/test_validate_moe.py):
 # apart from MODELS so that the external coord checks' default cells keep to their time.
 MOE_MODELS = {

@@ -166,6 +166,7 @@ def _capture_export(model, args, kwargs) -> CapturedGraph:
             params[name] = unwrap(spec.target)
         elif spec.kind in (InputKind.BUFFER, InputKind.CONSTANT_TENSOR):
             buffers[name] = unwrap(spec.target) if spec.target.startswith("model.") else spec.target
+            _keep_scalar(ep.graph, name, ep.state_dict.get(spec.target, ep.constants.get(spec.target)))
         elif spec.kind == InputKind.USER_INPUT and _is_tensor_node(ep.graph, name):
             inputs.append(name)
     outputs = [
@@ -180,6 +181,22 @@ def _capture_export(model, args, kwargs) -> CapturedGraph:
     # only the graph is kept: no stage reads the ExportedProgram, and keeping it would keep its
     # state_dict (every parameter) and its other objects alive as long as the trace
     return CapturedGraph(ep.graph, "export", {}, params, buffers, inputs, outputs)
+
+
+SCALAR_VALUE = "sptrace_value"  # node.meta key: the value of a one-element constant (graph/constants.py)
+
+
+def _keep_scalar(graph: fx.Graph, name, value) -> None:
+    """Remember the value of a one-element float constant (a buffer, a tensor made in the forward):
+    graph/constants.py reads it where it multiplies a parameter's output. Meta and fake tensors
+    have no value to read."""
+    if not isinstance(value, torch.Tensor) or value.numel() != 1 or not value.dtype.is_floating_point:
+        return
+    if value.device.type == "meta" or type(value) is not torch.Tensor and not isinstance(value, torch.nn.Parameter):
+        return
+    node = name if isinstance(name, fx.Node) else next((n for n in graph.nodes if n.name == name), None)
+    if node is not None:
+        node.meta[SCALAR_VALUE] = float(value.detach().reshape(()).item())
 
 
 def _decompose_recurrent(ep):
@@ -267,6 +284,7 @@ class _Recorder(TorchDispatchMode):
                 node = self.graph.placeholder(f"const_{len(self.known)}")
                 node.meta["val"] = _meta_like(value)
                 node.meta["sptrace_constant"] = True
+                _keep_scalar(self.graph, node, value)
                 self._remember(value, node)
             return self.known[id(value)]
         return value
@@ -312,6 +330,7 @@ def _capture_eager(model, args, kwargs) -> CapturedGraph:
     for name, b in model.named_buffers(remove_duplicate=True):
         node = graph.placeholder(_safe(f"b_{name}"))
         node.meta["val"] = _meta_like(b)
+        _keep_scalar(graph, node, b)
         known[id(b)] = node
         buffers[node.name] = name
     for i, leaf in enumerate(pytree.tree_leaves((args, kwargs))):

@@ -38,10 +38,12 @@ def classify(facts: ParamFacts, decide: Decide, base_shape=None, base_groups=Non
     fan_in_width = any(a in width for a in primary.fan_in_axes)
     fan_out_width = any(a in width for a in primary.fan_out_axes)
     kind = [Kind.SCALAR, Kind.VECTOR, Kind.MATRIX][fan_in_width + fan_out_width]
+    constant = facts.forward_constant  # counts where its axis grows with width (docs/rules.md)
     return ParamRecord(
         kind=kind, role=primary.role, input_space=primary.input_space,
         output_space=Space.DENSE, fan_in_axes=primary.fan_in_axes, fan_out_axes=primary.fan_out_axes,
-        groups=primary.groups, secondary_uses=secondary, **base,
+        groups=primary.groups, secondary_uses=secondary,
+        forward_constant=constant if constant is not None and constant.axis in width else None, **base,
     )
 
 

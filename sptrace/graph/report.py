@@ -58,6 +58,8 @@ def _extra_columns(columns: Mapping[str, Mapping[str, str]]) -> list[str]:
 def _row(r, extra: Mapping[str, str], extra_columns: Sequence[str]) -> list:
     use = r.uses[0] if r.uses else None
     use_text = f"{use.op}({use.arg})" + (f" +{len(r.uses) - 1}" if len(r.uses) > 1 else "") if use else "-"
+    if r.forward_constant is not None:
+        use_text += f", {r.forward_constant.text}"
     width = ",".join(str(a) for a in r.width_dims) or "-"
     space = f"{r.input_space.value}->{r.output_space.value}"
     return [
@@ -93,12 +95,19 @@ def _attention_lines(trace, format) -> list[str]:
 def _as_json(trace, columns: Mapping[str, Mapping[str, str]], warnings: Sequence[str], notes: Sequence[str]) -> dict:
     return {
         "summary": trace.summary(),
-        "parameters": [dict(asdict(r), width_dims=list(r.width_dims), fan_in=r.fan_in, fan_out=r.fan_out,
-                            annotations=dict(columns.get(r.name, {}))) for r in trace.records],
+        "parameters": [_record_json(r, columns) for r in trace.records],
         "attention": [dict(asdict(a), width_stable=a.width_stable) for a in trace.attention],
         "warnings": list(warnings),
         **({"notes": list(notes)} if notes else {}),
     }
+
+
+def _record_json(r, columns) -> dict:
+    out = dict(asdict(r), width_dims=list(r.width_dims), fan_in=r.fan_in, fan_out=r.fan_out,
+               annotations=dict(columns.get(r.name, {})))
+    if out["forward_constant"] is None:  # present only where the forward scales the parameter
+        del out["forward_constant"]
+    return out
 
 
 def _jsonable(value):

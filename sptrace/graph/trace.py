@@ -17,6 +17,7 @@ from .attention import assume_fixed_head_dims, find_attention, with_base
 from .axes import label_axes
 from .capture import capture
 from .classify import classify
+from .constants import forward_constants
 from .ops import Shapes, op_name
 from .selection import mark_selection
 from .uses import analyse_uses
@@ -141,7 +142,7 @@ def _traced(model, example_args, example_kwargs, base, delta, width_overrides, r
     labels = label_axes(captured, shapes, uses.op_axes, _dense_fan_in(uses))
     assume_fixed_head_dims(captured, shapes, uses.op_axes, labels)
     nodes_of = _param_nodes_by_tensor(model, captured)
-    facts = _facts(model, captured, uses, names_by_tensor, nodes_of)
+    facts = _facts(model, captured, uses, names_by_tensor, nodes_of, forward_constants(captured, shapes, uses, labels))
     warnings = [f"capture route {r!r} failed, used {captured.route!r}: {msg}" for r, msg in captured.failures.items()]
     base_shapes = _read_base(base, model) if base is not None else None
     shapes_in_delta = delta_shapes(delta, base_shapes)
@@ -278,7 +279,7 @@ def _param_nodes_by_tensor(model, captured: CapturedGraph) -> dict[int, list[str
     return nodes
 
 
-def _facts(model, captured: CapturedGraph, uses: UseAnalysis, names_by_tensor, nodes_of) -> list[ParamFacts]:
+def _facts(model, captured: CapturedGraph, uses: UseAnalysis, names_by_tensor, nodes_of, constants) -> list[ParamFacts]:
     order = {n.name: i for i, n in enumerate(captured.graph.nodes)}
     facts = []
     for tensor_id, names in names_by_tensor.items():
@@ -292,7 +293,9 @@ def _facts(model, captured: CapturedGraph, uses: UseAnalysis, names_by_tensor, n
             problem = "not seen in the captured graph"
         if problem is not None:
             problem += _reparametrization_hint(model, names[0])
-        facts.append(ParamFacts(names[0], tuple(names), tensor, found, problem))
+        constant = next((constants[n][found[0].node] for n in nodes if found and found[0].node in constants.get(n, {})),
+                        None)  # graph/constants.py: the primary use's output times a power of a width dim
+        facts.append(ParamFacts(names[0], tuple(names), tensor, found, problem, constant))
     return facts
 
 

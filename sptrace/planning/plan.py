@@ -129,6 +129,8 @@ def _lr_note(record: ParamRecord, rule: Rule, lr: float, anchor: str) -> str:
     if not record.classified:
         return f"{lr:g} x 1: unclassified, the plain lr"
     law = _LR_LAW_TEXT.get((rule.parametrization, rule.optimizer), "SP: one global lr")
+    if record.forward_constant is not None and rule.parametrization == "sptrace":  # docs/rules.md
+        law += f", of c W ({record.forward_constant.text})"
     return f"{lr:g} x {rule.lr_multiplier:.4g} = {lr * rule.lr_multiplier:.4g}: {law}; {anchor}"
 
 
@@ -181,7 +183,7 @@ def group(plans: Iterable[ParamPlan], params: Optional[Mapping[str, torch.Tensor
     for p in plans:
         if not p.trainable:
             continue
-        key: tuple = (p.lr, p.weight_decay, p.lr_multiplier)
+        key: tuple = (p.lr, p.weight_decay, p.lr_multiplier, p.lr_note)  # notes differ by a forward constant only
         extra: dict[str, Any] = {}
         if p.optimizer == "spectral":
             layout = p.layout.to_dict()

@@ -45,19 +45,8 @@ from ..types import Dims, ParamRecord, ParamUse, Role, Rule, Space, SptraceError
 from .library import library_std_ratio
 
 __all__ = [
-    "FAMILIES",
-    "PARAMETRIZATIONS",
-    "optimizer_family",
-    "effective_dims",
-    "rule_for",
-    "forward_multiplier",
-    "gaussian_std",
-    "init_spectral_target",
-    "lr_factor",
-    "check_parametrization",
-    "check_form",
-    "ANCHORED_FORMS",
-    "check_zero_readout",
+    "FAMILIES", "PARAMETRIZATIONS", "optimizer_family", "effective_dims", "rule_for", "forward_multiplier",
+    "gaussian_std", "init_spectral_target", "lr_factor", "check_parametrization", "check_form", "ANCHORED_FORMS", "check_zero_readout",
 ]
 
 FAMILIES = ("sgd", "adam", "spectral")
@@ -85,6 +74,8 @@ C_BASE = ("anchored to the base shapes (base model or reference width): every fa
 C_SP = "§5.2 Eq. 21 (SP): library-default init, one global lr"
 C_NTP = "§5.3 Eq. 22 (NTP): sigma = 1/sqrt(fan_in), SGD eta = 1/fan_in (Adam: 1/sqrt(fan_in))"
 C_UNCL = "unclassified: library-default init and the plain lr"
+C_CONST = ("forward constant c ~ n^p on the output: the rules hold for c W, so init / c, Adam lr / c, SGD lr / c^2, "
+           "spectral scale / c (docs/rules.md \"Constants in the forward\")")
 
 
 # --- optimizer families --------------------------------------------------------------------------
@@ -429,13 +420,34 @@ def _per_width(case: _Case, factor: Callable[[Dims], float]) -> float:
 # --- sptrace's own: Parametrization 1 (μP) ---------------------------------------------------------
 def _sptrace_rule(case: _Case) -> Rule:
     """Condition 2 for init and update (Parametrization 1, per optimizer family)."""
-    init = _chosen_init(case, _init_by_role(case))
-    lr_multiplier = _per_width(case, lambda d: lr_factor(case.family, d))
-    spectral_scale = (_per_width(case, lambda d: _spectral_scale(d, case.update))
+    init = _through_constant(case, _chosen_init(case, _init_by_role(case)))
+    c = _constant(case)  # 1.0 unless a constant multiplies the output in the forward
+    lr_multiplier = _snap(_per_width(case, lambda d: lr_factor(case.family, d)) / c ** {"sgd": 2, "adam": 1}.get(case.family, 0))
+    spectral_scale = (_snap(_per_width(case, lambda d: _spectral_scale(d, case.update)) / c)
                       if case.family == "spectral" else 1.0)
-    cites = [C_COND, *init.cites, LR_CITATIONS[case.family], C_WD] + ([C_BASE] if case.anchored else [])
+    cites = ([C_COND, *init.cites, LR_CITATIONS[case.family], C_WD] + ([C_BASE] if case.anchored else [])
+             + ([C_CONST] if case.record.forward_constant is not None else []))
     return _rule(case, "sptrace", init, lr_multiplier=lr_multiplier, weight_decay_multiplier=1.0 / lr_multiplier,
                  spectral_scale=spectral_scale, cites=cites)
+
+
+def _constant(case: _Case, absolute: bool = False) -> float:
+    """n^p of a constant the forward multiplies the output by (docs/rules.md "Constants in the forward"),
+    over its value at the base shape where anchored (unless ``absolute``); 1.0 without one."""
+    found = case.record.forward_constant
+    value = 1.0 if found is None else found.dependence(case.record.shape)
+    return value if found is None or absolute or not case.anchored else _snap(value / found.dependence(case.record.base_shape))
+
+
+def _through_constant(case: _Case, init: _Init) -> _Init:
+    """W's init such that c W has the rule's: an absolute std / target over c, a scale over its base ratio."""
+    if case.record.forward_constant is None or case.init == "keep" or init.kind == "zeros":
+        return init
+    if init.kind in ("gaussian", "orthogonal", "spectral"):
+        c = _constant(case, absolute=True)
+        return init.but(C_CONST, std=init.std and init.std / c, target=init.target and init.target / c)
+    scale = _snap(init.scale / _constant(case))
+    return init.but(C_CONST, kind="keep" if scale == 1.0 else "scale", scale=scale)
 
 
 def _init_by_role(case: _Case) -> _Init:
@@ -574,12 +586,14 @@ def forward_multiplier(record: ParamRecord, use: ParamUse, *, form: str = "absol
         d_in, d_out = _use_dims(record, u, shape)
         return math.sqrt(d_out / d_in)
 
-    primary = record.uses[0]
+    primary, constant = record.uses[0], record.forward_constant
+    # W is planned so that c W has the primary use's target: this use reads W, so times c's dependence
+    c = 1.0 if constant is None else constant.dependence(record.shape)
     if check_form(form) in ANCHORED_FORMS:
         if record.base_shape is None:
             raise SptraceError(f"{record.name}: base form asked for, but the record has no base shape")
         now = target(use, record.shape) / target(primary, record.shape)
         then = target(use, record.base_shape) / target(primary, record.base_shape)
-        return now / then
+        return now / then * (1.0 if constant is None else c / constant.dependence(record.base_shape))
     width_only = tuple(s if a in width else 1 for a, s in enumerate(record.shape))
-    return target(use, width_only) / target(primary, width_only)
+    return target(use, width_only) / target(primary, width_only) * c

@@ -21,7 +21,7 @@ from ..types import SptraceError
 from .jsonio import from_json_float, to_json
 from .recorder import ROOT, OutputRecorder, first_tensor, rms
 
-__all__ = ["rms", "first_tensor", "call_model", "OutputRecorder", "CoordCheck", "coord_check", "ROOT"]
+__all__ = ["rms", "first_tensor", "call_model", "OutputRecorder", "CoordCheck", "coord_check", "scaled_outside", "ROOT"]
 
 # the parameter quantities the verdict judges: W at init and its total update after T steps (Condition 2)
 PARAM_JUDGED = ("nat@0", "dnat")
@@ -177,6 +177,9 @@ def _axes_for(name: str, p: Tensor, param_axes: Optional[Mapping[str, Any]]) -> 
             space = getattr(spec, "output_space", None)
             if space is not None:
                 d["output_dense"] = str(getattr(space, "value", space)) == "dense"
+            constant = getattr(spec, "forward_constant", None)
+            if constant is not None:  # the operator is c W (docs/rules.md "Constants in the forward")
+                d["constant"] = (constant.axis, constant.split, constant.power)
     else:
         fi, fo, dense = default_param_axes(p.shape)
         d = {"fan_in_axes": fi, "fan_out_axes": fo, "input_dense": dense}
@@ -187,9 +190,13 @@ def _axes_for(name: str, p: Tensor, param_axes: Optional[Mapping[str, Any]]) -> 
 
 
 def _nat(W: Tensor, spec: Mapping[str, Any], method: str) -> float:
+    """The natural spectral norm of the operator the forward applies: ``c W`` where a constant
+    ``c = n^p`` of W's own width multiplies its output (``spec["constant"] = (axis, split, p)``)."""
     if not bool(torch.isfinite(W).all()):  # a diverged run: judged as invalid, not a crash in the SVD
         return math.nan
-    return float(
+    axis, split, power = spec.get("constant") or (0, 1, 0.0)
+    c = (W.shape[axis] / split) ** power if W.dim() else 1.0
+    return c * float(
         natural_spectral_norm(
             W,
             spec["fan_in_axes"],
@@ -200,6 +207,20 @@ def _nat(W: Tensor, spec: Mapping[str, Any], method: str) -> float:
             method=method,
         )
     )
+
+
+def scaled_outside(records: Mapping[str, Any], quantities: Iterable[str]) -> dict[str, dict[str, float]]:
+    """``{module: {quantity: expected slope}}`` for modules whose output a parent multiplies by a
+    constant ``c = n^p`` (n ∝ width; docs/rules.md "Constants in the forward"): sptrace makes ``c W``
+    width-stable, so the module's own output scales like ``n^-p`` (Gemma 4's per-layer projection,
+    times ``hidden_size^-1/2`` outside its Linear). ``records``: name -> ParamRecord-like."""
+    out: dict[str, dict[str, float]] = {}
+    for record in records.values():
+        found, uses = getattr(record, "forward_constant", None), getattr(record, "uses", ())
+        module = uses[0].module if found is not None and uses else ""
+        if module and found.module != module and not found.module.startswith(module + "."):
+            out[module] = {q: -found.power for q in quantities}
+    return out
 
 
 @contextmanager

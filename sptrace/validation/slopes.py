@@ -216,6 +216,7 @@ def verdict(
     unmeasured: Optional[Mapping[str, str]] = None,
     allow_shrink_for: Optional[Mapping[str, Union[bool, Iterable[str]]]] = None,
     params: Iterable[str] = (),
+    expected_for: Optional[Mapping[str, Mapping[str, float]]] = None,
 ) -> Verdict:
     """Judge ``slopes[module][quantity]`` (a :class:`SlopeFit` or a plain float).
 
@@ -227,6 +228,8 @@ def verdict(
     as "invalid". A module passes when all of its checks pass; the verdict passes when all modules do.
     ``allow_shrink_for[module]`` adds shrink allowances for that entry only; ``params`` names the
     entries that are parameters (their natural spectral norms), so that the summary counts them apart.
+    ``expected_for[module][quantity]`` overrides the expectation for one entry (a module whose output
+    the forward multiplies by a width power outside it, :func:`sptrace.validation.coord.scaled_outside`).
     """
     per_name = dict(allow_shrink_for or {})
     exp = dict(expected or {})
@@ -235,7 +238,7 @@ def verdict(
     for module, fits in slopes.items():
         mv = ModuleVerdict(module, True)
         for q, fit in fits.items():
-            e = float(exp.get(q, 0.0))
+            e = float((expected_for or {}).get(module, {}).get(q, exp.get(q, 0.0)))
             if isinstance(fit, SlopeFit):
                 s, ok, msg = fit.slope, fit.ok, fit.message
             else:

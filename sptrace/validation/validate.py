@@ -16,7 +16,7 @@ import torch
 
 from ..apply.parametrize import OPTIMIZERS, default_lr
 from ..types import SptraceError
-from .coord import CoordCheck, coord_check
+from .coord import CoordCheck, coord_check, scaled_outside
 from .jsonio import write_json
 from .models import PARAMETRIZATIONS, ModelSource, check_parametrizations, optimizer_for, resolve
 from .slopes import Verdict
@@ -129,7 +129,9 @@ def validate(
     options = build_options or {}
     batches = _batches(zoo, batch_size, steps, seed, source, device)
     args, kwargs = zoo.example_inputs(device=device)
-    axes = _param_axes(zoo, widths[0], (args, kwargs), options) if spectral else None
+    records = _param_axes(zoo, widths[0], (args, kwargs), options)
+    axes = records if spectral else None
+    quantities = ["rms@0", f"delta_rms@{steps}"]
     runs = {}
     for name in parametrizations:
         make_model, make_optimizer = _factories(name, zoo, optimizer, lr, widths, (args, kwargs), device, options,
@@ -138,8 +140,8 @@ def validate(
             make_model, make_optimizer, batches, zoo.loss, widths, steps=steps, seed=seed, n_seeds=n_seeds,
             device=device, progress=progress, param_axes=axes, params=spectral,
         )
-        verdict = cc.verdict(tol=tol, quantities=["rms@0", f"delta_rms@{steps}"], allow_shrink=["rms@0"],
-                             params=list(axes) if spectral else False)
+        verdict = cc.verdict(tol=tol, quantities=quantities, allow_shrink=["rms@0"],
+                             params=list(axes) if spectral else False, expected_for=scaled_outside(records, quantities))
         runs[name] = Run(name, cc, verdict)
     result = Validation(src.name, optimizer, list(widths), steps, lr, runs, form)
     if out:
@@ -172,12 +174,13 @@ def _factories(name, zoo, optimizer, lr, widths, example, device, options, form)
 
 
 def _param_axes(zoo, width, example, options) -> dict:
-    """Each parameter's fan-in / fan-out axes and spaces, for the natural spectral norms."""
+    """Each parameter's fan-in / fan-out axes and spaces, for the natural spectral norms, and the
+    constant its output is multiplied by (a one-element buffer has its value on the CPU, not on meta)."""
     from ..graph.trace import trace
 
-    with torch.device("meta"):
-        model = zoo.build(width, **options)
     args, kwargs = example
+    tensors = [t for t in torch.utils._pytree.tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
+    model = zoo.build(width, **options).to(tensors[0].device if tensors else "cpu")
     return {alias: r for r in trace(model, *args, **kwargs) for alias in r.aliases if r.classified}
 
 

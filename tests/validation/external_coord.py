@@ -11,7 +11,7 @@ import warnings
 import torch
 
 import models_zoo
-from sptrace.validation.coord import coord_check
+from sptrace.validation.coord import coord_check, scaled_outside
 from sptrace.validation.models import optimizer_for
 from sptrace.validation.validate import validation_lr
 
@@ -49,7 +49,8 @@ def external_coord_check(build, data, optimizer, parametrization, widths, *, ste
         cc = coord_check(make_model, lambda m: optimizers.pop(id(m)), batches,
                          lambda out, y: spec.loss(getattr(out, "logits", out), y), widths, steps=steps,
                          params=judge_params, param_axes=axes, n_seeds=n_seeds)
-    verdict = cc.verdict(tol=tol, quantities=["rms@0", f"delta_rms@{steps}"], allow_shrink=["rms@0"],
-                         params=list(axes) if judge_params else False)
+    quantities = ["rms@0", f"delta_rms@{steps}"]
+    verdict = cc.verdict(tol=tol, quantities=quantities, allow_shrink=["rms@0"],
+                         params=list(axes) if judge_params else False, expected_for=scaled_outside(axes, quantities))
     verdict.coord = cc
     return verdict

@@ -1,0 +1,173 @@
+"""Constants in the forward: a parameter's use output multiplied by a power of a width dim.
+
+Gemma multiplies its token embedding's output by ``sqrt(hidden_size)`` (a 0-d buffer or a tensor
+made in the forward), Gemma 4 its per-layer projection by ``hidden_size ** -0.5``. Such a constant
+is part of the operator: what the next layer reads is ``c * W``, so Condition 2 is asked of
+``c * W`` and the rules divide W's init and update by c's width dependence (planning/rules.py,
+docs/rules.md "Constants in the forward").
+
+Found here, from the graph alone: starting at the node of a use, follow its only consumer through
+views and casts; every ``mul`` / ``div`` by a Python number or a one-element constant (its value
+recorded by graph/capture.py) multiplies ``c``; the walk stops at the first other op (where
+another parameter or activation enters). ``c`` counts when it equals ``n ** p`` (``p`` in ±1/2, ±1,
+to 1e-4) for ``n`` the size of a width axis of the parameter itself, or of a width factor of the
+use's output that a view after the chain splits off (Gemma 4's per-layer table: ``layers x
+hidden_per_layer``, scaled by ``sqrt(hidden_per_layer)``). It does not count when it is also such a
+power of a fixed size there (``1/sqrt(head_dim)`` with 16 heads of 16): one graph cannot tell
+which is meant, and a width-free constant changes nothing.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Optional
+
+import torch.fx as fx
+
+from ..types import AxisLabels, CapturedGraph, ForwardConstant, OpAxes, UseAnalysis
+from .capture import SCALAR_VALUE, module_path
+from .ops import Shapes, op_name
+
+__all__ = ["forward_constants", "POWERS", "TOLERANCE"]
+
+POWERS = (0.5, -0.5, 1.0, -1.0)
+TOLERANCE = 1e-4  # relative
+# ops that keep every value of their one tensor input (views, casts, copies)
+KEEPS_VALUES = {
+    "view", "reshape", "_unsafe_view", "to", "_to_copy", "clone", "contiguous", "alias", "detach",
+    "lift_fresh", "lift_fresh_copy", "type_as", "expand", "unsqueeze", "squeeze", "flatten", "transpose", "permute", "t",
+}
+RESHAPES = {"view", "reshape", "_unsafe_view", "unflatten"}
+IGNORED_USERS = {"_assert_tensor_metadata", "sym_size", "sym_numel", "sym_stride"}
+
+
+def forward_constants(captured: CapturedGraph, shapes: Shapes, uses: UseAnalysis,
+                      labels: AxisLabels) -> dict[str, dict[str, ForwardConstant]]:
+    """``{parameter node: {use node: ForwardConstant}}`` for every use whose output the forward
+    multiplies by a power of a width dim."""
+    nodes = {n.name: n for n in captured.graph.nodes}
+    found: dict[str, dict[str, ForwardConstant]] = {}
+    for param, param_uses in uses.uses.items():
+        for use in param_uses:
+            node = nodes.get(use.node)
+            if node is None:
+                continue
+            chain = _chain(node)
+            if chain is None:
+                continue
+            value, last, reshaped = chain
+            factors = [(key, j) for key in reshaped for j in _split_axes(uses.op_axes.get(key), key)]
+            constant = _as_width_power(param, value, last, factors, use.fan_out_axes, shapes, labels)
+            if constant is not None:
+                found.setdefault(param, {})[use.node] = constant
+    return found
+
+
+def _users(node: fx.Node) -> list[fx.Node]:
+    return [u for u in node.users if op_name(u) not in IGNORED_USERS]
+
+
+def _chain(node: fx.Node) -> Optional[tuple[float, fx.Node, list[str]]]:
+    """(c, the last mul / div, the reshapes of the use's output on the chain and after it) after
+    ``node``, or None without a constant."""
+    value, last, cur, seen = 1.0, None, node, []
+    while True:
+        users = _users(cur)
+        if len(users) != 1:
+            break
+        nxt = users[0]
+        name = op_name(nxt)
+        tensors = [a for a in nxt.args if isinstance(a, fx.Node)]
+        if name in KEEPS_VALUES and tensors == [cur]:
+            cur = nxt
+            seen += [cur.name] if name in RESHAPES else []
+            continue
+        factor = _factor(nxt, cur) if name in ("mul", "div") else None
+        if factor is None:
+            break
+        value, last, cur = value * factor, nxt, nxt
+    if last is None or not math.isfinite(value) or value <= 0:
+        return None
+    return value, last, seen + _reshaped(cur)
+
+
+def _factor(node: fx.Node, cur: fx.Node) -> Optional[float]:
+    """What ``node`` (a mul or div of ``cur`` by a constant) multiplies ``cur`` by, else None."""
+    if len(node.args) != 2 or node.kwargs:
+        return None
+    first, second = node.args
+    if op_name(node) == "div":
+        if first is not cur:
+            return None
+        c = _constant(second)
+        return None if c in (None, 0.0) else 1.0 / c
+    other = second if first is cur else first if second is cur else None
+    return None if other is None or other is cur else _constant(other)
+
+
+def _constant(value) -> Optional[float]:
+    """A Python number, or a one-element constant whose value capture recorded (through casts and
+    copies), or ``full([], v)`` / ``scalar_tensor(v)``; None otherwise."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)
+    while isinstance(value, fx.Node):
+        if SCALAR_VALUE in value.meta:
+            return value.meta[SCALAR_VALUE]
+        name = op_name(value)
+        if name in ("full", "scalar_tensor") and value.args:
+            size, fill = (value.args[0], value.args[1]) if name == "full" and len(value.args) > 1 else ((), value.args[0])
+            ok = isinstance(fill, numbers.Real) and not isinstance(fill, bool) and all(s == 1 for s in size)
+            return float(fill) if ok else None
+        if name not in KEEPS_VALUES or not value.args:
+            return None
+        value = value.args[0]
+    return None
+
+
+def _split_axes(ax: Optional[OpAxes], key: str) -> list[int]:
+    """The output axes a reshape made by splitting (or merging) input axes; not those it kept."""
+    return sorted({j for _, rhs in (ax.products if ax is not None else ()) for dst, j in rhs if dst == key})
+
+
+def _as_width_power(param: str, value: float, last: fx.Node, factors: list, fan_out_axes, shapes: Shapes,
+                    labels: AxisLabels) -> Optional[ForwardConstant]:
+    """``value`` as ``n ** p`` of a width size of the parameter (or a width factor of its output), if
+    it is such a power of no fixed size there."""
+    shape = shapes.get(param) or ()
+    width, fixed = [], set()
+    for axis, size in enumerate(shape):
+        if size > 1:
+            is_width, _ = labels.decide((param, axis))
+            (width.append((size, axis, 1)) if is_width else fixed.add(size))
+    for key, j in factors:
+        size = (shapes.get(key) or ())[j]
+        if size > 1:
+            is_width, _ = labels.decide((key, j))
+            if not is_width:
+                fixed.add(size)
+            width += [(size, axis, shape[axis] // size) for axis in fan_out_axes
+                      if is_width and axis < len(shape) and shape[axis] % size == 0 and shape[axis] != size]
+    matches = []
+    for power in POWERS:
+        n = value ** (1.0 / power)
+        if any(math.isclose(n, f, rel_tol=TOLERANCE) for f in fixed):
+            return None
+        matches += [(size, axis, split, power) for size, axis, split in width
+                    if math.isclose(n, size, rel_tol=TOLERANCE)]
+    if len({(m[0], m[3]) for m in matches}) != 1:
+        return None
+    size, axis, split, power = matches[0]
+    return ForwardConstant(node=last.name, value=value, power=power, size=size, axis=axis, split=split,
+                           module=module_path(last))
+
+
+def _reshaped(end: fx.Node) -> list[str]:
+    """The values a chain of views after ``end`` splits its output into (only consumer each)."""
+    keys, cur = [], end
+    while True:
+        users = _users(cur)
+        if len(users) != 1 or op_name(users[0]) not in KEEPS_VALUES:
+            return keys
+        cur = users[0]
+        if op_name(cur) in RESHAPES:
+            keys.append(cur.name)

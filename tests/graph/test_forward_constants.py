@@ -1,0 +1,162 @@
+"""Constants in the forward (graph/constants.py, docs/rules.md "Constants in the forward"): a
+parameter's use output multiplied by ``n ** p`` of a width dim (Gemma's ``embed * sqrt(hidden)``)
+is part of the operator, so the rules apply to ``c * W``; a width-free constant changes nothing.
+The coord checks are in tests/validation/test_validate_forward_constants.py."""
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import sptrace
+from sptrace.planning.plan import plan
+from sptrace.planning.rules import forward_multiplier
+from tests.external_models import gemma
+
+VOCAB = 77
+
+
+class ScaledEmbedding(nn.Embedding):
+    """An embedding whose forward multiplies its output by ``c`` (Gemma's ScaledWordEmbedding).
+    ``how``: ``c`` as a 0-d buffer (Gemma's), a Python number, a tensor made in the forward, or a
+    division by ``1/c``; ``"none"``: no constant."""
+
+    def __init__(self, vocab, width, how, c):
+        super().__init__(vocab, width)
+        self.how, self.c = how, c
+        self.register_buffer("scale", torch.tensor(c), persistent=False)
+
+    def forward(self, ids):
+        e = super().forward(ids)
+        if self.how == "buffer":
+            return e * self.scale.to(e.dtype)
+        if self.how == "number":
+            return e * self.c
+        if self.how == "tensor":
+            return e * torch.tensor(self.c, dtype=e.dtype)
+        return e / (1.0 / self.c) if self.how == "divide" else e
+
+
+class ScaledEmbeddingLM(nn.Module):
+    """A token embedding times ``scale(width)``, an MLP, a readout (optionally tied)."""
+
+    def __init__(self, width, how="buffer", scale=lambda w: w ** 0.5, tied=False):
+        super().__init__()
+        self.emb = ScaledEmbedding(VOCAB, width, how, scale(width))
+        self.fc = nn.Linear(width, width)
+        self.head = nn.Linear(width, VOCAB, bias=False)
+        if tied:
+            self.head.weight = self.emb.weight
+
+    def forward(self, ids):
+        return self.head(torch.relu(self.fc(self.emb(ids))))
+
+
+def ids():
+    return torch.randint(0, VOCAB, (2, 6))
+
+
+@pytest.mark.parametrize("how", ["buffer", "number", "tensor", "divide"])
+@pytest.mark.parametrize("route", ["export", "eager"])
+def test_a_power_of_the_width_on_an_embedding_output_is_found(how, route, one_thread):
+    traced = sptrace.trace(ScaledEmbeddingLM(64, how), ids(), routes=(route,))
+    found = traced["emb.weight"].forward_constant
+    assert found is not None and (found.power, found.axis, found.split, found.size) == (0.5, 1, 1, 64)
+    assert found.value == pytest.approx(8.0)
+    assert all(r.forward_constant is None for r in traced if r.name != "emb.weight")
+    assert "forward constant x8 = n^1/2" in traced.report()
+
+
+@pytest.mark.parametrize("power", [-1.0, -0.5, 1.0])
+def test_every_power_is_read(power, one_thread):
+    traced = sptrace.trace(ScaledEmbeddingLM(64, "number", scale=lambda w: w ** power), ids())
+    assert traced["emb.weight"].forward_constant.power == power
+
+
+class HeadScaledQuery(nn.Module):
+    """q = q_proj(x) * head_dim**-0.5 before the split into heads (BART's attention): with
+    head_dim 16 and 16 heads (width 256) the constant is also 1/sqrt(heads)."""
+
+    def __init__(self, width, head_dim=16):
+        super().__init__()
+        self.head_dim = head_dim
+        self.emb, self.q, self.k = nn.Embedding(VOCAB, width), nn.Linear(width, width), nn.Linear(width, width)
+        self.head = nn.Linear(width, VOCAB)
+
+    def forward(self, ids):
+        x = self.emb(ids)
+        B, T, C = x.shape
+        q = (self.q(x) * self.head_dim ** -0.5).view(B, T, -1, self.head_dim).transpose(1, 2)
+        k = self.k(x).view(B, T, -1, self.head_dim).transpose(1, 2)
+        att = (q @ k.transpose(-2, -1)).softmax(-1)
+        return self.head(x + (att @ k).transpose(1, 2).reshape(B, T, C))
+
+
+@pytest.mark.parametrize("width", [64, 256])
+def test_width_free_constants_change_nothing(width, one_thread):
+    """0.5 on an output, and 1/sqrt(head_dim) with head_dim fixed (at width 256 there are 16 heads
+    of 16, so the constant is as much a power of the head count): no constant, the same plan."""
+    plain = sptrace.trace(ScaledEmbeddingLM(width, "none"), ids())
+    for model in (ScaledEmbeddingLM(width, "number", scale=lambda w: 0.5), HeadScaledQuery(width)):
+        traced = sptrace.trace(model, ids())
+        assert all(r.forward_constant is None for r in traced), traced.report()
+    halved = sptrace.trace(ScaledEmbeddingLM(width, "number", scale=lambda w: 0.5), ids())
+    for family in ("adam", "sgd", "spectral"):
+        for form in ("absolute", "reference"):
+            assert _numbers(plan(halved.records, family, lr=1.0, form=form)) == \
+                _numbers(plan(plain.records, family, lr=1.0, form=form))
+
+
+def _numbers(plans):
+    return {p.name: (p.init, p.init_std, p.init_scale, p.lr_multiplier, p.spectral_scale) for p in plans}
+
+
+@pytest.mark.parametrize("width", [64, 1024])
+def test_the_rules_apply_to_c_times_w(width, one_thread):
+    """Embedding times c = sqrt(n): c W must look up vectors of RMS 1 and move like the rule's
+    embedding, so W's std is 1/c, its Adam lr / c, SGD lr / c^2, spectral scale / c (absolute
+    form); in the reference form (256) the same ratios to width 256, so at 256 nothing changes."""
+    traced = sptrace.trace(ScaledEmbeddingLM(width), ids())
+    plain = sptrace.trace(ScaledEmbeddingLM(width, "none"), ids())
+    c, ratio = math.sqrt(width), math.sqrt(width / 256)
+
+    def emb(records, family, form):
+        return next(p for p in plan(records, family, lr=1.0, form=form) if p.name == "emb.weight")
+
+    for family, lr_power in (("adam", 1), ("sgd", 2), ("spectral", 0)):
+        ours, theirs = emb(traced.records, family, "absolute"), emb(plain.records, family, "absolute")
+        assert ours.init_std == pytest.approx(theirs.init_std / c)
+        assert ours.lr_multiplier == pytest.approx(theirs.lr_multiplier / c ** lr_power)
+        assert ours.spectral_scale == pytest.approx(theirs.spectral_scale / (c if family == "spectral" else 1.0))
+        assert "forward constant" in ours.citation
+        ours, theirs = emb(traced.records, family, "reference"), emb(plain.records, family, "reference")
+        assert ours.init_scale == pytest.approx(theirs.init_scale / ratio)
+        assert ours.lr_multiplier == pytest.approx(theirs.lr_multiplier / ratio ** lr_power)
+    model = ScaledEmbeddingLM(width)
+    sptrace.parametrize(model, "adam", lr=1e-3, example_inputs=(ids(),), init="gaussian")
+    with torch.no_grad():
+        looked_up = model.emb(ids())
+    assert looked_up.pow(2).mean().sqrt().item() == pytest.approx(1.0, rel=0.2)
+
+
+def test_a_tied_readout_reads_w_not_c_times_w(one_thread):
+    """The tied readout use gets the usual 1/n times c: its effective weight keeps μP's 1/n entries."""
+    width = 128
+    record = sptrace.trace(ScaledEmbeddingLM(width, tied=True), ids())["emb.weight"]
+    [readout] = record.secondary_uses
+    assert forward_multiplier(record, readout) == pytest.approx(math.sqrt(width) / width)
+
+
+@pytest.mark.parametrize("model_type", ["gemma", "gemma2", "gemma3_text"])
+def test_hugging_face_gemma_embedding_scale_is_found(model_type, one_thread):
+    """Gemma's ScaledWordEmbedding: ``embedding * embed_scale`` with a 0-d buffer sqrt(hidden_size);
+    tied to the LM head, whose multiplier then carries c too."""
+    pytest.importorskip("transformers")
+    width = 64
+    traced = sptrace.trace(gemma(width, model_type), ids())
+    assert not traced.unclassified
+    [scaled] = [r for r in traced if r.forward_constant is not None]
+    assert scaled.name == "model.embed_tokens.weight"
+    assert (scaled.forward_constant.power, scaled.forward_constant.size) == (0.5, width)
+    adam = {p.name: p for p in plan(traced.records, "adam", lr=1.0, form="reference")}
+    assert adam["model.embed_tokens.weight"].lr_multiplier == pytest.approx(math.sqrt(256 / width))

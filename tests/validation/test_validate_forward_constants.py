@@ -1,0 +1,67 @@
+"""Coord checks of a token embedding multiplied by sqrt(width) in the forward (Gemma's
+ScaledWordEmbedding; docs/rules.md "Constants in the forward"), with
+tests/validation/external_coord.py's conventions (the one-line ``sptrace.parametrize`` call,
+validate's lr, the zoo GPT's tokens). With the constant read as part of the operator (graph/constants.py)
+every module output and parameter slope stays within ±0.25; planned as if the embedding's output
+were used directly (the constant not read), the embedding's output change grows like width^+1/2.
+The hand-written model is fast; Hugging Face's Gemma is ``-m slow``."""
+import pytest
+import torch
+
+import sptrace.graph.trace as trace_module
+from tests.external_models import gemma
+from tests.graph.test_forward_constants import ScaledEmbeddingLM
+from tests.validation.external_coord import external_coord_check
+
+WIDTHS = (64, 128, 256, 512)
+
+
+def check(build, optimizer, widths=WIDTHS, n_seeds=2):
+    return external_coord_check(build, "gpt", optimizer, "sptrace", widths, steps=3, batch_size=8, n_seeds=n_seeds,
+                                tokens=16)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd", "spectral"])
+def test_an_embedding_times_sqrt_width_is_width_stable(optimizer, one_thread):
+    verdict = check(ScaledEmbeddingLM, optimizer)
+    assert verdict.passed, verdict.summary()
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_without_reading_the_constant_the_embedding_grows(optimizer, monkeypatch, one_thread):
+    monkeypatch.setattr(trace_module, "forward_constants", lambda *args: {})
+    verdict = check(ScaledEmbeddingLM, optimizer)
+    assert not verdict.passed
+    assert any(c.module.startswith("emb") and c.status == "grows" for c in verdict.worst), verdict.summary()
+
+
+class ScaledProjectionLM(torch.nn.Module):
+    """A projection whose output the parent multiplies by width^-1/2 (Gemma 4's per-layer
+    projection): c W is planned, so the Linear's own output grows like width^+1/2, as expected."""
+
+    def __init__(self, width):
+        super().__init__()
+        self.emb, self.proj = torch.nn.Embedding(77, width), torch.nn.Linear(width, width)
+        self.head = torch.nn.Linear(width, 77)
+        self.c = width ** -0.5
+
+    def forward(self, ids):
+        return self.head(torch.relu(self.proj(self.emb(ids)) * self.c))
+
+
+@pytest.mark.parametrize("read", [True, False])
+def test_a_constant_outside_the_module_is_expected_of_its_output(read, monkeypatch, one_thread):
+    if not read:
+        monkeypatch.setattr(trace_module, "forward_constants", lambda *args: {})
+    verdict = check(ScaledProjectionLM, "adam")
+    assert verdict.passed == read, verdict.summary()
+    if read:
+        assert verdict.modules["proj"].checks["delta_rms@3"].expected == 0.5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_type", ["gemma", "gemma2", "gemma3_text"])
+def test_hugging_face_gemma_is_width_stable(model_type, one_thread):
+    pytest.importorskip("transformers")
+    verdict = check(lambda width: gemma(width, model_type), "adam", widths=(64, 128, 256))
+    assert verdict.passed, verdict.summary()
