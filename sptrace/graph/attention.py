@@ -7,8 +7,8 @@ width.
 In automatic mode a head_dim is one factor of a width dim split into heads × head_dim, and one
 graph cannot tell which factor grows: the sites report "unknown", and the plan is derived under
 the hypothesis that head_dim is the fixed one (:func:`assume_fixed_head_dims`; docs/rules.md,
-"Parameters applied per attention head"). ``sptrace.trace`` applies it once graph/trace.py calls
-it on the axis labels, before the deciders (pending; until then ``base=`` or ``width_overrides``).
+"Parameters applied per attention head"). ``sptrace.trace`` applies it on the axis labels, before
+the deciders; ``base=`` or ``width_overrides`` decide otherwise.
 """
 from __future__ import annotations
 
