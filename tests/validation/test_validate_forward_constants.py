@@ -4,7 +4,7 @@ tests/validation/external_coord.py's conventions (the one-line ``sptrace.paramet
 validate's lr, the zoo GPT's tokens). With the constant read as part of the operator (graph/constants.py)
 every module output and parameter slope stays within ±0.25; planned as if the embedding's output
 were used directly (the constant not read), the embedding's output change grows like width^+1/2.
-The hand-written model is fast; Hugging Face's Gemma is ``-m slow``."""
+The hand-written model and Hugging Face's Gemma are fast; Gemma 2 and Gemma 3 are ``-m slow``."""
 import pytest
 import torch
 
@@ -59,9 +59,17 @@ def test_a_constant_outside_the_module_is_expected_of_its_output(read, monkeypat
         assert verdict.modules["proj"].checks["delta_rms@3"].expected == 0.5
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("model_type", ["gemma", "gemma2", "gemma3_text"])
+@pytest.mark.parametrize("model_type", ["gemma", pytest.param("gemma2", marks=pytest.mark.slow),
+                                        pytest.param("gemma3_text", marks=pytest.mark.slow)])
 def test_hugging_face_gemma_is_width_stable(model_type, one_thread):
+    """One decoder layer, widths 64-256 (measured: 9 s, 4 s, 3 s on 2 cores)."""
     pytest.importorskip("transformers")
     verdict = check(lambda width: gemma(width, model_type), "adam", widths=(64, 128, 256))
     assert verdict.passed, verdict.summary()
+
+
+def test_hugging_face_gemma_fails_with_the_constant_not_read(monkeypatch, one_thread):
+    pytest.importorskip("transformers")
+    monkeypatch.setattr(trace_module, "forward_constants", lambda *args: {})
+    verdict = check(gemma, "adam", widths=(64, 128, 256), n_seeds=1)
+    assert any(c.module == "model.embed_tokens" and c.status == "grows" for c in verdict.worst), verdict.summary()
