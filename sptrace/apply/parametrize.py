@@ -312,13 +312,11 @@ def _init_choice(init):
 def _measured_library_init(traced: Trace, model, base):
     """Per parameter, the std ratio (model / base) of the library init law (planning.library.LIBRARY_LAWS:
     PyTorch's fan-in, kaiming fan-out, xavier, constant) that the model's and the base's tensors
-    agree with best. Without a base (the reference form), the law each weight's own std matches
-    (planning.library.detect_laws); a Hugging Face model's initializer_range means a constant std.
-    PyTorch's law when the base has no values (meta)."""
-    if base is None:
+    agree with best. Without a base (the reference form), or with a base that has no values (meta),
+    the law each weight's own std matches (planning.library.detect_laws); a Hugging Face model's
+    initializer_range means a constant std; PyTorch's law where the model has no values either."""
+    if base is None or any(p.device.type == "meta" for p in base.parameters()):
         return _detected_laws(traced, model)
-    if any(p.device.type == "meta" for p in base.parameters()):
-        return "torch"
     ours = dict(model.named_parameters(remove_duplicate=False))
     theirs = dict(base.named_parameters(remove_duplicate=False))
     laws = {}

@@ -132,6 +132,34 @@ def test_base_form_reads_fan_out_and_xavier_library_laws():
     assert ratio["pw.weight"] == pytest.approx((64 / 1024) ** 0.5, rel=0.05)
 
 
+class TorchInitMLP(nn.Sequential):
+    def __init__(self, width):
+        super().__init__(nn.Linear(16, width), nn.GELU(), nn.Linear(width, width), nn.GELU(), nn.Linear(width, 10))
+
+
+class ConstantStdMLP(TorchInitMLP):
+    """timm's and Hugging Face's way: every Linear drawn with one std (0.02) at every width."""
+
+    def __init__(self, width):
+        super().__init__(width)
+        for layer in (self[0], self[2], self[4]):
+            nn.init.trunc_normal_(layer.weight, std=0.02)
+
+
+@pytest.mark.parametrize("make, hidden_ratio", [(ConstantStdMLP, (32 / 512) ** 0.5), (TorchInitMLP, 1.0)])
+def test_a_meta_base_reads_the_library_law_from_the_model(make, hidden_ratio):
+    """A meta base has no values to measure, so the model's own weights say which law drew them:
+    a constant std is shrunk like sqrt(base/width) in the hidden layer (it was kept, as if it were
+    PyTorch's fan-in law: standard parametrization again), PyTorch's own law is kept."""
+    torch.manual_seed(0)
+    model = make(512)
+    before = model[2].weight.std().item()
+    with torch.device("meta"):
+        base = make(32)
+    sptrace.parametrize(model, "adam", lr=1e-3, example_inputs=torch.randn(2, 16), base=base)
+    assert model[2].weight.std().item() / before == pytest.approx(hidden_ratio, rel=0.05)
+
+
 def test_idempotent_no_double_scaling():
     torch.manual_seed(0)
     model, base = TinyGPT(64, tied=False), TinyGPT(32, tied=False)
