@@ -14,7 +14,9 @@ to 1e-4) for ``n`` the size of a width axis of the parameter itself, or of a wid
 use's output that a view after the chain splits off (Gemma 4's per-layer table: ``layers x
 hidden_per_layer``, scaled by ``sqrt(hidden_per_layer)``). It does not count when it is also such a
 power of a fixed size there (``1/sqrt(head_dim)`` with 16 heads of 16): one graph cannot tell
-which is meant, and a width-free constant changes nothing.
+which is meant, and a width-free constant changes nothing; nor when the scaled value is a query or
+key (it reaches attention, or a contraction with another activation): that constant is the logits'
+scale, which the attention policy owns (docs/parametrize.md "Attention").
 """
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ KEEPS_VALUES = {
     "lift_fresh", "lift_fresh_copy", "type_as", "expand", "unsqueeze", "squeeze", "flatten", "transpose", "permute", "t",
 }
 RESHAPES = {"view", "reshape", "_unsafe_view", "unflatten"}
+REARRANGES = {"split", "split_with_sizes", "chunk", "unbind", "getitem", "select", "slice", "stack", "cat"}
 IGNORED_USERS = {"_assert_tensor_metadata", "sym_size", "sym_numel", "sym_stride"}
 
 
@@ -46,6 +49,7 @@ def forward_constants(captured: CapturedGraph, shapes: Shapes, uses: UseAnalysis
     """``{parameter node: {use node: ForwardConstant}}`` for every use whose output the forward
     multiplies by a power of a width dim."""
     nodes = {n.name: n for n in captured.graph.nodes}
+    use_nodes = {u.node for found in uses.uses.values() for u in found}
     found: dict[str, dict[str, ForwardConstant]] = {}
     for param, param_uses in uses.uses.items():
         for use in param_uses:
@@ -53,7 +57,7 @@ def forward_constants(captured: CapturedGraph, shapes: Shapes, uses: UseAnalysis
             if node is None:
                 continue
             chain = _chain(node)
-            if chain is None:
+            if chain is None or _feeds_attention(chain[1], uses, use_nodes):
                 continue
             value, last, reshaped = chain
             factors = [(key, j) for key in reshaped for j in _split_axes(uses.op_axes.get(key), key)]
@@ -159,6 +163,27 @@ def _as_width_power(param: str, value: float, last: fx.Node, factors: list, fan_
     size, axis, split, power = matches[0]
     return ForwardConstant(node=last.name, value=value, power=power, size=size, axis=axis, split=split,
                            module=module_path(last))
+
+
+def _feeds_attention(last: fx.Node, uses: UseAnalysis, use_nodes: set) -> bool:
+    """Whether the scaled value (through views, splits and stacks) is a query or key: an operand of
+    attention or of a contraction with another activation. Its constant is then the logits' scale
+    (``1/sqrt(head_dim)`` applied to q), which sptrace's attention policy keeps or rewrites
+    (docs/parametrize.md "Attention")."""
+    todo, seen = [last], set()
+    while todo and len(seen) < 64:
+        cur = todo.pop()
+        for user in _users(cur):
+            if user.name in seen:
+                continue
+            seen.add(user.name)
+            ax = uses.op_axes.get(user.name)
+            category = ax.category if ax is not None else ""
+            if category == "attention" or (category == "matmul" and user.name not in use_nodes):
+                return True
+            if op_name(user) in KEEPS_VALUES | REARRANGES:
+                todo.append(user)
+    return False
 
 
 def _reshaped(end: fx.Node) -> list[str]:

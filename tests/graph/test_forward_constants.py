@@ -107,6 +107,27 @@ def test_width_free_constants_change_nothing(width, one_thread):
                 _numbers(plan(plain.records, family, lr=1.0, form=form))
 
 
+class WidthScaledQuery(nn.Module):
+    """One head over the whole width, q = q_proj(x) / sqrt(width): the logits' scale, which the
+    attention policy owns (docs/parametrize.md "Attention"), not part of q_proj's operator."""
+
+    def __init__(self, width):
+        super().__init__()
+        self.emb, self.q, self.k = nn.Embedding(VOCAB, width), nn.Linear(width, width), nn.Linear(width, width)
+        self.head = nn.Linear(width, VOCAB)
+
+    def forward(self, ids):
+        x = self.emb(ids)
+        q = self.q(x) * x.shape[-1] ** -0.5
+        att = (q @ self.k(x).transpose(-2, -1)).softmax(-1)
+        return self.head(att @ x)
+
+
+def test_a_query_scale_is_left_to_the_attention_policy(one_thread):
+    traced = sptrace.trace(WidthScaledQuery(64), ids())
+    assert all(r.forward_constant is None for r in traced), traced.report()
+
+
 def _numbers(plans):
     return {p.name: (p.init, p.init_std, p.init_scale, p.lr_multiplier, p.spectral_scale) for p in plans}
 
