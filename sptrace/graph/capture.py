@@ -184,6 +184,7 @@ def _capture_export(model, args, kwargs) -> CapturedGraph:
 
 
 SCALAR_VALUE = "sptrace_value"  # node.meta key: the value of a one-element constant (graph/constants.py)
+UNKNOWN_SCALAR = "sptrace_value_unknown"  # node.meta key: a one-element constant on meta, whose value no one knows
 
 
 def _keep_scalar(graph: fx.Graph, name, value) -> None:
@@ -192,10 +193,13 @@ def _keep_scalar(graph: fx.Graph, name, value) -> None:
     have no value to read."""
     if not isinstance(value, torch.Tensor) or value.numel() != 1 or not value.dtype.is_floating_point:
         return
-    if value.device.type == "meta" or type(value) is not torch.Tensor and not isinstance(value, torch.nn.Parameter):
+    meta = value.device.type == "meta"
+    if not meta and type(value) is not torch.Tensor and not isinstance(value, torch.nn.Parameter):
         return
     node = name if isinstance(name, fx.Node) else next((n for n in graph.nodes if n.name == name), None)
-    if node is not None:
+    if node is not None and meta:
+        node.meta[UNKNOWN_SCALAR] = True
+    elif node is not None:
         node.meta[SCALAR_VALUE] = float(value.detach().reshape(()).item())
 
 

@@ -27,7 +27,7 @@ from typing import Optional
 import torch.fx as fx
 
 from ..types import AxisLabels, CapturedGraph, ForwardConstant, OpAxes, UseAnalysis
-from .capture import SCALAR_VALUE, module_path
+from .capture import SCALAR_VALUE, UNKNOWN_SCALAR, module_path
 from .ops import Shapes, op_name
 
 __all__ = ["forward_constants", "POWERS", "TOLERANCE"]
@@ -65,6 +65,51 @@ def forward_constants(captured: CapturedGraph, shapes: Shapes, uses: UseAnalysis
             if constant is not None:
                 found.setdefault(param, {})[use.node] = constant
     return found
+
+
+def unknown_constants(captured: CapturedGraph, uses: UseAnalysis) -> list[str]:
+    """One warning naming the parameters whose use's output the forward multiplies by a one-element
+    buffer that has no value (built on the meta device): a width power there cannot be read."""
+    nodes = {n.name: n for n in captured.graph.nodes}
+    names = [captured.param_nodes.get(param, param) for param, param_uses in uses.uses.items()
+             if any(use.node in nodes and _scaled_by_unknown(nodes[use.node]) for use in param_uses)]
+    if not names:
+        return []
+    return [f"the output of {', '.join(names)} is multiplied by a one-element buffer with no value (the model is on "
+            "meta): if it depends on the width (Gemma's embed_scale = sqrt(hidden_size)), the plan does not know it. "
+            "Trace or plan a model whose buffers hold values (build it on the CPU, or fill its buffers after "
+            "to_empty) (docs/rules.md, \"Constants in the forward\")"]
+
+
+def _scaled_by_unknown(node: fx.Node) -> bool:
+    """Whether the chain of views and constant factors after ``node`` meets a factor of unknown value."""
+    cur = node
+    while True:
+        users = _users(cur)
+        if len(users) != 1:
+            return False
+        nxt = users[0]
+        name = op_name(nxt)
+        if name in KEEPS_VALUES and [a for a in nxt.args if isinstance(a, fx.Node)] == [cur]:
+            cur = nxt
+            continue
+        if name not in ("mul", "div"):
+            return False
+        if any(_unknown(a) for a in nxt.args if a is not cur):
+            return True
+        if _factor(nxt, cur) is None:
+            return False
+        cur = nxt
+
+
+def _unknown(value) -> bool:
+    while isinstance(value, fx.Node):
+        if value.meta.get(UNKNOWN_SCALAR):
+            return True
+        if op_name(value) not in KEEPS_VALUES or not value.args:
+            return False
+        value = value.args[0]
+    return False
 
 
 def _users(node: fx.Node) -> list[fx.Node]:

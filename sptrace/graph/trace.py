@@ -17,7 +17,7 @@ from .attention import assume_fixed_head_dims, find_attention, with_base
 from .axes import label_axes
 from .capture import capture
 from .classify import classify
-from .constants import forward_constants
+from .constants import forward_constants, unknown_constants
 from .ops import Shapes, op_name
 from .selection import mark_selection
 from .uses import analyse_uses
@@ -144,6 +144,7 @@ def _traced(model, example_args, example_kwargs, base, delta, width_overrides, r
     nodes_of = _param_nodes_by_tensor(model, captured)
     facts = _facts(model, captured, uses, names_by_tensor, nodes_of, forward_constants(captured, shapes, uses, labels))
     warnings = [f"capture route {r!r} failed, used {captured.route!r}: {msg}" for r, msg in captured.failures.items()]
+    warnings += unknown_constants(captured, uses)
     base_shapes = _read_base(base, model) if base is not None else None
     shapes_in_delta = delta_shapes(delta, base_shapes)
     decide_for = deciders(facts, nodes_of, labels, base_shapes, shapes_in_delta, warnings)

@@ -181,3 +181,15 @@ def test_hugging_face_gemma_embedding_scale_is_found(model_type, one_thread):
     assert (scaled.forward_constant.power, scaled.forward_constant.size) == (0.5, width)
     adam = {p.name: p for p in plan(traced.records, "adam", lr=1.0, form="reference")}
     assert adam["model.embed_tokens.weight"].lr_multiplier == pytest.approx(math.sqrt(256 / width))
+
+
+def test_a_constant_buffer_on_meta_is_reported_not_ignored(one_thread):
+    """On meta, Gemma's embed_scale buffer has no value: the constant cannot be read, and the trace
+    says so by name instead of planning the embedding as if it were unscaled."""
+    pytest.importorskip("transformers")
+    with torch.device("meta"):
+        on_meta = gemma(64)
+    traced = sptrace.trace(on_meta, torch.randint(0, 77, (2, 8), device="meta"))
+    [warning] = [w for w in traced.warnings if "one-element buffer with no value" in w]
+    assert "lm_head.weight" in warning or "model.embed_tokens.weight" in warning
+    assert not [w for w in sptrace.trace(gemma(64), ids()).warnings if "no value" in w]
