@@ -189,8 +189,8 @@ UNKNOWN_SCALAR = "sptrace_value_unknown"  # node.meta key: a one-element constan
 
 def _keep_scalar(graph: fx.Graph, name, value) -> None:
     """Remember the value of a one-element float constant (a buffer, a tensor made in the forward):
-    graph/constants.py reads it where it multiplies a parameter's output. Meta and fake tensors
-    have no value to read."""
+    graph/constants.py reads it where it multiplies a parameter's output. A meta tensor has no value:
+    it is marked unknown (the trace then warns); a fake tensor is left alone."""
     if not isinstance(value, torch.Tensor) or value.numel() != 1 or not value.dtype.is_floating_point:
         return
     meta = value.device.type == "meta"

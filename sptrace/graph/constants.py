@@ -82,24 +82,9 @@ def unknown_constants(captured: CapturedGraph, uses: UseAnalysis) -> list[str]:
 
 
 def _scaled_by_unknown(node: fx.Node) -> bool:
-    """Whether the chain of views and constant factors after ``node`` meets a factor of unknown value."""
-    cur = node
-    while True:
-        users = _users(cur)
-        if len(users) != 1:
-            return False
-        nxt = users[0]
-        name = op_name(nxt)
-        if name in KEEPS_VALUES and [a for a in nxt.args if isinstance(a, fx.Node)] == [cur]:
-            cur = nxt
-            continue
-        if name not in ("mul", "div"):
-            return False
-        if any(_unknown(a) for a in nxt.args if a is not cur):
-            return True
-        if _factor(nxt, cur) is None:
-            return False
-        cur = nxt
+    """Whether the chain of views and constant factors after ``node`` stops at a factor of unknown value."""
+    *_, cur, _, stop = _follow(node)
+    return stop is not None and op_name(stop) in ("mul", "div") and any(_unknown(a) for a in stop.args if a is not cur)
 
 
 def _unknown(value) -> bool:
@@ -119,11 +104,21 @@ def _users(node: fx.Node) -> list[fx.Node]:
 def _chain(node: fx.Node) -> Optional[tuple[float, fx.Node, list[str]]]:
     """(c, the last mul / div, the reshapes of the use's output on the chain and after it) after
     ``node``, or None without a constant."""
+    value, last, cur, seen, _ = _follow(node)
+    if last is None or not math.isfinite(value) or value <= 0:
+        return None
+    return value, last, seen + _reshaped(cur)
+
+
+def _follow(node: fx.Node) -> tuple[float, Optional[fx.Node], fx.Node, list[str], Optional[fx.Node]]:
+    """Walk from ``node`` through its only consumers while they are views, casts or a mul / div by a
+    known constant: (c, the last mul / div, the last node walked, the reshapes walked, the consumer
+    the walk stopped at or None where the value has no single consumer)."""
     value, last, cur, seen = 1.0, None, node, []
     while True:
         users = _users(cur)
         if len(users) != 1:
-            break
+            return value, last, cur, seen, None
         nxt = users[0]
         name = op_name(nxt)
         tensors = [a for a in nxt.args if isinstance(a, fx.Node)]
@@ -133,11 +128,8 @@ def _chain(node: fx.Node) -> Optional[tuple[float, fx.Node, list[str]]]:
             continue
         factor = _factor(nxt, cur) if name in ("mul", "div") else None
         if factor is None:
-            break
+            return value, last, cur, seen, nxt
         value, last, cur = value * factor, nxt, nxt
-    if last is None or not math.isfinite(value) or value <= 0:
-        return None
-    return value, last, seen + _reshaped(cur)
 
 
 def _factor(node: fx.Node, cur: fx.Node) -> Optional[float]:
