@@ -440,6 +440,8 @@ class Rule:
             block with one row or column is l2-normalised, which is its exact polar factor) or
             ``"sign"`` (diagonal operators and scalars).
         citation: paper section / docs/derivations.md item each number comes from.
+        eps_multiplier: the group's Adam ε is the optimizer's ε times this: the size of the
+            parameter's gradient under the rules, η_Adam / η_SGD (docs/rules.md "Adam's ε").
     """
 
     optimizer: str
@@ -458,6 +460,7 @@ class Rule:
     spectral_scale: float
     update: str
     citation: str
+    eps_multiplier: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -504,6 +507,7 @@ class ParamPlan:
     warning: Optional[str] = None
     rule: Optional[Rule] = field(default=None, repr=False, compare=False)
     lr_note: str = ""  # what the lr became and why, in one line
+    eps_multiplier: float = 1.0  # the group's Adam ε = the optimizer's ε x this (Rule.eps_multiplier)
 
 
 # --- apply: what parametrize installed -----------------------------------------------------------
