@@ -21,7 +21,7 @@ import torch
 from ..graph.report import render
 from ..graph.trace import Trace, trace
 from ..planning.library import detect_laws, library_candidates
-from ..planning.plan import GROUP_LR_NOTE, GROUP_NAMES, group, plan_warnings
+from ..planning.plan import GROUP_EPS_MULT, GROUP_LR_NOTE, GROUP_NAMES, group, plan_warnings
 from ..planning.plan import plan as plan_records
 from ..planning.reference import DEFAULT_REFERENCE_WIDTH
 from ..planning.rules import INIT_CHOICES, check_zero_readout, optimizer_family
@@ -29,7 +29,7 @@ from ..spectral import natural_spectral_norm
 from ..types import Multiplier, ParamPlan, Space, SptraceError
 from .hooks import mup_attention_scale
 from .inputs import missing_inputs_error, resolve_example_inputs
-from .planned import OPTIMIZERS, Installed, Plan, init_key, initialise, replacing_hooks
+from .planned import OPTIMIZERS, Installed, Plan, init_key, initialise, replacing_hooks, scale_eps
 from .transaction import INIT_MARK, Snapshot
 
 __all__ = ["plan", "parametrize", "param_groups", "Parametrization", "OPTIMIZERS", "default_lr", "plan_report"]
@@ -194,8 +194,8 @@ def _apply(model, planned: Plan) -> torch.optim.Optimizer:
         with replacing_hooks(model, result):
             initialise(pending)
             groups = group(planned.params, dict(model.named_parameters(remove_duplicate=False)))
-            result.lr_notes = [_group_line(g) for g in groups]
-            built = planned.factory(groups, lr=planned.lr, **planned.optimizer_kwargs)
+            built = scale_eps(planned.factory(groups, lr=planned.lr, **planned.optimizer_kwargs))
+            result.lr_notes = [_group_line(g) for g in built.param_groups]
     except BaseException:
         snapshot.restore(model)
         raise
@@ -385,7 +385,9 @@ def _multipliers(plans: list[ParamPlan], traced: Trace, attention_fix: bool) -> 
 def _group_line(group_dict: dict) -> str:
     names = group_dict[GROUP_NAMES]
     shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-    return f"lr {group_dict[GROUP_LR_NOTE]} ({shown})"
+    multiplier, eps = group_dict[GROUP_EPS_MULT], group_dict.get("eps")
+    scaled = f"; eps x {multiplier:.4g} = {eps:.3g}" if multiplier != 1.0 and isinstance(eps, float) else ""
+    return f"lr {group_dict[GROUP_LR_NOTE]}{scaled} ({shown})"
 
 
 def _plan_columns(traced: Trace, plans: list[ParamPlan]) -> dict[str, dict[str, str]]:
@@ -401,6 +403,12 @@ def _add_measured(columns: dict[str, dict[str, str]], traced: Trace, model):
 
 
 def _init_text(p: ParamPlan) -> str:
+    from ..planning.readouts import router_note
+
+    return _init_value(p) + router_note(p.citation)
+
+
+def _init_value(p: ParamPlan) -> str:
     if p.init == "gaussian":
         return f"N(0, {p.init_std:.3g}²)"
     if p.init in ("orthogonal", "spectral"):

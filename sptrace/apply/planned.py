@@ -26,7 +26,7 @@ from typing import Any, Callable, Optional, Union, get_args, get_origin, get_typ
 import torch
 
 from ..optim import SpectralSGD
-from ..planning.plan import GROUP_NAMES, group
+from ..planning.plan import GROUP_EPS_MULT, GROUP_NAMES, group
 from ..types import Multiplier, ParamPlan, SptraceError
 from .hooks import install_attention_scale, install_checkpoint_marker, install_readout_multiplier
 from .init import apply_init, check_init
@@ -34,7 +34,7 @@ from .sharded import WRAPPER_ATTRIBUTES, is_sharded, shard_rng, whole_matrix_ini
 from .transaction import INIT_MARK
 
 __all__ = ["Plan", "load_plan", "PlanMismatchError", "PlanFileError", "Installed", "replacing_hooks", "initialise",
-           "install_hooks", "OPTIMIZERS", "STATE_ATTR", "LIBRARY_VALUES"]
+           "install_hooks", "OPTIMIZERS", "STATE_ATTR", "LIBRARY_VALUES", "scale_eps"]
 
 PLAN_FORMAT = 1
 STATE_ATTR = "_sptrace_parametrization"
@@ -45,6 +45,20 @@ OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "adamw": torch.optim.AdamW,
     "spectral": SpectralSGD,
 }
+
+# ε added to sqrt(v) (or |g|) in the update: it is compared with the gradient's size
+EPS_BESIDE_GRADIENT = (torch.optim.Adam, torch.optim.AdamW, torch.optim.Adamax, torch.optim.NAdam, torch.optim.RAdam,
+                       torch.optim.RMSprop, torch.optim.Adagrad, torch.optim.SparseAdam)
+
+
+def scale_eps(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+    """Each group's ``eps`` times its ``sptrace_eps_multiplier``, once, on a freshly built optimizer
+    whose ε sits beside the gradient's size (docs/rules.md "Adam's ε"); other optimizers keep theirs."""
+    if isinstance(optimizer, EPS_BESIDE_GRADIENT):
+        for g in optimizer.param_groups:
+            if isinstance(g.get("eps"), float):
+                g["eps"] *= g.get(GROUP_EPS_MULT, 1.0)
+    return optimizer
 
 
 class PlanMismatchError(SptraceError):
@@ -195,7 +209,7 @@ class Plan:
             raise SptraceError("this plan was made with an optimizer factory, which a plan file cannot hold: pass it, "
                                "plan.optimizer(model, factory)")
         kwargs = {**self.optimizer_kwargs, **optimizer_kwargs} if optimizer is None else optimizer_kwargs
-        return factory(self.param_groups(model), lr=self.lr, **kwargs)
+        return scale_eps(factory(self.param_groups(model), lr=self.lr, **kwargs))
 
     # -- saving ---------------------------------------------------------------------------------
 

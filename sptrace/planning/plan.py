@@ -21,6 +21,7 @@ GROUP_LR_MULT = "sptrace_lr_multiplier"
 GROUP_BASE_LR = "sptrace_base_lr"
 GROUP_NAMES = "sptrace_names"
 GROUP_LR_NOTE = "sptrace_lr_note"
+GROUP_EPS_MULT = "sptrace_eps_multiplier"
 
 # How each family's lr scales (the rules' LR_LAWS, in words for the report).
 _LR_LAW_TEXT = {
@@ -143,7 +144,7 @@ def _param_plan(record: ParamRecord, rule: Rule, lr: float, weight_decay: float,
         init_scale=rule.init_scale, layout=Layout.from_record(record), lr=lr * rule.lr_multiplier, global_lr=lr,
         lr_multiplier=rule.lr_multiplier, weight_decay=weight_decay * rule.weight_decay_multiplier,
         spectral_scale=rule.spectral_scale, update=rule.update, forward_multipliers=_forward_multipliers(record, rule),
-        citation=rule.citation, rule=rule, lr_note=_lr_note(record, rule, lr, anchor),
+        citation=rule.citation, rule=rule, lr_note=_lr_note(record, rule, lr, anchor), eps_multiplier=rule.eps_multiplier,
         warning=None if record.classified or record.problem == NEVER_USED else (  # the trace lists those
             f"{record.name}: unclassified ({record.problem or 'no reason recorded'}): library-default init "
             f"and the plain lr {lr:g}"),
@@ -174,7 +175,9 @@ def group(plans: Iterable[ParamPlan], params: Optional[Mapping[str, torch.Tensor
     Each dict has ``"params"`` (the tensors from ``params`` when given — a name -> Parameter
     mapping such as ``dict(model.named_parameters(remove_duplicate=False))`` — else the names),
     ``"lr"``, ``"weight_decay"``, ``"sptrace_lr_multiplier"`` (scale schedules relative to it),
-    ``"sptrace_base_lr"``, ``"sptrace_lr_note"`` (what the lr became and why) and ``"sptrace_names"``; for the spectral family also
+    ``"sptrace_base_lr"``, ``"sptrace_lr_note"`` (what the lr became and why), ``"sptrace_eps_multiplier"``
+    (the factor on Adam's ε: a user building the optimizer multiplies each group's ``eps`` by it) and
+    ``"sptrace_names"``; for the spectral family also
     ``"spectral_scale"``, ``"sptrace_update"`` and ``"sptrace_layout"`` (layouts differ between
     e.g. linear and conv weights, so those split groups further). Groups come in order of first
     appearance. Frozen parameters are left out.
@@ -183,7 +186,7 @@ def group(plans: Iterable[ParamPlan], params: Optional[Mapping[str, torch.Tensor
     for p in plans:
         if not p.trainable:
             continue
-        key: tuple = (p.lr, p.weight_decay, p.lr_multiplier, p.lr_note)  # notes differ by a forward constant only
+        key: tuple = (p.lr, p.weight_decay, p.lr_multiplier, p.lr_note, p.eps_multiplier)
         extra: dict[str, Any] = {}
         if p.optimizer == "spectral":
             layout = p.layout.to_dict()
@@ -193,7 +196,8 @@ def group(plans: Iterable[ParamPlan], params: Optional[Mapping[str, torch.Tensor
         if g is None:
             g = groups[key] = {
                 "params": [], "lr": p.lr, "weight_decay": p.weight_decay, GROUP_LR_MULT: p.lr_multiplier,
-                GROUP_BASE_LR: p.global_lr, GROUP_LR_NOTE: p.lr_note, GROUP_NAMES: [], **extra,
+                GROUP_BASE_LR: p.global_lr, GROUP_LR_NOTE: p.lr_note, GROUP_EPS_MULT: p.eps_multiplier, GROUP_NAMES: [],
+                **extra,
             }
         g["params"].append(_lookup(params, p) if params is not None else p.name)
         g[GROUP_NAMES].append(p.name)

@@ -11,29 +11,19 @@ maps a space of ``fan_in`` coordinates to one of ``fan_out`` coordinates; effect
 and Condition 2 (natural spectral norm Θ(1)) reads, in raw spectral norm,
 ``||W||_* ≈ ||ΔW||_* ≈ sqrt(d_out / d_in)``.
 
-Families (:func:`optimizer_family`), each with its lr law (:data:`LR_LAWS`):
-
-* ``"sgd"``      SGD with or without momentum (and any optimizer whose update is linear in the
-  gradient): Parametrization 1, Eq. 19-20.
-* ``"adam"``     Adam, AdamW and every entrywise-normalised / sign-like optimizer (RMSprop, Adagrad,
-  Adamax, NAdam, RAdam, Lion, signSGD): §3.3.
-* ``"spectral"`` :class:`sptrace.optim.SpectralSGD`: steepest descent under the spectral norm
-  (Eq. 17, orthogonalised updates as in Muon).
+Families (:func:`optimizer_family`), each with its lr law (:data:`LR_LAWS`): ``"sgd"`` (any update
+linear in the gradient: Parametrization 1, Eq. 19-20), ``"adam"`` (entrywise-normalised or sign-like:
+Adam, AdamW, RMSprop, Adagrad, Lion, signSGD...: §3.3), ``"spectral"`` (:class:`sptrace.optim.SpectralSGD`,
+steepest descent under the spectral norm, Eq. 17, orthogonalised updates as in Muon).
 
 Parametrizations (``parametrization=``, one function each): ``"sptrace"`` (sptrace's own:
 Parametrization 1, μP), and the baselines for validation ``"sp"`` (standard parametrization,
 §5.2 Eq. 21: library-default init, one global lr) and ``"ntp"`` (§5.3 Eq. 22).
 
-Three forms (``form=``, docs/derivations.md §6):
-
-* ``"absolute"``: multipliers are the width-free constants of the paper, e.g. Adam hidden
-  lr = lr / fan_in, init std = 1/sqrt(fan_in). The global ``lr`` is then a Θ(1) prefactor.
-* ``"base"`` (``record.base_shape`` set, from ``trace(base=)``): every factor is divided by the
-  same factor evaluated at the base model's shapes, so at the base shapes every multiplier is
-  exactly 1.0 and the init is left as the library made it (bit-identical standard practice); only
-  width ratios enter. How the library's own init scales is in :mod:`sptrace.planning.library`.
-* ``"reference"``: the base form against a virtual base at the reference width
-  (:mod:`sptrace.planning.reference`); parametrize's default without a base model.
+Three forms (``form=``, docs/derivations.md §6): ``"absolute"`` (the paper's width-free constants;
+``lr`` a Θ(1) prefactor), ``"base"`` (every factor divided by its value at the base model's shapes,
+:mod:`sptrace.planning.library`) and ``"reference"`` (against a virtual base at the reference width,
+:mod:`sptrace.planning.reference`; parametrize's default without a base model).
 """
 from __future__ import annotations
 
@@ -74,6 +64,7 @@ C_BASE = ("anchored to the base shapes (base model or reference width): every fa
 C_SP = "§5.2 Eq. 21 (SP): library-default init, one global lr"
 C_NTP = "§5.3 Eq. 22 (NTP): sigma = 1/sqrt(fan_in), SGD eta = 1/fan_in (Adam: 1/sqrt(fan_in))"
 C_UNCL = "unclassified: library-default init and the plain lr"
+C_EPS = "Adam eps ∝ gradient size η_Adam/η_SGD, so eps/|g| is width-free (docs/rules.md, Adam's ε)"
 C_CONST = ("forward constant c ~ n^p on the output: the rules hold for c W, so init / c, Adam lr / c, SGD lr / c^2, "
            "spectral scale / c (docs/rules.md \"Constants in the forward\")")
 
@@ -261,6 +252,12 @@ LR_LAWS: dict[str, Callable[[Dims], float]] = {"sgd": _sgd_lr, "adam": _adam_lr,
 LR_CITATIONS = {"sgd": C_SGD, "adam": C_ADAM, "spectral": C_SPEC}
 
 
+def gradient_size(d: Dims) -> float:
+    """A gradient entry's size: η_SGD·g and η_Adam·sign(g) both meet Condition 2 on ΔW, so |g| ~
+    η_Adam/η_SGD (hidden 1/d_out, readout Θ(1)); Adam's ε scales with it (docs/rules.md "Adam's ε")."""
+    return _adam_lr(d) / _sgd_lr(d)
+
+
 def _snap(x: float) -> float:
     """Round a ratio within float noise of 1 to exactly 1.0 (so "keep" means untouched)."""
     return 1.0 if abs(x - 1.0) < 1e-12 else x
@@ -387,7 +384,7 @@ def rule_for(
 
 
 def _rule(case: _Case, parametrization: str, init: _Init, *, lr_multiplier: float, weight_decay_multiplier: float,
-          spectral_scale: float, cites: Sequence[str]) -> Rule:
+          spectral_scale: float, cites: Sequence[str], eps_multiplier: float = 1.0) -> Rule:
     """A :class:`Rule` from its parts; Condition 2's target sqrt(d_out/d_in) (docs/derivations.md §1)."""
     target = math.sqrt(case.dims.d_out / case.dims.d_in)
     return Rule(
@@ -397,6 +394,7 @@ def _rule(case: _Case, parametrization: str, init: _Init, *, lr_multiplier: floa
         init_target=init.target if init.kind in ("orthogonal", "spectral") else None, init_scale=init.scale,
         lr_multiplier=lr_multiplier, weight_decay_multiplier=weight_decay_multiplier,
         spectral_scale=spectral_scale, update=case.update, citation="; ".join(dict.fromkeys(cites)),
+        eps_multiplier=eps_multiplier,
     )
 
 
@@ -425,10 +423,12 @@ def _sptrace_rule(case: _Case) -> Rule:
     lr_multiplier = _snap(_per_width(case, lambda d: lr_factor(case.family, d)) / c ** {"sgd": 2, "adam": 1}.get(case.family, 0))
     spectral_scale = (_snap(_per_width(case, lambda d: _spectral_scale(d, case.update)) / c)
                       if case.family == "spectral" else 1.0)
+    eps_multiplier = _snap(_per_width(case, gradient_size) * c) if case.family == "adam" else 1.0  # g of c W: c g
     cites = ([C_COND, *init.cites, LR_CITATIONS[case.family], C_WD] + ([C_BASE] if case.anchored else [])
+             + ([C_EPS] if case.family == "adam" else [])
              + ([C_CONST] if case.record.forward_constant is not None else []))
     return _rule(case, "sptrace", init, lr_multiplier=lr_multiplier, weight_decay_multiplier=1.0 / lr_multiplier,
-                 spectral_scale=spectral_scale, cites=cites)
+                 spectral_scale=spectral_scale, cites=cites, eps_multiplier=eps_multiplier)
 
 
 def _constant(case: _Case, absolute: bool = False) -> float:

@@ -54,7 +54,11 @@ def test_absolute_adam_groups_follow_one_over_fan_in():
     assert lr["fc1.weight"] == pytest.approx(1 / 3072)
     assert lr["fc2.weight"] == pytest.approx(1 / 128)
     assert lr["fc3.weight"] == pytest.approx(1 / 128)
-    assert len(opt.param_groups) == 2  # equal hyperparameters share a group (fc2, fc3)
+    # equal hyperparameters share a group; fc2 and fc3 share the lr but not Adam's eps (gradient
+    # sizes 1/d_out: 1/128 for the hidden fc2, 1/10 for the readout), so three groups
+    assert len(opt.param_groups) == 3
+    eps = {n: g["eps"] for g in opt.param_groups for n in g["sptrace_names"]}
+    assert eps["fc2.weight"] == pytest.approx(1e-8 / 128) and eps["fc3.weight"] == pytest.approx(1e-8 / 10)
     for g in opt.param_groups:
         assert g["lr"] == pytest.approx(g["sptrace_base_lr"] * g["sptrace_lr_multiplier"])
 

@@ -94,8 +94,11 @@ def test_group_merges_equal_hyperparameters():
     n = 128
     records = [*mlp(n), rec("fc2b", (n, n), (1,), (0,), {0, 1}, Role.HIDDEN), bias(n), gain(n)]
     groups = group(plan(records, "adam", lr=1e-3, form="absolute", weight_decay=0.01))
-    # fc2, fc2b, fc3 share lr/n; bias and gain share lr; fc1 alone (1/3072)
-    assert sorted(len(g["params"]) for g in groups) == [1, 2, 3]
+    # fc2, fc2b share lr/n and eps/n; fc3 (the readout) has lr/n but eps x 1: its gradient is Θ(1);
+    # bias and gain share lr and eps/n; fc1 alone (lr/3072)
+    assert sorted(len(g["params"]) for g in groups) == [1, 1, 2, 2]
+    by_names = {tuple(g["sptrace_names"]): g["sptrace_eps_multiplier"] for g in groups}
+    assert by_names[("fc2", "fc2b")] == R(1 / n) and by_names[("fc3",)] == R(1 / 10)
     for g in groups:
         assert set(g) >= {"params", "lr", "weight_decay", "sptrace_lr_multiplier", "sptrace_base_lr"}
         assert g["lr"] == R(1e-3 * g["sptrace_lr_multiplier"]) and g["sptrace_base_lr"] == 1e-3
