@@ -33,6 +33,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 from ..types import Dims, ParamRecord, ParamUse, Role, Rule, Space, SptraceError
 from .library import library_std_ratio
+from .readouts import C_ZERO, readout_start, router_init
 
 __all__ = [
     "FAMILIES", "PARAMETRIZATIONS", "optimizer_family", "effective_dims", "rule_for", "forward_multiplier",
@@ -295,13 +296,6 @@ def _spectral_scale(d: Dims, update: str) -> float:
     return 1.0 if update == "sign" else math.sqrt(d.d_out / d.d_in)
 
 
-def _is_readout(record: ParamRecord) -> bool:
-    return (
-        record.classified and record.input_space is Space.DENSE
-        and record.fan_in_is_width and not record.fan_out_is_width
-    )
-
-
 @dataclass(frozen=True)
 class _Case:
     """One parameter under one optimizer family and the caller's choices: what every rule reads."""
@@ -360,7 +354,8 @@ def rule_for(
             ``"gaussian"``, ``"orthogonal"``, ``"spectral"`` (Eq. 16) — these three are sptrace's
             own absolute init even in base form — or ``"keep"`` (library default untouched).
         zero_readout: initialise readout weights (dense, width fan-in, fixed fan-out) to zero: ``True``,
-            ``False``, or ``"auto"`` (those whose output reaches no top-k / argmax: not routers).
+            ``False``, or ``"auto"`` (zero, but a router, whose output reaches a top-k / argmax, near zero:
+            planning/readouts.py).
         init_gain: Θ(1) prefactor on dense-input weight inits (sqrt(2) for ReLU, paper §4).
         library_ratio: std of the library init at the model shape over the base shape (base form,
             ``init="default"``); ``None`` = PyTorch's defaults (:func:`library_std_ratio`). For a
@@ -468,32 +463,25 @@ def _init_by_role(case: _Case) -> _Init:
 
 
 def _chosen_init(case: _Case, by_role: _Init) -> _Init:
-    """The caller's ``init=`` and ``zero_readout=`` applied to the role's init."""
+    """The caller's ``init=`` and ``zero_readout=`` applied to the role's init (planning/readouts.py)."""
     if case.init == "keep":
         return by_role.but(kind="keep")
-    if _zeroed_readout(case):
-        return by_role.but("readout zero init (μP readout_zero_init; docs/parametrize.md \"Zero readouts\")",
-                           kind="zeros")
+    start = readout_start(case.record, case.zero_readout)
+    if start == "zeros":
+        return by_role.but(C_ZERO, kind="zeros")
+    init = by_role
     if by_role.is_weight and case.init in ("orthogonal", "spectral"):
         why = "§4 semi-orthogonal init" if case.init == "orthogonal" else "Eq. 16 spectral normalisation"
-        return by_role.but(why, kind=case.init)
-    if case.anchored and case.init == "default":
-        return _anchored_init(case, by_role)
-    return by_role
-
-
-def _zeroed_readout(case: _Case) -> bool:
-    """``zero_readout``: True zeroes every readout; "auto" every readout whose output reaches no
-    selection op (a router's zero logits would tie top-k); False none."""
-    if not _is_readout(case.record) or case.zero_readout is False:
-        return False
-    return case.zero_readout is True or case.record.selected_by is None
+        init = by_role.but(why, kind=case.init)
+    elif case.anchored and case.init == "default":
+        init = _anchored_init(case, by_role)
+    return router_init(init) if start == "router" else init
 
 
 def check_zero_readout(zero_readout) -> Union[bool, str]:
     if zero_readout not in (True, False, "auto"):
-        raise SptraceError(f"zero_readout must be 'auto' (readouts start at zero unless they feed a top-k / "
-                           f"argmax, e.g. a router), True or False, got {zero_readout!r}")
+        raise SptraceError(f"zero_readout must be 'auto' (readouts start at zero, those that feed a top-k / "
+                           f"argmax, e.g. a router, near zero), True or False, got {zero_readout!r}")
     return zero_readout
 
 

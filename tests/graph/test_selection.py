@@ -4,6 +4,7 @@ import torch
 import torch.nn as nn
 
 import sptrace
+from sptrace.planning.readouts import ROUTER_INIT_SCALE
 
 
 class TopKMoE(nn.Module):
@@ -36,7 +37,7 @@ def test_a_router_feeding_topk_is_marked_and_the_head_is_not(with_base):
     assert traced["inp.weight"].selected_by is None  # the walk stops at the next parameter's op
 
 
-def test_zero_readout_auto_zeroes_the_head_but_not_the_router():
+def test_zero_readout_auto_zeroes_the_head_and_starts_the_router_near_zero():
     torch.manual_seed(0)
     model = TopKMoE(64)
     sptrace.parametrize(model, "adam", example_inputs=(torch.randn(4, 16),), base=TopKMoE(32))
@@ -50,3 +51,5 @@ def test_zero_readout_auto_zeroes_the_head_but_not_the_router():
     off = TopKMoE(64)
     sptrace.parametrize(off, "adam", example_inputs=(torch.randn(4, 16),), base=TopKMoE(32), zero_readout=False)
     assert off.head.weight.any()
+    # "auto" starts the router near zero: the readout rule's init x ROUTER_INIT_SCALE (planning/readouts.py)
+    assert torch.allclose(model.router.weight, off.router.weight * ROUTER_INIT_SCALE, rtol=1e-5, atol=0)

@@ -1,0 +1,80 @@
+"""How a readout starts: at zero (μP's readout_zero_init), at its rule's init, or, for a router, near zero.
+
+A readout (dense, width fan-in, fixed fan-out) reads a width-n input into a fixed number of outputs.
+Its output change on a fixed input is ``W₀·Δx + ΔW·x``: the update ``ΔW·x`` is Θ(1) under
+Condition 2, while ``W₀·Δx`` (the init reading its input's change) shrinks like n^-1/2 until Δx aligns
+with W₀ (docs/derivations.md §5). Starting at zero removes that finite-width term (docs/parametrize.md
+"Zero readouts").
+
+A router (a readout whose output reaches a top-k / argmax / sort before the next parameter,
+``record.selected_by``, graph/selection.py) cannot start at exactly zero: all-zero logits tie every
+expert. Under ``zero_readout="auto"`` it starts at :data:`ROUTER_INIT_SCALE` times the readout rule's
+init instead, and so does its bias, if it has one (docs/rules.md, "Mixture-of-experts layers"). The
+scale's reason, measured there:
+
+* ``W₀·Δx`` is then 10⁻³ of what it is at the full init. Under SGD the full init's term is about 20x
+  the router's own update at step 3 and about equal to it at 75-100 steps (Qwen3-MoE, widths 64 and
+  512), so at 10⁻³ it stays under 5 % of the update from the first steps on, at every width the coord
+  check uses (it only gets smaller with width).
+* the logits stay distinct: floating point is relative, so logits 10⁻³ smaller keep their relative
+  spacing and top-k ties stay as rare as at the full init in fp32 and bf16. The init logits are then
+  of order 10⁻⁴ (2-7·10⁻⁴ at widths 512-64 in the reference form), above fp16's smallest normal
+  (6·10⁻⁵) up to width ~7000: a half-precision router's logits belong in fp32 (Hugging Face's MoE
+  routers take their softmax in fp32).
+* a router's bias is scaled with it, else the library's bias (gpt-oss: N(0, 0.02²)) would rank the
+  experts alike for every token at init.
+"""
+from __future__ import annotations
+
+from typing import Optional, Union
+
+from ..types import ParamRecord, Role, Space
+
+__all__ = ["ROUTER_INIT_SCALE", "C_ROUTER", "C_ZERO", "is_readout", "readout_start", "router_init", "router_note"]
+
+ROUTER_INIT_SCALE = 1e-3
+C_ZERO = "readout zero init (μP readout_zero_init; docs/parametrize.md \"Zero readouts\")"
+_ROUTER_TAG = "router (a readout feeding top-k, or its bias) near zero"
+C_ROUTER = (_ROUTER_TAG + ": its rule's init x{scale:g}, as zero logits would tie top-k; the init's "
+            "width^-1/2 share of the logits' change is gone (docs/rules.md \"Mixture-of-experts layers\")")
+
+
+def is_readout(record: ParamRecord) -> bool:
+    """Dense input, width fan-in, fixed fan-out."""
+    return (
+        record.classified and record.input_space is Space.DENSE
+        and record.fan_in_is_width and not record.fan_out_is_width
+    )
+
+
+def readout_start(record: ParamRecord, zero_readout: Union[bool, str]) -> Optional[str]:
+    """``"zeros"``, ``"router"`` (near zero) or ``None`` (the rule's init) for ``zero_readout`` True /
+    "auto" / False: True zeroes every readout, "auto" zeroes readouts and starts routers near zero,
+    False leaves every readout at its rule's init. Under "auto" a router's bias (a bias whose fixed-size
+    output reaches the selection) starts near zero with it: the logits start at ROUTER_INIT_SCALE of
+    what the rules give them, so the library's bias (gpt-oss: N(0, 0.02²)) does not outweigh the
+    token-dependent part and send every token to the same experts."""
+    if zero_readout is False:
+        return None
+    if is_readout(record):
+        return "zeros" if zero_readout is True or record.selected_by is None else "router"
+    router_bias = (record.classified and record.role is Role.BIAS and record.selected_by is not None
+                   and not record.fan_out_is_width)
+    return "router" if zero_readout == "auto" and router_bias else None
+
+
+def router_init(init):
+    """A rules ``_Init`` times :data:`ROUTER_INIT_SCALE`: the Gaussian std or spectral target, or the
+    scale of the library's values (a "keep" becomes a "scale")."""
+    cite = C_ROUTER.format(scale=ROUTER_INIT_SCALE)
+    if init.kind in ("gaussian", "orthogonal", "spectral"):
+        return init.but(cite, std=init.std and init.std * ROUTER_INIT_SCALE,
+                        target=init.target and init.target * ROUTER_INIT_SCALE)
+    if init.kind in ("keep", "scale"):
+        return init.but(cite, kind="scale", scale=init.scale * ROUTER_INIT_SCALE)
+    return init
+
+
+def router_note(citation: str) -> str:
+    """What a report's init column adds for a plan whose init :func:`router_init` made: why it is small."""
+    return f" (router: x{ROUTER_INIT_SCALE:g}, near zero; zero logits tie top-k)" if _ROUTER_TAG in citation else ""
