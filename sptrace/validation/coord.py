@@ -351,12 +351,16 @@ def _exact_gradients(s: _RunSettings, model: nn.Module, tracked: Sequence[tuple[
     A parameter that cannot change the loss (a bias feeding a training-mode BatchNorm, a per-token
     constant before a LayerNorm over channels) has gradient zero in exact arithmetic: float32 leaves
     rounding noise down to ~1e-9 of the largest, as small as the gradient of a slowly learning layer,
-    float64 leaves ~1e-18. Empty when the model does not run in float64; the model is restored."""
+    float64 leaves ~1e-18. Tensors the forward makes with the default dtype are float64 too (XGLM's
+    ``torch.full((), finfo(logits.dtype).min)`` overflows float32 otherwise). Empty when the model does
+    not run in float64; the model and the default dtype are restored."""
     params = [(p, p.data) for p in model.parameters()]
     buffers = [(m, k, b) for m in model.modules() for k, b in m._buffers.items() if b is not None]
     as64 = lambda v: v.double() if isinstance(v, Tensor) and v.is_floating_point() else v  # noqa: E731
     x, y = s.batches[(s.steps - 1) % len(s.batches)]
+    default = torch.get_default_dtype()
     try:
+        torch.set_default_dtype(torch.float64)
         model.double()
         for _, p in tracked:
             p.grad = None
@@ -366,6 +370,7 @@ def _exact_gradients(s: _RunSettings, model: nn.Module, tracked: Sequence[tuple[
     except Exception:  # a model pinned to float32 inside: no exemption, everything is judged
         return {}
     finally:
+        torch.set_default_dtype(default)
         for p, data in params:
             p.data, p.grad = data, None
         for m, k, b in buffers:

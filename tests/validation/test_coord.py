@@ -399,3 +399,31 @@ def test_a_parameter_without_effect_is_named_not_judged():
     v = cc.verdict(quantities=["rms@0"], params=True)
     assert "conv.bias" not in v.params and "conv.weight" in v.params
     assert "no effect on the loss" in v.unmeasured["conv.bias"] and "conv.bias" in v.summary()
+
+
+class _KeyBiasWithFloorInForward(nn.Module):
+    """One attention head whose key bias adds q·b to every logit of a query, which the softmax
+    removes (no effect on the loss), and whose forward floors the logits with a tensor made at the
+    default dtype (XGLM: ``torch.max(w, torch.full((), finfo(w.dtype).min))``), which overflows
+    float32 when the logits are float64."""
+
+    def __init__(self, width):
+        super().__init__()
+        self.q, self.k, self.v = nn.Linear(6, width), nn.Linear(6, width), nn.Linear(6, width)
+        self.head = nn.Linear(width, 4)
+
+    def forward(self, x):
+        logits = self.q(x) @ self.k(x).transpose(-1, -2) / self.q.out_features ** 0.5
+        logits = torch.max(logits, torch.full((), torch.finfo(logits.dtype).min))
+        return self.head((logits.softmax(-1) @ self.v(x)).mean(1))
+
+
+def test_the_float64_gradient_runs_a_forward_that_makes_tensors_at_the_default_dtype():
+    g = torch.Generator().manual_seed(0)
+    batches = [(torch.randn(8, 5, 6, generator=g), torch.randint(0, 4, (8,), generator=g)) for _ in range(2)]
+    cc = coord_check(_KeyBiasWithFloorInForward, lambda m: torch.optim.Adam(m.parameters(), lr=1e-2), batches,
+                     F.cross_entropy, [16, 32, 64], steps=2)
+    assert torch.get_default_dtype() == torch.float32
+    assert max(cc.param_records["k.bias"]["grad64"]) < 1e-12 < 1e-3 < min(cc.param_records["k.weight"]["grad64"])
+    assert cc.without_effect("k.bias") and not cc.without_effect("k.weight")
+    assert "k.bias" not in cc.verdict(quantities=["rms@0"], params=True).params
