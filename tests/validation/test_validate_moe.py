@@ -1,14 +1,14 @@
-"""Coord checks on Hugging Face mixture-of-experts LMs (Mixtral, Qwen3-MoE; tests/external_models.py),
-with tests/validation/external_coord.py's conventions (the zoo's byte-level data, the one-line
-``sptrace.parametrize`` call, validate's lr, module outputs and every classified parameter's natural
-spectral norm judged, widths 64..512, 3 init seeds): each expert slice of the stacked
-``(experts, out, in)`` parameters is measured as its own matrix (its record's group axis).
+"""Coord checks on Hugging Face mixture-of-experts LMs (Mixtral, Qwen3-MoE, OLMoE, Qwen2-MoE, gpt-oss;
+tests/external_models.py), with tests/validation/external_coord.py's conventions (the zoo's byte-level
+data, the one-line ``sptrace.parametrize`` call, validate's lr, module outputs and every classified
+parameter's natural spectral norm judged, widths 64..512, 3 init seeds): each expert slice of the
+stacked ``(experts, out, in)`` parameters is measured as its own matrix (its record's group axis).
 
-10 steps, not the 3 of the dense external models: a router's logit change is a Θ(1) part that
-grows as the routing gradient becomes consistent across tokens, plus cross-talk between tokens
-that shrinks like width^-1/2; over the first 3 Adam steps the cross-talk dominates at these widths
-(router logits' change slope -0.29 on Mixtral, 3 seeds), by 10 steps it no longer does (docs/rules.md,
-"Mixture-of-experts layers"). Each cell runs for a minute or more on 2 cores: ``-m slow``."""
+10 steps, not the 3 of the dense external models: a router's update aligns over the first steps
+(router logits' change slope -0.29 at 3 Adam steps on Mixtral, 3 seeds; docs/rules.md,
+"Mixture-of-experts layers"). The router starts near zero (planning/readouts.py: the readout rule's
+init x1e-3, so its init reading a changed input, which shrinks like width^-1/2, is gone). Each cell
+runs for 18-42 s on 2 cores (the file 4:43): ``-m slow``."""
 import pytest
 import torch
 
@@ -20,28 +20,32 @@ transformers = pytest.importorskip("transformers")
 
 WIDTHS = (64, 128, 256, 512)
 STEPS = 10
-NAMES = ("mixtral", "qwen3-moe")
-# SGD, measured (validate's lr 0.05, reference form): the router's logits' change shrinks with width,
-# -0.50 (Qwen3-MoE) and -0.52 (Mixtral) at 10 steps (3 seeds). On a fixed input it is W0.dx + dW.x.
-# W0.dx, the router at init reading its input's change, shrinks like width^-1/2 (a router cannot start
-# at zero: zero logits tie top-k), as a tied readout's does: slope -0.48/-0.50/-0.43 at steps 3/10/100
-# (Qwen3-MoE, widths 64 and 512, 2 seeds), Mixtral -0.40 to -0.51. dW.x, the router's own update, is
-# Θ(1) in the limit but slow under SGD: its gradient compares experts that are alike at init, a
-# fluctuation (Frobenius-norm width slope +0.11/+0.09/+0.07 at steps 2/3/10, lm_head's +0.50), so dW.x
-# is 0.009 against W0.dx 0.211 at step 3 and overtakes only at 75-100 steps on Qwen3-MoE (not by 100 on
-# Mixtral). Adam normalises its size: dW.x is Θ(1) from step 3 (slope +0.05). Not an lr rule: the
-# router's SGD lr times sqrt(width/256) leaves the slope at steps 3/10/30 as it was (Qwen3-MoE
-# -0.50/-0.54/-0.47, Mixtral -0.26/-0.26/-0.27, 1 seed). Not a horizon either: Qwen3-MoE's whole check
-# passes at 100 SGD steps (3 seeds), Mixtral's router is still -0.37 there, and Adam at 100 steps gives
-# -0.33 (Qwen3-MoE, 2 seeds). A router init x1e-3 (W0.dx gone) passes Mixtral under SGD but Qwen3-MoE
-# still fails on dW.x (-0.36). docs/rules.md, "Mixture-of-experts layers". Qwen3-MoE's per-head
-# q_norm / k_norm gains also grow under SGD (+0.91) until sptrace/graph/trace.py calls
-# graph/attention.py's assume_fixed_head_dims (then -0.09; docs/rules.md, "Parameters applied per
-# attention head").
-SGD_OPEN = pytest.mark.xfail(strict=True, reason="router logits' change shrinks under SGD at these widths and "
-                                                 "steps: its init reading a changed input (width^-1/2) leads "
-                                                 "while its own update's gradient is a fluctuation (measured, "
-                                                 "see the comment above)")
+NAMES = ("mixtral", "qwen3-moe", "olmoe", "qwen2-moe", "gpt-oss")
+# Routers whose top-k weights are the softmax over all experts, not renormalised over the chosen ones
+# (Qwen3-MoE and OLMoE with norm_topk_prob=False, their Hugging Face default; Qwen2-MoE): under SGD the
+# router's logits' change still shrinks at these widths and 10 steps, batch 8 (measured with the router
+# init x1e-3, 3 seeds; docs/rules.md "Mixture-of-experts layers"): logits / weight -0.37 / -0.40 Qwen3-MoE,
+# -0.97 / -0.89 OLMoE, -0.79 / -0.59 Qwen2-MoE (whose zero-started shared_expert_gate, a sigmoid gate on a
+# dense expert, also shrinks: -0.38 / -0.36). The router's gradient then has two parts: the choice among the
+# chosen experts (as in a renormalised router) and the weight of the chosen experts against the others, whose
+# direction follows the tokens' random split at init. Split on Qwen3-MoE (SGD, 10 steps, 2 seeds), the first
+# does not shrink (logits' change 0.002/0.009 at width 64, 0.005/0.010 at 512), the sum does
+# (0.007/0.009 -> 0.002/0.005): the second cancels part of it at width 512. With norm_topk_prob=True
+# Qwen3-MoE and OLMoE pass (+0.16 / +0.14, -0.05 / -0.07), as Mixtral and gpt-oss do; at batch 32
+# Qwen3-MoE passes (-0.16 / -0.22) and OLMoE does not (-0.77 / -0.75). Not a tolerance, step or batch
+# change: an open case of the rules.
+UNNORMALISED = ("qwen3-moe", "olmoe", "qwen2-moe")
+SGD_OPEN = pytest.mark.xfail(strict=True, reason="router with top-k weights not renormalised: under SGD its "
+                                                 "logits' change shrinks at widths 64-512, 10 steps (its "
+                                                 "chosen-vs-other part follows the random routing at init; "
+                                                 "measured, see the comment above)")
+
+
+def cells():
+    for name in NAMES:
+        for optimizer in ("adam", "sgd"):
+            marks = SGD_OPEN if optimizer == "sgd" and name in UNNORMALISED else ()
+            yield pytest.param(name, optimizer, marks=marks, id=f"{name}-{optimizer}")
 
 
 def check(name, parametrization, optimizer, n_seeds=3):
@@ -51,8 +55,7 @@ def check(name, parametrization, optimizer, n_seeds=3):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("optimizer", ["adam", pytest.param("sgd", marks=SGD_OPEN)])
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name, optimizer", list(cells()))
 def test_moe_models_sptrace_stable(name, optimizer):
     verdict = check(name, "sptrace", optimizer)
     assert verdict.passed, verdict.summary()

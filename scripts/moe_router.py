@@ -1,0 +1,137 @@
+"""MoE routers in the coord check (docs/rules.md "Mixture-of-experts layers"), two measurements.
+
+    # the coord check of tests/validation/test_validate_moe.py, with the router's figures printed;
+    # --scale replaces ROUTER_INIT_SCALE (1 = the readout rule's full init), --norm-topk 0/1 sets a
+    # router's norm_topk_prob (Qwen3-MoE, OLMoE, Qwen2-MoE), --batch the tokens per step (diagnosis only)
+    python scripts/moe_router.py check qwen3-moe sgd [--seeds 3] [--scale 1e-3] [--norm-topk 1] [--batch 8]
+
+    # the router's SGD gradient split into its part among the chosen experts ("mix") and its part for the
+    # chosen experts' total weight against the others ("mass"), and each one's logit change on the first
+    # batch's router inputs, summed over the steps (width 64 and 512, seed 0)
+    python scripts/moe_router.py split qwen3-moe 64 0 [--norm-topk 1]
+
+Run from the repository root with OMP_NUM_THREADS=1; a check cell takes 10-80 s on 2 cores.
+"""
+import argparse
+import os
+import sys
+import warnings
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import models_zoo  # noqa: E402
+import sptrace.planning.readouts as readouts  # noqa: E402
+from sptrace.validation.models import optimizer_for  # noqa: E402
+from sptrace.validation.validate import validation_lr  # noqa: E402
+from tests.external_models import MOE_MODELS  # noqa: E402
+from tests.validation.external_coord import external_coord_check  # noqa: E402
+
+
+def builder(name, norm_topk):
+    def build(width):
+        model = MOE_MODELS[name][0](width)
+        for module in model.modules():
+            if norm_topk is not None and hasattr(module, "norm_topk_prob"):
+                module.norm_topk_prob = norm_topk == "1"
+        return model
+    return build
+
+
+def check(a):
+    verdict = external_coord_check(builder(a.name, a.norm_topk), "gpt", a.optimizer, "sp" if a.sp else "sptrace",
+                                   (64, 128, 256, 512), steps=a.steps, batch_size=a.batch, n_seeds=a.seeds)
+    print(verdict.summary())
+    cc = verdict.coord
+    for table, values in ((cc.slopes(), cc.records), (cc.slopes(params=True), cc.param_records)):
+        for name, fits in table.items():
+            if "gate" in name or "router" in name:
+                for quantity in ("rms@0", f"delta_rms@{a.steps}", "dnat"):
+                    if quantity in fits:
+                        shown = ", ".join(f"{x:.3g}" for x in values[name][quantity])
+                        print(f"  {name} {quantity}: slope {fits[quantity].slope:+.2f} ({shown})")
+
+
+def split(a):
+    """The router's gradient per token and expert is p_j([j chosen] a_j - b), a_e = <dL/dy, expert_e(x)>,
+    b = sum over the chosen of p_e a_e; with the chosen weights q = p / m (m their sum) it is
+    m q_j (a_j - sum q a) for the chosen (mix) plus (sum q a) p_j ([j chosen] - m) (mass). A router that
+    renormalises over the chosen (y = sum q_e expert_e) has the first part only, with m = 1."""
+    spec = models_zoo.get("gpt")
+    stream = spec.batches(a.batch, seed=0)
+    batches = [next(stream) for _ in range(a.steps)]
+    torch.manual_seed(a.seed)
+    model = builder(a.name, a.norm_topk)(a.width)
+    block = model.model.layers[0].mlp
+    gate, experts = block.gate, block.experts
+    normed = getattr(gate, "norm_topk_prob", True)
+    opt = optimizer_for(model, "sptrace", "sgd", validation_lr("sgd", "reference"), batches[0][0])
+    lr = next(g["lr"] for g in opt.param_groups if any(p is gate.weight for p in g["params"]))
+    seen = {}
+
+    def hook(module, inputs, output):
+        seen["x"] = inputs[0].reshape(-1, inputs[0].shape[-1]).detach()
+        if output.requires_grad:
+            output.register_hook(lambda g: seen.__setitem__("g", g.reshape(-1, g.shape[-1]).detach()))
+
+    block.register_forward_hook(hook)
+    w0 = gate.weight.detach().clone()
+    with torch.no_grad():
+        model(*batches[0][0])
+    probe = seen["x"].clone()
+    moved = {"mix": torch.zeros_like(w0), "mass": torch.zeros_like(w0)}
+    rms = lambda t: float(t.pow(2).mean().sqrt())  # noqa: E731
+    for step, (inputs, target) in enumerate(batches, 1):
+        opt.zero_grad()
+        spec.loss(model(*inputs).logits, target).backward()
+        with torch.no_grad():
+            x, g = seen["x"], seen["g"]
+            p = torch.softmax(x @ gate.weight.T, -1)
+            chosen = torch.zeros_like(p).scatter_(1, p.topk(gate.top_k, -1).indices, 1.0)
+            gate_up = torch.einsum("tn,ean->tea", x, experts.gate_up_proj).chunk(2, dim=-1)
+            outs = torch.einsum("tei,eni->ten", experts.act_fn(gate_up[0]) * gate_up[1], experts.down_proj)
+            a_te = torch.einsum("tn,ten->te", g, outs)
+            q = p * chosen / (p * chosen).sum(-1, keepdim=True)
+            m = torch.ones_like(p[:, :1]) if normed else (p * chosen).sum(-1, keepdim=True)
+            mean = (q * a_te).sum(-1, keepdim=True)
+            parts = {"mix": m * q * chosen * (a_te - mean),
+                     "mass": torch.zeros_like(p) if normed else mean * p * (chosen - m)}
+            error = float((sum(parts.values()).T @ x - gate.weight.grad).norm() / gate.weight.grad.norm())
+            for key, part in parts.items():
+                moved[key] -= lr * part.T @ x
+        opt.step()
+        if step in (3, a.steps):
+            with torch.no_grad():
+                print(f"{a.name} width {a.width} seed {a.seed} renormalised {normed} step {step}: logit change "
+                      f"{rms(probe @ (gate.weight - w0).T):.3g} (mix {rms(probe @ moved['mix'].T):.3g}, "
+                      f"mass {rms(probe @ moved['mass'].T):.3g}); split error {error:.0e}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    c = sub.add_parser("check")
+    c.add_argument("name", choices=sorted(MOE_MODELS))
+    c.add_argument("optimizer")
+    c.add_argument("--seeds", type=int, default=3)
+    c.add_argument("--scale", type=float, default=None)
+    c.add_argument("--sp", action="store_true")
+    s = sub.add_parser("split")
+    s.add_argument("name", choices=("qwen3-moe", "olmoe", "qwen2-moe", "mixtral"))
+    s.add_argument("width", type=int)
+    s.add_argument("seed", type=int)
+    for p in (c, s):
+        p.add_argument("--norm-topk", choices=("0", "1"), default=None)
+        p.add_argument("--batch", type=int, default=8)
+        p.add_argument("--steps", type=int, default=10)
+    a = parser.parse_args()
+    if getattr(a, "scale", None) is not None:
+        readouts.ROUTER_INIT_SCALE = a.scale
+    warnings.simplefilter("ignore")
+    torch.set_num_threads(1)
+    check(a) if a.what == "check" else split(a)
+
+
+if __name__ == "__main__":
+    main()
