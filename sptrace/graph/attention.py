@@ -104,7 +104,56 @@ def assume_fixed_head_dims(captured: CapturedGraph, shapes: Shapes, axes: dict[s
             labels.fixed_reason[comp] = (f"{ASSUMED} at {module_path(node) or '<root>'} (heads grow; automatic mode "
                                          "cannot tell: pass base= to decide)")
             where.append(module_path(node))
+        where += _assume_fixed_blocks(node, ax, labels, products, captured)
     return list(dict.fromkeys(where))
+
+
+def _assume_fixed_blocks(node: fx.Node, ax: OpAxes, labels: AxisLabels, products, captured: CapturedGraph) -> list[str]:
+    """A parameter applied per head: a matmul whose parameter operand contracts the head_dim of an
+    activation split into heads × head_dim (RecurrentGemma's block-diagonal gates, ``baddbmm`` of
+    ``(H, B·S, D)`` by a ``(H, D, D)`` weight). The same hypothesis as attention's: the block
+    (fan-in, and a fan-out merged back with the heads into the width) is fixed, the heads grow."""
+    if op_name(node) not in MATMULS or not ax.contract:
+        return []
+    fixed, operands = [], {a.name: a for a in node.all_input_nodes}
+    for pair in ax.contract:
+        params = [ref for ref in pair if _param_behind(operands.get(ref[0]), captured) is not None]
+        acts = [ref for ref in pair if ref not in params]
+        if len(params) != 1 or len(acts) != 1:
+            continue
+        heads = _head_comps(acts, {acts[0][0]: _sizes_of(labels, acts[0][0])}, labels, products)
+        comp = labels.component.get(acts[0])
+        if comp is None or not labels.decide(acts[0])[0] or not _splits_width(labels, products, comp, heads):
+            continue
+        fixed.append(comp)
+        key = _param_behind(operands.get(params[0][0]), captured)
+        for axis in range(len(_sizes_of(labels, key))):
+            other = labels.component.get((key, axis))
+            if other is not None and other != comp and other not in heads and labels.decide((key, axis))[0] \
+                    and _splits_width(labels, products, other, heads):
+                fixed.append(other)
+    for comp in fixed:
+        labels.fixed_reason[comp] = (f"{ASSUMED} at {module_path(node) or '<root>'} (a parameter applied per head; "
+                                     "heads grow; automatic mode cannot tell: pass base= to decide)")
+    return [module_path(node)] if fixed else []
+
+
+def _param_behind(node: Optional[fx.Node], captured: CapturedGraph) -> Optional[str]:
+    """The parameter node ``node`` is, or views (the eager route writes an einsum as permutes,
+    views and a bmm), else None."""
+    while isinstance(node, fx.Node):
+        if node.name in captured.param_nodes:
+            return node.name
+        if op_name(node) not in SHAPE_OPS or len(node.all_input_nodes) != 1:
+            return None
+        node = node.all_input_nodes[0]
+    return None
+
+
+def _sizes_of(labels: AxisLabels, key: str) -> tuple:
+    """The sizes of ``key``'s axes as the labels know them."""
+    n = 1 + max((axis for k, axis in labels.sizes if k == key), default=-1)
+    return tuple(labels.sizes.get((key, axis), 1) for axis in range(n))
 
 
 def _head_dim_refs(node: fx.Node, ax: OpAxes, shapes: Shapes, captured: CapturedGraph) -> list:

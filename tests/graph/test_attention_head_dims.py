@@ -145,3 +145,38 @@ def test_trace_takes_per_head_gains_as_fixed(transformers):
     model = transformers.Qwen3ForCausalLM(transformers.Qwen3Config(head_dim=16, **_config(64)))
     traced = sptrace.trace(model, torch.randint(0, 77, (2, 8)))
     assert traced["model.layers.0.self_attn.q_norm.weight"].width_dims == ()
+
+
+class BlockDiagonalGate(nn.Module):
+    """A gate applied per head: the width split into heads × block, one (block × block) matrix per
+    head by ``baddbmm`` (RecurrentGemma's RG-LRU input and recurrent gates)."""
+
+    def __init__(self, width, block=16):
+        super().__init__()
+        self.heads, self.block = width // block, block
+        self.emb = nn.Embedding(11, width)
+        self.w = nn.Parameter(torch.randn(self.heads, block, block) / block ** 0.5)
+        self.b = nn.Parameter(torch.zeros(self.heads, block))
+        self.out = nn.Linear(width, 11)
+
+    def forward(self, ids):
+        x = self.emb(ids)
+        b, s, n = x.shape
+        h = x.reshape(b * s, self.heads, self.block).permute(1, 0, 2)
+        gate = torch.baddbmm(self.b[:, None, :], h, self.w).transpose(0, 1).reshape(b, s, n)
+        return self.out(torch.sigmoid(gate) * x)
+
+
+@pytest.mark.parametrize("block", [16, 64])
+def test_a_matrix_applied_per_head_has_a_fixed_block(block):
+    """Heads grow, the block is fixed (the hypothesis attention's head_dim is under): the weight is
+    a fixed (block × block) matrix per head, not a hidden matrix whose fan-in grows (RecurrentGemma,
+    planned so, had its gates' update natural norm shrink with slope -0.9). One block over the whole
+    width (one head) is the width itself."""
+    traced = sptrace.trace(BlockDiagonalGate(64, block), torch.randint(0, 11, (2, 5)))
+    w, b = traced["w"], traced["b"]
+    if block == 16:
+        assert w.width_dims == (0,) and w.role.value == "fixed" and ASSUMED in w.dims[1].reason
+        assert b.width_dims == (0,)
+    else:
+        assert w.width_dims == (1, 2) and w.role.value == "hidden" and b.width_dims == (1,)

@@ -201,7 +201,8 @@ def test_raw_parameters_matmul_einsum(routes):
     assert t["w_in"].fan_in_axes == (0,) and t["w_in"].fan_out_axes == (1,)
     r = t["w_heads"]
     assert (r.fan_in_axes, r.fan_out_axes, r.uses[0].group_axes) == ((1,), (2,), (0,))
-    assert r.kind.value == "matrix"
+    # applied per head: the block is taken as fixed, the heads as growing (graph/attention.py)
+    assert r.width_dims == (0,) and r.role.value == "fixed"
     expect(t, "w_out", "vector", "readout", "dense", d, 5, [0])
 
 

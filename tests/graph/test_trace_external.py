@@ -634,8 +634,10 @@ def raw_table(w=32, head_dim=8, heads_grow=True):
         "b_in": bias(w),
         "w_xw": hidden_conv1d(w, 2 * w),  # x @ W: fan_in (0,), fan_out (1,)
         "w_wx": hidden_linear(w, 2 * w),  # W @ x: fan_in (1,), fan_out (0,)
-        # per-head einsum 'bhd,hde->bhe': contracted d (1,), output e (2,), h shared (group axis)
-        "w_heads": ("matrix", "hidden", "dense", head_dim, head_dim, (0, 1, 2) if heads_grow else (1, 2), (1,), (2,)),
+        # per-head einsum 'bhd,hde->bhe': contracted d (1,), output e (2,), h shared (group axis);
+        # automatic mode takes the block as fixed and the heads as growing (graph/attention.py)
+        "w_heads": (("scalar", "fixed", "dense", head_dim, head_dim, (0,), (1,), (2,)) if heads_grow else
+                    ("matrix", "hidden", "dense", head_dim, head_dim, (1, 2), (1,), (2,))),
         "gamma": gain(w),
         "w_out": readout_linear(3, w),
         "temperature": scalar(),
