@@ -57,7 +57,7 @@ def forward_constants(captured: CapturedGraph, shapes: Shapes, uses: UseAnalysis
             if node is None:
                 continue
             chain = _chain(node)
-            if chain is None or _feeds_attention(chain[1], uses, use_nodes):
+            if chain is None or _feeds_attention(chain[1], uses, use_nodes, labels):
                 continue
             value, last, reshaped = chain
             factors = [(key, j) for key in reshaped for j in _split_axes(uses.op_axes.get(key), key)]
@@ -202,7 +202,7 @@ def _as_width_power(param: str, value: float, last: fx.Node, factors: list, fan_
                            module=module_path(last))
 
 
-def _feeds_attention(last: fx.Node, uses: UseAnalysis, use_nodes: set) -> bool:
+def _feeds_attention(last: fx.Node, uses: UseAnalysis, use_nodes: set, labels: AxisLabels) -> bool:
     """Whether the scaled value (through views, splits and stacks) is a query or key: an operand of
     attention or of a contraction with another activation. Its constant is then the logits' scale
     (``1/sqrt(head_dim)`` applied to q), which sptrace's attention policy keeps or rewrites
@@ -218,9 +218,46 @@ def _feeds_attention(last: fx.Node, uses: UseAnalysis, use_nodes: set) -> bool:
             category = ax.category if ax is not None else ""
             if category == "attention" or (category == "matmul" and user.name not in use_nodes):
                 return True
+            if _summed_product(user, cur, labels):
+                return True
             if op_name(user) in KEEPS_VALUES | REARRANGES:
                 todo.append(user)
     return False
+
+
+REDUCTIONS = {"sum", "mean"}
+
+
+def _summed_product(node: fx.Node, cur: fx.Node, labels: AxisLabels) -> bool:
+    """Whether ``node`` multiplies ``cur`` by another activation and the product (through views) is
+    summed over a width axis: a contraction written as ``(a * b).sum(dim)`` (DeepSeek-V4's indexer
+    scores, ``sum_h w_h * s_h`` with ``w = weights_proj(x) * heads^-1/2``, the heads growing), whose
+    constant is the sum's normalisation, not part of the projection. A sum over fixed axes only (a
+    masked mean over tokens) is not a contraction over width."""
+    if op_name(node) != "mul" or len(node.args) != 2:
+        return False
+    other = node.args[1] if node.args[0] is cur else node.args[0] if node.args[1] is cur else None
+    if not isinstance(other, fx.Node) or _constant(other) is not None:
+        return False
+    todo = [node]
+    while todo:
+        for user in _users(todo.pop()):
+            if op_name(user) in REDUCTIONS and _reduces_width(user, labels):
+                return True
+            if op_name(user) in KEEPS_VALUES:
+                todo.append(user)
+    return False
+
+
+def _reduces_width(node: fx.Node, labels: AxisLabels) -> bool:
+    """Whether the reduction ``node`` sums a width axis of its input (every axis when no dim is given)."""
+    src = node.args[0] if node.args and isinstance(node.args[0], fx.Node) else None
+    if src is None:
+        return False
+    ndim = len(src.meta["val"].shape) if hasattr(src.meta.get("val"), "shape") else 0
+    dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+    dims = range(ndim) if dims is None or dims == [] else [dims] if isinstance(dims, int) else dims
+    return any(labels.decide((src.name, d % max(ndim, 1)))[0] for d in dims)
 
 
 def _reshaped(end: fx.Node) -> list[str]:

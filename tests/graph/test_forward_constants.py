@@ -128,6 +128,40 @@ def test_a_query_scale_is_left_to_the_attention_policy(one_thread):
     assert all(r.forward_constant is None for r in traced), traced.report()
 
 
+class HeadWeightedScores(nn.Module):
+    """DeepSeek-V4's indexer scores: per-head scores summed over the heads with weights
+    ``weights_proj(x) * heads^-1/2`` (heads = width / 16 grow); ``pool`` also returns an embedding
+    times sqrt(width), masked and summed over the tokens (a fixed axis)."""
+
+    def __init__(self, width):
+        super().__init__()
+        self.heads, self.width = width // 16, width
+        self.emb = nn.Embedding(77, width)
+        self.q, self.k = nn.Linear(width, width), nn.Linear(width, 16)
+        self.weights_proj = nn.Linear(width, self.heads, bias=False)
+        self.pool = nn.Embedding(77, width)
+        self.out = nn.Linear(width, 77)
+
+    def forward(self, ids):
+        x = self.emb(ids)
+        b, s, _ = x.shape
+        scores = torch.relu(self.q(x).view(b, s, self.heads, 16) @ self.k(x).transpose(-1, -2).unsqueeze(1))
+        weights = self.weights_proj(x) * self.heads ** -0.5
+        mixed = (scores * weights.unsqueeze(-1)).sum(dim=2)  # (b, s, s)
+        pooled = (self.pool(ids) * self.width ** 0.5 * (ids > 0).unsqueeze(-1)).sum(1, keepdim=True)
+        return self.out(mixed @ x + pooled)
+
+
+def test_a_constant_on_a_summed_product_is_the_sums_scale(one_thread):
+    """A constant on a value multiplied by another activation and summed over a width axis (the
+    heads) normalises that sum: it is not part of weights_proj (read as one, the plan grew DeepSeek-V4's
+    indexer scores: output at init slope +0.51). A sum over the tokens (fixed) leaves it alone."""
+    traced = sptrace.trace(HeadWeightedScores(64), ids())
+    assert traced["weights_proj.weight"].forward_constant is None
+    pooled = traced["pool.weight"].forward_constant
+    assert pooled is not None and pooled.power == 0.5 and pooled.size == 64
+
+
 def _numbers(plans):
     return {p.name: (p.init, p.init_std, p.init_scale, p.lr_multiplier, p.spectral_scale) for p in plans}
 
