@@ -7,7 +7,7 @@
 
     # the router's SGD gradient split into its part among the chosen experts ("mix") and its part for the
     # chosen experts' total weight against the others ("mass"), and each one's logit change on the first
-    # batch's router inputs, summed over the steps (width 64 and 512, seed 0)
+    # batch's router inputs, summed over the steps, with the init's share W0.dx (--scale as for check)
     python scripts/moe_router.py split qwen3-moe 64 0 [--norm-topk 1]
 
 Run from the repository root with OMP_NUM_THREADS=1; a check cell takes 10-80 s on 2 cores.
@@ -103,9 +103,11 @@ def split(a):
         opt.step()
         if step in (3, a.steps):
             with torch.no_grad():
+                model(*batches[0][0])  # the probe's router input now: the init's share W0 (x_t - x_0)
                 print(f"{a.name} width {a.width} seed {a.seed} renormalised {normed} step {step}: logit change "
                       f"{rms(probe @ (gate.weight - w0).T):.3g} (mix {rms(probe @ moved['mix'].T):.3g}, "
-                      f"mass {rms(probe @ moved['mass'].T):.3g}); split error {error:.0e}")
+                      f"mass {rms(probe @ moved['mass'].T):.3g}); init's share W0.dx {rms((seen['x'] - probe) @ w0.T):.2g}; "
+                      f"split error {error:.0e}")
 
 
 def main():
@@ -115,13 +117,13 @@ def main():
     c.add_argument("name", choices=sorted(MOE_MODELS))
     c.add_argument("optimizer")
     c.add_argument("--seeds", type=int, default=3)
-    c.add_argument("--scale", type=float, default=None)
     c.add_argument("--sp", action="store_true")
     s = sub.add_parser("split")
-    s.add_argument("name", choices=("qwen3-moe", "olmoe", "qwen2-moe", "mixtral"))
+    s.add_argument("name", choices=("qwen3-moe", "olmoe", "qwen2-moe", "mixtral"))  # routers named gate
     s.add_argument("width", type=int)
     s.add_argument("seed", type=int)
     for p in (c, s):
+        p.add_argument("--scale", type=float, default=None)
         p.add_argument("--norm-topk", choices=("0", "1"), default=None)
         p.add_argument("--batch", type=int, default=8)
         p.add_argument("--steps", type=int, default=10)

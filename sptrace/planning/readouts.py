@@ -12,10 +12,11 @@ expert. Under ``zero_readout="auto"`` it starts at :data:`ROUTER_INIT_SCALE` tim
 init instead, and so does its bias, if it has one (docs/rules.md, "Mixture-of-experts layers"). The
 scale's reason, measured there:
 
-* ``W₀·Δx`` is then 10⁻³ of what it is at the full init. Under SGD the full init's term is about 20x
-  the router's own update at step 3 and about equal to it at 75-100 steps (Qwen3-MoE, widths 64 and
-  512), so at 10⁻³ it stays under 5 % of the update from the first steps on, at every width the coord
-  check uses (it only gets smaller with width).
+* ``W₀·Δx`` is then 10⁻³ of what it is at the full init, where under SGD it is 8-21x the router's own
+  update at step 3 (width 64: Mixtral, Qwen3-MoE) and about equal to it only at 75-100 steps. At 10⁻³
+  it is under 1 % of Mixtral's update from step 3 on (widths 64 and 512). The coord check is the same
+  for every scale <= 10⁻² and fails at 10⁻¹ (Mixtral SGD, router slope -0.31); 10⁻³ keeps a decade
+  from that edge.
 * the logits stay distinct: floating point is relative, so logits 10⁻³ smaller keep their relative
   spacing and top-k ties stay as rare as at the full init in fp32 and bf16. The init logits are then
   of order 10⁻⁴ (2-7·10⁻⁴ at widths 512-64 in the reference form), above fp16's smallest normal
