@@ -93,6 +93,9 @@ class OpAxes:
     same: list[tuple[Ref, Ref]] = field(default_factory=list)  # an input axis that is an output axis
     contract: list[tuple[Ref, Ref]] = field(default_factory=list)  # two operand axes summed together
     products: list[tuple[tuple[Ref, ...], tuple[Ref, ...]]] = field(default_factory=list)  # reshapes
+    # a split or a concatenation: the whole axis and its parts (sizes add up); listed in ``same`` too, for
+    # following a parameter's axes, but a part is its own dim (graph/axes.py)
+    sums: list[tuple[Ref, tuple[Ref, ...]]] = field(default_factory=list)
     fixed: list[tuple[Ref, str]] = field(default_factory=list)  # data axes by construction, and why
     # inputs that only steer the op (which rows to touch), neither data nor axes of the output
     steering: tuple[str, ...] = ()

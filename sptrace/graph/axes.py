@@ -5,7 +5,10 @@ Every axis of every value in the graph is a vertex; an op that says two axes are
 (networkx finds the connected components). A component is *fixed* when it holds an axis that the
 data decides: an input axis, an output axis, an embedding's vocabulary, a conv kernel tap, a
 one-hot class axis. Reshapes that merge or split axes relate components by products: the merged
-axis is fixed exactly when all its parts are. Everything else is width.
+axis is fixed exactly when all its parts are. A split or a concatenation along an axis relates them
+by a sum, the same way: each part is a dim of its own (DeepSeek's ``kv_a_proj`` output splits into
+its latent rank and a fixed rotary part; the rank is not fixed because the rotary part is), and the
+whole is fixed exactly when every part is. Everything else is width.
 
 Output axes are seeds only where no parameter contracts them as a dense fan-in, and where their
 size is not that of such a hidden axis: the hidden states (and pooled projections of them) that a
@@ -39,8 +42,9 @@ def label_axes(captured: CapturedGraph, shapes: Shapes, axes: dict[str, OpAxes],
     graph = nx.Graph()
     graph.add_nodes_from(sizes)
     for ax in axes.values():
+        partitioned = {frozenset((whole, part)) for whole, parts in ax.sums for part in parts}
         for a, b in ax.same + ax.contract:
-            if sizes.get(a) != 1 and sizes.get(b) != 1:
+            if sizes.get(a) != 1 and sizes.get(b) != 1 and frozenset((a, b)) not in partitioned:
                 graph.add_edge(a, b)
         for lhs, rhs in ax.products:
             graph.add_nodes_from(lhs + rhs)
@@ -79,7 +83,8 @@ def label_axes(captured: CapturedGraph, shapes: Shapes, axes: dict[str, OpAxes],
     for ref in _constant_network_axes(captured, axes, component):
         seed(ref, f"inner size of a network on a constant buffer no input reaches (size {sizes.get(ref)}), "
                   "taken as fixed (automatic mode; pass base= to decide)")
-    _close_products(labels, [p for ax in axes.values() for p in ax.products])
+    _close_products(labels, [p for ax in axes.values() for p in ax.products]
+                    + [((whole,), parts) for ax in axes.values() for whole, parts in ax.sums])
     return labels
 
 
@@ -158,7 +163,8 @@ def _tie_undone_merges(graph: nx.Graph, component, sizes, products) -> bool:
 
 
 def _close_products(labels: AxisLabels, products):
-    """A product of dims is width-free exactly when every factor is: spread fixedness both ways."""
+    """A product of dims, or a sum (a split's or a concatenation's parts), is width-free exactly when
+    every factor or part is: spread fixedness both ways."""
 
     def is_fixed(ref):
         return not labels.decide(ref)[0]

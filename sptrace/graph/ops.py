@@ -418,6 +418,7 @@ def _split(node, name, args, ax, shapes, out, out_shape):
     if src_shape is None:
         return
     val = node.meta.get("val") or ()
+    parts = []
     for i in range(len(val)):
         shape = shapes.get(f"{out}.{i}")
         if shape is None:
@@ -428,6 +429,17 @@ def _split(node, name, args, ax, shapes, out, out_shape):
             ax.same.extend(((src, a), (f"{out}.{i}", j)) for j, a in enumerate(kept) if src_shape[a] > 1)
         else:
             ax.same.extend(((src, a), (f"{out}.{i}", a)) for a in range(len(src_shape)) if shape[a] > 1)
+            parts.append((f"{out}.{i}", shape))
+    _partition(ax, src, src_shape, parts)
+
+
+def _partition(ax: OpAxes, whole: str, whole_shape, parts: list) -> None:
+    """The axis along which ``parts`` (value key, shape) split ``whole`` (or are concatenated into
+    it): each part is a dim of its own, the whole their sum (``OpAxes.sums``)."""
+    for a, size in enumerate(whole_shape):
+        pieces = tuple((key, a) for key, shape in parts if a < len(shape) and 1 < shape[a] != size)
+        if pieces:
+            ax.sums.append(((whole, a), pieces))
 
 
 def _getitem(node, name, args, ax, shapes, out, out_shape):
@@ -481,6 +493,9 @@ def _cat(node, name, args, ax, shapes, out, out_shape):
         else:
             mapping = list(range(len(shape)))
         ax.same.extend(((t.name, a), (out, mapping[a])) for a in range(len(shape)) if shape[a] > 1 and a < len(mapping))
+    if name != "stack":
+        parts = [(t.name, shapes.get(value_key(t))) for t in tensors]
+        _partition(ax, out, out_shape, [(key, shape) for key, shape in parts if shape is not None and len(shape) == rank])
 
 
 def _matmul_ties(a: str, a_shape, b: str, b_shape, out: str, out_shape, ax: OpAxes):

@@ -198,3 +198,86 @@ def test_gpt_neox_japanese_expanded_attention_bias():
     traced = sptrace.trace(transformers.GPTNeoXJapaneseForCausalLM(cfg), torch.randint(0, 77, (2, 8)))
     assert not traced.unclassified, [(r.name, r.problem) for r in traced.unclassified]
     assert _row(traced["gpt_neox_japanese.layers.0.attention.dense_bias"]) == ("vector", "bias", (), (0,), (0,))
+
+
+class LatentAndRotary(nn.Module):
+    """DeepSeek's multi-head latent attention in miniature: a projection's output is split into a
+    latent of rank ``r`` (read by the next layer) and a fixed-size rotary part (combined with a
+    position input of 16 features)."""
+
+    def __init__(self, n, r):
+        super().__init__()
+        self.r = r
+        self.inp, self.down, self.up, self.head = nn.Linear(8, n), nn.Linear(n, r + 16), nn.Linear(r, n), nn.Linear(n, 3)
+
+    def forward(self, x, pos):
+        latent, rotary = self.down(torch.relu(self.inp(x))).split([self.r, 16], dim=-1)
+        return self.head(torch.relu(self.up(latent) + (rotary * pos).sum(-1, keepdim=True)))
+
+
+class ConcatWithFeatures(nn.Module):
+    """Hidden states concatenated with 16 input features before the next layer."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.inp, self.mix, self.head = nn.Linear(8, n), nn.Linear(n + 16, n), nn.Linear(n, 3)
+
+    def forward(self, x, features):
+        return self.head(torch.relu(self.mix(torch.cat([torch.relu(self.inp(x)), features], dim=-1))))
+
+
+class SplitInput(nn.Module):
+    """An input's 24 features split 16 + 8, each part read by its own layer."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.a, self.b, self.head = nn.Linear(16, n), nn.Linear(8, n), nn.Linear(n, 3)
+
+    def forward(self, x):
+        left, right = x.split([16, 8], dim=-1)
+        return self.head(torch.relu(self.a(left) + self.b(right)))
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_split_parts_are_dims_of_their_own(route):
+    """A split's parts are separate dims, the whole their sum: the latent rank is width although the
+    rotary part beside it is fixed by the data (before, all three were one dim, fixed: ``down`` a
+    readout and ``up`` an input layer)."""
+    traced = sptrace.trace(LatentAndRotary(64, 32), torch.randn(2, 8), torch.randn(2, 16), routes=(route,))
+    assert _row(traced["down.weight"]) == ("matrix", "hidden", (1,), (0,), (0, 1))  # r + 16: a part grows
+    assert _row(traced["up.weight"]) == ("matrix", "hidden", (1,), (0,), (0, 1))
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_concatenated_features_leave_the_width_alone(route):
+    """Hidden states concatenated with data features: the hidden part stays width (before, the
+    concatenation tied it to the feature axis and every layer's width axis became fixed)."""
+    traced = sptrace.trace(ConcatWithFeatures(64), torch.randn(2, 8), torch.randn(2, 16), routes=(route,))
+    assert _row(traced["inp.weight"]) == ("vector", "input", (1,), (0,), (0,))
+    assert _row(traced["mix.weight"]) == ("matrix", "hidden", (1,), (0,), (0, 1))
+    assert _row(traced["head.weight"]) == ("vector", "readout", (1,), (0,), (1,))
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_parts_of_a_fixed_whole_are_fixed(route):
+    """The other direction of the sum: a whole the data fixes (an input's features) fixes its parts."""
+    traced = sptrace.trace(SplitInput(64), torch.randn(2, 24), routes=(route,))
+    assert _row(traced["a.weight"]) == ("vector", "input", (1,), (0,), (0,))
+    assert _row(traced["b.weight"]) == ("vector", "input", (1,), (0,), (0,))
+
+
+@pytest.mark.slow  # 5-15 s: the catalog build and export
+def test_deepseek_latent_rank_is_width_in_the_catalog_model():
+    """The catalog model that showed it (hf:axk2, DeepSeek-style attention): ``kv_b_proj`` reads the
+    latent rank, which the catalog build scales with width; it was an input layer (fan-in fixed),
+    whose updates grew +1.05 in validate."""
+    pytest.importorskip("transformers")
+    from sptrace.validation import catalog
+
+    if "axk2" not in catalog.hf_model_types():
+        pytest.skip("this transformers has no AXK2")
+    with torch.device("meta"):
+        model = catalog.hf_model("axk2", 64)
+    traced = sptrace.trace(model, torch.randint(0, 77, (2, 16)))
+    record = traced["model.layers.0.self_attn.kv_b_proj.weight"]
+    assert record.role.value == "hidden" and record.width_dims == (0, 1)
