@@ -162,3 +162,19 @@ MODELS = {
     "llama": (llama, "gpt"),
     "hf-vit": (vit, "vit"),
 }
+
+
+def catalog_trace(model_type, width=64):
+    """``sptrace.trace`` of the Hugging Face catalog's ``model_type`` built on meta at ``width``
+    (sptrace.validation.catalog), on 2 x 16 token ids; skips where this transformers lacks it."""
+    import pytest
+
+    import sptrace
+    from sptrace.validation import catalog
+
+    pytest.importorskip("transformers")
+    if model_type not in catalog.hf_model_types():
+        pytest.skip(f"this transformers has no {model_type}")
+    with torch.device("meta"):
+        model = catalog.hf_model(model_type, width)
+    return sptrace.trace(model, torch.randint(0, 77, (2, 16)))

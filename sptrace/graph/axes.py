@@ -49,7 +49,8 @@ def label_axes(captured: CapturedGraph, shapes: Shapes, axes: dict[str, OpAxes],
         for lhs, rhs in ax.products:
             graph.add_nodes_from(lhs + rhs)
     component = {ref: i for i, comp in enumerate(nx.connected_components(graph)) for ref in comp}
-    if _tie_undone_merges(graph, component, sizes, [p for ax in axes.values() for p in ax.products]):
+    merges = _tie_undone_merges(graph, component, sizes, [p for ax in axes.values() for p in ax.products])
+    if _tie_rejoined_parts(graph, component, [s for ax in axes.values() for s in ax.sums]) or merges:
         component = {ref: i for i, comp in enumerate(nx.connected_components(graph)) for ref in comp}
     labels = AxisLabels(component, {}, sizes)
 
@@ -159,6 +160,23 @@ def _tie_undone_merges(graph: nx.Graph, component, sizes, products) -> bool:
                 if not graph.has_edge(a, b):
                     graph.add_edge(a, b)
                     added = True
+    return added
+
+
+def _tie_rejoined_parts(graph: nx.Graph, component, sums) -> bool:
+    """Two partitions whose parts are the same dims, in order, have the same whole: a split that a
+    concatenation puts back together (rotary embeddings: ``cat(rotate(x[..., :r]), x[..., r:])``)
+    gives back the axis it split. Returns whether any edge was added."""
+    wholes: dict[tuple, list] = {}
+    for whole, parts in sums:
+        if len(parts) > 1 and whole in component and all(p in component for p in parts):
+            wholes.setdefault(tuple(component[p] for p in parts), []).append(whole)
+    added = False
+    for same in wholes.values():
+        for whole in same[1:]:
+            if not graph.has_edge(same[0], whole):
+                graph.add_edge(same[0], whole)
+                added = True
     return added
 
 

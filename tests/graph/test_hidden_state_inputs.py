@@ -11,6 +11,7 @@ import torch.nn as nn
 
 import sptrace
 from sptrace.types import Kind, Role
+from tests.external_models import catalog_trace
 
 
 class CrossDecoder(nn.Module):
@@ -96,14 +97,7 @@ def test_where_with_a_parameter_value_is_an_embedding_use():
 def test_gemma4_tied_embedding_is_classified():
     """The catalog model that showed it: Gemma 4 puts a row of its tied token embedding at some
     positions with ``where`` (left unclassified before; docs/coverage.md)."""
-    pytest.importorskip("transformers")
-    from sptrace.validation import catalog
-
-    if "gemma4" not in catalog.hf_model_types():
-        pytest.skip("this transformers has no Gemma 4")
-    with torch.device("meta"):
-        model = catalog.hf_model("gemma4", 64)
-    traced = sptrace.trace(model, torch.randint(0, 77, (2, 16)))
+    traced = catalog_trace("gemma4")
     assert not traced.unclassified, [(r.name, r.problem) for r in traced.unclassified]
     table = traced["lm_head.weight"]
     assert "where" in [u.op for u in table.uses] and table.role is Role.EMBEDDING

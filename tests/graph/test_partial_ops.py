@@ -17,6 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import sptrace
+from tests.external_models import catalog_trace
 
 ROUTES = ("export", "eager")
 
@@ -271,13 +272,42 @@ def test_deepseek_latent_rank_is_width_in_the_catalog_model():
     """The catalog model that showed it (hf:axk2, DeepSeek-style attention): ``kv_b_proj`` reads the
     latent rank, which the catalog build scales with width; it was an input layer (fan-in fixed),
     whose updates grew +1.05 in validate."""
-    pytest.importorskip("transformers")
-    from sptrace.validation import catalog
-
-    if "axk2" not in catalog.hf_model_types():
-        pytest.skip("this transformers has no AXK2")
-    with torch.device("meta"):
-        model = catalog.hf_model("axk2", 64)
-    traced = sptrace.trace(model, torch.randint(0, 77, (2, 16)))
-    record = traced["model.layers.0.self_attn.kv_b_proj.weight"]
+    record = catalog_trace("axk2")["model.layers.0.self_attn.kv_b_proj.weight"]
     assert record.role.value == "hidden" and record.width_dims == (0, 1)
+
+
+class PartialRotary(nn.Module):
+    """Attention with a per-head ``q_norm`` and rotary embeddings on the first 8 of each head's 16
+    coordinates (``cat(rot * cos, rest)``, as GLM, Qwen3-Next and Laguna do): the rotary half is
+    fixed by the ``cos`` input, the rest by nothing but the head_dim it is a part of."""
+
+    def __init__(self, n, head_dim=16, rotary=8):
+        super().__init__()
+        self.head_dim, self.rotary = head_dim, rotary
+        self.emb, self.head = nn.Embedding(50, n), nn.Linear(n, 50)
+        self.q, self.k, self.v, self.o = (nn.Linear(n, n) for _ in range(4))
+        self.q_norm = nn.Parameter(torch.ones(head_dim))
+
+    def forward(self, ids, cos):
+        x = self.emb(ids)
+        b, s, n = x.shape
+        heads = lambda t: t.view(b, s, n // self.head_dim, self.head_dim)  # noqa: E731
+
+        def rope(t):
+            rot, rest = t.split([self.rotary, self.head_dim - self.rotary], dim=-1)
+            return torch.cat([rot * cos[:, None, :], rest], dim=-1).transpose(1, 2)
+
+        q, k = rope(heads(self.q(x)) * self.q_norm), rope(heads(self.k(x)))
+        a = F.scaled_dot_product_attention(q, k, heads(self.v(x)).transpose(1, 2))
+        return self.head(self.o(a.transpose(1, 2).reshape(b, s, n)))
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_rotary_half_rejoined_is_the_head_dim(route):
+    """The concatenation that puts the rotary half back together is the head_dim the split took
+    apart, so automatic mode's fixed head_dim reaches ``q_norm`` (a fixed vector shared by the heads)
+    and ``k``'s fan-out is heads x head_dim, which grows (before: the SDPA's head_dim was a separate
+    dim, no head_dim was assumed, and ``q_norm`` became a width gain)."""
+    traced = sptrace.trace(PartialRotary(64), torch.randint(0, 50, (2, 6)), torch.randn(6, 8), routes=(route,))
+    assert traced["q_norm"].width_dims == ()
+    assert _row(traced["k.weight"]) == ("matrix", "hidden", (1,), (0,), (0, 1))
