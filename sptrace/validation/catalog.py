@@ -30,6 +30,11 @@ EXPERTS = 4
 EXPERTS_PER_TOKEN = 2
 COORD_WIDTHS = (64, 128, 256)
 DEFAULT_WIDTH = 64
+# Grouped-query attention keeps its query/key-value share up to this many, so that the narrowest
+# build (64 / HEAD_DIM = 4 heads) keeps two key/value heads: with one, k and v have no head axis,
+# their fan-out is one fixed head_dim (readouts, started at zero) at that width and hidden at the
+# others. Multi-query models (one key/value head by default) keep their one.
+MAX_KV_SHARE = 2
 
 # Config fields, by what width does to them (a config uses its own names; these are every name the
 # Hugging Face causal-LM configs use for each knob).
@@ -234,6 +239,8 @@ def _heads(config: dict, width: int, name: str) -> dict:
     for kv, of in KV_HEAD_FIELDS.items():
         if _is_size(config.get(kv)) and of in counts:
             share = max(1, counts[of] // config[kv])
+            if config[kv] > 1:  # grouped: at most MAX_KV_SHARE queries per key/value head
+                share = min(share, MAX_KV_SHARE)
             out[kv] = max(1, heads // share)
     return out
 
