@@ -260,6 +260,12 @@ def _ranked_axis(node, name, args, ax, shapes):
     dim = args.get(arg, default) if arg else default
     if src_shape and dim is not None:
         ax.ranked.append((src, _norm_dim(int(dim), len(src_shape))))
+    if name == "topk" and src_shape and dim is not None:  # its k results along that axis: a literal count
+        axis = _norm_dim(int(dim), len(src_shape))
+        for key in (f"{node.name}.0", f"{node.name}.1"):
+            shape = shapes.get(key)
+            if shape and len(shape) > axis and shape[axis] > 1:
+                ax.fixed.append(((key, axis), f"the k = {shape[axis]} results of a top-k (an argument)"))
 
 
 def _tensor_inputs(node: fx.Node, shapes: Shapes):
@@ -666,6 +672,8 @@ def _index(node, name, args, ax, shapes, out, out_shape):
         idx_shape = shapes.get(value_key(index))
         if idx_shape is not None and name == "index_select" and idx_shape and idx_shape[0] > 1:
             ax.same.append(((index.name, 0), (out, dim)))
+        if idx_shape is not None and name == "gather" and len(idx_shape) > dim and idx_shape[dim] > 1:
+            ax.same.append(((index.name, dim), (out, dim)))  # one output entry per picked position
         return
     indices = node.args[1]
     positions = [i for i, t in enumerate(indices) if t is not None]

@@ -190,3 +190,34 @@ def test_experts_fed_rows_of_a_data_dependent_count():
                 record.width_dims) == ("matrix", (2,), (1,), (0,), (1, 2)), record.name
     routers = [r for r in traced if r.name.endswith("router.layer.weight")]
     assert len(routers) == 2 and all(r.role.value == "readout" and r.selected_by for r in routers)
+
+
+class SharedExpertsWeighed(nn.Module):
+    """Inkling's router: logits for E routed and S shared experts; the top-k routed logits (``gather``)
+    and the shared ones are concatenated and normalised together, and the shared experts' weights
+    (a stacked ``(S, n, n)`` parameter, applied by ``bmm``) are the last S of them."""
+
+    def __init__(self, n, routed=4, shared=2, k=2):
+        super().__init__()
+        self.routed, self.shared_count, self.k = routed, shared, k
+        self.inp, self.gate, self.head = nn.Linear(8, n), nn.Linear(n, routed + shared, bias=False), nn.Linear(n, 3)
+        self.shared = nn.Parameter(torch.randn(shared, n, n) / n ** 0.5)
+
+    def forward(self, x):
+        h = self.inp(x)
+        logits = self.gate(h)
+        chosen = torch.topk(logits[..., :self.routed], self.k, dim=-1)[1]
+        weights = torch.cat([logits[..., :self.routed].gather(-1, chosen), logits[..., -self.shared_count:]], -1)
+        gammas = weights.softmax(-1)[..., -self.shared_count:].reshape(-1, self.shared_count, 1).transpose(0, 1)
+        out = torch.bmm(h.reshape(1, -1, h.shape[-1]).expand(self.shared_count, -1, -1), self.shared) * gammas
+        return self.head(out.sum(0))
+
+
+def test_shared_expert_count_is_fixed():
+    """The shared experts' count is a fixed number of alternatives: the top-k's k is an argument
+    (fixed), a ``gather`` by the top-k's positions has their count, so the concatenation of the
+    chosen and the shared logits is a sum of fixed parts, and its last S entries weigh the shared
+    experts. (Since splits and concatenations are sums, the count was taken for width.)"""
+    traced = sptrace.trace(SharedExpertsWeighed(64), torch.randn(5, 8))
+    assert traced["shared"].width_dims == (1, 2)
+    assert traced["gate.weight"].width_dims == (1,)
