@@ -34,7 +34,7 @@ import networkx as nx
 import torch
 
 from ..types import AxisLabels, CapturedGraph, OpAxes, Ref
-from .ops import Shapes
+from .ops import Shapes, op_name
 
 
 def label_axes(captured: CapturedGraph, shapes: Shapes, axes: dict[str, OpAxes], dense_fan_in: set[Ref]) -> AxisLabels:
@@ -84,9 +84,46 @@ def label_axes(captured: CapturedGraph, shapes: Shapes, axes: dict[str, OpAxes],
     for ref in _constant_network_axes(captured, axes, component):
         seed(ref, f"inner size of a network on a constant buffer no input reaches (size {sizes.get(ref)}), "
                   "taken as fixed (automatic mode; pass base= to decide)")
-    _close_products(labels, [p for ax in axes.values() for p in ax.products]
-                    + [((whole,), parts) for ax in axes.values() for whole, parts in ax.sums])
+    relations = ([p for ax in axes.values() for p in ax.products]
+                 + [((whole,), parts) for ax in axes.values() for whole, parts in ax.sums])
+    _close_products(labels, relations)
+    entries = _parameter_entries_beside_fixed(captured, axes, labels)
+    for ref in entries:
+        seed(ref, f"a parameter's own entries concatenated with fixed ones (size {sizes.get(ref)}: register or "
+                  "class tokens beside the data's): a count")
+    if entries:
+        _close_products(labels, relations)
     return labels
+
+
+# ops that pass a tensor's values on unchanged, up to layout: its entries stay the parameter's own
+_LAYOUT_OPS = {"view", "_unsafe_view", "reshape", "expand", "permute", "transpose", "t", "unsqueeze", "squeeze",
+               "contiguous", "clone", "_to_copy", "to", "alias", "repeat", "expand_copy", "view_copy"}
+
+
+def _parameter_entries_beside_fixed(captured: CapturedGraph, axes: dict[str, OpAxes], labels: AxisLabels) -> list[Ref]:
+    """The parts of a concatenation that are a parameter's own values (through layout ops) along an
+    axis where another part is fixed: learned entries added to a fixed collection (register tokens
+    beside the patches) are a count of it, not a dim of the model's representation, which a sum
+    alone leaves undecided."""
+    nodes = {n.name: n for n in captured.graph.nodes}
+    found = []
+    for ax in axes.values():
+        if ax.category != "cat":
+            continue
+        for _, parts in ax.sums:
+            if not any(not labels.decide(ref)[0] for ref in parts):
+                continue
+            found += [ref for ref in parts if labels.decide(ref)[0] and _parameter_values(nodes.get(ref[0]), captured)]
+    return found
+
+
+def _parameter_values(node, captured: CapturedGraph) -> bool:
+    while node is not None and node.name not in captured.param_nodes:
+        if op_name(node) not in _LAYOUT_OPS or not node.all_input_nodes:
+            return False
+        node = node.all_input_nodes[0]
+    return node is not None
 
 
 def _constant_network_axes(captured: CapturedGraph, axes: dict[str, OpAxes], component) -> list[Ref]:

@@ -311,3 +311,27 @@ def test_rotary_half_rejoined_is_the_head_dim(route):
     traced = sptrace.trace(PartialRotary(64), torch.randint(0, 50, (2, 6)), torch.randn(6, 8), routes=(route,))
     assert traced["q_norm"].width_dims == ()
     assert _row(traced["k.weight"]) == ("matrix", "hidden", (1,), (0,), (0, 1))
+
+
+class RegisterTokens(nn.Module):
+    """A ViT's token sequence: patch embeddings of the image, then 4 learned register tokens
+    concatenated along the token axis."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.patch, self.head = nn.Conv2d(3, n, 4, stride=4), nn.Linear(n, 10)
+        self.registers = nn.Parameter(torch.zeros(1, 4, n))
+
+    def forward(self, x):
+        tokens = self.patch(x).flatten(2).transpose(1, 2)
+        tokens = torch.cat([self.registers.expand(x.shape[0], -1, -1), tokens], dim=1)
+        return self.head(tokens.mean(1))
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_register_tokens_are_a_count(route):
+    """A parameter's own entries concatenated with the data's along its token axis are a count of
+    that axis, fixed (with parts of a concatenation as a sum, the registers' 4 was undecided and
+    taken for width); the channel axis stays width."""
+    traced = sptrace.trace(RegisterTokens(32), torch.randn(2, 3, 16, 16), routes=(route,))
+    assert traced["registers"].width_dims == (2,)
