@@ -23,6 +23,7 @@ from ..graph.trace import Trace, trace
 from ..planning.library import detect_laws, library_candidates
 from ..planning.plan import GROUP_EPS_MULT, GROUP_LR_NOTE, GROUP_NAMES, group, plan_warnings
 from ..planning.plan import plan as plan_records
+from ..planning.readouts import router_note
 from ..planning.reference import DEFAULT_REFERENCE_WIDTH
 from ..planning.rules import INIT_CHOICES, check_zero_readout, optimizer_family
 from ..spectral import natural_spectral_norm
@@ -403,8 +404,6 @@ def _add_measured(columns: dict[str, dict[str, str]], traced: Trace, model):
 
 
 def _init_text(p: ParamPlan) -> str:
-    from ..planning.readouts import router_note
-
     return _init_value(p) + router_note(p.citation)
 
 

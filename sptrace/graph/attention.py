@@ -20,12 +20,10 @@ import torch.fx as fx
 
 from ..types import AttentionSite, AxisLabels, CapturedGraph, OpAxes
 from .capture import module_path
-from .ops import Shapes, op_name
+from .ops import SHAPE_OPS, Shapes, op_name, param_behind
 
 SCALE_OPS = {"mul", "div", "true_divide"}
 MATMULS = {"matmul", "bmm", "einsum", "mm", "baddbmm"}
-SHAPE_OPS = {"view", "_unsafe_view", "reshape", "transpose", "permute", "t", "expand", "clone", "contiguous",
-             "unsqueeze", "squeeze", "_to_copy", "to", "alias", "flatten", "unflatten"}
 # the reason automatic mode gives a head_dim it takes as fixed (the sites still report "unknown")
 ASSUMED = "head_dim of attention, taken as fixed"
 
@@ -117,7 +115,7 @@ def _assume_fixed_blocks(node: fx.Node, ax: OpAxes, labels: AxisLabels, products
         return []
     fixed, operands = [], {a.name: a for a in node.all_input_nodes}
     for pair in ax.contract:
-        params = [ref for ref in pair if _param_behind(operands.get(ref[0]), captured) is not None]
+        params = [ref for ref in pair if param_behind(operands.get(ref[0]), captured.param_nodes) is not None]
         acts = [ref for ref in pair if ref not in params]
         if len(params) != 1 or len(acts) != 1:
             continue
@@ -126,7 +124,7 @@ def _assume_fixed_blocks(node: fx.Node, ax: OpAxes, labels: AxisLabels, products
         if comp is None or not labels.decide(acts[0])[0] or not _splits_width(labels, products, comp, heads):
             continue
         fixed.append(comp)
-        key = _param_behind(operands.get(params[0][0]), captured)
+        key = param_behind(operands.get(params[0][0]), captured.param_nodes)
         for axis in range(len(_sizes_of(labels, key))):
             other = labels.component.get((key, axis))
             if other is not None and other != comp and other not in heads and labels.decide((key, axis))[0] \
@@ -136,18 +134,6 @@ def _assume_fixed_blocks(node: fx.Node, ax: OpAxes, labels: AxisLabels, products
         labels.fixed_reason[comp] = (f"{ASSUMED} at {module_path(node) or '<root>'} (a parameter applied per head; "
                                      "heads grow; automatic mode cannot tell: pass base= to decide)")
     return [module_path(node)] if fixed else []
-
-
-def _param_behind(node: Optional[fx.Node], captured: CapturedGraph) -> Optional[str]:
-    """The parameter node ``node`` is, or views (the eager route writes an einsum as permutes,
-    views and a bmm), else None."""
-    while isinstance(node, fx.Node):
-        if node.name in captured.param_nodes:
-            return node.name
-        if op_name(node) not in SHAPE_OPS or len(node.all_input_nodes) != 1:
-            return None
-        node = node.all_input_nodes[0]
-    return None
 
 
 def _sizes_of(labels: AxisLabels, key: str) -> tuple:

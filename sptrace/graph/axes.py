@@ -34,7 +34,7 @@ import networkx as nx
 import torch
 
 from ..types import AxisLabels, CapturedGraph, OpAxes, Ref
-from .ops import Shapes, op_name
+from .ops import Shapes, param_behind
 
 
 def label_axes(captured: CapturedGraph, shapes: Shapes, axes: dict[str, OpAxes], dense_fan_in: set[Ref]) -> AxisLabels:
@@ -96,11 +96,6 @@ def label_axes(captured: CapturedGraph, shapes: Shapes, axes: dict[str, OpAxes],
     return labels
 
 
-# ops that pass a tensor's values on unchanged, up to layout: its entries stay the parameter's own
-_LAYOUT_OPS = {"view", "_unsafe_view", "reshape", "expand", "permute", "transpose", "t", "unsqueeze", "squeeze",
-               "contiguous", "clone", "_to_copy", "to", "alias", "repeat", "expand_copy", "view_copy"}
-
-
 def _parameter_entries_beside_fixed(captured: CapturedGraph, axes: dict[str, OpAxes], labels: AxisLabels) -> list[Ref]:
     """The parts of a concatenation that are a parameter's own values (through layout ops) along an
     axis where another part is fixed: learned entries added to a fixed collection (register tokens
@@ -114,16 +109,9 @@ def _parameter_entries_beside_fixed(captured: CapturedGraph, axes: dict[str, OpA
         for _, parts in ax.sums:
             if not any(not labels.decide(ref)[0] for ref in parts):
                 continue
-            found += [ref for ref in parts if labels.decide(ref)[0] and _parameter_values(nodes.get(ref[0]), captured)]
+            found += [ref for ref in parts
+                      if labels.decide(ref)[0] and param_behind(nodes.get(ref[0]), captured.param_nodes) is not None]
     return found
-
-
-def _parameter_values(node, captured: CapturedGraph) -> bool:
-    while node is not None and node.name not in captured.param_nodes:
-        if op_name(node) not in _LAYOUT_OPS or not node.all_input_nodes:
-            return False
-        node = node.all_input_nodes[0]
-    return node is not None
 
 
 def _constant_network_axes(captured: CapturedGraph, axes: dict[str, OpAxes], component) -> list[Ref]:

@@ -186,6 +186,10 @@ RESHAPES = {
 PERMUTES = {"t", "transpose", "permute", "swapaxes", "swapdims", "movedim", "numpy_T", "mT", "adjoint"}
 SLICES = {"slice", "narrow", "constant_pad_nd", "pad", "slice_copy", "alias_copy", "as_strided"}
 SPLITS = {"split", "split_with_sizes", "chunk", "unbind", "tensor_split", "unsafe_split"}
+# ops that pass a tensor's values on unchanged up to layout (a parameter seen through them is still its entries)
+SHAPE_OPS = {"view", "_unsafe_view", "reshape", "transpose", "permute", "t", "expand", "clone", "contiguous",
+             "unsqueeze", "squeeze", "_to_copy", "to", "alias", "flatten", "unflatten", "repeat", "expand_copy",
+             "view_copy"}
 REDUCTIONS = {
     "sum", "mean", "amax", "amin", "max", "min", "var", "std", "norm", "linalg_vector_norm",
     "logsumexp", "prod", "argmax", "argmin", "all", "any", "var_mean", "std_mean", "nansum",
@@ -223,6 +227,18 @@ CREATIONS = {
     "_local_scalar_dense", "item", "sym_size", "sym_numel", "sym_stride", "lift_fresh", "tensor",
     "sym_constrain_range_for_size", "_assert_scalar", "sym_storage_offset", "scalar",
 }
+
+
+def param_behind(node: Optional[fx.Node], param_nodes) -> Optional[str]:
+    """The parameter placeholder ``node`` is, or shows through :data:`SHAPE_OPS` (the eager route
+    writes an einsum as permutes, views and a bmm; a register token is expanded to the batch), else None."""
+    while isinstance(node, fx.Node):
+        if node.name in param_nodes:
+            return node.name
+        if op_name(node) not in SHAPE_OPS or len(node.all_input_nodes) != 1:
+            return None
+        node = node.all_input_nodes[0]
+    return None
 
 
 def op_axes(node: fx.Node, shapes: Shapes) -> OpAxes:

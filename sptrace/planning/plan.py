@@ -186,7 +186,7 @@ def group(plans: Iterable[ParamPlan], params: Optional[Mapping[str, torch.Tensor
     for p in plans:
         if not p.trainable:
             continue
-        key: tuple = (p.lr, p.weight_decay, p.lr_multiplier, p.lr_note, p.eps_multiplier)
+        key: tuple = (p.lr, p.weight_decay, p.lr_multiplier, p.lr_note, p.eps_multiplier)  # notes: a forward constant
         extra: dict[str, Any] = {}
         if p.optimizer == "spectral":
             layout = p.layout.to_dict()
