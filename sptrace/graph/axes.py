@@ -8,7 +8,9 @@ one-hot class axis. Reshapes that merge or split axes relate components by produ
 axis is fixed exactly when all its parts are. A split or a concatenation along an axis relates them
 by a sum, the same way: each part is a dim of its own (DeepSeek's ``kv_a_proj`` output splits into
 its latent rank and a fixed rotary part; the rank is not fixed because the rotary part is), and the
-whole is fixed exactly when every part is. Everything else is width.
+whole is fixed exactly when every part is. Slices of one value that cover an axis once are its
+split (a fused q/k/v projection cut by indexing); a lone slice stays the whole's dim (a position
+table cut to the sequence length). Everything else is width.
 
 Output axes are seeds only where no parameter contracts them as a dense fan-in, and where their
 size is not that of such a hidden axis: the hidden states (and pooled projections of them) that a
@@ -34,15 +36,16 @@ import networkx as nx
 import torch
 
 from ..types import AxisLabels, CapturedGraph, OpAxes, Ref
-from .ops import Shapes, param_behind
+from .ops import Shapes, param_behind, tiling_slices
 
 
 def label_axes(captured: CapturedGraph, shapes: Shapes, axes: dict[str, OpAxes], dense_fan_in: set[Ref]) -> AxisLabels:
     sizes = {(key, i): s for key, shape in shapes.by_key.items() for i, s in enumerate(shape)}
     graph = nx.Graph()
     graph.add_nodes_from(sizes)
+    sums = [s for ax in axes.values() for s in ax.sums] + tiling_slices(captured.graph, shapes)
+    partitioned = {frozenset((whole, part)) for whole, parts in sums for part in parts}
     for ax in axes.values():
-        partitioned = {frozenset((whole, part)) for whole, parts in ax.sums for part in parts}
         for a, b in ax.same + ax.contract:
             if sizes.get(a) != 1 and sizes.get(b) != 1 and frozenset((a, b)) not in partitioned:
                 graph.add_edge(a, b)
@@ -50,7 +53,7 @@ def label_axes(captured: CapturedGraph, shapes: Shapes, axes: dict[str, OpAxes],
             graph.add_nodes_from(lhs + rhs)
     component = {ref: i for i, comp in enumerate(nx.connected_components(graph)) for ref in comp}
     merges = _tie_undone_merges(graph, component, sizes, [p for ax in axes.values() for p in ax.products])
-    if _tie_rejoined_parts(graph, component, [s for ax in axes.values() for s in ax.sums]) or merges:
+    if _tie_rejoined_parts(graph, component, sums) or merges:
         component = {ref: i for i, comp in enumerate(nx.connected_components(graph)) for ref in comp}
     labels = AxisLabels(component, {}, sizes)
 
@@ -84,8 +87,7 @@ def label_axes(captured: CapturedGraph, shapes: Shapes, axes: dict[str, OpAxes],
     for ref in _constant_network_axes(captured, axes, component):
         seed(ref, f"inner size of a network on a constant buffer no input reaches (size {sizes.get(ref)}), "
                   "taken as fixed (automatic mode; pass base= to decide)")
-    relations = ([p for ax in axes.values() for p in ax.products]
-                 + [((whole,), parts) for ax in axes.values() for whole, parts in ax.sums])
+    relations = [p for ax in axes.values() for p in ax.products] + [((whole,), parts) for whole, parts in sums]
     _close_products(labels, relations)
     entries = _parameter_entries_beside_fixed(captured, axes, labels)
     for ref in entries:

@@ -464,6 +464,63 @@ def _partition(ax: OpAxes, whole: str, whole_shape, parts: list) -> None:
             ax.sums.append(((whole, a), pieces))
 
 
+SLICE_OPS = {"slice", "slice_copy", "narrow", "narrow_copy"}
+
+
+def tiling_slices(graph: fx.Graph, shapes: Shapes) -> list[tuple[Ref, tuple[Ref, ...]]]:
+    """Slices of one value along one axis that, together, cover that axis once (a fused projection
+    cut into q, k and v: ``qkv[..., :a]``, ``qkv[..., a:b]``, ``qkv[..., b:]``) split it as a
+    ``split`` would: (whole, parts in order), the same sum a split records (``OpAxes.sums``). Each
+    slice is its own node, so only the graph sees the partition. A slice without its complement (a
+    position table cut to the sequence, ``wpe[:T]``) is left tied to the whole, as are axes where
+    the slices overlap, repeat or leave a gap: those are not parts of a sum."""
+    groups: dict[Ref, list] = {}
+    for node in graph.nodes:
+        piece = _slice_bounds(node, shapes)
+        if piece is not None and piece[2] < piece[3] and node.users:  # unread or empty: no part of anything
+            src, axis, start, stop = piece
+            groups.setdefault((src, axis), []).append((start, stop, node.name))
+    found = []
+    for (src, axis), pieces in groups.items():
+        pieces.sort()
+        size = shapes.get(src)[axis]
+        starts = [start for start, _, _ in pieces]
+        stops = [stop for _, stop, _ in pieces]
+        if len(pieces) < 2 or starts != [0] + stops[:-1] or stops[-1] != size:
+            continue
+        parts = tuple((name, axis) for _, _, name in pieces if shapes.get(name)[axis] > 1)
+        if parts:
+            found.append(((src, axis), parts))
+    return found
+
+
+def _slice_bounds(node: fx.Node, shapes: Shapes) -> Optional[tuple[str, int, int, int]]:
+    """(source, axis, start, stop) of a step-1 slice or narrow with constant bounds, else None."""
+    if node.op != "call_function" or op_name(node) not in SLICE_OPS or not isinstance(node.args[0], fx.Node):
+        return None
+    args = normalized_args(node)
+    src = node.args[0].name
+    shape, out_shape = shapes.get(src), shapes.get(node.name)
+    dim = args.get("dim", 0)
+    if shape is None or out_shape is None or len(shape) != len(out_shape) or not isinstance(dim, int):
+        return None
+    axis = _norm_dim(dim, len(shape))
+    if op_name(node).startswith("narrow"):
+        start, length = args.get("start"), args.get("length")
+        if not isinstance(start, int) or not isinstance(length, int):
+            return None
+        start = start + shape[axis] if start < 0 else start
+        stop = start + length
+    else:
+        start, stop, step = args.get("start"), args.get("end"), args.get("step", 1)
+        if any(v is not None and not isinstance(v, int) for v in (start, stop, step)) or step not in (None, 1):
+            return None
+        start, stop, _ = slice(start, stop).indices(shape[axis])
+    if stop - start != out_shape[axis] or UNKNOWN_SIZE in (shape[axis], out_shape[axis]):
+        return None
+    return src, axis, start, stop
+
+
 def _getitem(node, name, args, ax, shapes, out, out_shape):
     ax.category = "passthrough"
     src, index = node.args[0], node.args[1]

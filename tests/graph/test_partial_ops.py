@@ -335,3 +335,80 @@ def test_register_tokens_are_a_count(route):
     taken for width); the channel axis stays width."""
     traced = sptrace.trace(RegisterTokens(32), torch.randn(2, 3, 16, 16), routes=(route,))
     assert traced["registers"].width_dims == (2,)
+
+
+class FusedMultiQuery(nn.Module):
+    """Multi-query attention whose q, k and v come from one fused projection cut by indexing, as
+    Phi-3 does (``qkv[..., :n]``, ``qkv[..., n:n + hd]``, ``qkv[..., n + hd:]``): one key/value head
+    of a fixed head_dim, so the k and v parts are fixed by the attention, the q part grows. A
+    position table cut to the sequence length (``pos[:s]``) is added to the embeddings."""
+
+    def __init__(self, n, head_dim=16, positions=32):
+        super().__init__()
+        self.hd = head_dim
+        self.emb, self.head = nn.Embedding(50, n), nn.Linear(n, 50)
+        self.pos = nn.Parameter(torch.zeros(positions, n))
+        self.qkv_proj, self.o_proj = nn.Linear(n, n + 2 * head_dim), nn.Linear(n, n)
+
+    def forward(self, ids):
+        x = self.emb(ids)
+        b, s, n = x.shape
+        x = x + self.pos[:s]
+        qkv = self.qkv_proj(x)
+        q, k, v = qkv[..., :n], qkv[..., n:n + self.hd], qkv[..., n + self.hd:]
+        q = q.view(b, s, n // self.hd, self.hd).transpose(1, 2)
+        k, v = (t.view(b, s, 1, self.hd).transpose(1, 2).expand_as(q) for t in (k, v))
+        a = F.scaled_dot_product_attention(q, k, v)
+        return self.head(self.o_proj(a.transpose(1, 2).reshape(b, s, n)))
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_slices_that_tile_an_axis_are_its_parts(route):
+    """Slices of one value that cover its axis once are a split of it: the fused projection's
+    output is the sum q + k + v, and grows with the q part (before, each slice was tied to the
+    whole, the fixed k part fixed it, and ``qkv_proj`` was a readout, started at zero)."""
+    traced = sptrace.trace(FusedMultiQuery(64), torch.randint(0, 50, (2, 6)), routes=(route,))
+    assert _row(traced["qkv_proj.weight"]) == ("matrix", "hidden", (1,), (0,), (0, 1))
+    assert _row(traced["o_proj.weight"]) == ("matrix", "hidden", (1,), (0,), (0, 1))
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_a_lone_slice_stays_the_wholes_dim(route):
+    """A slice without its complement is not a part of a sum: the position table cut to the
+    sequence keeps its position axis, fixed by the input's."""
+    traced = sptrace.trace(FusedMultiQuery(64), torch.randint(0, 50, (2, 6)), routes=(route,))
+    assert traced["pos"].role.value == "embedding" and traced["pos"].width_dims == (1,)
+
+
+def _rotate_half(t):
+    half = t.shape[-1] // 2
+    return torch.cat([-t[..., half:], t[..., :half]], dim=-1)
+
+
+class SlicedPartialRotary(PartialRotary):
+    """:class:`PartialRotary` with the rotary half cut by indexing (``t[..., :r]``, ``t[..., r:]``)
+    and rotated by ``rotate_half``, as Phi and StableLM write it."""
+
+    def forward(self, ids, cos):
+        x = self.emb(ids)
+        b, s, n = x.shape
+        heads = lambda t: t.view(b, s, n // self.head_dim, self.head_dim)  # noqa: E731
+
+        def rope(t):
+            rot, rest = t[..., :self.rotary], t[..., self.rotary:]
+            rot = rot * cos[:, None, :] + _rotate_half(rot) * cos[:, None, :]
+            return torch.cat([rot, rest], dim=-1).transpose(1, 2)
+
+        q, k = rope(heads(self.q(x)) * self.q_norm), rope(heads(self.k(x)))
+        a = F.scaled_dot_product_attention(q, k, heads(self.v(x)).transpose(1, 2))
+        return self.head(self.o(a.transpose(1, 2).reshape(b, s, n)))
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_sliced_rotary_half_rejoined_is_the_head_dim(route):
+    """Slices that tile the head_dim and are concatenated back in order give back the head_dim, as
+    a split does (without it, the slices' sum would leave the SDPA's head_dim a separate dim and
+    ``q_norm`` a width gain)."""
+    traced = sptrace.trace(SlicedPartialRotary(64), torch.randint(0, 50, (2, 6)), torch.randn(6, 8), routes=(route,))
+    assert traced["q_norm"].width_dims == ()
+    assert _row(traced["k.weight"]) == ("matrix", "hidden", (1,), (0,), (0, 1))
