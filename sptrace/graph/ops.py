@@ -422,6 +422,24 @@ def _grid_sample(node, name, args, ax, shapes, out, out_shape):
     ax.steering = (value_key(grid),)
 
 
+def _unfold(node, name, args, ax, shapes, out, out_shape):
+    """x.unfold(dim, size, step): windows sliding along ``dim`` (a halo attention's key windows, a
+    median pool's). Their count takes ``dim``'s place and their ``size`` taps are a new last axis; the
+    other axes pass through. Count and taps are parts of the axis they slide over (it spans
+    (count - 1) * step + size of it), as a split's parts are of its whole (``OpAxes.sums``): fixed
+    exactly when it is, so windows over positions are positions and their taps a count. The count is
+    listed in ``same`` too, for following a parameter's axes, as a split's parts are."""
+    ax.category = "passthrough"
+    src = value_key(node.args[0])
+    src_shape = shapes.get(src)
+    if src_shape is None or out_shape is None or len(out_shape) != len(src_shape) + 1:
+        return
+    dim = _norm_dim(int(args.get("dimension", args.get("arg1", 0))), len(src_shape))
+    ax.same.extend(((src, i), (out, i)) for i in range(len(src_shape)) if src_shape[i] > 1 and out_shape[i] > 1)
+    if src_shape[dim] > 1 and out_shape[-1] > 1:  # one tap per window: the count is the axis itself, a pool's
+        ax.sums.append(((src, dim), tuple((out, i) for i in (dim, len(src_shape)) if out_shape[i] > 1)))
+
+
 def _select(node, name, args, ax, shapes, out, out_shape):
     ax.category = "passthrough"
     src = value_key(node.args[0])
@@ -843,6 +861,7 @@ _BUILDERS = {
     "grid_sampler": _grid_sample,
     "grid_sampler_2d": _grid_sample,
     "grid_sampler_3d": _grid_sample,
+    "unfold": _unfold,
 }
 _FAMILIES = [
     (ELEMENTWISE_BINARY | ELEMENTWISE_UNARY, _elementwise),

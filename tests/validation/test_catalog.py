@@ -126,3 +126,20 @@ def test_timm_position_bias_mlps_keep_their_inner_size_fixed():
     assert fc2.role.value == "fixed" and fc2.width_dims == ()
     assert relpos["blocks.0.attn.proj.weight"].role.value == "hidden"
     assert relpos["blocks.0.attn.proj.weight"].width_dims == (0, 1)
+
+
+def test_phi3_fused_qkv_with_one_key_value_head_is_a_hidden_matrix():
+    """Phi-3 cuts its fused ``qkv_proj`` output by indexing; with one key/value head the k and v
+    pieces are a fixed head_dim each, and only the q piece grows. The pieces tile the output, so
+    the output is their sum and grows (before, each slice was tied to the whole and ``qkv_proj``
+    was a readout, started at zero: docs/classification.md)."""
+    import torch
+    import sptrace
+
+    config = catalog.hf_config("phi3", 64)
+    config.num_key_value_heads = 1
+    with torch.device("meta"):
+        model = catalog._transformers().AutoModelForCausalLM.from_config(config)
+        traced = sptrace.trace(model, torch.randint(0, 64, (2, 16)), routes=("export",))
+    qkv = traced["model.layers.0.self_attn.qkv_proj.weight"]
+    assert (qkv.role.value, qkv.width_dims) == ("hidden", (0, 1))
