@@ -5,7 +5,9 @@ Every axis of every value in the graph is a vertex; an op that says two axes are
 (networkx finds the connected components). A component is *fixed* when it holds an axis that the
 data decides: an input axis, an output axis, an embedding's vocabulary, a conv kernel tap, a
 one-hot class axis. Reshapes that merge or split axes relate components by products: the merged
-axis is fixed exactly when all its parts are. A split or a concatenation along an axis relates them
+axis is fixed exactly when all its parts are; two splits of one merged axis are products of each
+other run by run, between the places where the products of their trailing factors agree (an
+im2col's channels x taps split by the model into heads x head size x taps). A split or a concatenation along an axis relates them
 by a sum, the same way: each part is a dim of its own (DeepSeek's ``kv_a_proj`` output splits into
 its latent rank and a fixed rotary part; the rank is not fixed because the rotary part is), and the
 whole is fixed exactly when every part is. Slices of one value that cover an axis once are its
@@ -52,7 +54,7 @@ def label_axes(captured: CapturedGraph, shapes: Shapes, axes: dict[str, OpAxes],
         for lhs, rhs in ax.products:
             graph.add_nodes_from(lhs + rhs)
     component = {ref: i for i, comp in enumerate(nx.connected_components(graph)) for ref in comp}
-    merges = _tie_undone_merges(graph, component, sizes, [p for ax in axes.values() for p in ax.products])
+    refined, merges = _tie_undone_merges(graph, component, sizes, [p for ax in axes.values() for p in ax.products])
     if _tie_rejoined_parts(graph, component, sums) or merges:
         component = {ref: i for i, comp in enumerate(nx.connected_components(graph)) for ref in comp}
     labels = AxisLabels(component, {}, sizes)
@@ -87,7 +89,7 @@ def label_axes(captured: CapturedGraph, shapes: Shapes, axes: dict[str, OpAxes],
     for ref in _constant_network_axes(captured, axes, component):
         seed(ref, f"inner size of a network on a constant buffer no input reaches (size {sizes.get(ref)}), "
                   "taken as fixed (automatic mode; pass base= to decide)")
-    relations = [p for ax in axes.values() for p in ax.products] + [((whole,), parts) for whole, parts in sums]
+    relations = [p for ax in axes.values() for p in ax.products] + [((whole,), parts) for whole, parts in sums] + refined
     _close_products(labels, relations)
     entries = _parameter_entries_beside_fixed(captured, axes, labels)
     for ref in entries:
@@ -170,24 +172,55 @@ def _is_integer(shapes: Shapes, name: str) -> bool:
     return dtype is not None and not (dtype.is_floating_point or dtype.is_complex or dtype == torch.bool)
 
 
-def _tie_undone_merges(graph: nx.Graph, component, sizes, products) -> bool:
-    """A merge of axes that a later split of the same sizes undoes (``w.reshape(1, out, -1)`` ...
-    ``.reshape_as(w)``, a weight standardised over its fan-in) gives back the same axes: tie the
-    parts one to one. Returns whether any edge was added."""
+def _tie_undone_merges(graph: nx.Graph, component, sizes, products) -> tuple[list, bool]:
+    """Two splits of one merged axis (same dim, same size) index it the same way (row-major) between
+    the places where the products of their trailing factors agree: the runs of factors there are
+    products of each other, and a lone factor against a lone factor is the same axis, tied. A merge
+    that a later split of the same sizes undoes (``w.reshape(1, out, -1)`` ... ``.reshape_as(w)``, a
+    weight standardised over its fan-in) gives back the same axes one to one; an im2col's (channels,
+    tap rows, tap columns) column axis split by the model into (heads, head size, taps) gives back
+    its taps as the product of the tap rows and columns. Adds the ties; returns the products (for
+    the closure) and whether any edge was added."""
     merges: dict[tuple, list] = {}
     for lhs, rhs in products:
         for one, parts in ((lhs, rhs), (rhs, lhs)):
+            part_sizes = [sizes.get(r) for r in parts]
             if len(one) == 1 and len(parts) > 1 and one[0] in component:
-                key = (component[one[0]], tuple(sizes.get(r) for r in parts))
-                merges.setdefault(key, []).append(parts)
-    added = False
-    for same_split in merges.values():
-        for parts in same_split[1:]:
-            for a, b in zip(same_split[0], parts):
-                if not graph.has_edge(a, b):
-                    graph.add_edge(a, b)
-                    added = True
-    return added
+                merges.setdefault((component[one[0]], sizes.get(one[0])), []).append(list(zip(parts, part_sizes)))
+    added, relations = False, []
+    for splits in merges.values():
+        for i, first in enumerate(splits):
+            for other in splits[i + 1:]:
+                for a, b in _common_runs(first, other):
+                    if len(a) == 1 and len(b) == 1 and not graph.has_edge(a[0], b[0]):
+                        graph.add_edge(a[0], b[0])
+                        added = True
+                    elif len(a) > 1 or len(b) > 1:
+                        relations.append((a, b))
+    return relations, added
+
+
+def _common_runs(first, other) -> list:
+    """Runs of factors of two row-major splits of one axis (``(ref, size)`` lists) between the
+    places, counted from the last factor, where both have the same product behind them. A factor of
+    no known size (a grouped conv's group count) pairs only a split of the same sizes, one to one."""
+    if None in [size for _, size in first + other]:
+        same = [size for _, size in first] == [size for _, size in other]
+        return [((a,), (b,)) for (a, _), (b, _) in zip(first, other)] if same else []
+    runs, i, j, pa, pb, run_a, run_b = [], len(first), len(other), 1, 1, [], []
+    while i > 0 or j > 0:
+        if j == 0 or (i > 0 and pa <= pb):
+            i -= 1
+            run_a.insert(0, first[i][0])
+            pa *= first[i][1]
+        else:
+            j -= 1
+            run_b.insert(0, other[j][0])
+            pb *= other[j][1]
+        if pa == pb and run_a and run_b:
+            runs.append((tuple(run_a), tuple(run_b)))
+            run_a, run_b = [], []
+    return runs
 
 
 def _tie_rejoined_parts(graph: nx.Graph, component, sums) -> bool:

@@ -440,6 +440,61 @@ def _unfold(node, name, args, ax, shapes, out, out_shape):
         ax.sums.append(((src, dim), tuple((out, i) for i in (dim, len(src_shape)) if out_shape[i] > 1)))
 
 
+def _im2col(node, name, args, ax, shapes, out, out_shape):
+    """``F.unfold`` / ``nn.Unfold`` (aten ``im2col``): (N, C, *spatial) -> (N, C * prod(kernel), L),
+    and its inverse ``F.fold`` / ``nn.Fold`` (``col2im``): (N, C * prod(kernel), L) -> (N, C, *output).
+    N passes through. The column axis is a merge (``OpAxes.products``) of C and one tap axis per
+    spatial dim: C keeps what it was (width channels stay width, an image's colours data) and the
+    taps are a count, the kernel's size (an argument of the op, as a conv's kernel axes are). L is
+    the product of the per-dim window counts, and along each spatial dim the windows and their taps
+    are parts of the axis they slide over (a sum, as ``Tensor.unfold``'s, see :func:`_unfold`), so
+    L is fixed exactly when the positions are, and a fold's output positions exactly when its
+    windows are. The taps and counts are axes of no tensor: keys ``<node>#taps`` / ``<node>#windows``,
+    one axis per spatial dim (as a grouped conv's ``#groups``)."""
+    ax.category = "passthrough"
+    src = value_key(node.args[0])
+    src_shape = shapes.get(src)
+    kernel = [int(k) for k in args.get("kernel_size", ())]
+    if src_shape is None or out_shape is None or not kernel:
+        return
+    cols, spatial = (src, src_shape), (out, out_shape)  # the (N, C*K, L) side and the (N, C, *spatial) side
+    if name == "im2col":
+        cols, spatial = spatial, cols
+    batch = len(spatial[1]) - len(kernel) - 1  # 1 with a batch axis, 0 without
+    if len(cols[1]) != batch + 2 or batch < 0:
+        return
+    if batch and spatial[1][0] > 1:
+        ax.same.append(((src, 0), (out, 0)))
+    shapes.by_key[f"{node.name}#taps"] = tuple(kernel)  # sizes of axes of no tensor: splits of the column axis meet them
+    taps = [(f"{node.name}#taps", d) for d, k in enumerate(kernel) if k > 1]
+    ax.fixed.extend((ref, f"the kernel taps of an {name} (size {kernel[ref[1]]}, an argument)") for ref in taps)
+    channels = [(spatial[0], batch)] if spatial[1][batch] > 1 else []
+    if channels and not taps:
+        ax.same.append(((src, batch), (out, batch)))
+    elif cols[1][batch] > 1:
+        ax.products.append((((cols[0], batch),), tuple(channels + taps)))
+    counts = _window_counts(spatial[1][batch + 1:], kernel, args)  # [] where export left a size symbolic
+    shapes.by_key[f"{node.name}#windows"] = tuple(counts)
+    windows = [(f"{node.name}#windows", d) for d, n in enumerate(counts) if n > 1]
+    if cols[1][batch + 1] > 1 and windows:
+        ax.products.append((((cols[0], batch + 1),), tuple(windows)))
+    for d, n in enumerate(counts):
+        parts = tuple(ref for ref in ((f"{node.name}#windows", d), (f"{node.name}#taps", d)) if ref in windows + taps)
+        if spatial[1][batch + 1 + d] > 1 and parts:
+            ax.sums.append(((spatial[0], batch + 1 + d), parts))
+
+
+def _window_counts(sizes, kernel, args) -> list[int]:
+    """Windows of an im2col along each spatial dim (torch.nn.Unfold's formula)."""
+    if UNKNOWN_SIZE in sizes:
+        return []
+    def per_dim(key, default):
+        val = args.get(key, default)
+        return [int(v) for v in val] if isinstance(val, (list, tuple)) else [int(val)] * len(kernel)
+    dil, pad, stride = per_dim("dilation", 1), per_dim("padding", 0), per_dim("stride", 1)
+    return [(s + 2 * p - d * (k - 1) - 1) // st + 1 for s, k, d, p, st in zip(sizes, kernel, dil, pad, stride)]
+
+
 def _select(node, name, args, ax, shapes, out, out_shape):
     ax.category = "passthrough"
     src = value_key(node.args[0])
@@ -862,6 +917,8 @@ _BUILDERS = {
     "grid_sampler_2d": _grid_sample,
     "grid_sampler_3d": _grid_sample,
     "unfold": _unfold,
+    "im2col": _im2col,
+    "col2im": _im2col,
 }
 _FAMILIES = [
     (ELEMENTWISE_BINARY | ELEMENTWISE_UNARY, _elementwise),

@@ -118,3 +118,72 @@ def test_unfolded_windows_of_the_image_are_data(route):
     traced = sptrace.trace(UnfoldedPatches(64), torch.randn(2, 3, 16, 16), routes=(route,))
     assert traced["embed.weight"].role.value == "input"
     assert traced["embed.weight"].width_dims == (0,)
+
+
+class PixelEmbedding(nn.Module):
+    """TNT-style pixel embedding: the image cut into windows by ``nn.Unfold`` (aten ``im2col``),
+    each window a small image again (B * L, 3, p, p) for a conv into the width."""
+
+    def __init__(self, n, patch=4, inner=2):
+        super().__init__()
+        self.patch = patch
+        self.unfold = nn.Unfold(kernel_size=patch, stride=patch)
+        self.proj = nn.Conv2d(3, n, kernel_size=inner, stride=inner)
+        self.head = nn.Linear(n, 10)
+
+    def forward(self, x):
+        B, C, H, W = x.shape
+        L = (H // self.patch) * (W // self.patch)
+        x = self.unfold(x).transpose(1, 2).reshape(B * L, C, self.patch, self.patch)
+        return self.head(self.proj(x).mean((2, 3)).reshape(B, L, -1).mean(1))
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_im2col_windows_of_the_image_are_data(route):
+    """The image's colours pass through im2col as a factor of its column axis and the kernel taps
+    are a count: the conv on the windows reads data (an op that tied nothing made its input
+    channels width, a hidden matrix)."""
+    traced = sptrace.trace(PixelEmbedding(64), torch.randn(2, 3, 16, 16), routes=(route,))
+    assert traced["proj.weight"].role.value == "input"
+    assert traced["proj.weight"].width_dims == (0,)
+
+
+class OutlookAttention(nn.Module):
+    """VOLO-style outlook attention: v unfolded into k x k windows (``F.unfold``), per-position
+    attention weights over the window's taps from a Linear (heads x k^2 x k^2), the weighted values
+    folded back (``F.fold``). ``tap_bias`` is a learned logit offset per (query tap, key tap)."""
+
+    def __init__(self, n, heads=2, k=3):
+        super().__init__()
+        self.heads, self.k = heads, k
+        self.stem = nn.Conv2d(3, n, 4, 4)
+        self.v = nn.Linear(n, n)
+        self.attn = nn.Linear(n, heads * k ** 4)
+        self.tap_bias = nn.Parameter(torch.zeros(k * k, k * k))
+        self.proj = nn.Linear(n, n)
+        self.head = nn.Linear(n, 10)
+
+    def forward(self, x):
+        x = self.stem(x).permute(0, 2, 3, 1)
+        B, H, W, C = x.shape
+        k, h = self.k, self.heads
+        v = F.unfold(self.v(x).permute(0, 3, 1, 2), k, padding=1)  # (B, C k k, H W)
+        v = v.reshape(B, h, C // h, k * k, H * W).permute(0, 1, 4, 3, 2)  # (B, h, HW, taps, C/h)
+        a = self.attn(x).reshape(B, H * W, h, k * k, k * k).permute(0, 2, 1, 3, 4)
+        a = (a + self.tap_bias).softmax(-1)
+        y = (a @ v).permute(0, 1, 4, 3, 2).reshape(B, C * k * k, H * W)
+        y = F.fold(y, output_size=(H, W), kernel_size=k, padding=1)  # (B, C, H, W)
+        return self.head(self.proj(y.permute(0, 2, 3, 1)).mean((1, 2)))
+
+
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize("heads", [1, 2])
+def test_outlook_attention_taps_are_a_count(heads, route):
+    """The window taps the model splits out of im2col's column axis (heads, head size, taps) are the
+    kernel's taps, a count: the per-tap logit offset has no width axis, and the attention-weight
+    Linear's outputs grow only through the heads (with one head they are fixed: a readout)."""
+    traced = sptrace.trace(OutlookAttention(64, heads=heads), torch.randn(2, 3, 24, 24), routes=(route,))
+    assert traced["tap_bias"].width_dims == ()
+    assert traced["attn.weight"].width_dims == ((0, 1) if heads > 1 else (1,))
+    for name in ("v.weight", "proj.weight"):
+        assert traced[name].role.value == "hidden" and traced[name].width_dims == (0, 1), name
