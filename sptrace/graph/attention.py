@@ -97,7 +97,7 @@ def assume_fixed_head_dims(captured: CapturedGraph, shapes: Shapes, axes: dict[s
         heads = _head_comps(refs, shapes, labels, products)
         for ref in refs:
             comp = labels.component.get(ref)
-            if comp is None or not labels.decide(ref)[0] or not _splits_width(labels, products, comp, heads):
+            if comp is None or not labels.decide(ref)[0] or not _splits_width(labels, products, comp, heads, True):
                 continue
             labels.fixed_reason[comp] = (f"{ASSUMED} at {module_path(node) or '<root>'} (heads grow; automatic mode "
                                          "cannot tell: pass base= to decide)")
@@ -173,12 +173,17 @@ def _head_comps(refs, shapes: Shapes, labels: AxisLabels, products) -> set:
     return comps
 
 
-def _splits_width(labels: AxisLabels, products, comp: int, heads_comps: set) -> bool:
+def _splits_width(labels: AxisLabels, products, comp: int, heads_comps: set, batch_merged: bool = False) -> bool:
     """Whether a reshape splits a width axis into a part in ``comp`` and another width part of size
-    > 1 outside it, in ``heads_comps`` (the heads)."""
+    > 1 outside it, in ``heads_comps`` (the heads). With ``batch_merged`` (an attention site's
+    head_dim) the split side may hold more axes: ``(B, C) -> (B * heads, head_dim)`` merges the
+    heads into the batch (BoTNet, HaloNet, fairseq), and q carries the merged axis beside head_dim
+    as its heads. A matrix applied per block keeps the one-axis split: its block axis can come from a
+    regrouping (DeepSeek-V4's ``(heads, head_dim) -> (groups, heads * head_dim / groups)``, whose
+    per-group size grows with the heads)."""
     for lhs, rhs in products:
         for whole, parts in ((lhs, rhs), (rhs, lhs)):
-            if len(whole) != 1 or not labels.decide(whole[0])[0]:
+            if (len(whole) != 1 and not batch_merged) or not any(labels.decide(ref)[0] for ref in whole):
                 continue
             inside = [r for r in parts if labels.component.get(r) == comp]
             heads = [r for r in parts if labels.component.get(r) != comp and labels.component.get(r) in heads_comps

@@ -180,3 +180,39 @@ def test_a_matrix_applied_per_head_has_a_fixed_block(block):
         assert b.width_dims == (0,)
     else:
         assert w.width_dims == (1, 2) and w.role.value == "hidden" and b.width_dims == (1,)
+
+
+class BatchMergedHeadsAttention(nn.Module):
+    """Heads merged into the batch axis (``reshape(B * heads, head_dim, L)``, as timm's BoTNet and
+    HaloNet and fairseq write it), with a gain over head_dim and
+    a table of key offsets per head_dim (``q @ table.T`` added to the logits, a relative-position
+    table's use); ``heads`` × ``head_dim`` = width."""
+
+    def __init__(self, width, heads, positions=9):
+        super().__init__()
+        self.heads, self.head_dim = heads, width // heads
+        self.stem = nn.Conv2d(3, width, 4, 4)
+        self.qkv = nn.Conv2d(width, 3 * width, 1, bias=False)
+        self.q_gain = nn.Parameter(torch.ones(self.head_dim))
+        self.key_table = nn.Parameter(torch.randn(positions, self.head_dim))
+        self.head = nn.Linear(width, 10)
+
+    def forward(self, x):
+        x = self.stem(x)
+        B, C, H, W = x.shape
+        q, k, v = (t.reshape(B * self.heads, self.head_dim, H * W) for t in self.qkv(x).split(C, dim=1))
+        q = q.transpose(-1, -2) * self.q_gain * self.head_dim ** -0.5
+        att = (q @ k + q @ self.key_table.transpose(0, 1)).softmax(-1)
+        return self.head((att @ v.transpose(-1, -2)).transpose(-1, -2).reshape(B, C, H * W).mean(-1))
+
+
+@pytest.mark.parametrize("route", ("export", "eager"))
+def test_heads_merged_into_the_batch_are_heads(route):
+    """The batch × heads axis is q's axis beside head_dim, and the reshape that makes it splits the
+    width (merged with the batch) into it and head_dim: head_dim is assumed fixed there as where
+    the heads have an axis of their own, so the per-head_dim parameters have no width axis (before,
+    head_dim was taken for width and their lr fell like 1/width at a constant shape)."""
+    traced = sptrace.trace(BatchMergedHeadsAttention(64, 4), torch.randn(2, 3, 12, 12), routes=(route,))
+    assert traced["q_gain"].width_dims == () and traced["key_table"].width_dims == ()
+    assert all(ASSUMED in traced[name].dims[-1].reason for name in ("q_gain", "key_table"))
+    assert traced["qkv.weight"].width_dims == (0, 1)

@@ -3,8 +3,9 @@ HaloNet, Transformer-XL): a ``(2 * win - 1, head_dim)`` table against the querie
 ``(..., W, 2 * win - 1)`` logits, which pads, a flatten, a reshape and slices turn into
 ``(..., W, win)`` logits over the key positions. The relative axis is a count of offsets: the
 pads and slices keep its fixedness and the reshapes make it a factor of a product of fixed
-positions, so it must come out fixed; the head-size axis follows the queries (width here, where
-the head count is fixed and the channels grow).
+positions, so it must come out fixed; the head-size axis is the queries' head_dim (assumed fixed in
+automatic mode, docs/classification.md "Attention"; width with a base where the head count is fixed
+and the channels grow).
 
 HaloNet's keys are windows cut from the padded feature map by ``Tensor.unfold``: the windows and
 their taps are parts of the axis they slide over (fixed positions), without which the key axis,
@@ -91,10 +92,14 @@ class HaloRelAttention(nn.Module):
 @pytest.mark.parametrize("route", ROUTES)
 @pytest.mark.parametrize("module, image", [(RelShiftAttention, 24), (HaloRelAttention, 16)])
 def test_a_relative_table_through_the_relative_shift_has_a_fixed_offset_axis(module, image, route):
-    traced = sptrace.trace(module(64), torch.randn(2, 3, image, image), routes=(route,))
+    """Offsets fixed either way; the head size is automatic mode's head_dim (assumed fixed, the
+    heads merged into the batch growing) and width where a base says it grows."""
+    x = torch.randn(2, 3, image, image)
+    traced = sptrace.trace(module(64), x, routes=(route,))
+    based = sptrace.trace(module(64), x, base=module(32), routes=(route,))
     for name in ("height_rel", "width_rel"):
-        assert traced[name].width_dims == (1,), name  # offsets fixed, head size width
-        assert traced[name].fan_in_axes == (1,)
+        assert traced[name].width_dims == () and "head_dim of attention" in traced[name].dims[1].reason, name
+        assert based[name].width_dims == (1,) and based[name].fan_in_axes == (1,), name
 
 
 class UnfoldedPatches(nn.Module):
