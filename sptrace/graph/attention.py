@@ -97,7 +97,7 @@ def assume_fixed_head_dims(captured: CapturedGraph, shapes: Shapes, axes: dict[s
         heads = _head_comps(refs, shapes, labels, products)
         for ref in refs:
             comp = labels.component.get(ref)
-            if comp is None or not labels.decide(ref)[0] or not _splits_width(labels, products, comp, heads, True):
+            if comp is None or not labels.decide(ref)[0] or not _splits_width(labels, products, comp, heads, batch_merged=True):
                 continue
             labels.fixed_reason[comp] = (f"{ASSUMED} at {module_path(node) or '<root>'} (heads grow; automatic mode "
                                          "cannot tell: pass base= to decide)")

@@ -45,16 +45,17 @@ def label_axes(captured: CapturedGraph, shapes: Shapes, axes: dict[str, OpAxes],
     sizes = {(key, i): s for key, shape in shapes.by_key.items() for i, s in enumerate(shape)}
     graph = nx.Graph()
     graph.add_nodes_from(sizes)
+    products = [p for ax in axes.values() for p in ax.products]
     sums = [s for ax in axes.values() for s in ax.sums] + tiling_slices(captured.graph, shapes)
     partitioned = {frozenset((whole, part)) for whole, parts in sums for part in parts}
     for ax in axes.values():
         for a, b in ax.same + ax.contract:
             if sizes.get(a) != 1 and sizes.get(b) != 1 and frozenset((a, b)) not in partitioned:
                 graph.add_edge(a, b)
-        for lhs, rhs in ax.products:
-            graph.add_nodes_from(lhs + rhs)
+    for lhs, rhs in products:
+        graph.add_nodes_from(lhs + rhs)
     component = {ref: i for i, comp in enumerate(nx.connected_components(graph)) for ref in comp}
-    refined, merges = _tie_undone_merges(graph, component, sizes, [p for ax in axes.values() for p in ax.products])
+    refined, merges = _tie_undone_merges(graph, component, sizes, products)
     if _tie_rejoined_parts(graph, component, sums) or merges:
         component = {ref: i for i, comp in enumerate(nx.connected_components(graph)) for ref in comp}
     labels = AxisLabels(component, {}, sizes)
@@ -89,7 +90,7 @@ def label_axes(captured: CapturedGraph, shapes: Shapes, axes: dict[str, OpAxes],
     for ref in _constant_network_axes(captured, axes, component):
         seed(ref, f"inner size of a network on a constant buffer no input reaches (size {sizes.get(ref)}), "
                   "taken as fixed (automatic mode; pass base= to decide)")
-    relations = [p for ax in axes.values() for p in ax.products] + [((whole,), parts) for whole, parts in sums] + refined
+    relations = products + [((whole,), parts) for whole, parts in sums] + refined
     _close_products(labels, relations)
     entries = _parameter_entries_beside_fixed(captured, axes, labels)
     for ref in entries:
@@ -111,7 +112,7 @@ def _parameter_entries_beside_fixed(captured: CapturedGraph, axes: dict[str, OpA
         if ax.category != "cat":
             continue
         for _, parts in ax.sums:
-            if not any(not labels.decide(ref)[0] for ref in parts):
+            if all(labels.decide(ref)[0] for ref in parts):  # no fixed part beside it
                 continue
             found += [ref for ref in parts
                       if labels.decide(ref)[0] and param_behind(nodes.get(ref[0]), captured.param_nodes) is not None]
