@@ -295,8 +295,11 @@ def _timm():
 # first group sets the trunk's width; the second (the head's features, a stem) only follows it.
 TIMM_WIDTH_ARGS = ("embed_dim", "embed_dims", "dims", "dim", "widths", "channels", "hidden_dim", "width", "num_chs",
                    "hidden_size", "embed_dims_per_stage")
-TIMM_FOLLOWING_ARGS = ("num_features", "stem_width")
-TIMM_HEAD_ARGS = ("num_heads", "heads")
+TIMM_FOLLOWING_ARGS = ("num_features", "stem_width", "inner_dim")  # inner_dim: TNT's pixel width (width / 16)
+TIMM_HEAD_ARGS = ("num_heads", "heads", "num_heads_outer")
+# Channel counts in config dataclasses nested in a constructor's config (timm's ByobNet: ByoModelCfg
+# holds a tuple of ByoBlockCfg, each block's ``c`` its output channels, beside the stem's ``stem_chs``)
+TIMM_CHANNEL_FIELDS = ("c", "stem_chs")
 
 
 def timm_families() -> dict[str, str]:
@@ -360,22 +363,75 @@ def _create(timm, name: str, **kwargs) -> torch.nn.Module:
 
 
 def timm_width_args(name: str, width: int) -> dict:
-    """The constructor arguments that put ``name`` at ``width``: every width argument (an int or a
-    per-stage tuple) and every head count scaled by ``width / first`` (heads keep their default
-    size, so that their number grows with width); where the constructor takes its sizes in one
-    config dataclass (timm's NaFlexViT), that config with its fields scaled."""
-    args = _constructor_args(_timm(), name)
+    """The constructor arguments that put ``name`` at ``width`` (:func:`width_args` on the
+    arguments timm's entry point passes)."""
+    return width_args(_constructor_args(_timm(), name), width, f"timm:{name}")
+
+
+def width_args(args: dict, width: int, what: str = "the model") -> dict:
+    """Of a constructor's arguments ``args``, those that put it at ``width``: every width argument
+    (an int or a per-stage tuple) and every head count scaled by ``width / first`` (heads keep their
+    default size, so that their number grows with width); where the constructor takes its sizes in
+    one config dataclass (timm's NaFlexViT), that config with its fields scaled; where they sit in
+    config dataclasses nested in it (ByobNet's blocks), every channel count in them scaled."""
     scaled = _scaled(args, width)
     if scaled:
         return scaled
     for key, value in args.items():
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        if _is_config(value):
             inner = _scaled({f.name: getattr(value, f.name) for f in dataclasses.fields(value)}, width)
             if inner:
                 return {key: dataclasses.replace(value, **inner)}
-    raise SptraceError(f"timm:{name}: cannot widen it automatically: its constructor "
+            first = _first_channels(value)
+            if first:
+                return {key: _scaled_config(value, width / first)}
+    raise SptraceError(f"{what}: cannot widen it automatically: its constructor "
                        f"({', '.join(args) or 'no arguments'}) takes none of {', '.join(TIMM_WIDTH_ARGS)}, "
-                       "nor a config dataclass with one")
+                       f"nor a config dataclass with one or with a channel count ({', '.join(TIMM_CHANNEL_FIELDS)})")
+
+
+def _is_config(value: Any) -> bool:
+    return dataclasses.is_dataclass(value) and not isinstance(value, type)
+
+
+def _nested(value: Any) -> list:
+    """What a config holds that may hold channel counts: its fields' values, a tuple's items."""
+    if _is_config(value):
+        return [getattr(value, f.name) for f in dataclasses.fields(value)]
+    return list(value) if type(value) in (tuple, list) else []
+
+
+def _first_channels(value: Any) -> Optional[int]:
+    """The first channel count in a config, depth first (ByobNet: its first block's ``c``): the
+    width the others scale with."""
+    if _is_config(value):
+        for f in dataclasses.fields(value):
+            own = getattr(value, f.name)
+            if f.name in TIMM_CHANNEL_FIELDS and _sizes(own):
+                return own if isinstance(own, int) else own[0]
+            if (found := _first_channels(own)) is not None:
+                return found
+        return None
+    return next((found for v in _nested(value) if (found := _first_channels(v)) is not None), None)
+
+
+def _scaled_config(value: Any, ratio: float) -> Any:
+    """``value`` with every channel count in it, and in the configs it holds, times ``ratio``
+    (a feature count that follows, too); depths, strides, group sizes and ratios stay."""
+    if _is_config(value):
+        changes = {}
+        for f in dataclasses.fields(value):
+            if not f.init:
+                continue
+            own = getattr(value, f.name)
+            if f.name in (*TIMM_CHANNEL_FIELDS, *TIMM_FOLLOWING_ARGS) and _sizes(own):
+                changes[f.name] = _scale(own, ratio)
+            elif _nested(own):
+                changes[f.name] = _scaled_config(own, ratio)
+        return dataclasses.replace(value, **changes)
+    if type(value) in (tuple, list):
+        return type(value)(_scaled_config(v, ratio) for v in value)
+    return value
 
 
 def _scaled(args: dict, width: int) -> dict:

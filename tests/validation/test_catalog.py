@@ -1,5 +1,6 @@
 """Architectures of the Hugging Face and timm catalogs by name (sptrace/validation/catalog.py): built
 from their configs at a width with random weights, reported, coord-checked, and the error paths."""
+import dataclasses
 import json
 import math
 import sys
@@ -94,6 +95,52 @@ def test_timm_width_arguments_scale_with_heads_at_their_size():
     assert model.num_classes == 10 and model.embed_dim == 64
     with pytest.raises(SptraceError, match="cannot widen it automatically"):
         catalog.timm_width_args("inception_v3", 64)
+
+
+@dataclasses.dataclass(frozen=True)
+class _BlockCfg:  # shaped like timm's ByoBlockCfg: type, depth, channels, stride, group size, ratio
+    type: str
+    d: int
+    c: int
+    s: int = 2
+    gs: int = 0
+    br: float = 0.25
+
+
+@dataclasses.dataclass(frozen=True)
+class _ModelCfg:  # like ByoModelCfg: a tuple of blocks (a stage may be a tuple of blocks itself)
+    blocks: tuple
+    stem_chs: int = 64
+    num_features: int = 0
+    width_factor: float = 1.0
+    self_attn_kwargs: dict = dataclasses.field(default_factory=dict)
+
+
+def test_channel_counts_in_nested_config_dataclasses_scale_with_width():
+    """ByobNet (HaloNet, BoTNet) takes its sizes as a config whose blocks each hold a channel count
+    ``c``: every one scales by width / the first, the stem's channels too; depths, strides, group
+    sizes, ratios and the head's absent feature count (0) stay. Before, no such model could be
+    widened ('cannot widen it automatically')."""
+    cfg = _ModelCfg(blocks=(_BlockCfg("bottle", 2, 256, s=1), _BlockCfg("bottle", 2, 512),
+                            (_BlockCfg("bottle", 1, 1024), _BlockCfg("self_attn", 1, 1024)),
+                            _BlockCfg("self_attn", 2, 2048)), self_attn_kwargs={"block_size": 8})
+    args = {"num_classes": 1000, "in_chans": 3, "drop_block_size": 3, "cfg": cfg}
+    wide = catalog.width_args(args, 64)["cfg"]
+    assert [b.c for b in wide.blocks[:2]] == [64, 128] and [b.c for b in wide.blocks[2]] == [256, 256]
+    assert wide.blocks[3] == _BlockCfg("self_attn", 2, 512) and wide.blocks[0].s == 1
+    assert (wide.stem_chs, wide.num_features, wide.width_factor) == (16, 0, 1.0)
+    assert wide.self_attn_kwargs == {"block_size": 8}
+    assert catalog.width_args(args, 256) == {"cfg": cfg}
+    with pytest.raises(SptraceError, match="cannot widen it automatically"):
+        catalog.width_args({"in_chans": 3, "cfg": _BlockCfg("bottle", 2, 0)}, 64)
+
+
+def test_tnt_pixel_width_and_outer_heads_follow_the_width():
+    """TNT's pixel embedding (``inner_dim``, width / 16 in every timm TNT) follows the width and its
+    outer attention's heads keep their size; before, width 64 did not build (6 heads of 64 channels)
+    and the pixel pathway stayed 24 wide, so the validate of its plan measured none of it."""
+    args = {"embed_dim": 384, "inner_dim": 24, "num_heads_inner": 4, "num_heads_outer": 6, "depth": 12}
+    assert catalog.width_args(args, 64) == {"embed_dim": 64, "inner_dim": 4, "num_heads_outer": 1}
 
 
 def _timm_trace(name, width):
