@@ -105,6 +105,8 @@ class OpAxes:
     ranked: list[Ref] = field(default_factory=list)
     # input axes whose entries each output entry combines (softmax, cumsum over one axis)
     mixed: list[Ref] = field(default_factory=list)
+    # sizes of axes of no tensor that the op introduces (im2col's taps and window counts), by ref
+    sizes: dict[Ref, int] = field(default_factory=dict)
 
 
 @dataclass

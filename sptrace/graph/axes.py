@@ -43,6 +43,7 @@ from .ops import Shapes, param_behind, tiling_slices
 
 def label_axes(captured: CapturedGraph, shapes: Shapes, axes: dict[str, OpAxes], dense_fan_in: set[Ref]) -> AxisLabels:
     sizes = {(key, i): s for key, shape in shapes.by_key.items() for i, s in enumerate(shape)}
+    sizes.update({ref: s for ax in axes.values() for ref, s in ax.sizes.items()})
     graph = nx.Graph()
     graph.add_nodes_from(sizes)
     products = [p for ax in axes.values() for p in ax.products]

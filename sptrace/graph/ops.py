@@ -465,7 +465,7 @@ def _im2col(node, name, args, ax, shapes, out, out_shape):
         return
     if batch and spatial[1][0] > 1:
         ax.same.append(((src, 0), (out, 0)))
-    shapes.by_key[f"{node.name}#taps"] = tuple(kernel)  # sizes of axes of no tensor: splits of the column axis meet them
+    ax.sizes.update({(f"{node.name}#taps", d): k for d, k in enumerate(kernel)})  # splits of the column axis meet them
     taps = [(f"{node.name}#taps", d) for d, k in enumerate(kernel) if k > 1]
     ax.fixed.extend((ref, f"the kernel taps of an {name} (size {kernel[ref[1]]}, an argument)") for ref in taps)
     channels = [(spatial[0], batch)] if spatial[1][batch] > 1 else []
@@ -474,7 +474,7 @@ def _im2col(node, name, args, ax, shapes, out, out_shape):
     elif cols[1][batch] > 1:
         ax.products.append((((cols[0], batch),), tuple(channels + taps)))
     counts = _window_counts(spatial[1][batch + 1:], kernel, args)  # [] where export left a size symbolic
-    shapes.by_key[f"{node.name}#windows"] = tuple(counts)
+    ax.sizes.update({(f"{node.name}#windows", d): n for d, n in enumerate(counts)})
     windows = [(f"{node.name}#windows", d) for d, n in enumerate(counts) if n > 1]
     if cols[1][batch + 1] > 1 and windows:
         ax.products.append((((cols[0], batch + 1),), tuple(windows)))
