@@ -184,7 +184,10 @@ RESHAPES = {
     "view_copy", "squeeze_copy", "unsqueeze_copy", "repeat", "_unsafe_view_copy",
 }
 PERMUTES = {"t", "transpose", "permute", "swapaxes", "swapdims", "movedim", "numpy_T", "mT", "adjoint"}
-SLICES = {"slice", "narrow", "constant_pad_nd", "pad", "slice_copy", "alias_copy", "as_strided"}
+# ops that cut or pad a tensor along its axes and keep its rank: output axis i is input axis i
+SLICES_AND_PADS = {"slice", "narrow", "constant_pad_nd", "pad", "slice_copy", "alias_copy", "as_strided"}
+# the cuts among them whose constant bounds say which part of the axis they keep (tiling_slices reads them)
+BOUNDED_SLICES = {"slice", "slice_copy", "narrow", "narrow_copy"}
 SPLITS = {"split", "split_with_sizes", "chunk", "unbind", "tensor_split", "unsafe_split"}
 # ops that pass a tensor's values on unchanged up to layout (a parameter seen through them is still its entries)
 SHAPE_OPS = {"view", "_unsafe_view", "reshape", "transpose", "permute", "t", "expand", "clone", "contiguous",
@@ -537,9 +540,6 @@ def _partition(ax: OpAxes, whole: str, whole_shape, parts: list) -> None:
             ax.sums.append(((whole, a), pieces))
 
 
-SLICE_OPS = {"slice", "slice_copy", "narrow", "narrow_copy"}
-
-
 def tiling_slices(graph: fx.Graph, shapes: Shapes) -> list[tuple[Ref, tuple[Ref, ...]]]:
     """Slices of one value along one axis that, together, cover that axis once (a fused projection
     cut into q, k and v: ``qkv[..., :a]``, ``qkv[..., a:b]``, ``qkv[..., b:]``) split it as a
@@ -569,7 +569,7 @@ def tiling_slices(graph: fx.Graph, shapes: Shapes) -> list[tuple[Ref, tuple[Ref,
 
 def _slice_bounds(node: fx.Node, shapes: Shapes) -> Optional[tuple[str, int, int, int]]:
     """(source, axis, start, stop) of a step-1 slice or narrow with constant bounds, else None."""
-    if node.op != "call_function" or op_name(node) not in SLICE_OPS or not isinstance(node.args[0], fx.Node):
+    if node.op != "call_function" or op_name(node) not in BOUNDED_SLICES or not isinstance(node.args[0], fx.Node):
         return None
     args = normalized_args(node)
     src = node.args[0].name
@@ -924,7 +924,7 @@ _FAMILIES = [
     (ELEMENTWISE_BINARY | ELEMENTWISE_UNARY, _elementwise),
     (RESHAPES, _reshape),
     (PERMUTES, _permute),
-    (SLICES | POOLS, _same_rank),
+    (SLICES_AND_PADS | POOLS, _same_rank),
     (SPLITS, _split),
     (REDUCTIONS, _reduction),
     (MATMULS, _matmul),
