@@ -170,7 +170,7 @@ def _axes_for(name: str, p: Tensor, param_axes: Optional[Mapping[str, Any]]) -> 
             d = dict(zip(keys, spec))
         else:  # ParamRecord-like object
             d = {"fan_in_axes": spec.fan_in_axes, "fan_out_axes": spec.fan_out_axes,
-                 "groups": getattr(spec, "groups", 1)}
+                 "groups": _groups_at(spec, p)}
             space = getattr(spec, "input_space", None)
             if space is not None:
                 d["input_dense"] = str(getattr(space, "value", space)) == "dense"
@@ -375,6 +375,18 @@ def _exact_gradients(s: _RunSettings, model: nn.Module, tracked: Sequence[tuple[
             p.data, p.grad = data, None
         for m, k, b in buffers:
             m._buffers[k] = b
+
+
+def _groups_at(record: Any, p: Tensor) -> int:
+    """The group count of ``record`` (traced at one width) at ``p``'s width. Groups of one input
+    channel each (depthwise: axis 0 width, the per-group fan-in axis 1 fixed) grow with the channels,
+    as in the plan (graph.trace._with_base_groups); a fixed count (ResNeXt's 32) stays. Kept at the
+    traced count, a depthwise conv 4x wider was measured in blocks of 4 channels, whose natural norm
+    falls with width (ConvNeXt's conv_dw update slope -0.33 under Adam, nat@0 -0.45)."""
+    groups, shape = getattr(record, "groups", 1), getattr(record, "shape", None)
+    width = set(getattr(record, "width_dims", ()))
+    grows = groups > 1 and shape is not None and 0 in width and (len(shape) < 2 or 1 not in width)
+    return groups * p.shape[0] // shape[0] if grows else groups
 
 
 def _matrix_dims(p: Tensor, spec: Mapping[str, Any]) -> list[int]:

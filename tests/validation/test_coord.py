@@ -427,3 +427,39 @@ def test_the_float64_gradient_runs_a_forward_that_makes_tensors_at_the_default_d
     assert max(cc.param_records["k.bias"]["grad64"]) < 1e-12 < 1e-3 < min(cc.param_records["k.weight"]["grad64"])
     assert cc.without_effect("k.bias") and not cc.without_effect("k.weight")
     assert "k.bias" not in cc.verdict(quantities=["rms@0"], params=True).params
+
+
+class _Depthwise(nn.Module):
+    """Digits as 8x8 images: a pointwise conv to ``width`` channels, a depthwise 3x3, a readout."""
+
+    def __init__(self, width):
+        super().__init__()
+        self.pw = nn.Conv2d(1, width, 1)
+        self.dw = nn.Conv2d(width, width, 3, padding=1, groups=width, bias=False)
+        self.readout = nn.Linear(width, 10)
+
+    def forward(self, x):
+        return self.readout(torch.relu(self.dw(self.pw(x.reshape(-1, 1, 8, 8)))).mean((2, 3)))
+
+
+def test_a_depthwise_conv_is_measured_per_channel_at_every_width():
+    """The axes come from one trace at the narrowest width; a depthwise conv's group count grows with
+    its channels (a graph property: axis 0 width, the per-group fan-in fixed), so at every width each
+    block is one channel's 3x3 taps (1 x 9), and its natural norm at init (N(0, 1/9) per tap: about
+    3 at any width) does not fall. Before, the traced 16 groups were kept: at 64 channels blocks of 4
+    channels (dims [4, 9]), whose natural norm sigma_max * sqrt(9 / 4) falls (ConvNeXt's conv_dw)."""
+    import sptrace
+
+    batches = _data(steps=2)
+    records = {r.name: r for r in sptrace.trace(_Depthwise(16), batches[0][0])}
+    assert records["dw.weight"].groups == 16 and records["dw.weight"].width_dims == (0,)
+
+    def make(width):
+        m = _Depthwise(width)
+        nn.init.normal_(m.dw.weight, std=1 / 3)
+        return m
+
+    cc = coord_check(make, adam_sp, batches, F.cross_entropy, [16, 64], steps=1, param_axes=records)
+    assert cc.meta["param_dims"]["dw.weight"] == [[1, 9], [1, 9]]  # [fan_out, fan_in] per width
+    nat0 = cc.param_records["dw.weight"]["nat@0"]
+    assert 0.8 < nat0[1] / nat0[0] < 1.6  # the max over more channels of a Theta(1) norm: a little larger
