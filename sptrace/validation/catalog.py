@@ -15,7 +15,7 @@ import dataclasses
 import functools
 import inspect
 import os
-from typing import Any, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import torch
 
@@ -64,6 +64,13 @@ EXPERT_TOP_K_FIELDS = ("num_experts_per_tok", "num_experts_per_token", "moe_topk
                        "num_expert_group")
 FIRST_DENSE_FIELDS = ("first_k_dense_replace", "num_dense_layers", "moe_layer_start_index")
 GROUP_FIELDS = ("n_groups", "mamba_n_groups")  # groups of state-space heads: one, so that any head count divides
+# A compression rate (tokens pooled into one key/value entry: ``compress_rates``, ``compress_rate_hca``,
+# ``indexer_compress_ratio``) counts tokens, not width: the training sequences are
+# ``models_zoo.gpt.BLOCK_SIZE`` (64) tokens, and a rate above that pools no window at all (DeepSeek-V4's
+# heavily compressed attention, 128 by default: an empty compressed sequence, whose RMS is NaN, and a
+# compressor with no effect on the loss). Rates are cut to a quarter of a sequence, so that every
+# compressor emits several entries; smaller rates stay.
+MAX_COMPRESS_RATE = models_zoo.gpt.BLOCK_SIZE // 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,10 +95,12 @@ def catalog_spec(name: str) -> CatalogSpec:
                            data.batches_fn)
     if library == "timm":
         digits = models_zoo.get("vit")
-        image = _image_args(arch, digits)
         timm_width_args(arch, DEFAULT_WIDTH)
+        size = _input_size(arch, digits)
+        image = _image_args(arch, size)
         return CatalogSpec(name, f"timm {arch} from its constructor, random weights", DEFAULT_WIDTH, COORD_WIDTHS,
-                           "classification", lambda width: timm_model(arch, width, **image), digits.batches_fn)
+                           "classification", lambda width: timm_model(arch, width, **image),
+                           _resized(digits.batches_fn, size))
     raise SptraceError(f"unknown catalog {library!r} in {name!r}: use hf:<model_type> or timm:<model_name>")
 
 
@@ -180,6 +189,7 @@ def shrink(config: dict, width: int, name: str, heads: str = FIXED, shallow: boo
     overrides.update({f: 1 for f in GROUP_FIELDS if _is_size(config.get(f))})
     overrides.update({f: min(config[f], 1) for f in FIRST_DENSE_FIELDS if _is_size(config.get(f))})
     overrides.update(_vocabulary(config))
+    overrides.update(_compress_rates(config))
     overrides.update({k: 0.0 for k, v in config.items() if _is_dropout(k, v)})
     if "use_cache" in config:
         overrides["use_cache"] = False
@@ -249,6 +259,22 @@ def _proportional_heads(config: dict, ratio: float) -> dict:
     """Head counts in proportion to width at their default size (per-head sizes untouched)."""
     counts = [f for f in (*HEAD_COUNT_FIELDS, *KV_HEAD_FIELDS) if _is_size(config.get(f))]
     return {f: max(1, round(config[f] * ratio)) for f in counts}
+
+
+def _compress_rates(config: dict) -> dict:
+    """Every compression rate (a ``*compress*rate*`` / ``*compress*ratio*`` field: an int, a list of
+    per-layer ints, or a dict of them) at most :data:`MAX_COMPRESS_RATE`; a 0 (no compression) stays."""
+    def cut(value):
+        if _is_size(value):
+            return min(value, MAX_COMPRESS_RATE)
+        if isinstance(value, dict):
+            return {k: cut(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return type(value)(cut(v) for v in value)
+        return value
+
+    return {k: cut(v) for k, v in config.items()
+            if "compress" in k and ("rate" in k or "ratio" in k) and cut(v) != v}
 
 
 def _vocabulary(config: dict) -> dict:
@@ -324,11 +350,47 @@ def _size_rank(name: str) -> tuple:
     return rank, len(name), name
 
 
-def _image_args(name: str, data: ZooSpec) -> dict:
-    """The digits' image size and class count, as the constructor takes them."""
-    (images,), _ = data.example_inputs()
+def _image_args(name: str, size: int) -> dict:
+    """The image size and the digits' class count, as the constructor takes them."""
     args = _constructor_args(_timm(), name)
-    return {"num_classes": 10, **({"img_size": images.shape[-1]} if "img_size" in args else {})}
+    return {"num_classes": 10, **({"img_size": size} if "img_size" in args else {})}
+
+
+def _input_size(name: str, data: ZooSpec) -> int:
+    """The digits' size (32), or where the model does not run on it and runs on its own default
+    input size (timm's ``pretrained_cfg["input_size"]``), that one: HaloNet's windows of 8 need a map
+    divisible by 8 after a stride of 32 (256). Both tried on the meta device, at the default width."""
+    (images,), _ = data.example_inputs()
+    size = images.shape[-1]
+    if _runs(name, images):
+        return size
+    with torch.device("meta"):
+        own = _create(_timm(), name).pretrained_cfg.get("input_size")
+    if own and own[-1] != size and _runs(name, torch.zeros(*images.shape[:2], *own[1:])):
+        return own[-1]
+    return size
+
+
+def _runs(name: str, images: torch.Tensor) -> bool:
+    try:
+        with torch.device("meta"):
+            timm_model(name, DEFAULT_WIDTH, **_image_args(name, images.shape[-1]))(images.to("meta"))
+    except Exception:  # noqa: BLE001 - any failure: the size does not fit
+        return False
+    return True
+
+
+def _resized(batches_fn: Callable[..., Iterator], size: int) -> Callable[..., Iterator]:
+    """``batches_fn`` with its images resized to ``size`` (bilinear, as the digits are upsampled)."""
+
+    def batches(*args: Any, **kwargs: Any) -> Iterator:
+        for (images, *rest), target in batches_fn(*args, **kwargs):
+            if images.shape[-1] != size:
+                images = torch.nn.functional.interpolate(images, size=(size, size), mode="bilinear",
+                                                         align_corners=False)
+            yield (images, *rest), target
+
+    return batches
 
 
 def timm_model(name: str, width: Optional[int] = None, **kwargs: Any) -> torch.nn.Module:

@@ -143,6 +143,26 @@ def test_tnt_pixel_width_and_outer_heads_follow_the_width():
     assert catalog.width_args(args, 64) == {"embed_dim": 64, "inner_dim": 4, "num_heads_outer": 1}
 
 
+def test_images_take_a_model_s_own_input_size_where_the_digits_do_not_fit(monkeypatch):
+    """HaloNet's windows of 8 after a stride of 32 need 256 x 256 images: where the model does not
+    run on the 32 x 32 digits and runs on its own default input size, the digits are resized to it;
+    a model that runs on them keeps them. Before, timm:halonet26t failed to capture (AssertionError)."""
+    from types import SimpleNamespace
+
+    import models_zoo
+
+    data = models_zoo.get("vit")
+    monkeypatch.setattr(catalog, "_timm", lambda: None)
+    monkeypatch.setattr(catalog, "_create", lambda timm, name: SimpleNamespace(pretrained_cfg={"input_size": (3, 256, 256)}))
+    monkeypatch.setattr(catalog, "_runs", lambda name, images: images.shape[-1] % 256 == 0)
+    assert catalog._input_size("halo", data) == 256
+    monkeypatch.setattr(catalog, "_runs", lambda name, images: True)
+    assert catalog._input_size("vit", data) == 32
+    stream = catalog._resized(data.batches_fn, 256)(4, seed=0, device="cpu", source="real", split="train", steps=1)
+    (images,), target = next(iter(stream))
+    assert images.shape == (4, 3, 256, 256) and target.shape == (4,)
+
+
 def _timm_trace(name, width):
     """timm:name built on meta at ``width``, traced on the catalog's digits images."""
     import torch
@@ -190,3 +210,32 @@ def test_phi3_fused_qkv_with_one_key_value_head_is_a_hidden_matrix():
         traced = sptrace.trace(model, torch.randint(0, 64, (2, 16)), routes=("export",))
     qkv = traced["model.layers.0.self_attn.qkv_proj.weight"]
     assert (qkv.role.value, qkv.width_dims) == ("hidden", (0, 1))
+
+
+def test_compression_rates_fit_in_a_training_sequence():
+    """A compression rate counts tokens: above the 64-token sequences it pools no window (DeepSeek-V4's
+    heavily compressed attention, 128 by default: its compressors' outputs were empty, RMS NaN)."""
+    config = {"hidden_size": 1024, "compress_rates": {"sparse": 4, "heavy": 128}, "compress_rate_hca": 128,
+              "compress_ratios": [0, 4, 128], "indexer_compress_ratio": None}
+    overrides = catalog.shrink(config, 64, "hf:toy")
+    assert overrides["compress_rates"] == {"sparse": 4, "heavy": catalog.MAX_COMPRESS_RATE}
+    assert overrides["compress_rate_hca"] == catalog.MAX_COMPRESS_RATE
+    assert overrides["compress_ratios"] == [0, 4, catalog.MAX_COMPRESS_RATE]
+    assert "indexer_compress_ratio" not in overrides
+
+
+def test_deepseek_v4_compressors_emit_entries_on_a_training_sequence():
+    import torch
+
+    from sptrace.validation.recorder import OutputRecorder
+
+    if "deepseek_v4" not in catalog.hf_model_types():
+        pytest.skip("this transformers has no DeepSeek-V4")
+    spec = catalog.catalog_spec("hf:deepseek_v4")
+    torch.manual_seed(0)
+    model = spec.build(64)
+    (tokens,), _ = next(spec.batches(2, seed=0))  # ((inputs,), targets)
+    with OutputRecorder(model, keep_outputs=True) as rec:
+        model(tokens)
+    compressors = [k for k in rec.rms if k.endswith("self_attn.compressor")]
+    assert compressors and all(rec.outputs[k].numel() > 0 and math.isfinite(rec.rms[k]) for k in compressors)
