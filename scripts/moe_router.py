@@ -8,7 +8,13 @@
     # the router's SGD gradient split into its part among the chosen experts ("mix") and its part for the
     # chosen experts' total weight against the others ("mass"), and each one's logit change on the first
     # batch's router inputs, summed over the steps, with the init's share W0.dx (--scale as for check)
-    python scripts/moe_router.py split qwen3-moe 64 0 [--norm-topk 1]
+    python scripts/moe_router.py split qwen3-moe 64 0 [--norm-topk 1] [--layer 0]
+
+    # either on the catalog's build (validate hf:mixtral: sptrace.validation.catalog) instead of the test
+    # suite's (tests/external_models.py), and with config fields replaced (a value ending in "w" is
+    # times the width), e.g. the test build with the catalog's depth and expert size:
+    python scripts/moe_router.py check mixtral sgd --catalog --batch 32 --widths 64 128 256
+    python scripts/moe_router.py check mixtral sgd --config num_hidden_layers=2 --config intermediate_size=3.5w
 
 Run from the repository root with OMP_NUM_THREADS=1; a check cell takes 10-80 s on 2 cores.
 """
@@ -29,9 +35,38 @@ from tests.external_models import MOE_MODELS  # noqa: E402
 from tests.validation.external_coord import external_coord_check  # noqa: E402
 
 
-def builder(name, norm_topk):
+CATALOG_TYPES = {"mixtral": "mixtral", "qwen3-moe": "qwen3_moe", "olmoe": "olmoe", "qwen2-moe": "qwen2_moe",
+                 "gpt-oss": "gpt_oss"}
+
+
+def _config_value(text, width):
+    if text.endswith("w"):
+        return round(float(text[:-1]) * width)
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def builder(name, norm_topk, catalog=False, config=()):
+    """The test suite's build of ``name`` (or the catalog's), with ``config`` ("field=value") replaced."""
     def build(width):
-        model = MOE_MODELS[name][0](width)
+        if catalog or config:
+            if catalog:
+                from sptrace.validation.catalog import hf_config
+                cfg = hf_config(CATALOG_TYPES[name], width)
+            else:
+                with torch.device("meta"):
+                    cfg = MOE_MODELS[name][0](width).config
+            for item in config:
+                key, _, value = item.partition("=")
+                setattr(cfg, key, _config_value(value, width))
+            import transformers
+            model = transformers.AutoModelForCausalLM.from_config(cfg)
+        else:
+            model = MOE_MODELS[name][0](width)
         for module in model.modules():
             if norm_topk is not None and hasattr(module, "norm_topk_prob"):
                 module.norm_topk_prob = norm_topk == "1"
@@ -40,13 +75,14 @@ def builder(name, norm_topk):
 
 
 def check(a):
-    verdict = external_coord_check(builder(a.name, a.norm_topk), "gpt", a.optimizer, "sp" if a.sp else "sptrace",
-                                   (64, 128, 256, 512), steps=a.steps, batch_size=a.batch, n_seeds=a.seeds)
+    verdict = external_coord_check(builder(a.name, a.norm_topk, a.catalog, a.config), "gpt", a.optimizer,
+                                   "sp" if a.sp else "sptrace", tuple(a.widths), steps=a.steps, batch_size=a.batch,
+                                   n_seeds=a.seeds)
     print(verdict.summary())
     cc = verdict.coord
     for table, values in ((cc.slopes(), cc.records), (cc.slopes(params=True), cc.param_records)):
         for name, fits in table.items():
-            if "gate" in name or "router" in name:
+            if name.split(".")[-1] in ("gate", "router") or name.endswith(("gate.weight", "router.weight")):
                 for quantity in ("rms@0", f"delta_rms@{a.steps}", "dnat"):
                     if quantity in fits:
                         shown = ", ".join(f"{x:.3g}" for x in values[name][quantity])
@@ -62,8 +98,8 @@ def split(a):
     stream = spec.batches(a.batch, seed=0)
     batches = [next(stream) for _ in range(a.steps)]
     torch.manual_seed(a.seed)
-    model = builder(a.name, a.norm_topk)(a.width)
-    block = model.model.layers[0].mlp
+    model = builder(a.name, a.norm_topk, a.catalog, a.config)(a.width)
+    block = model.model.layers[a.layer].mlp
     gate, experts = block.gate, block.experts
     normed = getattr(gate, "norm_topk_prob", True)
     opt = optimizer_for(model, "sptrace", "sgd", validation_lr("sgd", "reference"), batches[0][0])
@@ -76,11 +112,18 @@ def split(a):
             output.register_hook(lambda g: seen.__setitem__("g", g.reshape(-1, g.shape[-1]).detach()))
 
     block.register_forward_hook(hook)
+    last = model.model.layers[-1]
+    if last is not model.model.layers[a.layer]:  # the residual's straight path: dL/d(last layer's output)
+        def last_hook(module, inputs, output):
+            if output.requires_grad:
+                output.register_hook(lambda g: seen.__setitem__("g_last", g.reshape(-1, g.shape[-1]).detach()))
+
+        last.register_forward_hook(last_hook)
     w0 = gate.weight.detach().clone()
     with torch.no_grad():
         model(*batches[0][0])
     probe = seen["x"].clone()
-    moved = {"mix": torch.zeros_like(w0), "mass": torch.zeros_like(w0)}
+    moved = {k: torch.zeros_like(w0) for k in ("mix", "mass", "direct")}
     rms = lambda t: float(t.pow(2).mean().sqrt())  # noqa: E731
     for step, (inputs, target) in enumerate(batches, 1):
         opt.zero_grad()
@@ -91,23 +134,35 @@ def split(a):
             chosen = torch.zeros_like(p).scatter_(1, p.topk(gate.top_k, -1).indices, 1.0)
             gate_up = torch.einsum("tn,ean->tea", x, experts.gate_up_proj).chunk(2, dim=-1)
             outs = torch.einsum("tei,eni->ten", experts.act_fn(gate_up[0]) * gate_up[1], experts.down_proj)
-            a_te = torch.einsum("tn,ten->te", g, outs)
-            q = p * chosen / (p * chosen).sum(-1, keepdim=True)
-            m = torch.ones_like(p[:, :1]) if normed else (p * chosen).sum(-1, keepdim=True)
-            mean = (q * a_te).sum(-1, keepdim=True)
-            parts = {"mix": m * q * chosen * (a_te - mean),
-                     "mass": torch.zeros_like(p) if normed else mean * p * (chosen - m)}
+            parts = _parts(p, chosen, torch.einsum("tn,ten->te", g, outs), normed)
             error = float((sum(parts.values()).T @ x - gate.weight.grad).norm() / gate.weight.grad.norm())
             for key, part in parts.items():
                 moved[key] -= lr * part.T @ x
+            if "g_last" in seen:  # the same gradient with dL/dy replaced by its straight-path part
+                moved["direct"] -= lr * sum(_parts(p, chosen, torch.einsum("tn,ten->te", seen["g_last"], outs),
+                                                   normed).values()).T @ x
         opt.step()
         if step in (3, a.steps):
             with torch.no_grad():
                 model(*batches[0][0])  # the probe's router input now: the init's share W0 (x_t - x_0)
-                print(f"{a.name} width {a.width} seed {a.seed} renormalised {normed} step {step}: logit change "
-                      f"{rms(probe @ (gate.weight - w0).T):.3g} (mix {rms(probe @ moved['mix'].T):.3g}, "
-                      f"mass {rms(probe @ moved['mass'].T):.3g}); init's share W0.dx {rms((seen['x'] - probe) @ w0.T):.2g}; "
-                      f"split error {error:.0e}")
+                paths = ""
+                if "g_last" in seen:
+                    later = moved["mix"] + moved["mass"] - moved["direct"]
+                    paths = (f"; by path: residual to the last layer's output {rms(probe @ moved['direct'].T):.3g}, "
+                             f"through the later layers' blocks {rms(probe @ later.T):.3g}")
+                print(f"{a.name} layer {a.layer} width {a.width} seed {a.seed} renormalised {normed} step {step}: "
+                      f"logit change {rms(probe @ (gate.weight - w0).T):.3g} (mix {rms(probe @ moved['mix'].T):.3g}, "
+                      f"mass {rms(probe @ moved['mass'].T):.3g}); init's share W0.dx "
+                      f"{rms((seen['x'] - probe) @ w0.T):.2g}; split error {error:.0e}{paths}")
+
+
+def _parts(p, chosen, a_te, normed):
+    """The router's logit gradient per token and expert, split into mix and mass (see split), for the
+    expert scores a_te."""
+    q = p * chosen / (p * chosen).sum(-1, keepdim=True)
+    m = torch.ones_like(p[:, :1]) if normed else (p * chosen).sum(-1, keepdim=True)
+    mean = (q * a_te).sum(-1, keepdim=True)
+    return {"mix": m * q * chosen * (a_te - mean), "mass": torch.zeros_like(p) if normed else mean * p * (chosen - m)}
 
 
 def main():
@@ -118,15 +173,19 @@ def main():
     c.add_argument("optimizer")
     c.add_argument("--seeds", type=int, default=3)
     c.add_argument("--sp", action="store_true")
+    c.add_argument("--widths", type=int, nargs="+", default=[64, 128, 256, 512])
     s = sub.add_parser("split")
     s.add_argument("name", choices=("qwen3-moe", "olmoe", "qwen2-moe", "mixtral"))  # routers named gate
     s.add_argument("width", type=int)
     s.add_argument("seed", type=int)
+    s.add_argument("--layer", type=int, default=0, help="the decoder layer whose router is split")
     for p in (c, s):
         p.add_argument("--scale", type=float, default=None)
         p.add_argument("--norm-topk", choices=("0", "1"), default=None)
         p.add_argument("--batch", type=int, default=8)
         p.add_argument("--steps", type=int, default=10)
+        p.add_argument("--catalog", action="store_true", help="the catalog's build (validate hf:<type>)")
+        p.add_argument("--config", action="append", default=[], help="field=value, value*width if it ends in w")
     a = parser.parse_args()
     if getattr(a, "scale", None) is not None:
         readouts.ROUTER_INIT_SCALE = a.scale
