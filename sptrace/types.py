@@ -285,6 +285,14 @@ class ParamRecord:
         return self._block(self.fan_out_axes, self.shape, self.groups)
 
     @property
+    def groups_grow(self) -> bool:
+        """Whether the number of groups grows with width: groups of one input channel each
+        (depthwise: the channels on axis 0 grow, the per-group fan-in axis 1 is fixed). A grouped
+        conv whose per-group channels grow (ResNeXt's 32) or a stack of experts keeps its count."""
+        width = set(self.width_dims)
+        return self.groups > 1 and 0 in width and (len(self.shape) < 2 or 1 not in width)
+
+    @property
     def fan_in_is_width(self) -> bool:
         return any(a in self.width_dims for a in self.fan_in_axes)
 

@@ -349,14 +349,11 @@ def _read_base(base, model) -> dict[str, tuple[tuple[int, ...], None]]:
 
 
 def _with_base_groups(record: ParamRecord) -> ParamRecord:
-    """The base's group count from its shapes: groups of one input channel each (depthwise: the
-    per-group fan-in axis 1 is fixed while the channels on axis 0 grow) grow with the channels; a
-    group count of a grouped conv whose per-group channels grow (ResNeXt's 32) does not."""
+    """The base's group count from its shapes, where the groups grow with the channels
+    (:attr:`ParamRecord.groups_grow`)."""
     if record.base_shape is None:
         return record
-    width = set(record.width_dims)
-    grows = record.groups > 1 and 0 in width and (len(record.shape) < 2 or 1 not in width)
-    groups = record.groups * record.base_shape[0] // record.shape[0] if grows else record.groups
+    groups = record.groups * record.base_shape[0] // record.shape[0] if record.groups_grow else record.groups
     return replace(record, base_groups=groups)
 
 

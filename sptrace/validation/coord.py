@@ -374,18 +374,18 @@ def _exact_gradients(s: _RunSettings, model: nn.Module, tracked: Sequence[tuple[
 
 def _groups_at(record: Any, p: Tensor) -> tuple[int, bool]:
     """The group count of ``record`` (traced at one width) at ``p``'s width, and whether it grows.
-    Groups of one input channel each (depthwise: axis 0 width, the per-group fan-in axis 1 fixed)
-    grow with the channels, as in the plan (graph.trace._with_base_groups); a fixed count (ResNeXt's
-    32, a stack of experts) stays. Kept at the traced count, a depthwise conv 4x wider was measured
+    Groups of one input channel each (depthwise) grow with the channels, as in the plan
+    (:attr:`sptrace.types.ParamRecord.groups_grow`); a fixed count (ResNeXt's 32, a stack of
+    experts) stays. Kept at the traced count, a depthwise conv 4x wider was measured
     in blocks of 4 channels, whose natural norm falls with width (ConvNeXt's conv_dw update slope
     -0.33 under Adam, nat@0 -0.45). Where the blocks grow in number they are judged by their RMS, not
     their max: the zoo CNN's per-channel SGD updates have a flat median (0.00077 / 0.00071 at widths
     64 / 512) and a max over the channels that grows with their count (0.0029 / 0.0068, slope +0.41),
     the tail of one distribution sampled more often, whatever the rule (docs/validation.md)."""
-    groups, shape = getattr(record, "groups", 1), getattr(record, "shape", None)
-    width = set(getattr(record, "width_dims", ()))
-    grows = groups > 1 and shape is not None and 0 in width and (len(shape) < 2 or 1 not in width)
-    return (groups * p.shape[0] // shape[0], True) if grows else (groups, False)
+    groups = getattr(record, "groups", 1)
+    if getattr(record, "groups_grow", False):
+        return groups * p.shape[0] // record.shape[0], True
+    return groups, False
 
 
 def _matrix_dims(p: Tensor, spec: Mapping[str, Any]) -> list[int]:
