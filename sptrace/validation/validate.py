@@ -15,6 +15,7 @@ from typing import Optional, Sequence, Union
 import torch
 
 from ..apply.parametrize import OPTIMIZERS, default_lr
+from ..graph.trace import Trace
 from ..types import SptraceError
 from .coord import CoordCheck, coord_check, scaled_outside
 from .jsonio import write_json
@@ -57,23 +58,32 @@ class Validation:
     runs: dict[str, Run]
     form: str = "reference"
     files: list[str] = field(default_factory=list)
+    # parameters that sptrace classified differently at different widths: name -> what changed
+    class_changes: dict[str, str] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
-        """sptrace is width-stable (the baselines' verdicts are reported, not required)."""
-        return self.runs["sptrace"].verdict.passed
+        """sptrace is width-stable and classified every parameter alike at every width (the
+        baselines' verdicts are reported, not required)."""
+        return self.runs["sptrace"].verdict.passed and not self.class_changes
 
     def summary(self) -> str:
         lines = [f"{self.model} / {self.optimizer}, {self.form} form, widths {self.widths}, {self.steps} steps, "
                  f"lr {self.lr:g}"]
         for name, run in self.runs.items():
             lines.append(f"  {name:8s} {run.verdict.summary(top=3)}")
+        if self.class_changes:
+            n = len(self.class_changes)
+            lines.append(f"  classified differently at different widths ({n} parameter{'s' * (n != 1)}; "
+                         "the check compares different plans there):")
+            lines += [f"    {name}: {change}" for name, change in list(self.class_changes.items())[:5]]
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
         return {
             "model": self.model, "optimizer": self.optimizer, "widths": self.widths, "steps": self.steps,
             "lr": self.lr, "form": self.form, "passed": self.passed, "runs": {k: r.to_dict() for k, r in self.runs.items()},
+            "class_changes": self.class_changes,
         }
 
 
@@ -132,10 +142,10 @@ def validate(
     records = _param_axes(zoo, widths[0], (args, kwargs), options)
     axes = records if spectral else None
     quantities = ["rms@0", f"delta_rms@{steps}"]
-    runs = {}
+    runs, class_changes = {}, {}
     for name in parametrizations:
-        make_model, make_optimizer = _factories(name, zoo, optimizer, lr, widths, (args, kwargs), device, options,
-                                                form)
+        make_model, make_optimizer, traced_at = _factories(name, zoo, optimizer, lr, widths, (args, kwargs), device,
+                                                           options, form)
         cc = coord_check(
             make_model, make_optimizer, batches, zoo.loss, widths, steps=steps, seed=seed, n_seeds=n_seeds,
             device=device, progress=progress, param_axes=axes, params=spectral,
@@ -143,7 +153,9 @@ def validate(
         verdict = cc.verdict(tol=tol, quantities=quantities, allow_shrink=["rms@0"],
                              params=list(axes) if spectral else False, expected_for=scaled_outside(records, quantities))
         runs[name] = Run(name, cc, verdict)
-    result = Validation(src.name, optimizer, list(widths), steps, lr, runs, form)
+        if name == "sptrace":
+            class_changes = classification_changes(traced_at)
+    result = Validation(src.name, optimizer, list(widths), steps, lr, runs, form, class_changes=class_changes)
     if out:
         result.files = _write(result, out)
     return result
@@ -160,6 +172,7 @@ def _factories(name, zoo, optimizer, lr, widths, example, device, options, form)
     the others."""
     optimizers: dict[int, torch.optim.Optimizer] = {}
     traces: dict = {}  # one capture per width, shared by its seeds
+    traced_at: dict[int, Trace] = {}
 
     def make_model(width):
         model = zoo.build(width, **options).to(device)
@@ -167,10 +180,39 @@ def _factories(name, zoo, optimizer, lr, widths, example, device, options, form)
         if form == "base":
             with torch.device("meta"):  # only their shapes matter
                 base, delta = zoo.build(widths[0], **options), zoo.build(widths[1], **options)
-        optimizers[id(model)] = optimizer_for(model, name, optimizer, lr, example, base, delta, traces=traces)
+        built = optimizer_for(model, name, optimizer, lr, example, base, delta, traces=traces)
+        optimizers[id(model)] = built
+        if hasattr(built, "sptrace"):
+            traced_at.setdefault(width, built.sptrace.trace)
         return model
 
-    return make_model, lambda model: optimizers.pop(id(model))
+    return make_model, lambda model: optimizers.pop(id(model)), traced_at
+
+
+def classification_changes(traced_at: dict[int, Trace]) -> dict[str, str]:
+    """The parameters whose class (kind, role, width axes) differs between the widths' traces,
+    each with the class at each width and the reasons of the axes that flip. Automatic mode decides
+    a parameter's dims from one graph, and a size that coincides with another at one width (a
+    grouped block as large as one head) can tie axes there only (docs/validation.md); a coord check
+    across such widths compares different plans, so validate names them instead of judging them."""
+    changes = {}
+    names = set.intersection(*(set(r.name for r in t) for t in traced_at.values())) if traced_at else set()
+    for name in sorted(names):
+        records = {width: trace[name] for width, trace in sorted(traced_at.items())}
+        classes = {width: (r.kind, r.role, r.width_dims) for width, r in records.items()}
+        if len(set(classes.values())) == 1:
+            continue
+        parts = []
+        for cls in dict.fromkeys(classes.values()):
+            at = [w for w, c in classes.items() if c == cls]
+            record = records[at[0]]
+            flips = [d.reason for d in record.dims
+                     if len({d.axis in c[2] for c in classes.values()}) > 1]
+            why = f" ({'; '.join(dict.fromkeys(flips))})" if flips else ""
+            parts.append(f"{record.role.value}, width axes {list(record.width_dims)} at "
+                         f"{', '.join(map(str, at))}{why}")
+        changes[name] = "; ".join(parts)
+    return changes
 
 
 def _param_axes(zoo, width, example, options) -> dict:

@@ -151,3 +151,49 @@ def test_zoo_large_widths_cuda(name, optimizer, tmp_path):
                       out=str(tmp_path), parametrizations=("sptrace", "sp"))
     print(result.summary())
     assert result.passed, result.summary()
+
+
+class RegroupedLM(torch.nn.Module):
+    """Attention whose output is regrouped into 8 groups, each projected by its own block
+    (DeepSeek-V4's ``o_a_proj``): at width 128 (8 heads of 16) a group is exactly one head, and
+    the per-head rule of automatic mode (docs/rules.md, "Parameters applied per attention head")
+    fires at that width only."""
+
+    def __init__(self, width, head=16, groups=8, rank=32):
+        super().__init__()
+        from models_zoo.data import VOCAB_SIZE
+
+        self.heads, self.head, self.groups = width // head, head, groups
+        self.wte = torch.nn.Embedding(VOCAB_SIZE, width)
+        self.qkv = torch.nn.Linear(width, 3 * width)
+        self.o_a = torch.nn.Parameter(torch.randn(groups, width // groups, rank) / 8)
+        self.o_b = torch.nn.Linear(groups * rank, width)
+        self.lm_head = torch.nn.Linear(width, VOCAB_SIZE)
+
+    def forward(self, idx):
+        x = self.wte(idx)
+        B, S, _ = x.shape
+        q, k, v = self.qkv(x).view(B, S, 3, self.heads, self.head).permute(2, 0, 3, 1, 4)
+        a = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+        a = torch.einsum("bsgd,gdr->bsgr", a.transpose(1, 2).reshape(B, S, self.groups, -1), self.o_a)
+        return self.lm_head(x + self.o_b(a.flatten(2)))
+
+
+def test_a_parameter_classified_differently_at_one_width_fails_validate_by_name():
+    from dataclasses import replace
+
+    import models_zoo
+    from sptrace.validation.models import ModelSource
+
+    spec = replace(models_zoo.get("gpt"), builder=lambda width: RegroupedLM(width))
+    source = ModelSource("regrouped", lambda w: (spec.build(w), *spec.example_inputs()), 64, spec)
+    result = validate(source, (64, 128), "adam", steps=1, batch_size=4, n_seeds=1, parametrizations=("sptrace",))
+    assert list(result.class_changes) == ["o_a"], result.class_changes
+    change = result.class_changes["o_a"]
+    assert "at 64" in change and "at 128" in change and "head_dim of attention" in change, change
+    assert not result.passed
+    assert "classified differently at different widths" in result.summary() and "o_a" in result.summary()
+    assert json.loads(json.dumps(result.to_dict()))["class_changes"] == result.class_changes
+    # without the coincidence every width gets the same plan
+    assert validate(source, (64, 256), "adam", steps=1, batch_size=4, n_seeds=1,
+                    parametrizations=("sptrace",)).class_changes == {}
