@@ -18,7 +18,8 @@ mapping of keyword arguments). Without them, the model says what it takes, in th
    takes exactly one required argument, its first submodule with parameters of its own, in
    registration order. That layer must be an ``nn.Linear`` (float (2, in_features)), an
    ``nn.Conv1d/2d/3d`` (float (2, in_channels, L[, L, L]), L large enough for the chain of every
-   conv and pool of the model) or an ``nn.Embedding`` (int64 (2, 8) ids below num_embeddings).
+   conv and pool of the model) or an ``nn.Embedding`` / ``nn.EmbeddingBag`` (int64 (2, 8) ids below
+   num_embeddings: 2 bags of 8 for a bag).
 
 Sources 2 to 4 are inferred, and rule 4's registration order is only a guess: the trace that
 follows runs the model on them, and when that run fails the caller gets the error of
@@ -45,6 +46,7 @@ PASS_THROUGH = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3
                 nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.Mish, nn.Tanh, nn.Sigmoid, nn.ELU, nn.SELU,
                 nn.Softplus, nn.Hardswish, nn.Hardtanh)
 CONVS = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3}
+TABLES = (nn.Embedding, nn.EmbeddingBag)  # looked up by int64 ids (a 2-D batch of a bag's ids is fixed-length bags)
 POOLS = {nn.MaxPool1d: 1, nn.MaxPool2d: 2, nn.MaxPool3d: 3, nn.AvgPool1d: 1, nn.AvgPool2d: 2, nn.AvgPool3d: 3}
 DOC = "docs/parametrize.md, \"Example inputs\""
 # Hugging Face's names for the hidden states of an encoder that a decoder's cross-attention reads,
@@ -195,10 +197,10 @@ def _first_layer(model):
         dim = CONVS[type(layer)]
         side = min(max(MIN_SIDE, _min_side(model, dim)), MAX_SIDE[dim])
         x = torch.randn(BATCH, layer.in_channels, *(side,) * dim, generator=_generator()).to(layer.weight.dtype)
-    elif isinstance(layer, nn.Embedding):
+    elif isinstance(layer, TABLES):
         x = torch.randint(0, layer.num_embeddings, (BATCH, SEQUENCE), generator=_generator())
         text = f"example_inputs=(torch.randint(0, {layer.num_embeddings}, ({BATCH}, {SEQUENCE})),)"
-        return (x,), {}, f"the input of its first layer {name} (Embedding): {text}"
+        return (x,), {}, f"the input of its first layer {name} ({type(layer).__name__}): {text}"
     else:
         return None
     return (x,), {}, f"the input of its first layer {name} ({type(layer).__name__}): {_expression((x,), {})}"
@@ -206,7 +208,7 @@ def _first_layer(model):
 
 def _entry_layer(model) -> tuple[Optional[nn.Module], str]:
     """The module the forward's input goes to first, where the structure says so (module docstring)."""
-    if isinstance(model, (nn.Linear, nn.Embedding)) or type(model) in CONVS:
+    if isinstance(model, (nn.Linear, *TABLES)) or type(model) in CONVS:
         return model, "(the model itself)"
     if isinstance(model, nn.Sequential):
         return _sequential_entry(model, "")

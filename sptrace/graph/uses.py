@@ -314,14 +314,15 @@ class _UseWalker:
         shape = self.shapes.get(param) or ()
         common = dict(node=node.name, op=name, arg=arg or "?", module=module_path(node), via=derived.via,
                       mixed_axes=_mixed_axes(derived, param))
-        if math.prod(shape) == 1:
+        cat = ax.category
+        layer_bias = (cat == "matmul" and arg == ADDITIVE_ARG.get(name)) or (cat in ("conv", "norm") and arg == "bias")
+        if math.prod(shape) == 1 and not layer_bias:
             return ParamUse(fan_in_axes=(), fan_out_axes=(), role=Role.SCALAR, **common)
         all_axes = tuple(range(len(shape)))
         non_singleton = tuple(a for a in all_axes if shape[a] > 1)
         if param in derived.gains:  # scales the rows of a standardised weight: a diagonal operator
             return ParamUse(fan_in_axes=(), fan_out_axes=non_singleton, role=Role.GAIN, **common)
-        cat = ax.category
-        if (cat == "matmul" and arg == ADDITIVE_ARG.get(name)) or (cat == "conv" and arg == "bias") or (cat == "norm" and arg == "bias"):
+        if layer_bias:  # one output's bias too (a value head's Linear(n, 1)): its library init shrinks with n
             return ParamUse(fan_in_axes=(), fan_out_axes=non_singleton, input_space=Space.SPARSE, role=Role.BIAS, **common)
         if cat == "norm" and arg == "weight":
             return ParamUse(fan_in_axes=(), fan_out_axes=non_singleton, role=Role.GAIN, **common)

@@ -223,7 +223,8 @@ def test_conv_side_fits_every_conv_and_pool(dim):
 
 
 @pytest.mark.parametrize("layer, shape", [(nn.Linear(5, 3), (2, 5)), (nn.Conv1d(4, 2, 3), (2, 4, 8)),
-                                          (nn.Embedding(9, 4), (2, 8))], ids=["linear", "conv1d", "embedding"])
+                                          (nn.Embedding(9, 4), (2, 8)), (nn.EmbeddingBag(9, 4), (2, 8))],
+                         ids=["linear", "conv1d", "embedding", "embedding-bag"])
 def test_a_bare_layer_is_its_own_first_layer(layer, shape):
     found = resolve_example_inputs(layer)
     assert found.args[0].shape == shape and "(the model itself)" in found.source
