@@ -14,11 +14,12 @@ from .apply.parametrize import Parametrization, param_groups, parametrize, plan
 from .apply.planned import Plan, PlanFileError, PlanMismatchError, load_plan
 from .graph.trace import Trace, trace
 from .optim import SpectralSGD
-from .types import DimDecision, Kind, ParamRecord, ParamUse, Role, Space, SptraceError
+from .types import DimDecision, Kind, ParamRecord, ParamUse, Role, Space, SptraceError, SptraceWarning
 from .validation.validate import Validation, validate
 
 __all__ = [
     "trace", "parametrize", "plan", "load_plan", "Plan", "PlanMismatchError", "PlanFileError", "param_groups",
     "validate", "SpectralSGD", "Trace", "Parametrization", "Validation",
     "ParamRecord", "ParamUse", "DimDecision", "Kind", "Role", "Space", "SptraceError",
+    "SptraceWarning",
 ]

@@ -36,6 +36,10 @@ class SptraceError(ValueError):
     """Raised for input sptrace cannot handle; the message names the parameter or graph node."""
 
 
+class SptraceWarning(UserWarning):
+    """Issued when a call leaves parameters unplanned (library init, plain lr); names them."""
+
+
 class Space(str, Enum):
     """Type of a vector space (docs/derivations.md §1): dense features have RMS as natural norm, sparse ones l2."""
 

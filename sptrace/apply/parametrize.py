@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import inspect
 import math
+import os
+import warnings
 import weakref
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Optional, Sequence, Union
@@ -27,7 +29,7 @@ from ..planning.readouts import router_note
 from ..planning.reference import DEFAULT_REFERENCE_WIDTH
 from ..planning.rules import INIT_CHOICES, check_zero_readout, optimizer_family
 from ..spectral import natural_spectral_norm
-from ..types import Multiplier, ParamPlan, Space, SptraceError
+from ..types import NEVER_USED, Multiplier, ParamPlan, Space, SptraceError, SptraceWarning
 from .hooks import mup_attention_scale
 from .inputs import missing_inputs_error, resolve_example_inputs
 from .planned import OPTIMIZERS, Installed, Plan, init_key, initialise, replacing_hooks, scale_eps
@@ -170,9 +172,46 @@ def _planned(model, optimizer, lr, example_inputs, base, init, form, reference_w
                  parametrization=parametrization, library_init=library_init)
     own_trace = replace(traced, attention=list(traced.attention))  # attention_fix rewrites its sites, not the caller's
     multipliers, notes = _multipliers(plans, own_trace, attention_fix)
+    _warn_unplanned(traced)
     return Plan(plans, {n: tuple(p.shape) for n, p in model.named_parameters(remove_duplicate=False)}, multipliers,
                 _optimizer_name(optimizer), family, lr, dict(optimizer_kwargs),
                 list(traced.warnings) + plan_warnings(plans) + notes, factory=factory, trace=own_trace)
+
+
+def _warn_unplanned(traced: Trace) -> None:
+    """One :class:`SptraceWarning` where parameters keep the library's init and the plain lr
+    (unclassified, or never reached by the inputs): the one-line call prints no report, and a
+    model that trains with some parameters unplanned must not look planned. It points at the
+    caller's line, so a loop over seeds or widths hears of it once."""
+    left = [r for r in traced.records if not r.classified]
+    if not left:
+        return
+    never = [r.name for r in left if r.problem == NEVER_USED]
+    unknown = [r for r in left if r.problem != NEVER_USED]
+    parts = []
+    if unknown:
+        parts.append(f"{len(unknown)} unclassified ({_listed([r.name for r in unknown])}; "
+                     f"{unknown[0].name}: {unknown[0].problem}; strict=True raises on these)")
+    if never:
+        parts.append(f"{len(never)} never reached by the forward pass on these inputs ({_listed(never)}; "
+                     "pass example_inputs that reach them)")
+    warnings.warn(SptraceWarning(
+        f"sptrace left {len(left)} of {len(traced.records)} parameters at the library's init and the plain lr: "
+        f"{'; '.join(parts)}. The report (opt.sptrace.report()) says why for each"), stacklevel=_outside_sptrace())
+
+
+def _listed(names: list[str], most: int = 5) -> str:
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+def _outside_sptrace() -> int:
+    """The ``stacklevel`` of the first frame outside the sptrace package, seen from the function
+    that calls :func:`warnings.warn` (so that the warning names the user's line)."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    frame, level = inspect.currentframe().f_back, 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _optimizer_name(optimizer) -> Optional[str]:

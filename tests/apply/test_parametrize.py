@@ -1,5 +1,6 @@
 """sptrace.parametrize / param_groups: init in place, groups, anchoring, ties, attention, bad input."""
 import copy
+import warnings
 
 import pytest
 import torch
@@ -446,3 +447,22 @@ def test_a_one_output_head_s_bias_is_a_bias_and_keeps_its_scale_at_every_width()
         assert traced["2.bias"].role.value == "bias"
         rms[n] = float(torch.tensor(values).square().mean().sqrt())
     assert 0.6 < rms[1024] / rms[64] < 1.66, rms
+
+
+def test_parameters_left_unplanned_are_named_in_one_warning_at_the_caller_s_line():
+    """The one-line call prints no report: a Bilinear (an op sptrace does not understand) keeps the
+    library's init and the plain lr, and one SptraceWarning names it, pointing at the user's line."""
+    class WithBilinear(nn.Module):
+        def __init__(self, n=32):
+            super().__init__()
+            self.a, self.b, self.mix, self.out = nn.Linear(8, n), nn.Linear(8, n), nn.Bilinear(n, n, n), nn.Linear(n, 2)
+
+        def forward(self, x):
+            return self.out(torch.relu(self.mix(self.a(x), self.b(x))))
+
+    with pytest.warns(sptrace.SptraceWarning, match=r"left 2 of 8 parameters .*mix\.weight, mix\.bias") as caught:
+        sptrace.parametrize(WithBilinear(), "adam")
+    assert len(caught) == 1 and caught[0].filename == __file__
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", sptrace.SptraceWarning)
+        sptrace.parametrize(nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 2)), "adam")
