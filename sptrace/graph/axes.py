@@ -20,6 +20,15 @@ headless encoder returns are width, the logits of a classifier are not. The axis
 argmax ranks is a seed on the same condition: the alternatives it chooses among (a router's
 experts) are a count, unless a parameter reads them as features (top-k sparse activations).
 
+Integer values are positions: the axes one set of them indexes (a gather's looked-up axis, an
+embedding's vocabulary, a one-hot's classes, a histogram's bins) are one dim where their sizes
+agree, and a top-k's positions index the axis it ranked (a hash router's scores gathered at the
+expert ids that also count the rows of each expert's block).
+
+Copies of the hidden state made by a broadcast (an expand, or a product with a size-1 axis) and
+summed again by a parameter-free reduction are a count of the construction (hyper-connections'
+residual streams): seeds, where no parameter reads the copies' axis as features.
+
 Input axes are seeds, with one exception, the mirror of the output rule: beside token ids (whose
 embedding sets the model's width), a float input whose last axis a parameter reads as dense
 features, of the size of such a hidden axis, is the hidden states of another network of the
@@ -38,7 +47,8 @@ import networkx as nx
 import torch
 
 from ..types import AxisLabels, CapturedGraph, OpAxes, Ref
-from .ops import Shapes, param_behind, tiling_slices
+from .ops import (ELEMENTWISE_BINARY, GROUPED_MATMULS, RANKED_PAIRS, RANKED_POSITIONS, UNKNOWN_SIZE, VALUE_KEEPING, Shapes,
+                  index_reads, normalized_args, op_name, param_behind, tiling_slices, value_key)
 
 
 def label_axes(captured: CapturedGraph, shapes: Shapes, axes: dict[str, OpAxes], dense_fan_in: set[Ref]) -> AxisLabels:
@@ -53,6 +63,8 @@ def label_axes(captured: CapturedGraph, shapes: Shapes, axes: dict[str, OpAxes],
         for a, b in ax.same + ax.contract:
             if sizes.get(a) != 1 and sizes.get(b) != 1 and frozenset((a, b)) not in partitioned:
                 graph.add_edge(a, b)
+    for a, b in _index_range_ties(captured, shapes, axes, sizes):
+        graph.add_edge(a, b)
     for lhs, rhs in products:
         graph.add_nodes_from(lhs + rhs)
     component = {ref: i for i, comp in enumerate(nx.connected_components(graph)) for ref in comp}
@@ -88,6 +100,9 @@ def label_axes(captured: CapturedGraph, shapes: Shapes, axes: dict[str, OpAxes],
         for ref in ax.ranked:
             if component.get(ref) not in hidden:
                 seed(ref, f"alternatives ranked by a selection (size {sizes.get(ref)}: a router's experts)")
+    for ref in _combined_copies(captured, shapes, axes, component, hidden):
+        seed(ref, f"copies of the hidden state made by a broadcast and summed again (size {sizes.get(ref)}: "
+                  "residual streams, a scan's states): a count (automatic mode; pass base= to decide)")
     for ref in _constant_network_axes(captured, axes, component):
         seed(ref, f"inner size of a network on a constant buffer no input reaches (size {sizes.get(ref)}), "
                   "taken as fixed (automatic mode; pass base= to decide)")
@@ -100,6 +115,97 @@ def label_axes(captured: CapturedGraph, shapes: Shapes, axes: dict[str, OpAxes],
     if entries:
         _close_products(labels, relations)
     return labels
+
+
+def _index_range_ties(captured: CapturedGraph, shapes: Shapes, axes: dict[str, OpAxes], sizes) -> list[tuple[Ref, Ref]]:
+    """Axes indexed by the same integer values, of one size, are one dim (module docstring): the
+    values of an index tensor are followed back through ops that keep them (views, casts, a sort's
+    values, a lookup's source) to where they were made; the positions a top-k / sort / argmax returns
+    are positions on the axis it ranked. A hash router's expert ids (a table looked up by token id)
+    gather its scores and count the rows of each expert's block (a histogram, cumulated into a
+    grouped matmul's offsets, one per group): its scores' axis is the experts' group axis."""
+    origin: dict[str, tuple] = {}
+    integral: set[str] = set()  # values that are integers: of an integer dtype, or kept from such
+    reads: dict[tuple, list[Ref]] = {}
+    pairs: list[tuple[Ref, Ref]] = []
+    for node in captured.graph.nodes:
+        name = op_name(node) if node.op == "call_function" else ""
+        first = node.args[0] if node.args and isinstance(node.args[0], torch.fx.Node) else None
+        parent = op_name(first) if first is not None and first.op == "call_function" else ""
+        ranked = axes[node.name].ranked if node.name in axes else []
+        made = ("value", node.name)
+        if name == "getitem" and parent in RANKED_PAIRS and axes.get(first.name) and axes[first.name].ranked:
+            if node.args[1] == 1:
+                made = ("axis", axes[first.name].ranked[0])
+            elif node.args[1] == 0 and first.args and isinstance(first.args[0], torch.fx.Node):
+                made = origin.get(first.args[0].name, made)
+        elif name == "getitem" and parent in VALUE_KEEPING:
+            made = origin.get(first.name, made)
+        elif name in RANKED_POSITIONS and ranked:
+            made = ("axis", ranked[0])
+        elif name in VALUE_KEEPING and first is not None:
+            made = origin.get(first.name, ("value", first.name))
+        origin[node.name] = made
+        dtype = shapes.dtype.get(node.name)
+        if (dtype is not None and not (dtype.is_floating_point or dtype.is_complex or dtype == torch.bool)) or (
+                made[0] == "axis" or (name in VALUE_KEEPING | {"getitem"} and first is not None and first.name in integral)):
+            integral.add(node.name)
+        for key, ref in index_reads(node, shapes):
+            if key in integral:
+                reads.setdefault(origin.get(key, ("value", key)), []).append(ref)
+        if name in GROUPED_MATMULS and node.name in axes and axes[node.name].blocks:
+            offsets = normalized_args(node).get("offs", node.args[2] if len(node.args) > 2 else None)
+            if isinstance(offsets, torch.fx.Node):  # one offset per group: the groups' axis
+                pairs.append(((offsets.name, 0), axes[node.name].blocks[0]))
+    for where, refs in reads.items():
+        refs = ([where[1]] if where[0] == "axis" else []) + refs
+        by_size: dict[int, list[Ref]] = {}
+        for ref in refs:
+            if sizes.get(ref) not in (None, 1, UNKNOWN_SIZE):
+                by_size.setdefault(sizes[ref], []).append(ref)
+        pairs += [(same[0], ref) for same in by_size.values() for ref in same[1:]]
+    return [(a, b) for a, b in pairs if sizes.get(a) == sizes.get(b) and sizes.get(a) not in (None, 1, UNKNOWN_SIZE)]
+
+
+def _combined_copies(captured: CapturedGraph, shapes: Shapes, axes: dict[str, OpAxes], component,
+                     hidden: set) -> list[Ref]:
+    """The new axes of a broadcast (``expand`` / ``repeat`` of a size-1 axis) of a value that holds a
+    hidden axis, where a parameter-free sum or mean, or a contraction of two activations, reduces
+    that axis's dim and no parameter reads it as features: copies of the hidden state combined again
+    (hyper-connections' residual streams, ``x.unsqueeze(2).expand(..., n, ...)`` then collapsed by a
+    weighted sum over the n copies; a selective scan's states, read against ``C``). Their
+    number is a count of the construction, not of the representation. A product with a size-1 axis
+    copies as an expand does (mHC's ``post`` weights spread a block's output over the streams).
+    Copies that are never summed (GQA's key/value heads repeated to the query heads, one head's copy
+    per query head) are left alone."""
+    summed, copies = set(), []
+    nodes = {n.name: n for n in captured.graph.nodes}
+    for name, ax in axes.items():
+        if ax.category == "matmul":
+            summed.update(component.get(a) for pair in ax.contract for a in pair
+                          if all(param_behind(nodes.get(r[0]), captured.param_nodes) is None for r in pair))
+    for node in captured.graph.nodes:
+        if node.op != "call_function" or not node.args or not isinstance(node.args[0], torch.fx.Node):
+            continue
+        name = op_name(node)
+        src = node.args[0].name
+        shape, out = shapes.get(src), shapes.get(node.name)
+        if not shape or not out:
+            continue
+        if name in ("sum", "mean") and param_behind(node.args[0], captured.param_nodes) is None:
+            dims = normalized_args(node).get("dim")
+            dims = [dims] if isinstance(dims, int) else list(dims or ())
+            summed.update(component.get((src, d % len(shape))) for d in dims)
+        elif name in ("expand", "expand_copy", "broadcast_to", "repeat") or name in ELEMENTWISE_BINARY:
+            operands = node.args[:1] if name in ("expand", "expand_copy", "broadcast_to", "repeat") else node.args
+            for operand in operands:
+                shape = shapes.get(value_key(operand))
+                if not shape or not any(component.get((operand.name, i)) in hidden for i, n in enumerate(shape) if n > 1):
+                    continue
+                offset = len(out) - len(shape)
+                copies += [(node.name, i) for i, n in enumerate(out) if n > 1 and (i < offset or shape[i - offset] == 1)
+                           and component.get((node.name, i)) not in hidden]
+    return [ref for ref in copies if component.get(ref) in summed - {None}]
 
 
 def _parameter_entries_beside_fixed(captured: CapturedGraph, axes: dict[str, OpAxes], labels: AxisLabels) -> list[Ref]:

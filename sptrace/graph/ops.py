@@ -232,6 +232,55 @@ CREATIONS = {
 }
 
 
+# ops whose output holds entries of their first input unchanged (moved, cut, copied or picked): the
+# values of an index tensor seen through them still index the same range (index_reads)
+VALUE_KEEPING = (RESHAPES | PERMUTES | SPLITS | {"slice", "slice_copy", "narrow", "select", "alias", "alias_copy",
+                                                 "clone", "contiguous", "_to_copy", "to", "detach", "lift_fresh_copy",
+                                                 "index", "_unsafe_index", "gather", "index_select"})
+# rankings whose result is a (values, indices) pair: the indices are positions on the ranked axis
+RANKED_PAIRS = {"topk", "sort", "kthvalue"}
+# ops that return positions on the ranked axis as their one output
+RANKED_POSITIONS = {"argsort", "argmax", "argmin", "multinomial"}
+
+
+def index_reads(node: fx.Node, shapes: Shapes) -> list[tuple[str, Ref]]:
+    """(index tensor, axis) pairs: the integer values of that tensor are positions on that axis (a
+    gather's or an index's looked-up axis, an embedding's vocabulary, a one-hot's classes, the bins
+    of a histogram that counts the integers 0 .. bins - 1, a scatter's target axis). Boolean masks
+    select by shape, not by value, and are left out; whether a histogram's input holds integers (a
+    cast of them: CPU's ``histc`` takes floats) is for the caller to follow."""
+    if node.op != "call_function":
+        return []
+    name = op_name(node)
+    args = normalized_args(node)
+    found = []
+
+    def read(index, ref):
+        key = value_key(index)
+        dtype = shapes.dtype.get(key)
+        if key is not None and dtype is not None and not (dtype.is_complex or dtype == torch.bool):
+            found.append((key, ref))
+
+    src = value_key(node.args[0]) if node.args else None
+    src_shape = shapes.get(src)
+    if name in ("gather", "index_select", "scatter", "scatter_add", "scatter_reduce", "index_add", "index_copy",
+                "index_fill") and src_shape and len(node.args) > 2 and isinstance(node.args[1], int):
+        read(node.args[2], (src, _norm_dim(node.args[1], len(src_shape))))
+    elif name in ("index", "_unsafe_index", "index_put", "_unsafe_index_put") and src_shape and len(node.args) > 1:
+        for p, index in enumerate(node.args[1]):
+            if index is not None and p < len(src_shape):
+                read(index, (src, p))
+    elif name in EMBEDDINGS:
+        read(args.get("indices", args.get("input")), (value_key(args.get("weight")), 0))
+    elif name == "one_hot" and shapes.get(node.name):
+        read(node.args[0], (node.name, len(shapes.get(node.name)) - 1))
+    elif name == "histc" and shapes.get(node.name):
+        bins, low, high = args.get("bins", 100), args.get("min", 0), args.get("max", 0)
+        if isinstance(bins, int) and low == 0 and high == bins - 1:
+            read(node.args[0], (node.name, 0))
+    return found
+
+
 def param_behind(node: Optional[fx.Node], param_nodes) -> Optional[str]:
     """The parameter placeholder ``node`` is, or shows through :data:`SHAPE_OPS` (the eager route
     writes an einsum as permutes, views and a bmm; a register token is expanded to the batch), else None."""

@@ -221,3 +221,91 @@ def test_shared_expert_count_is_fixed():
     traced = sptrace.trace(SharedExpertsWeighed(64), torch.randn(5, 8))
     assert traced["shared"].width_dims == (1, 2)
     assert traced["gate.weight"].width_dims == (1,)
+
+
+class HashRoutedExperts(nn.Module):
+    """DeepSeek-V4's hash routing: which experts a token goes to is a fixed table looked up by its
+    id (``tid2eid[ids]``, a buffer), not a top-k of the router's scores; the router's scores
+    (``sqrt(softplus(logits))``) are gathered at those expert ids and weigh the chosen experts,
+    whose stacked weights are picked by the same ids. No ranking reaches the router."""
+
+    def __init__(self, n, vocab=77, experts=4, k=2):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, n)
+        self.gate = nn.Linear(n, experts, bias=False)
+        self.register_buffer("tid2eid", torch.randint(0, experts, (vocab, k), generator=torch.Generator().manual_seed(0)))
+        self.stack = nn.Parameter(torch.randn(experts, n, n) / n ** 0.5)
+        self.head = nn.Linear(n, vocab)
+
+    def forward(self, ids):
+        h = self.embed(ids).flatten(0, 1)
+        scores = F.softplus(self.gate(h)).sqrt()
+        chosen = self.tid2eid[ids.flatten()]
+        weights = scores.gather(1, chosen)
+        weights = weights / weights.sum(-1, keepdim=True)
+        out = torch.einsum("tkij,tj->tki", self.stack[chosen], h)
+        return self.head((out * weights.unsqueeze(-1)).sum(1))
+
+
+def test_a_router_gathered_at_the_experts_ids_is_a_readout_over_the_experts():
+    """The ids that gather the router's scores also pick the experts' stack: the scores' axis and the
+    stack's expert axis are indexed by the same integers, so they are one dim, the fixed expert
+    count (graph/axes.py, docs/classification.md "Width dims"). Before, nothing tied the router's
+    out axis to anything and automatic mode took it for width (a hidden matrix whose fan-out grows)."""
+    traced = sptrace.trace(HashRoutedExperts(64), TOKENS)
+    assert not traced.unclassified, [(r.name, r.problem) for r in traced.unclassified]
+    assert traced["stack"].width_dims == (1, 2)
+    gate = traced["gate.weight"]
+    assert (gate.kind.value, gate.role.value, gate.width_dims) == ("vector", "readout", (1,)), gate.dims
+
+
+def test_ids_that_index_axes_of_other_sizes_tie_nothing():
+    """The same ids indexing an axis of another size (a table longer than the expert count) say only
+    that the ids fit both: the sizes differ, no tie, and the router's out axis stays as before."""
+
+    class Longer(HashRoutedExperts):
+        def __init__(self, n):
+            super().__init__(n)
+            self.extra = nn.Parameter(torch.randn(6, n))
+
+        def forward(self, ids):
+            h = self.embed(ids).flatten(0, 1)
+            chosen = self.tid2eid[ids.flatten()]
+            picked = F.softplus(self.gate(h)).gather(1, chosen)
+            return self.head(self.extra[chosen].sum(1) * picked.sum(-1, keepdim=True))
+
+    traced = sptrace.trace(Longer(64), TOKENS)
+    assert traced["extra"].width_dims == (1,)  # its 6 rows: picked by ids, a lookup table
+    assert traced["gate.weight"].width_dims == (0, 1)
+
+
+class HashRoutedGroupedExperts(nn.Module):
+    """Hugging Face's grouped-matmul experts behind a hash router: the rows are sorted by expert id,
+    the ids counted per expert (``histc`` over 0 .. E - 1, on floats as CPU's kernel takes them) and
+    cumulated into ``grouped_mm``'s offsets, one per group."""
+
+    def __init__(self, n, vocab=77, experts=4, k=2):
+        super().__init__()
+        self.k, self.experts = k, experts
+        self.embed = nn.Embedding(vocab, n, dtype=torch.bfloat16)
+        self.gate = nn.Linear(n, experts, bias=False, dtype=torch.bfloat16)
+        self.register_buffer("tid2eid", torch.randint(0, experts, (vocab, k), generator=torch.Generator().manual_seed(0)))
+        self.stack = nn.Parameter(torch.randn(experts, n, n, dtype=torch.bfloat16) / n ** 0.5)
+        self.head = nn.Linear(n, vocab, dtype=torch.bfloat16)
+
+    def forward(self, ids):
+        h = self.embed(ids).flatten(0, 1)
+        chosen = self.tid2eid[ids.flatten()]
+        weights = F.softplus(self.gate(h)).sqrt().gather(1, chosen)
+        ids_sorted, order = chosen.reshape(-1).sort()
+        offsets = torch.histc(ids_sorted.float(), self.experts, 0, self.experts - 1).cumsum(0).to(torch.int32)
+        out = F.grouped_mm(h[order // self.k], self.stack, offs=offsets) * weights.reshape(-1)[order, None]
+        return self.head(out)
+
+
+@pytest.mark.skipif(not hasattr(F, "grouped_mm"), reason="torch.nn.functional.grouped_mm needs torch >= 2.10")
+def test_a_router_gathered_at_ids_that_count_a_grouped_matmul_s_rows_is_a_readout():
+    traced = sptrace.trace(HashRoutedGroupedExperts(64), TOKENS)
+    assert traced["stack"].width_dims == (1, 2)
+    gate = traced["gate.weight"]
+    assert (gate.kind.value, gate.role.value, gate.width_dims) == ("vector", "readout", (1,)), gate.dims

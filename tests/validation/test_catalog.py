@@ -212,6 +212,34 @@ def test_phi3_fused_qkv_with_one_key_value_head_is_a_hidden_matrix():
     assert (qkv.role.value, qkv.width_dims) == ("hidden", (0, 1))
 
 
+def test_deepseek_v4_expert_and_stream_counts_are_fixed():
+    """DeepSeek-V4's counts that no input, output or ranking ties: the hash-routed layers' router
+    scores are gathered at expert ids read from a table (no top-k), the same ids that count the
+    grouped matmul's rows per expert; the hyper-connections keep ``hc_mult`` copies of the hidden
+    state, summed again by every read. So every router and every stream projection (``fn``: pre,
+    post and comb weights, ``hc_head.hc_fn``) is a readout with a fixed fan-out (before, automatic
+    mode took the 4 experts and the 24 / 4 stream weights for width: hidden matrices,
+    docs/classification.md "Width dims")."""
+    import torch
+    import sptrace
+
+    if "deepseek_v4" not in catalog.hf_model_types():
+        pytest.skip("this transformers has no DeepSeek-V4")
+    spec = catalog.catalog_spec("hf:deepseek_v4")
+    torch.manual_seed(0)
+    model = spec.build(64)  # on CPU, as validate builds it: CPU's histc counts the expert ids as floats
+    config = model.config
+    assert "hash_moe" in config.mlp_layer_types and "moe" in config.mlp_layer_types
+    (tokens,), _ = next(spec.batches(2, seed=0))
+    traced = sptrace.trace(model, tokens)
+    names = [f"model.layers.{i}.{p}" for i in range(config.num_hidden_layers)
+             for p in ("mlp.gate.weight", "attn_hc.fn", "ffn_hc.fn")] + ["model.hc_head.hc_fn"]
+    for name in names:
+        record = traced[name]
+        assert (record.kind.value, record.role.value, record.width_dims) == ("vector", "readout", (1,)), (name, record.dims)
+    assert traced["model.layers.0.mlp.experts.gate_up_proj"].width_dims == (1, 2)
+
+
 def test_compression_rates_fit_in_a_training_sequence():
     """A compression rate counts tokens: above the 64-token sequences it pools no window (DeepSeek-V4's
     heavily compressed attention, 128 by default: its compressors' outputs were empty, RMS NaN)."""
