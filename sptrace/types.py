@@ -87,6 +87,15 @@ class CapturedGraph:
     input_nodes: list[str]  # placeholder node names of the user's tensor inputs
     output_nodes: list[str]  # node names of the tensors the model returns
 
+    @property
+    def data_buffers(self) -> dict[str, str]:
+        """The buffers that are data the network reads (a coordinate table, a mask), not the state of
+        a weight reparametrization: torch.nn.utils.parametrize keeps a parametrization's own buffers
+        under ``<layer>.parametrizations.<tensor>`` (spectral_norm's power-iteration vectors ``_u``,
+        ``_v``, as wide as the weight). Read as data, they fixed every axis the weight shares with
+        the network (docs/classification.md, "Weight reparametrizations")."""
+        return {node: name for node, name in self.buffer_nodes.items() if ".parametrizations." not in f".{name}"}
+
 
 @dataclass
 class OpAxes:

@@ -88,7 +88,7 @@ class _UseWalker:
             self.activation.add(node.name)
             if self._is_index(node.name):
                 self.sparse.add(node.name)
-        elif node.name in self.captured.buffer_nodes:
+        elif node.name in self.captured.data_buffers:
             self.constant.add(node.name)
 
     def _is_index(self, key: str) -> bool:

@@ -923,6 +923,22 @@ def test_weight_norm_is_reported_with_the_way_out(new_api):
     assert not tr.unclassified and tr["b.weight"].role.value == "hidden"
 
 
+@pytest.mark.parametrize("training", [True, False])
+def test_a_spectral_norm_s_power_iteration_buffers_are_not_data(training):
+    """spectral_norm keeps vectors ``_u`` / ``_v`` as wide as the weight, in buffers, and contracts
+    the weight with them. Read as constant data (like a coordinate table) they fixed every axis the
+    weight shares with the network: the input layer, the readout and every bias came out with no
+    width axis at all (``a.weight`` 'fixed'), in training and eval mode. The reparametrized weight
+    itself stays unclassified with the way out, the rest of the model is classified as without it."""
+    model = seeded(WeightNormed).train(training)
+    model.b = nn.utils.parametrizations.spectral_norm(nn.Linear(32, 32))
+    tr = sptrace.trace(model, torch.randn(B, 5))
+    assert [r.name for r in tr.unclassified] == ["b.parametrizations.weight.original"]
+    roles = {r.name: (r.role.value, r.width_dims) for r in tr if r.classified}
+    assert roles == {"a.weight": ("input", (0,)), "a.bias": ("bias", (0,)), "b.bias": ("bias", (0,)),
+                     "head.weight": ("readout", (1,)), "head.bias": ("bias", ())}, roles
+
+
 class CappedEmbedding(nn.Module):
     def __init__(self, width=32, max_norm=1.0):
         super().__init__()
