@@ -230,7 +230,7 @@ def _constant_network_axes(captured: CapturedGraph, axes: dict[str, OpAxes], com
     """The output axes of a contraction of a parameter with a constant buffer (module docstring)
     whose components hold a parameter axis and no axis of a value computed from the inputs."""
     from_inputs = _reached(captured.graph, set(captured.input_nodes))
-    constant = _reached(captured.graph, set(captured.buffer_nodes)) - from_inputs
+    constant = _reached(captured.graph, set(captured.data_buffers)) - from_inputs
     sites = [name for name, ax in axes.items() if ax.category in ("matmul", "conv") and name in constant
              and any(ref[0].split(".")[0] in constant for pair in ax.contract for ref in pair)]
     if not sites:
