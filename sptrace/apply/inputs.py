@@ -21,6 +21,9 @@ mapping of keyword arguments). Without them, the model says what it takes, in th
    conv and pool of the model) or an ``nn.Embedding`` / ``nn.EmbeddingBag`` (int64 (2, 8) ids below
    num_embeddings: 2 bags of 8 for a bag).
 
+A model wrapped by ``torch.compile``, ``nn.DataParallel`` or ``DistributedDataParallel`` is asked
+through the wrapper (:func:`unwrapped`): the wrapper's forward is ``*args, **kwargs``.
+
 Sources 2 to 4 are inferred, and rule 4's registration order is only a guess: the trace that
 follows runs the model on them, and when that run fails the caller gets the error of
 :func:`missing_inputs_error` (the forward's signature and the exact argument to pass), never a
@@ -68,6 +71,7 @@ def resolve_example_inputs(model: nn.Module, example_inputs: Any = None) -> Exam
     """The (args, kwargs) to trace ``model`` on: the given ones, or the model's (module docstring)."""
     if example_inputs is not None:
         return ExampleInputs(*_normalise(example_inputs, "example_inputs"), "given", False)
+    model = unwrapped(model)
     if callable(getattr(model, "example_inputs", None)):
         where = f"{type(model).__name__}.example_inputs()"
         return ExampleInputs(*_normalise(model.example_inputs(), where), where, False)
@@ -81,8 +85,23 @@ def resolve_example_inputs(model: nn.Module, example_inputs: Any = None) -> Exam
     raise missing_inputs_error(model)
 
 
+def unwrapped(model: nn.Module) -> nn.Module:
+    """The model a wrapper that passes its inputs through holds (``torch.compile``'s
+    ``OptimizedModule``, ``nn.DataParallel``, ``DistributedDataParallel``): its forward is
+    ``*args, **kwargs``, so what the inputs are is said by the wrapped model."""
+    wrappers = (nn.DataParallel, nn.parallel.DistributedDataParallel)
+    while True:
+        if isinstance(model, wrappers):
+            model = model.module
+        elif isinstance(getattr(model, "_orig_mod", None), nn.Module):  # torch.compile's OptimizedModule
+            model = model._orig_mod
+        else:
+            return model
+
+
 def missing_inputs_error(model: nn.Module, tried: Optional[str] = None) -> SptraceError:
     """The one error for a model whose inputs sptrace cannot tell: its forward and what to pass."""
+    model = unwrapped(model)
     why = f"it tried {tried}" if tried else "the model does not say what its forward takes"
     return SptraceError(
         f"pass example_inputs=: sptrace traces the model on one batch of inputs, and {why}. Its forward is "

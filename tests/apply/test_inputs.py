@@ -375,3 +375,14 @@ def test_every_zoo_model_takes_the_call_with_only_the_optimizer_named(name):
     sptrace.parametrize(explicit, optimizer="adam", lr=1e-3, example_inputs=spec.example_inputs()[0])
     assert all(torch.equal(a, b) for a, b in zip(inferred.parameters(), explicit.parameters()))
     assert sum(len(g["params"]) for g in opt.param_groups) == len(list(inferred.parameters()))
+
+
+@pytest.mark.parametrize("wrap", [torch.compile, nn.DataParallel], ids=["compile", "data-parallel"])
+def test_a_wrapped_model_is_asked_through_its_wrapper(wrap):
+    """The wrappers' forward is ``*args, **kwargs`` and says nothing: the wrapped model's first layer
+    does. Before, the one-line call on a compiled or DataParallel model asked for example_inputs."""
+    model = wrap(nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3)))
+    found = resolve_example_inputs(model)
+    assert found.args[0].shape == (2, 6) and found.inferred
+    opt = sptrace.parametrize(model, "adam")
+    assert {r.role.value for r in opt.sptrace.trace} == {"input", "bias", "readout"}
