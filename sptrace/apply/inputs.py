@@ -7,7 +7,10 @@ mapping of keyword arguments). Without them, the model says what it takes, in th
 1. its own ``example_inputs()`` method;
 2. a Hugging Face model (duck-typed: a ``dummy_inputs`` mapping of tensors, passed by keyword, when
    it holds the model's ``main_input_name``; a vision model whose main input is ``pixel_values``
-   gets a batch of 2 random images of its config's ``num_channels`` and ``image_size``); a
+   gets a batch of 2 random images of its config's ``num_channels`` and ``image_size``, and a
+   text model whose forward also takes ``pixel_values`` gets images of its ``vision_config``'s
+   size beside the text, with the text alone as the fallback where the model does not run on
+   both: images that must match image tokens in the text); a
    decoder whose forward reads an encoder's output also gets random encoder states, so that its
    cross-attention is traced (:func:`with_encoder_states`);
 3. a timm model (duck-typed: ``pretrained_cfg`` or ``default_cfg`` with ``input_size`` (C, H, W)):
@@ -65,6 +68,8 @@ class ExampleInputs(NamedTuple):
     kwargs: dict
     source: str  # where they came from, with the expression that builds them when inferred
     inferred: bool  # not given nor the model's example_inputs(): a run of the model confirms them
+    # inferred inputs to try when the model does not run on these (text alone, where text and images failed)
+    fallback: Optional["ExampleInputs"] = None
 
 
 def resolve_example_inputs(model: nn.Module, example_inputs: Any = None) -> ExampleInputs:
@@ -78,11 +83,15 @@ def resolve_example_inputs(model: nn.Module, example_inputs: Any = None) -> Exam
     for find in (_hugging_face, _timm, _first_layer):
         found = find(model)
         if found is not None:
-            args, kwargs, source = found
-            device = _device(model)
-            move = lambda t: t.to(device) if isinstance(t, torch.Tensor) else t  # noqa: E731
-            return ExampleInputs(tuple(map(move, args)), {k: move(v) for k, v in kwargs.items()}, source, True)
+            return _on_device(model, *found)
     raise missing_inputs_error(model)
+
+
+def _on_device(model, args, kwargs, source, fallback=None) -> ExampleInputs:
+    device = _device(model)
+    move = lambda t: t.to(device) if isinstance(t, torch.Tensor) else t  # noqa: E731
+    return ExampleInputs(tuple(map(move, args)), {k: move(v) for k, v in kwargs.items()}, source, True,
+                         fallback and _on_device(model, *fallback))
 
 
 def unwrapped(model: nn.Module) -> nn.Module:
@@ -157,12 +166,29 @@ def _hugging_face(model):
     if main is None or main in dummy:
         kwargs = with_encoder_states(model, (), dict(dummy))[1]
         extra = " with encoder states for its cross-attention" if len(kwargs) > len(dummy) else ""
-        return (), kwargs, f"the Hugging Face dummy_inputs{extra} ({_expression((), kwargs)})"
-    config = getattr(model, "config", None)
-    channels, size = getattr(config, "num_channels", None), getattr(config, "image_size", None)
-    if main == "pixel_values" and channels and size:
-        kwargs = {main: _images(model, channels, size)}
+        text = ((), kwargs, f"the Hugging Face dummy_inputs{extra} ({_expression((), kwargs)})")
+        images = _config_images(model)
+        takes_images = "pixel_values" in {p.name for p in forward_parameters(model) or []}
+        if images is None or not takes_images or "pixel_values" in kwargs:
+            return text
+        both = {**kwargs, "pixel_values": images}
+        return (), both, f"the Hugging Face dummy_inputs{extra} and images of the config's size ({_expression((), both)})", text
+    images = _config_images(model)
+    if main == "pixel_values" and images is not None:
+        kwargs = {main: images}
         return (), kwargs, f"images of the config's num_channels and image_size ({_expression((), kwargs)})"
+    return None
+
+
+def _config_images(model) -> Optional[torch.Tensor]:
+    """A batch of images of the size the model's config gives (its own ``image_size`` and
+    ``num_channels``, or its ``vision_config``'s: a text-and-image model such as CLIP, whose
+    ``dummy_inputs`` hold token ids alone); ``None`` where no config says."""
+    config = getattr(model, "config", None)
+    for where in (config, getattr(config, "vision_config", None)):
+        size = getattr(where, "image_size", None)
+        if size:
+            return _images(model, getattr(where, "num_channels", None) or 3, size)
     return None
 
 

@@ -325,15 +325,19 @@ def _fitting(traced: Trace, model) -> Trace:
 
 def _trace(model, example_inputs, base, strict, width_overrides, delta) -> Trace:
     found = resolve_example_inputs(model, example_inputs)
-    try:
-        traced = trace(model, *found.args, base=base, delta=delta, strict=strict, width_overrides=width_overrides,
-                       **found.kwargs)
-    except SptraceError as exc:
-        if found.inferred and str(exc).startswith("could not capture"):
-            failed = "; ".join(line.strip() for line in str(exc).splitlines()[1:] if line.startswith("  "))
-            raise missing_inputs_error(model, tried=f"{found.source}, and the model does not run on them "
-                                                    f"({failed})") from exc
-        raise
+    while True:
+        try:
+            traced = trace(model, *found.args, base=base, delta=delta, strict=strict,
+                           width_overrides=width_overrides, **found.kwargs)
+            break
+        except SptraceError as exc:
+            if not (found.inferred and str(exc).startswith("could not capture")):
+                raise
+            if found.fallback is None:
+                failed = "; ".join(line.strip() for line in str(exc).splitlines()[1:] if line.startswith("  "))
+                raise missing_inputs_error(model, tried=f"{found.source}, and the model does not run on them "
+                                                        f"({failed})") from exc
+            found = found.fallback
     if found.inferred:
         traced.warnings.append(f"example inputs inferred: {found.source} (docs/parametrize.md, \"Example inputs\")")
     return traced

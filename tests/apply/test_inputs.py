@@ -100,6 +100,52 @@ def test_hugging_face_dummy_inputs_and_images():
     assert set(found.kwargs) == {"pixel_values"} and found.kwargs["pixel_values"].shape == (2, 3, 32, 32)
 
 
+def test_a_text_and_image_model_gets_images_of_its_vision_config_s_size():
+    """CLIP's dummy_inputs are token ids alone and its forward needs pixel_values as well: the one
+    line call asked for example_inputs. Images of ``vision_config``'s size reach both towers."""
+    transformers = pytest.importorskip("transformers")
+    tower = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2)
+    clip = transformers.CLIPModel(transformers.CLIPConfig(
+        text_config=dict(tower, vocab_size=50), vision_config=dict(tower, image_size=16, patch_size=8),
+        projection_dim=8))
+    found = resolve_example_inputs(clip)
+    assert found.kwargs["pixel_values"].shape == (2, 3, 16, 16) and "images of the config's size" in found.source
+    opt = sptrace.parametrize(clip, "adam")
+    assert not opt.sptrace.trace.unclassified
+    assert opt.sptrace.trace["vision_model.embeddings.patch_embedding.weight"].role.value == "input"
+
+
+class ImageTokensOnly(nn.Module):
+    """A Hugging Face-like model whose images must match image tokens in the text (LLaVA, Gemma 3):
+    images beside the dummy text fail, and the text alone is what can be traced."""
+    main_input_name = "input_ids"
+
+    def __init__(self):
+        super().__init__()
+        from types import SimpleNamespace
+
+        self.config = SimpleNamespace(vision_config=SimpleNamespace(image_size=8, num_channels=3))
+        self.embed, self.vision, self.head = nn.Embedding(20, 16), nn.Linear(3 * 8 * 8, 16), nn.Linear(16, 20)
+
+    @property
+    def dummy_inputs(self):
+        return {"input_ids": torch.tensor([[1, 2, 3]])}
+
+    def forward(self, input_ids, pixel_values=None):
+        if pixel_values is not None:
+            raise ValueError("image features and image tokens do not match: 0 tokens, 2 images")
+        return self.head(self.embed(input_ids))
+
+
+def test_images_the_text_cannot_hold_fall_back_to_the_text_alone():
+    model = ImageTokensOnly()
+    found = resolve_example_inputs(model)
+    assert "pixel_values" in found.kwargs and set(found.fallback.kwargs) == {"input_ids"}
+    opt = sptrace.parametrize(model, "adam")
+    assert [r.name for r in opt.sptrace.trace.unclassified] == ["vision.weight", "vision.bias"]  # never reached
+    assert any("inferred: the Hugging Face dummy_inputs (" in w for w in opt.sptrace.warnings)
+
+
 def test_hugging_face_one_line_call_traces_like_explicit_inputs():
     pytest.importorskip("transformers")
     from tests.external_models import gpt2
