@@ -169,11 +169,12 @@ def _capture_export(model, args, kwargs) -> CapturedGraph:
             _keep_scalar(ep.graph, name, ep.state_dict.get(spec.target, ep.constants.get(spec.target)))
         elif spec.kind == InputKind.USER_INPUT and _is_tensor_node(ep.graph, name):
             inputs.append(name)
-    outputs = [
-        spec.arg.name
-        for spec in sig.output_specs
-        if spec.kind == OutputKind.USER_OUTPUT and hasattr(spec.arg, "name")
-    ]
+    # read off the output node, not the signature's names: inlining a region replaced the getitem
+    # nodes those names may point at (a model whose forward ends inside a no_grad region, such as a
+    # reentrant activation checkpoint)
+    returned = next(n for n in ep.graph.nodes if n.op == "output").args[0]
+    outputs = [arg.name for spec, arg in zip(sig.output_specs, returned)
+               if spec.kind == OutputKind.USER_OUTPUT and isinstance(arg, fx.Node)]
     for node in ep.graph.nodes:
         stack = node.meta.get("nn_module_stack")
         if stack:

@@ -57,3 +57,31 @@ def test_rwkv_in_eval_mode_rescales_its_weights_under_no_grad():
     for block in (0, 1):
         for name in (f"rwkv.blocks.{block}.attention.output.weight", f"rwkv.blocks.{block}.feed_forward.value.weight"):
             assert (traced[name].kind.value, traced[name].role.value, traced[name].width_dims) == ("matrix", "hidden", (0, 1))
+
+
+class Checkpointed(nn.Module):
+    """Blocks under a reentrant activation checkpoint (Hugging Face's gradient checkpointing default
+    in older releases): its forward runs the block under no_grad, a region capture inlines."""
+
+    def __init__(self, n=32):
+        super().__init__()
+        self.emb = nn.Embedding(30, n)
+        self.blocks = nn.ModuleList([nn.Sequential(nn.LayerNorm(n), nn.Linear(n, 2 * n), nn.GELU(), nn.Linear(2 * n, n))
+                                     for _ in range(2)])
+        self.head = nn.Linear(n, 30)
+
+    def forward(self, ids):
+        h = self.emb(ids)
+        for block in self.blocks:
+            h = h + torch.utils.checkpoint.checkpoint(block, h, use_reentrant=True)
+        return self.head(h)
+
+
+def test_the_model_output_is_read_off_the_graph_after_regions_are_inlined():
+    """The export signature named the output by a getitem of a region that inlining replaced: the
+    readout's output axis was tied to nothing, and the head planned as a hidden matrix whose fan-out
+    (the 30-token vocabulary) grows."""
+    traced = sptrace.trace(Checkpointed(), torch.randint(0, 30, (2, 5)), routes=("export",))
+    assert traced.captured.output_nodes == [next(n for n in traced.graph.nodes if n.op == "output").args[0][0].name]
+    assert (traced["head.weight"].role.value, traced["head.weight"].width_dims) == ("readout", (1,))
+    assert traced["head.bias"].width_dims == ()
