@@ -224,9 +224,37 @@ def test_adam_sptrace_stable_standard_not(name, one_thread):
     assert not theirs.passed, theirs.summary()
 
 
+# Cells that fail on parameters' update norms (dnat) for measured reasons that are not a rule of sptrace
+# (docs/validation-vision.md, "Open cells", has the figures and the commands). Each fails by more than
+# the tolerance with 3 and with 8 seeds, and its module outputs pass (tv-convnext sgd: at 8 seeds).
+FLOAT32_GAIN = ("the LayerNorm gain behind the 1e-6 layer scale moves by 0.01-0.03 of a float32 ulp of its "
+                "value 1: its float32 update is exactly zero or a few single-ulp roundings (float64: 1e-8..1e-7)")
+POINTWISE_RANK = ("pointwise 1x1 convs between depthwise convs: their update's stable rank grows with width "
+                  "(features.3.conv.2: 3.7 -> 13 over widths 32-256) while its natural Frobenius norm is flat "
+                  "(slopes -0.04..+0.04), so the spectral norm shrinks (-0.25..-0.36); paper sec. 3.2.3 assumes "
+                  "low-rank updates")
+OPEN_CELLS = {
+    ("tv-mobilenet-v2", "adam"): POINTWISE_RANK,
+    ("tv-mobilenet-v2", "sgd"): POINTWISE_RANK + "; and BatchNorm gains: single channels move 100-800x the "
+                                "median in one step (medians flat), so their RMS scatters (+0.30 / -0.87 at 8 seeds)",
+    ("tv-convnext", "sgd"): FLOAT32_GAIN + "; and SGD lr 0.05 is unstable here (loss 2.30 -> 3.8-4.5 in 4 steps at "
+                            "every width): the stem's and stage 1's updates read +0.26..+0.36 at 8 seeds, per-seed "
+                            "slopes -0.14..+1.20 (flat at lr 0.01)",
+    ("timm-convnext", "sgd"): FLOAT32_GAIN + "; and stage-0 biases step up from width 16 to 32 (+0.31..+0.35 at "
+                              "3 seeds, +0.22..+0.24 at 8; -0.09..-0.03 over widths 32-256)",
+}
+
+
+def sptrace_cells():
+    for name in sorted(MODELS):
+        for optimizer in ("adam", "sgd", "spectral"):
+            reason = OPEN_CELLS.get((name, optimizer))
+            marks = pytest.mark.xfail(strict=True, reason=reason) if reason else ()
+            yield pytest.param(name, optimizer, marks=marks, id=f"{name}-{optimizer}")
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("optimizer", ["adam", "sgd", "spectral"])
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name, optimizer", list(sptrace_cells()))
 def test_sptrace_stable(name, optimizer, one_thread):
     result = check(name, optimizer, "sptrace")
     assert result.passed, result.summary()
