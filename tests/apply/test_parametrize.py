@@ -429,16 +429,16 @@ def test_a_fixed_size_readout_bias_keeps_its_scale_at_every_width():
 def test_a_one_output_head_s_bias_is_a_bias_and_keeps_its_scale_at_every_width():
     """A value or regression head, Linear(n, 1): its one-element bias is drawn from U(±1/sqrt(n))
     like any other. Taken for a scalar (one element) it kept those values under the one-line call:
-    RMS over 128 seeds about 0.072 at n = 64 and 0.018 at n = 1024 (ratio 0.25); as a bias it is
-    rescaled to the reference width's law at every width (one draw per seed: the RMS over 128
-    seeds is good to about 12 %)."""
+    RMS over seeds about 0.072 at n = 64 and 0.018 at n = 1024 (ratio 0.25); as a bias it is
+    rescaled to the reference width's law at every width (one draw per seed: the RMS over 48
+    seeds is good to about 20 %, so the bounds are a factor 2 either way; the scalar's was 0.25)."""
     def head(n):
         return nn.Sequential(nn.Linear(8, n), nn.ReLU(), nn.Linear(n, 1))
 
     rms = {}
     for n in (64, 1024):
         values, traced = [], None
-        for seed in range(128):
+        for seed in range(48):
             torch.manual_seed(seed)
             model = head(n)
             opt = sptrace.parametrize(model, "adam", example_inputs=torch.randn(2, 8), traced=traced)
@@ -446,7 +446,7 @@ def test_a_one_output_head_s_bias_is_a_bias_and_keeps_its_scale_at_every_width()
             values.append(float(model[2].bias))
         assert traced["2.bias"].role.value == "bias"
         rms[n] = float(torch.tensor(values).square().mean().sqrt())
-    assert 0.6 < rms[1024] / rms[64] < 1.66, rms
+    assert 0.5 < rms[1024] / rms[64] < 2.0, rms
 
 
 def test_parameters_left_unplanned_are_named_in_one_warning_at_the_caller_s_line():
