@@ -24,11 +24,13 @@ def run(name, optimizer, parametrization, n_seeds, spectral=True, form="referenc
 
 
 # Measured (docs/validation.md, "The one-line call's defaults"), SGD at lr 0.05: with 3 seeds
-# the per-parameter dnat slopes of three SGD cells land just outside ±0.25 (the ViT's MLP block
-# +0.29, the Mixer's blocks.0.norm1.bias -0.31, the CNN's layer1.dw.weight -0.28); with 8 seeds
-# every one of them passes ±0.25 (test_zoo_strict_with_eight_seeds, -m slow): seed scatter, not
-# drift. The default run keeps 3 seeds and holds those cells' parameters to ±0.32.
-MARGINAL = {("cnn", "sgd"), ("mixer", "sgd"), ("vit", "sgd")}
+# the per-parameter dnat slopes of two SGD cells land just outside ±0.25 (the ViT's MLP block
+# +0.29, the Mixer's blocks.0.norm1.bias -0.31); with 8 seeds every one of them passes ±0.25
+# (test_zoo_strict_with_eight_seeds, -m slow): seed scatter, not drift. The default run keeps 3
+# seeds and holds those cells' parameters to ±0.32. The CNN's cell, marginal while a depthwise
+# conv was judged by the max over its channels (layer1.dw.weight -0.28), passes ±0.25 with 3 seeds
+# since 63a5704 judges it by their RMS.
+MARGINAL = {("mixer", "sgd"), ("vit", "sgd")}
 MARGINAL_TOL = 0.32
 STRICT_SEEDS = 8
 
