@@ -167,9 +167,9 @@ def _hugging_face(model):
         kwargs = with_encoder_states(model, (), dict(dummy))[1]
         extra = " with encoder states for its cross-attention" if len(kwargs) > len(dummy) else ""
         text = ((), kwargs, f"the Hugging Face dummy_inputs{extra} ({_expression((), kwargs)})")
-        images = _config_images(model)
         takes_images = "pixel_values" in {p.name for p in forward_parameters(model) or []}
-        if images is None or not takes_images or "pixel_values" in kwargs:
+        images = _config_images(model) if takes_images and "pixel_values" not in kwargs else None
+        if images is None:
             return text
         both = {**kwargs, "pixel_values": images}
         return (), both, f"the Hugging Face dummy_inputs{extra} and images of the config's size ({_expression((), both)})", text

@@ -47,8 +47,9 @@ import networkx as nx
 import torch
 
 from ..types import AxisLabels, CapturedGraph, OpAxes, Ref
-from .ops import (ELEMENTWISE_BINARY, GROUPED_MATMULS, RANKED_PAIRS, RANKED_POSITIONS, UNKNOWN_SIZE, VALUE_KEEPING, Shapes,
-                  index_reads, normalized_args, op_name, param_behind, tiling_slices, value_key)
+from .ops import (BROADCASTS, ELEMENTWISE_BINARY, GROUPED_MATMULS, RANKED_PAIRS, RANKED_POSITIONS, UNKNOWN_SIZE,
+                  VALUE_KEEPING, Shapes, index_reads, normalized_args, op_name, param_behind, tiling_slices,
+                  value_key)
 
 
 def label_axes(captured: CapturedGraph, shapes: Shapes, axes: dict[str, OpAxes], dense_fan_in: set[Ref]) -> AxisLabels:
@@ -196,8 +197,8 @@ def _combined_copies(captured: CapturedGraph, shapes: Shapes, axes: dict[str, Op
             dims = normalized_args(node).get("dim")
             dims = [dims] if isinstance(dims, int) else list(dims or ())
             summed.update(component.get((src, d % len(shape))) for d in dims)
-        elif name in ("expand", "expand_copy", "broadcast_to", "repeat") or name in ELEMENTWISE_BINARY:
-            operands = node.args[:1] if name in ("expand", "expand_copy", "broadcast_to", "repeat") else node.args
+        elif name in BROADCASTS or name in ELEMENTWISE_BINARY:
+            operands = node.args[:1] if name in BROADCASTS else node.args
             for operand in operands:
                 shape = shapes.get(value_key(operand))
                 if not shape or not any(component.get((operand.name, i)) in hidden for i, n in enumerate(shape) if n > 1):

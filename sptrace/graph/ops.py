@@ -232,6 +232,8 @@ CREATIONS = {
 }
 
 
+# ops that copy their first input along new or size-1 axes
+BROADCASTS = {"expand", "expand_as", "broadcast_to", "expand_copy", "repeat"}
 # ops whose output holds entries of their first input unchanged (moved, cut, copied or picked): the
 # values of an index tensor seen through them still index the same range (index_reads)
 VALUE_KEEPING = (RESHAPES | PERMUTES | SPLITS | {"slice", "slice_copy", "narrow", "select", "alias", "alias_copy",
@@ -411,7 +413,7 @@ def _reshape(node, name, args, ax, shapes, out, out_shape):
     src_shape = shapes.get(src)
     if src_shape is None or out_shape is None:
         return
-    if name in ("expand", "expand_as", "broadcast_to", "expand_copy", "repeat"):
+    if name in BROADCASTS:
         _broadcast_ties(out, out_shape, [(src, src_shape)], ax)
         if name == "repeat":  # tiled axes keep their identity though their size changes
             offset = len(out_shape) - len(src_shape)

@@ -15,7 +15,7 @@ from typing import Optional, Sequence, Union
 import torch
 
 from ..apply.parametrize import OPTIMIZERS, default_lr
-from ..graph.trace import Trace
+from ..graph.trace import Trace, trace
 from ..types import SptraceError
 from .coord import CoordCheck, coord_check, scaled_outside
 from .jsonio import write_json
@@ -196,9 +196,10 @@ def classification_changes(traced_at: dict[int, Trace]) -> dict[str, str]:
     grouped block as large as one head) can tie axes there only (docs/validation.md); a coord check
     across such widths compares different plans, so validate names them instead of judging them."""
     changes = {}
-    names = set.intersection(*(set(r.name for r in t) for t in traced_at.values())) if traced_at else set()
+    by_width = {width: {r.name: r for r in traced} for width, traced in sorted(traced_at.items())}
+    names = set.intersection(*(set(named) for named in by_width.values())) if by_width else set()
     for name in sorted(names):
-        records = {width: trace[name] for width, trace in sorted(traced_at.items())}
+        records = {width: named[name] for width, named in by_width.items()}
         classes = {width: (r.kind, r.role, r.width_dims) for width, r in records.items()}
         if len(set(classes.values())) == 1:
             continue
@@ -218,8 +219,6 @@ def classification_changes(traced_at: dict[int, Trace]) -> dict[str, str]:
 def _param_axes(zoo, width, example, options) -> dict:
     """Each parameter's fan-in / fan-out axes and spaces, for the natural spectral norms, and the
     constant its output is multiplied by (a one-element buffer has its value on the CPU, not on meta)."""
-    from ..graph.trace import trace
-
     args, kwargs = example
     tensors = [t for t in torch.utils._pytree.tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
     model = zoo.build(width, **options).to(tensors[0].device if tensors else "cpu")
