@@ -25,10 +25,17 @@ __all__ = ["rms", "first_tensor", "call_model", "OutputRecorder", "CoordCheck", 
 
 # the parameter quantities the verdict judges: W at init and its total update after T steps (Condition 2)
 PARAM_JUDGED = ("nat@0", "dnat")
+# per-parameter values that are not norms but tell when a norm cannot be judged (below)
+DIAGNOSTICS = ("grad64", "ulps")
 # A float64 gradient RMS below this fraction of the largest at every width: no effect on the loss,
 # its float32 update is rounding noise (see _exact_gradients; a gap of about 9 orders of magnitude).
 NO_EFFECT_GRADIENT = 1e-12
 NO_EFFECT_REASON = "no effect on the loss: its gradient is zero in float64 (e.g. cancelled by a normalisation)"
+# An update no entry of which moved more than this many units in the last place (ulps) of its value, at
+# every width: each entry's update is a whole number of ulps, so one under half an ulp reads zero and one
+# of 1-2 ulps is off by 25-50 %; its natural norm measures the rounding, not the rule (docs/validation.md,
+# "Updates below float32 resolution"). The parameter's init (nat@0) is still judged.
+RESOLUTION_ULPS = 2.0
 
 
 Rows = dict[str, dict[str, float]]  # {module or parameter: {quantity: value}} of one run
@@ -43,7 +50,9 @@ class CoordCheck:
     last step), ``"delta_rms@t"`` (RMS of output after t steps minus output at init, same probe
     batch) for each recorded step t. Parameter quantities (natural spectral norms,
     docs/derivations.md §1): ``"nat@0"`` (W at init), ``"dnat"`` (W_T - W_0), ``"dnat_last"``
-    (W_T - W_{T-1}). ``losses[i]`` is the training loss per step at ``widths[i]``.
+    (W_T - W_{T-1}); and the :data:`DIAGNOSTICS` ``"ulps"`` (the update's largest entry in ulps of its
+    value, :meth:`below_resolution`) and ``"grad64"`` (:meth:`without_effect`). ``losses[i]`` is the
+    training loss per step at ``widths[i]``.
     """
 
     widths: list[int]
@@ -85,9 +94,11 @@ class CoordCheck:
                                "without them")
         inert = {n: NO_EFFECT_REASON for n in judged if self.without_effect(n)}
         judged = [n for n in judged if n not in inert]
-        slopes.update({n: fits[n] for n in judged})
+        unresolved = {n: self._resolution_reason(n) for n in judged if self.below_resolution(n)}
+        slopes.update({n: {q: f for q, f in fits[n].items() if not (n in unresolved and q == "dnat")}
+                       for n in judged})
         shrink = {n: ["nat@0"] for n in judged if self.fixed_side(n)}
-        return verdict(slopes, tol=tol, unmeasured={**self.meta.get("unmeasured", {}), **inert},
+        return verdict(slopes, tol=tol, unmeasured={**self.meta.get("unmeasured", {}), **inert, **unresolved},
                        allow_shrink_for=shrink, params=judged, **kwargs)
 
     def without_effect(self, name: str) -> bool:
@@ -96,6 +107,17 @@ class CoordCheck:
         mine = self.param_records.get(name, {}).get("grad64")
         largest = [max(g[i] for g in grads) for i in range(len(mine or []))]
         return bool(mine) and all(0 < big and g <= NO_EFFECT_GRADIENT * big for g, big in zip(mine, largest))
+
+    def below_resolution(self, name: str) -> bool:
+        """Whether no entry of ``name``'s update moved more than ``RESOLUTION_ULPS`` ulps of its value at
+        init, at every width and seed (``ulps``: the largest over entries and seeds)."""
+        ulps = self.param_records.get(name, {}).get("ulps")
+        return bool(ulps) and all(u <= RESOLUTION_ULPS for u in ulps)
+
+    def _resolution_reason(self, name: str) -> str:
+        largest = max(self.param_records[name]["ulps"])
+        return (f"update (dnat) not judged: below float32 resolution, no entry moved more than {largest:g} ulp of "
+                "its value at any width (its init is judged)")
 
     def fixed_side(self, name: str) -> bool:
         """Whether parameter ``name`` has a side (fan-in or fan-out, as a matrix) that does not grow with
@@ -326,7 +348,8 @@ def _train_and_record(s: _RunSettings, model: nn.Module, opt: torch.optim.Optimi
 def _param_rows(s: _RunSettings, tracked: Sequence[tuple[str, nn.Parameter]], specs: Mapping[str, Mapping],
                 W0: Mapping[str, Tensor], before_last: Mapping[str, Tensor], grads64: Mapping[str, float]) -> Rows:
     """Natural spectral norms of each tracked W at init, of its total update and of its last update,
-    and the RMS of its float64 gradient at the end (``grad64``, when the model runs in float64)."""
+    the largest entry of the update in ulps of its value at init (``ulps``), and the RMS of its float64
+    gradient at the end (``grad64``, when the model runs in float64)."""
     rows: Rows = {}
     for n, p in tracked:
         W, spec = p.detach(), specs[n]
@@ -334,10 +357,20 @@ def _param_rows(s: _RunSettings, tracked: Sequence[tuple[str, nn.Parameter]], sp
         if s.steps > 0:
             q["dnat"] = _nat(W - W0[n], spec, s.spectral_method)
             q["dnat_last"] = _nat(W - before_last[n], spec, s.spectral_method)
+            q["ulps"] = _largest_ulps(W0[n], W)
             if n in grads64:
                 q["grad64"] = grads64[n]
         rows[n] = q
     return rows
+
+
+def _largest_ulps(before: Tensor, after: Tensor) -> float:
+    """The largest ``|after - before|`` over entries, in units of the spacing of ``before``'s dtype at each
+    entry's value (its ulp)."""
+    if not before.is_floating_point() or before.numel() == 0:
+        return math.inf
+    ulp = torch.nextafter(before.abs(), torch.full_like(before, math.inf)) - before.abs()
+    return float(((after - before).abs() / ulp).max())
 
 
 def _exact_gradients(s: _RunSettings, model: nn.Module, tracked: Sequence[tuple[str, nn.Parameter]],
@@ -424,13 +457,17 @@ def _one_run(s: _RunSettings, width: int, seed: int, unmeasured: dict[str, str],
 
 def _mean_rows(rows: Sequence[Rows]) -> Rows:
     """Mean over seeds of each (name, quantity) that every seed recorded; ``grad64``, recorded by
-    the first seed only, is that seed's."""
+    the first seed only, is that seed's; ``ulps`` is the largest over the seeds."""
     common = [k for k in rows[0] if all(k in r for r in rows[1:])]
-    return {
-        k: {q: (float(rows[0][k][q]) if q == "grad64" else sum(float(r[k][q]) for r in rows) / len(rows))
-            for q in rows[0][k] if q == "grad64" or all(q in r[k] for r in rows[1:])}
-        for k in common
-    }
+
+    def merged(k: str, q: str) -> float:
+        if q == "grad64":
+            return float(rows[0][k][q])
+        values = [float(r[k][q]) for r in rows]
+        return max(values) if q == "ulps" else sum(values) / len(values)
+
+    return {k: {q: merged(k, q) for q in rows[0][k] if q == "grad64" or all(q in r[k] for r in rows[1:])}
+            for k in common}
 
 
 def _merge_widths(rows: Sequence[Rows]) -> tuple[dict[str, dict[str, list[float]]], list[str]]:

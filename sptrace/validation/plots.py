@@ -11,7 +11,7 @@ import os
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence, Union
 
 from ..types import SptraceError
-from .coord import ROOT
+from .coord import DIAGNOSTICS, ROOT
 
 if TYPE_CHECKING:  # pragma: no cover
     from .coord import CoordCheck
@@ -87,11 +87,11 @@ def _quantity_label(q: str) -> str:
 
 
 def _default_quantities(src: Mapping[str, Mapping[str, Any]], params: bool) -> list[str]:
-    """Every parameter quantity, or the module quantities ``rms@0`` and every ``delta_rms@t``."""
+    """Every parameter norm, or the module quantities ``rms@0`` and every ``delta_rms@t``."""
     qs: list[str] = []
     for rec in src.values():
         for q in rec:
-            if q not in qs and (params or q == "rms@0" or q.startswith("delta_rms@")):
+            if q not in qs and (q not in DIAGNOSTICS if params else q == "rms@0" or q.startswith("delta_rms@")):
                 qs.append(q)
     return qs
 

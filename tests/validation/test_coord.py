@@ -11,7 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from sptrace import SptraceError
-from sptrace.validation.coord import ROOT, CoordCheck, OutputRecorder, coord_check, first_tensor, rms
+from sptrace.validation.coord import RESOLUTION_ULPS, ROOT, CoordCheck, OutputRecorder, coord_check, first_tensor, rms
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -136,7 +136,7 @@ def test_coord_check_sp_grows_mup_flat():
     assert sp.widths == WIDTHS and sp.steps == 3
     assert set(sp.modules) == {ROOT, "fc1", "act1", "fc2", "act2", "readout"}
     assert set(sp.records["fc2"]) == {"rms@0", "rms@T", "delta_rms@1", "delta_rms@2", "delta_rms@3"}
-    assert set(sp.param_records["fc2.weight"]) == {"nat@0", "dnat", "dnat_last", "grad64"}
+    assert set(sp.param_records["fc2.weight"]) == {"nat@0", "dnat", "dnat_last", "grad64", "ulps"}
     assert len(sp.losses) == 4 and len(sp.losses[0]) == 3
     s_sp = sp.slopes()
     # SP with one Adam lr: updates of entry size ~lr make hidden and output changes grow with width
@@ -251,7 +251,8 @@ def test_coord_check_names_modules_it_cannot_measure():
 
 def test_coord_check_averages_init_seeds():
     """n_seeds=2 records, per width, the mean of the runs with seeds 0 and 1 (same data); the
-    float64 gradient that tells a parameter without effect is the first seed's (one is enough)."""
+    float64 gradient that tells a parameter without effect is the first seed's (one is enough); the
+    update's largest entry in ulps is the larger of the two seeds'."""
     batches = _data(steps=2)
     kw = dict(batches=batches, loss_fn=F.cross_entropy, widths=[32, 64], steps=2, params=True)
     runs = [coord_check(make_mup, adam_mup, seed=s, **kw) for s in (0, 1)]
@@ -263,6 +264,8 @@ def test_coord_check_averages_init_seeds():
                 expected = [(a + b) / 2 for a, b in zip(*(getattr(r, src)[name][q] for r in runs))]
                 if q == "grad64":
                     expected = getattr(runs[0], src)[name][q]
+                if q == "ulps":
+                    expected = [max(a, b) for a, b in zip(*(getattr(r, src)[name][q] for r in runs))]
                 assert values == pytest.approx(expected, rel=1e-6), (name, q)
     assert mean.losses[0] == pytest.approx([(a + b) / 2 for a, b in zip(runs[0].losses[0], runs[1].losses[0])])
     with pytest.raises(ValueError, match="n_seeds"):
@@ -399,6 +402,51 @@ def test_a_parameter_without_effect_is_named_not_judged():
     v = cc.verdict(quantities=["rms@0"], params=True)
     assert "conv.bias" not in v.params and "conv.weight" in v.params
     assert "no effect on the loss" in v.unmeasured["conv.bias"] and "conv.bias" in v.summary()
+
+
+class _GainBehindLayerScale(nn.Module):
+    """A residual block whose output is multiplied by a layer scale of 1e-6 (ConvNeXt's init; held
+    here, where ConvNeXt's moves little in a few steps): the block's LayerNorm gain (value 1) gets
+    updates about 1e-6 of the others', below a float32 ulp of 1 (1.2e-7), so it barely moves, if at all."""
+
+    def __init__(self, width):
+        super().__init__()
+        self.stem = nn.Linear(6, width)
+        self.norm = nn.LayerNorm(width)
+        self.fc = nn.Linear(width, width)
+        self.register_buffer("scale", torch.full((width,), 1e-6))
+        self.head = nn.Linear(width, 4)
+
+    def forward(self, x):
+        h = self.stem(x)
+        return self.head(h + self.scale * self.fc(self.norm(h)))
+
+
+def test_an_update_below_float32_resolution_is_named_not_judged():
+    g = torch.Generator().manual_seed(0)
+    batches = [(torch.randn(8, 6, generator=g), torch.randint(0, 4, (8,), generator=g)) for _ in range(3)]
+    cc = coord_check(_GainBehindLayerScale, lambda m: torch.optim.SGD(m.parameters(), lr=0.05), batches,
+                     F.cross_entropy, [16, 32, 64], steps=3)
+    gain, weight = cc.param_records["norm.weight"], cc.param_records["fc.weight"]
+    assert max(gain["ulps"]) <= RESOLUTION_ULPS < 10 < min(weight["ulps"])  # fc is behind the scale too
+    assert cc.below_resolution("norm.weight") and not cc.below_resolution("fc.weight")
+    v = cc.verdict(quantities=["rms@0"], params=True)
+    assert set(v.modules["norm.weight"].checks) == {"nat@0"}, "its init is still judged"
+    assert set(v.modules["fc.weight"].checks) == {"nat@0", "dnat"}
+    assert "below float32 resolution" in v.unmeasured["norm.weight"] and "norm.weight" in v.summary()
+
+
+def test_a_resolved_update_that_shrinks_still_fails():
+    """The exemption needs every width below resolution: an update that falls to a few ulps at the
+    widest width only is a width trend and fails."""
+    records = {"out": {"rms@0": [1.0, 1.0, 1.0]}}
+    shrinking = {"nat@0": [1.0, 1.0, 1.0], "dnat": [1e-3, 1e-5, 1e-7], "dnat_last": [1e-3, 1e-5, 1e-7],
+                 "ulps": [1e4, 1e2, 1.0]}
+    cc = CoordCheck(widths=[16, 32, 64], steps=1, records=records, param_records={"w": shrinking})
+    v = cc.verdict(quantities=["rms@0"], params=True)
+    assert not cc.below_resolution("w") and v.modules["w"].checks["dnat"].status == "shrinks" and not v.passed
+    cc.param_records["w"]["ulps"] = [2.0, 1.0, 0.0]
+    assert cc.verdict(quantities=["rms@0"], params=True).passed
 
 
 class _KeyBiasWithFloorInForward(nn.Module):
