@@ -31,6 +31,10 @@ ADD_PRODUCT = {"addcmul": "self", "addcdiv": "self"}
 # where(condition, self, other): every output entry is an entry of one of the value operands, the
 # condition (data) picks which; a parameter there has its entries placed into the activation
 SELECTING = {"where": ("self", "other")}
+# a layer's data operand and its weight, by op (a conv's are ``input`` and ``weight`` whatever its
+# name; a linear decomposed to addmm reads x as ``mat1``, its weight transposed as ``mat2``)
+LAYER_OPERANDS = {"linear": ("input", "weight"), "addmm": ("mat1", "mat2"), "_addmm_activation": ("mat1", "mat2"),
+                  "baddbmm": ("batch1", "batch2")}
 ADDITIVE_ARG = {  # the argument that is added to the product: a bias
     "linear": "bias", "addmm": "self", "baddbmm": "self", "addmv": "self", "_addmm_activation": "self",
 }
@@ -47,6 +51,7 @@ class Derived:
     lookup: Optional[tuple[str, str]] = None  # (node, module) that looked the value up by integer ids
     mixed: frozenset = frozenset()  # (param node, axis, node) a softmax / cumsum combined entries along
     gains: frozenset = frozenset()  # param nodes that scale a standardised parameter (a norm's weight)
+    biases: frozenset = frozenset()  # param nodes added to a standardised parameter (a norm's bias)
 
 
 def analyse_uses(captured: CapturedGraph, shapes: Shapes) -> UseAnalysis:
@@ -134,6 +139,10 @@ class _UseWalker:
             for key in derived_inputs:
                 self._consume_lookup(key)
             derived_inputs = [k for k in derived_inputs if k in self.derived]
+        table = self._table_read(node, ax, inputs)
+        if table is not None:
+            self._consume_table(node, ax, table)
+            derived_inputs = [k for k in derived_inputs if k != table]
         # data: computed from an input, an index, or made from nothing (an RNN's zero initial state)
         is_activation = any(k in self.activation for k in inputs) or (
             not derived_inputs and (self._is_index(node.name) or not inputs)) or self._reads_constant(ax, inputs)
@@ -164,6 +173,53 @@ class _UseWalker:
         data = [ref for pair in ax.contract for ref in pair if ref[0] in self.constant]
         ax.fixed.extend((ref, "contracted with a constant buffer (data)") for ref in data)
         return bool(data)
+
+    # -- tables read as data ---------------------------------------------------------------------
+
+    def _table_read(self, node: fx.Node, ax: OpAxes, inputs: list[str]) -> Optional[str]:
+        """A layer whose data operand (a linear's or a conv's ``input``, a decomposed linear's
+        ``mat1``) is computed from parameters alone while its weight is a parameter: a learned table
+        (Perceiver's latents, DETR's queries, DeBERTa's relative-position embeddings normalised and
+        projected by the attention's own ``query_proj``, StyleGAN's constant input) read by the layer
+        as data. Returns the data operand's key, or None."""
+        operands = ("input", "weight") if ax.category == "conv" else LAYER_OPERANDS.get(op_name(node))
+        if operands is None or any(k in self.activation for k in inputs):
+            return None
+        key, weight_key = (value_key(ax.args.get(a)) for a in operands)
+        if key not in self.derived or weight_key not in self.derived or key == weight_key:
+            return None
+        if self.derived[key].params & self.derived[weight_key].params:
+            return None
+        return key
+
+    def _consume_table(self, node: fx.Node, ax: OpAxes, key: str):
+        """The table's rows are inputs of the network, as an embedding's looked-up rows are: its
+        features (the axes the layer contracts) are the fan-out, its other axes index the rows (a
+        one-hot fan-in, a count of positions or slots, fixed as a vocabulary is). A norm's gain and
+        bias on the way (``LayerNorm(table)``) are a gain and a bias of those rows. The value is an
+        activation from here on, so the layer's own weight is classified as on any input."""
+        derived = self.derived.pop(key)
+        self.activation.add(key)
+        contracted = sorted({i for pair in ax.contract for k, i in pair if k == key})
+        rows = [i for i in range(len(derived.axes)) if i not in contracted]
+        ax.fixed.extend(((key, i), "rows of a parameter table a layer reads as its data (positions, latent slots, "
+                         "queries): a count, as a vocabulary") for i in rows)
+        common = dict(node=node.name, op=op_name(node), arg=_arg_name(ax.args, key) or "input",
+                      module=module_path(node), via=derived.via)
+        for param in sorted(derived.params):
+            shape = self.shapes.get(param) or ()
+            non_singleton = tuple(a for a in range(len(shape)) if shape[a] > 1)
+            mixed = _mixed_axes(derived, param)
+            if param in derived.gains or param in derived.biases:
+                role = Role.GAIN if param in derived.gains else Role.BIAS
+                space = Space.DENSE if role is Role.GAIN else Space.SPARSE
+                self.uses[param].append(ParamUse(fan_in_axes=(), fan_out_axes=non_singleton, input_space=space,
+                                                 role=role, mixed_axes=mixed, **common))
+                continue
+            fan_out = self._param_axes(derived, contracted, param)
+            fan_in = tuple(a for a in self._param_axes(derived, rows, param) if a not in fan_out and shape[a] > 1)
+            self.uses[param].append(ParamUse(fan_in_axes=fan_in, fan_out_axes=fan_out, input_space=Space.SPARSE,
+                                             role=Role.EMBEDDING, mixed_axes=mixed, **common))
 
     # -- tables looked up by integer ids ----------------------------------------------------------
 
@@ -245,8 +301,9 @@ class _UseWalker:
                   next((self.derived[k].lookup for k in derived_inputs if self.derived[k].lookup), None))
         mixed = frozenset().union(*(self.derived[k].mixed for k in derived_inputs),
                                   *({(p, a, node.name) for p, a in self._axis_of(ref)} for ref in ax.mixed))
-        gains = frozenset().union(*(self.derived[k].gains for k in derived_inputs), standardised or ())
-        carried = dict(via=via, picked=picked, lookup=lookup, mixed=mixed, gains=gains)
+        gains = frozenset().union(*(self.derived[k].gains for k in derived_inputs), standardised[0] if standardised else ())
+        biases = frozenset().union(*(self.derived[k].biases for k in derived_inputs), standardised[1] if standardised else ())
+        carried = dict(via=via, picked=picked, lookup=lookup, mixed=mixed, gains=gains, biases=biases)
         for out_key in self._output_keys(node):
             shape = self.shapes.get(out_key)
             if shape is None:
@@ -267,15 +324,16 @@ class _UseWalker:
         if len(self._output_keys(node)) > 1:
             self.derived.setdefault(node.name, Derived(params, [], **carried))
 
-    def _standardises(self, ax: OpAxes) -> Optional[frozenset]:
+    def _standardises(self, ax: OpAxes) -> Optional[tuple[frozenset, frozenset]]:
         """A norm whose input is a parameter (weight standardisation: StdConv's batch norm over each
-        output channel's fan-in): the result has the parameter's axes, its scale fixed by construction.
-        Returns the parameters that enter as the norm's own weight (per-channel gains), or None."""
+        output channel's fan-in; a table's rows normalised, DeBERTa's ``LayerNorm(rel_embeddings)``):
+        the result has the parameter's axes, its scale fixed by construction. Returns the parameters
+        that enter as the norm's own weight (per-channel gains) and bias, or None."""
         x = ax.args.get("input")
-        if ax.category != "norm" or value_key(x) not in self.derived or value_key(ax.args.get("bias")) in self.derived:
+        if ax.category != "norm" or value_key(x) not in self.derived:
             return None
-        gain = self.derived.get(value_key(ax.args.get("weight")))
-        return gain.params if gain is not None else frozenset()
+        gain, bias = (self.derived.get(value_key(ax.args.get(a))) for a in ("weight", "bias"))
+        return (gain.params if gain is not None else frozenset(), bias.params if bias is not None else frozenset())
 
     def _index_axes(self, node: fx.Node, ax: OpAxes, out_key: str, axes: list[set]):
         """The output axes that come from the ids stand for the picked parameter axes."""
@@ -322,6 +380,11 @@ class _UseWalker:
         non_singleton = tuple(a for a in all_axes if shape[a] > 1)
         if param in derived.gains:  # scales the rows of a standardised weight: a diagonal operator
             return ParamUse(fan_in_axes=(), fan_out_axes=non_singleton, role=Role.GAIN, **common)
+        if param in derived.biases:  # a norm's bias on a parameter: a bias where the result is added
+            if cat in ("matmul", "conv"):  # to the entries of a weight, no rule says what it is
+                return (f"the bias of a norm of parameter(s) {', '.join(sorted(map(self._pname, derived.params - {param})))} "
+                        "used as a weight: sptrace has no rule for a bias added to a weight's entries")
+            return ParamUse(fan_in_axes=(), fan_out_axes=non_singleton, input_space=Space.SPARSE, role=Role.BIAS, **common)
         if layer_bias:  # one output's bias too (a value head's Linear(n, 1)): its library init shrinks with n
             return ParamUse(fan_in_axes=(), fan_out_axes=non_singleton, input_space=Space.SPARSE, role=Role.BIAS, **common)
         if cat == "norm" and arg == "weight":
