@@ -176,7 +176,7 @@ class Verdict:
         if not self.unmeasured:
             return head
         shown = "; ".join(f"{k} ({why})" for k, why in list(self.unmeasured.items())[:top])
-        return (f"{head}. Output change not measured for {len(self.unmeasured)} modules: {shown}"
+        return (f"{head}. Not judged ({len(self.unmeasured)}, with the reason): {shown}"
                 + _and_more(len(self.unmeasured), top))
 
     def to_dict(self) -> dict[str, Any]:

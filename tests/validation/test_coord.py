@@ -245,7 +245,7 @@ def test_coord_check_names_modules_it_cannot_measure():
     assert "delta_rms@2" not in cc.records["varying"] and "delta_rms@2" in cc.records["mlp.fc2"]
     v = cc.verdict(quantities=["rms@0", "delta_rms@2"], allow_shrink=["rms@0"])
     assert v.passed, v.summary()
-    assert v.unmeasured == why and "Output change not measured for 3 modules: early (not called" in v.summary()
+    assert v.unmeasured == why and "Not judged (3, with the reason): early (not called" in v.summary()
     assert json.loads(json.dumps(v.to_dict()))["unmeasured"] == why
 
 
