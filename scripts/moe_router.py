@@ -16,6 +16,14 @@
     python scripts/moe_router.py check mixtral sgd --catalog --batch 32 --widths 64 128 256
     python scripts/moe_router.py check mixtral sgd --config num_hidden_layers=2 --config intermediate_size=3.5w
 
+    # validate's own coord check (python -m sptrace validate MODEL --optimizer OPT --seeds N) with every
+    # seed's values kept: per width the mean, the coefficient of variation over the seeds and each seed's
+    # value, the slope of the means, the spread of the slope of a 3-seed mean (resampling 3 of the N seeds,
+    # the same seeds at every width) and the seeds' own slopes, for the modules and parameters named like
+    # --match (default: the routers, "mlp.gate")
+    python scripts/moe_router.py seeds hf:mixtral sgd --seeds 8 [--widths 64 128 256] [--match mlp.gate]
+    python scripts/moe_router.py seeds hf:qwen3_moe sgd --norm-topk 1   # the released checkpoints' routing
+
 Run from the repository root with OMP_NUM_THREADS=1; a check cell takes 10-80 s on 2 cores.
 """
 import argparse
@@ -165,6 +173,60 @@ def _parts(p, chosen, a_te, normed):
     return {"mix": m * q * chosen * (a_te - mean), "mass": torch.zeros_like(p) if normed else mean * p * (chosen - m)}
 
 
+def seeds(a):
+    """validate(a.model, ...) with each seed's rows kept: coord_check averages the seeds' rows per width in
+    coord._mean_rows, which is wrapped here to record them first (in call order: per parametrization, per
+    width, the module rows then the parameter rows)."""
+    import math
+    import random
+
+    import sptrace.validation.coord as coord
+    from sptrace.validation.slopes import fit_slope
+    from sptrace.validation.validate import validate
+
+    if a.norm_topk is not None:  # the catalog's config with the router's norm_topk_prob set (hf: models)
+        import sptrace.validation.catalog as catalog
+        config_at = catalog.hf_config
+
+        def hf_config(model_type, width):
+            config = config_at(model_type, width)
+            config.norm_topk_prob = a.norm_topk == "1"
+            return config
+
+        catalog.hf_config = hf_config
+    kept, mean_rows = [], coord._mean_rows
+    coord._mean_rows = lambda rows: (kept.append(list(rows)), mean_rows(rows))[1]
+    result = validate(a.model, a.widths, optimizer=a.optimizer, steps=a.steps, batch_size=a.batch,
+                      n_seeds=a.seeds, parametrizations=("sptrace",))
+    print(result.summary())
+    rng = random.Random(0)
+    for kind, rows_at in (("module", kept[0::2]), ("parameter", kept[1::2])):
+        for name, quantities in rows_at[0][0].items():
+            if a.match not in name:
+                continue
+            for q in quantities:
+                if q not in (f"delta_rms@{a.steps}", "dnat"):
+                    continue
+                per_width = [[row[name][q] for row in rows] for rows in rows_at]
+                n = len(per_width[0])
+                means = [sum(v) / n for v in per_width]
+                if min(x for v in per_width for x in v) <= 0:  # a zero-started readout before it moves
+                    print(f"{kind} {name} [{q}]: zero at some width and seed, {per_width}")
+                    continue
+                cvs = [math.sqrt(sum((x - m) ** 2 for x in v) / (n - 1)) / m for v, m in zip(per_width, means)]
+                print(f"{kind} {name} [{q}]: slope of the means {fit_slope(a.widths, means).slope:+.2f}")
+                for w, m, cv, v in zip(a.widths, means, cvs, per_width):
+                    print(f"  width {w}: mean {m:.3g}, CV {cv:.2f}, seeds {' '.join(f'{x:.3g}' for x in v)}")
+                three = []
+                for _ in range(1000):
+                    pick = [rng.randrange(n) for _ in range(3)]
+                    three.append(fit_slope(a.widths, [sum(v[i] for i in pick) / 3 for v in per_width]).slope)
+                mu = sum(three) / len(three)
+                own = [fit_slope(a.widths, [v[i] for v in per_width]).slope for i in range(n)]
+                print(f"  3-seed mean's slope: sd {math.sqrt(sum((x - mu) ** 2 for x in three) / len(three)):.2f}; "
+                      f"the seeds' own slopes {' '.join(f'{x:+.2f}' for x in own)}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -179,6 +241,15 @@ def main():
     s.add_argument("width", type=int)
     s.add_argument("seed", type=int)
     s.add_argument("--layer", type=int, default=0, help="the decoder layer whose router is split")
+    v = sub.add_parser("seeds")
+    v.add_argument("model", help="as for python -m sptrace validate, e.g. hf:mixtral")
+    v.add_argument("optimizer")
+    v.add_argument("--seeds", type=int, default=8)
+    v.add_argument("--widths", type=int, nargs="+", default=[64, 128, 256])
+    v.add_argument("--steps", type=int, default=4)
+    v.add_argument("--batch", type=int, default=32)
+    v.add_argument("--match", default="mlp.gate", help="judge the names containing this")
+    v.add_argument("--norm-topk", choices=("0", "1"), default=None)
     for p in (c, s):
         p.add_argument("--scale", type=float, default=None)
         p.add_argument("--norm-topk", choices=("0", "1"), default=None)
@@ -191,7 +262,7 @@ def main():
         readouts.ROUTER_INIT_SCALE = a.scale
     warnings.simplefilter("ignore")
     torch.set_num_threads(1)
-    check(a) if a.what == "check" else split(a)
+    {"check": check, "split": split, "seeds": seeds}[a.what](a)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Models sptrace was not written for, built by their own libraries' constructors from configs
 with random weights (nothing is downloaded): Hugging Face GPT-2 (tied and untied), Llama and ViT,
 torch's LSTM / GRU as layers and as cells stepped in a loop, and Hugging Face's mixture-of-experts
-LMs (``MOE_MODELS``: Mixtral, Qwen3-MoE, OLMoE, Qwen2-MoE, gpt-oss). ``MODELS[name] = (build, data)``:
+LMs (``MOE_MODELS``: Mixtral, Qwen3-MoE with Hugging Face's default routing and with the released
+checkpoints', OLMoE, Qwen2-MoE, gpt-oss). ``MODELS[name] = (build, data)``:
 ``build(width)`` makes the model, ``data`` names the zoo model whose batches and loss it trains on."""
 import warnings
 
@@ -101,11 +102,19 @@ def mixtral(width, implementation=None):
     return _experts(t.MixtralForCausalLM(cfg), implementation)
 
 
-def qwen3_moe(width, implementation=None):
+def qwen3_moe(width, implementation=None, norm_topk_prob=False):
+    """Qwen3-MoE with Hugging Face's default routing (``norm_topk_prob=False``: the chosen experts
+    weighted by the softmax over all of them)."""
     t = _transformers()
     cfg = t.Qwen3MoeConfig(head_dim=HEAD_DIM, intermediate_size=2 * width, moe_intermediate_size=width,
-                           num_experts=EXPERTS, **_moe_common(width))
+                           num_experts=EXPERTS, norm_topk_prob=norm_topk_prob, **_moe_common(width))
     return _experts(t.Qwen3MoeForCausalLM(cfg), implementation)
+
+
+def qwen3_moe_released(width, implementation=None):
+    """Qwen3-MoE with the released checkpoints' routing: their config.json sets ``norm_topk_prob: true``
+    (the chosen experts' weights renormalised to sum to one), where ``Qwen3MoeConfig`` defaults to false."""
+    return qwen3_moe(width, implementation, norm_topk_prob=True)
 
 
 def olmoe(width, implementation=None):
@@ -149,6 +158,7 @@ def gemma(width, model_type="gemma"):
 MOE_MODELS = {
     "mixtral": (mixtral, "gpt"),
     "qwen3-moe": (qwen3_moe, "gpt"),
+    "qwen3-moe-released": (qwen3_moe_released, "gpt"),
     "olmoe": (olmoe, "gpt"),
     "qwen2-moe": (qwen2_moe, "gpt"),
     "gpt-oss": (gpt_oss, "gpt"),

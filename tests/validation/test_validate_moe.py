@@ -1,4 +1,5 @@
-"""Coord checks on Hugging Face mixture-of-experts LMs (Mixtral, Qwen3-MoE, OLMoE, Qwen2-MoE, gpt-oss;
+"""Coord checks on Hugging Face mixture-of-experts LMs (Mixtral, Qwen3-MoE as configured by default and as
+released, OLMoE, Qwen2-MoE, gpt-oss;
 tests/external_models.py), with tests/validation/external_coord.py's conventions (the zoo's byte-level
 data, the one-line ``sptrace.parametrize`` call, validate's lr, module outputs and every classified
 parameter's natural spectral norm judged, widths 64..512, 3 init seeds): each expert slice of the
@@ -20,7 +21,9 @@ transformers = pytest.importorskip("transformers")
 
 WIDTHS = (64, 128, 256, 512)
 STEPS = 10
-NAMES = ("mixtral", "qwen3-moe", "olmoe", "qwen2-moe", "gpt-oss")
+# qwen3-moe is Hugging Face's default Qwen3MoeConfig (norm_topk_prob=False); qwen3-moe-released the routing of
+# the released Qwen3-MoE checkpoints (norm_topk_prob=True in their config.json), otherwise the same build.
+NAMES = ("mixtral", "qwen3-moe", "qwen3-moe-released", "olmoe", "qwen2-moe", "gpt-oss")
 # Routers whose top-k weights are the softmax over all experts, not renormalised over the chosen ones
 # (Qwen3-MoE and OLMoE with norm_topk_prob=False, their Hugging Face default; Qwen2-MoE): under SGD the
 # router's logits' change still shrinks at these widths and 10 steps, batch 8 (measured with the router
