@@ -579,6 +579,9 @@ def _split(node, name, args, ax, shapes, out, out_shape):
         else:
             ax.same.extend(((src, a), (f"{out}.{i}", a)) for a in range(len(src_shape)) if shape[a] > 1)
             parts.append((f"{out}.{i}", shape))
+    if name == "unbind" and len(val) > 1:  # one graph value per entry: their number is the graph's own
+        ax.fixed.append(((src, _norm_dim(int(args.get("dim", 0)), len(src_shape))),
+                         f"unbound into its {len(val)} entries, one value each: a count"))
     _partition(ax, src, src_shape, parts)
 
 
@@ -587,6 +590,10 @@ def _partition(ax: OpAxes, whole: str, whole_shape, parts: list) -> None:
     it): each part is a dim of its own, the whole their sum (``OpAxes.sums``)."""
     for a, size in enumerate(whole_shape):
         pieces = tuple((key, a) for key, shape in parts if a < len(shape) and 1 < shape[a] != size)
+        if not pieces and size > 1 and len(parts) > 1 and all(a < len(shape) and shape[a] == 1 for _, shape in parts):
+            # every part one entry (Funnel's per-segment scores split into "same" and "different"):
+            # the whole is their count, a sum of fixed parts
+            pieces = tuple((key, a) for key, _ in parts)
         if pieces:
             ax.sums.append(((whole, a), pieces))
 
@@ -884,6 +891,28 @@ def _index(node, name, args, ax, shapes, out, out_shape):
     ax.same.extend(((src, a), (out, a + offset)) for a in rest if src_shape[a] > 1)
 
 
+def _index_put(node, name, args, ax, shapes, out, out_shape):
+    """``x[mask] = token`` (index_put): ``self`` with ``values`` written where the indices say, a
+    value placed into the data as ``where``'s operands are (a mask token: wav2vec2's and HuBERT's
+    ``masked_spec_embed`` put at the masked frames). ``self``'s axes pass through; ``values``
+    broadcasts, right-aligned, against the axes the indices leave (a bool mask covers as many
+    leading axes as it has, any other index one)."""
+    ax.category = "elementwise"
+    src, values = node.args[0], args.get("values")
+    ss, vs = shapes.get(value_key(src)), shapes.get(value_key(values))
+    if ss is None or out_shape is None:
+        return
+    ax.same.extend(((src.name, i), (out, i)) for i in range(len(ss)) if ss[i] > 1)
+    covered = sum(len(shapes.get(value_key(i)) or ()) if shapes.dtype.get(value_key(i)) == torch.bool else 1
+                  for i in args.get("indices") or ())
+    left = range(covered, len(ss))
+    if vs is None or not isinstance(values, fx.Node):
+        return
+    for j, a in zip(range(len(vs) - 1, -1, -1), reversed(left)):
+        if vs[j] == ss[a] > 1:
+            ax.same.append(((values.name, j), (out, a)))
+
+
 def _norm(node, name, args, ax, shapes, out, out_shape):
     ax.category = "norm"
     x = args.get("input")
@@ -951,6 +980,8 @@ def _creation(node, name, args, ax, shapes, out, out_shape):
 
 _BUILDERS = {
     "getitem": _getitem,
+    "index_put": _index_put,
+    "_unsafe_index_put": _index_put,
     "select": _select,
     "cat": _cat,
     "concat": _cat,

@@ -29,8 +29,9 @@ MULTIPLICATIVE = {"mul", "div", "true_divide", "prelu", "_prelu_kernel"}
 # the argument ``self`` is added, ``tensor1`` and ``tensor2`` multiply each other
 ADD_PRODUCT = {"addcmul": "self", "addcdiv": "self"}
 # where(condition, self, other): every output entry is an entry of one of the value operands, the
-# condition (data) picks which; a parameter there has its entries placed into the activation
-SELECTING = {"where": ("self", "other")}
+# condition (data) picks which; a parameter there has its entries placed into the activation, as
+# index_put's values are (``x[mask] = token``)
+SELECTING = {"where": ("self", "other"), "index_put": ("values",), "_unsafe_index_put": ("values",)}
 # a layer's data operand and its weight, by op (a conv's are ``input`` and ``weight`` whatever its
 # name; a linear decomposed to addmm reads x as ``mat1``, its weight transposed as ``mat2``)
 LAYER_OPERANDS = {"linear": ("input", "weight"), "addmm": ("mat1", "mat2"), "_addmm_activation": ("mat1", "mat2"),

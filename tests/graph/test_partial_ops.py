@@ -412,3 +412,65 @@ def test_sliced_rotary_half_rejoined_is_the_head_dim(route):
     traced = sptrace.trace(SlicedPartialRotary(64), torch.randint(0, 50, (2, 6)), torch.randn(6, 8), routes=(route,))
     assert traced["q_norm"].width_dims == ()
     assert _row(traced["k.weight"]) == ("matrix", "hidden", (1,), (0,), (0, 1))
+
+
+class SegmentScores(nn.Module):
+    """Funnel Transformer's segment bias in miniature: the queries scored against one learned vector
+    per case ("same segment", "different segment"), the (..., 2) scores cut into their two entries
+    (``split(1)`` or ``unbind``) and chosen by a mask. The 2 is a count of cases: ``seg`` is a readout
+    over them. Before, a split into parts of one entry each recorded no sum (``unbind`` none either),
+    so the 2 was taken for width and ``seg`` planned as a hidden matrix (HF Funnel's
+    ``seg_embed`` (2, heads, head_dim): width dims (0, 1) against the base's (1,))."""
+
+    def __init__(self, n, cut):
+        super().__init__()
+        self.cut = cut
+        self.inp, self.q, self.head = nn.Linear(10, n), nn.Linear(n, n), nn.Linear(n, 3)
+        self.seg = nn.Parameter(torch.randn(2, n))
+
+    def forward(self, x, same):
+        h = self.inp(x)
+        scores = torch.einsum("bid,sd->bis", self.q(h), self.seg)
+        if self.cut == "split":
+            diff, eq = torch.split(scores, 1, dim=-1)
+        else:
+            diff, eq = (s[..., None] for s in scores.unbind(-1))
+        bias = torch.where(same, eq, diff)
+        return self.head(torch.softmax(h @ h.transpose(1, 2) + bias, -1) @ h)
+
+
+@pytest.mark.parametrize("cut", ["split", "unbind"])
+@pytest.mark.parametrize("route", ROUTES)
+def test_a_whole_cut_into_single_entries_is_their_count(cut, route):
+    traced = sptrace.trace(SegmentScores(64, cut), torch.randn(2, 5, 10), torch.rand(2, 5, 5) > 0.5, routes=(route,))
+    assert _row(traced["seg"]) == ("vector", "readout", (1,), (0,), (1,))
+
+
+class MaskToken(nn.Module):
+    """A learned mask token written into the masked positions (``h[mask] = token``: wav2vec2's,
+    HuBERT's and data2vec-audio's ``masked_spec_embed`` under SpecAugment), by a bool mask or by
+    positions. It is placed into the data as ``where``'s operands are: an embedding of width n.
+    Before, ``index_put`` was not in the op table and the token was unclassified."""
+
+    def __init__(self, n, by):
+        super().__init__()
+        self.by = by
+        self.inp, self.head = nn.Linear(10, n), nn.Linear(n, 3)
+        self.token = nn.Parameter(torch.randn(n))
+
+    def forward(self, x, where):
+        h = self.inp(x).clone()
+        if self.by == "mask":
+            h[where] = self.token
+        else:
+            h[:, where] = self.token
+        return self.head(torch.relu(h))
+
+
+@pytest.mark.parametrize("by", ["mask", "positions"])
+@pytest.mark.parametrize("route", ROUTES)
+def test_a_mask_token_written_by_index_put_is_an_embedding(by, route):
+    where = torch.rand(2, 5) > 0.5 if by == "mask" else torch.tensor([1, 3])
+    traced = sptrace.trace(MaskToken(64, by), torch.randn(2, 5, 10), where, routes=(route,))
+    assert _row(traced["token"]) == ("vector", "embedding", (), (0,), (0,))
+    assert _row(traced["inp.weight"]) == ("vector", "input", (1,), (0,), (0,))
