@@ -17,17 +17,17 @@ from sptrace.validation.validate import validation_lr
 
 
 def external_coord_check(build, data, optimizer, parametrization, widths, *, steps, batch_size, n_seeds, tol=0.25,
-                         tokens=None, form="reference"):
+                         tokens=None, form="reference", lr=None):
     """Verdict of ``build(width)`` at ``widths`` under ``parametrization`` ("sptrace" or "sp"), on the
-    zoo model ``data``'s batches (``tokens``: the first that many of each sequence); the CoordCheck
-    is attached as ``.coord``."""
+    zoo model ``data``'s batches (``tokens``: the first that many of each sequence), at ``lr`` (default
+    validate's); the CoordCheck is attached as ``.coord``."""
     spec = models_zoo.get(data)
     stream = spec.batches(batch_size, seed=0)
     batches = [next(stream) for _ in range(steps)]
     if tokens is not None:
         batches = [(tuple(x[:, :tokens] for x in inputs), target[:, :tokens]) for inputs, target in batches]
     example = batches[0][0]
-    lr = validation_lr(optimizer, form)
+    lr = lr or validation_lr(optimizer, form)
     optimizers, traces, axes = {}, {}, {}
 
     def make_model(width):  # coord_check seeds the RNG before each call
