@@ -249,10 +249,10 @@ def main():
     v.add_argument("--steps", type=int, default=4)
     v.add_argument("--batch", type=int, default=32)
     v.add_argument("--match", default="mlp.gate", help="judge the names containing this")
-    v.add_argument("--norm-topk", choices=("0", "1"), default=None)
+    for p in (c, s, v):
+        p.add_argument("--norm-topk", choices=("0", "1"), default=None)
     for p in (c, s):
         p.add_argument("--scale", type=float, default=None)
-        p.add_argument("--norm-topk", choices=("0", "1"), default=None)
         p.add_argument("--batch", type=int, default=8)
         p.add_argument("--steps", type=int, default=10)
         p.add_argument("--catalog", action="store_true", help="the catalog's build (validate hf:<type>)")

@@ -59,6 +59,16 @@ def analyse_uses(captured: CapturedGraph, shapes: Shapes) -> UseAnalysis:
     return _UseWalker(captured, shapes).run()
 
 
+def _norm_vector_use(param: str, derived: Derived, non_singleton: tuple[int, ...], common: dict) -> Optional[ParamUse]:
+    """The use of a norm's gain or bias on a standardised parameter (``derived``): the gain scales its rows
+    (a diagonal operator), the bias is added to them; None for any other parameter of it."""
+    if param in derived.gains:
+        return ParamUse(fan_in_axes=(), fan_out_axes=non_singleton, role=Role.GAIN, **common)
+    if param in derived.biases:
+        return ParamUse(fan_in_axes=(), fan_out_axes=non_singleton, input_space=Space.SPARSE, role=Role.BIAS, **common)
+    return None
+
+
 class _UseWalker:
     def __init__(self, captured: CapturedGraph, shapes: Shapes):
         self.captured, self.shapes = captured, shapes
@@ -211,11 +221,9 @@ class _UseWalker:
             shape = self.shapes.get(param) or ()
             non_singleton = tuple(a for a in range(len(shape)) if shape[a] > 1)
             mixed = _mixed_axes(derived, param)
-            if param in derived.gains or param in derived.biases:
-                role = Role.GAIN if param in derived.gains else Role.BIAS
-                space = Space.DENSE if role is Role.GAIN else Space.SPARSE
-                self.uses[param].append(ParamUse(fan_in_axes=(), fan_out_axes=non_singleton, input_space=space,
-                                                 role=role, mixed_axes=mixed, **common))
+            norm_use = _norm_vector_use(param, derived, non_singleton, dict(common, mixed_axes=mixed))
+            if norm_use is not None:
+                self.uses[param].append(norm_use)
                 continue
             fan_out = self._param_axes(derived, contracted, param)
             fan_in = tuple(a for a in self._param_axes(derived, rows, param) if a not in fan_out and shape[a] > 1)
@@ -379,13 +387,13 @@ class _UseWalker:
             return ParamUse(fan_in_axes=(), fan_out_axes=(), role=Role.SCALAR, **common)
         all_axes = tuple(range(len(shape)))
         non_singleton = tuple(a for a in all_axes if shape[a] > 1)
-        if param in derived.gains:  # scales the rows of a standardised weight: a diagonal operator
-            return ParamUse(fan_in_axes=(), fan_out_axes=non_singleton, role=Role.GAIN, **common)
-        if param in derived.biases:  # a norm's bias on a parameter: a bias where the result is added
-            if cat in ("matmul", "conv"):  # to the entries of a weight, no rule says what it is
-                return (f"the bias of a norm of parameter(s) {', '.join(sorted(map(self._pname, derived.params - {param})))} "
-                        "used as a weight: sptrace has no rule for a bias added to a weight's entries")
-            return ParamUse(fan_in_axes=(), fan_out_axes=non_singleton, input_space=Space.SPARSE, role=Role.BIAS, **common)
+        if param in derived.biases and param not in derived.gains and cat in ("matmul", "conv"):
+            # a norm's bias added to the entries of a weight: no rule says what it is
+            return (f"the bias of a norm of parameter(s) {', '.join(sorted(map(self._pname, derived.params - {param})))} "
+                    "used as a weight: sptrace has no rule for a bias added to a weight's entries")
+        norm_use = _norm_vector_use(param, derived, non_singleton, common)
+        if norm_use is not None:
+            return norm_use
         if layer_bias:  # one output's bias too (a value head's Linear(n, 1)): its library init shrinks with n
             return ParamUse(fan_in_axes=(), fan_out_axes=non_singleton, input_space=Space.SPARSE, role=Role.BIAS, **common)
         if cat == "norm" and arg == "weight":

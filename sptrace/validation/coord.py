@@ -369,7 +369,8 @@ def _largest_ulps(before: Tensor, after: Tensor) -> float:
     entry's value (its ulp)."""
     if not before.is_floating_point() or before.numel() == 0:
         return math.inf
-    ulp = torch.nextafter(before.abs(), torch.full_like(before, math.inf)) - before.abs()
+    magnitude = before.abs()
+    ulp = torch.nextafter(magnitude, torch.full_like(magnitude, math.inf)) - magnitude
     return float(((after - before).abs() / ulp).max())
 
 

@@ -27,7 +27,8 @@ def external_coord_check(build, data, optimizer, parametrization, widths, *, ste
     if tokens is not None:
         batches = [(tuple(x[:, :tokens] for x in inputs), target[:, :tokens]) for inputs, target in batches]
     example = batches[0][0]
-    lr = lr or validation_lr(optimizer, form)
+    if lr is None:
+        lr = validation_lr(optimizer, form)
     optimizers, traces, axes = {}, {}, {}
 
     def make_model(width):  # coord_check seeds the RNG before each call
