@@ -17,10 +17,10 @@
     python scripts/moe_router.py check mixtral sgd --config num_hidden_layers=2 --config intermediate_size=3.5w
 
     # validate's own coord check (python -m sptrace validate MODEL --optimizer OPT --seeds N) with every
-    # seed's values kept: per width the mean, the coefficient of variation over the seeds and each seed's
-    # value, the slope of the means, the spread of the slope of a 3-seed mean (resampling 3 of the N seeds,
-    # the same seeds at every width) and the seeds' own slopes, for the modules and parameters named like
-    # --match (default: the routers, "mlp.gate")
+    # seed's values (CoordCheck.per_seed): per width the mean, the coefficient of variation over the seeds
+    # and each seed's value, the slope of the means ± its standard error, the spread of the slope of a
+    # 3-seed mean (resampling 3 of the N seeds, the same seeds at every width) and the seeds' own slopes,
+    # for the modules and parameters named like --match (default: the routers, "mlp.gate")
     python scripts/moe_router.py seeds hf:mixtral sgd --seeds 8 [--widths 64 128 256] [--match mlp.gate]
     python scripts/moe_router.py seeds hf:qwen3_moe sgd --norm-topk 1   # the released checkpoints' routing
 
@@ -174,13 +174,10 @@ def _parts(p, chosen, a_te, normed):
 
 
 def seeds(a):
-    """validate(a.model, ...) with each seed's rows kept: coord_check averages the seeds' rows per width in
-    coord._mean_rows, which is wrapped here to record them first (in call order: per parametrization, per
-    width, the module rows then the parameter rows)."""
+    """validate(a.model, ...) with each seed's values read from its coord check (CoordCheck.per_seed)."""
     import math
     import random
 
-    import sptrace.validation.coord as coord
     from sptrace.validation.slopes import fit_slope
     from sptrace.validation.validate import validate
 
@@ -194,37 +191,32 @@ def seeds(a):
             return config
 
         catalog.hf_config = hf_config
-    kept, mean_rows = [], coord._mean_rows
-    coord._mean_rows = lambda rows: (kept.append(list(rows)), mean_rows(rows))[1]
     result = validate(a.model, a.widths, optimizer=a.optimizer, steps=a.steps, batch_size=a.batch,
                       n_seeds=a.seeds, parametrizations=("sptrace",))
     print(result.summary())
+    cc = result.runs["sptrace"].coord
     rng = random.Random(0)
-    for kind, rows_at in (("module", kept[0::2]), ("parameter", kept[1::2])):
-        for name, quantities in rows_at[0][0].items():
-            if a.match not in name:
-                continue
-            for q in quantities:
-                if q not in (f"delta_rms@{a.steps}", "dnat"):
-                    continue
-                per_width = [[row[name][q] for row in rows] for rows in rows_at]
+    quantities = (f"delta_rms@{a.steps}", "dnat")
+    for kind, params, kept in (("module", False, cc.per_seed.records), ("parameter", True, cc.per_seed.param_records)):
+        fits = cc.slopes(quantities, params=params)
+        for name in (n for n in fits if a.match in n):
+            for q, fit in fits[name].items():
+                per_width, means = list(zip(*kept[name][q])), fit.values  # [width][seed], the verdict's means
                 n = len(per_width[0])
-                means = [sum(v) / n for v in per_width]
-                if min(x for v in per_width for x in v) <= 0:  # a zero-started readout before it moves
-                    print(f"{kind} {name} [{q}]: zero at some width and seed, {per_width}")
+                if n < 2 or min(x for v in per_width for x in v) <= 0:  # or a zero-started readout before it moves
+                    print(f"{kind} {name} [{q}]: {n} seed(s) or zero at some width and seed, {per_width}")
                     continue
                 cvs = [math.sqrt(sum((x - m) ** 2 for x in v) / (n - 1)) / m for v, m in zip(per_width, means)]
-                print(f"{kind} {name} [{q}]: slope of the means {fit_slope(a.widths, means).slope:+.2f}")
-                for w, m, cv, v in zip(a.widths, means, cvs, per_width):
+                print(f"{kind} {name} [{q}]: slope of the means {fit.slope:+.2f} ± {fit.se:.2f}")
+                for w, m, cv, v in zip(cc.widths, means, cvs, per_width):
                     print(f"  width {w}: mean {m:.3g}, CV {cv:.2f}, seeds {' '.join(f'{x:.3g}' for x in v)}")
                 three = []
                 for _ in range(1000):
                     pick = [rng.randrange(n) for _ in range(3)]
-                    three.append(fit_slope(a.widths, [sum(v[i] for i in pick) / 3 for v in per_width]).slope)
+                    three.append(fit_slope(cc.widths, [sum(v[i] for i in pick) / 3 for v in per_width]).slope)
                 mu = sum(three) / len(three)
-                own = [fit_slope(a.widths, [v[i] for v in per_width]).slope for i in range(n)]
                 print(f"  3-seed mean's slope: sd {math.sqrt(sum((x - mu) ** 2 for x in three) / len(three)):.2f}; "
-                      f"the seeds' own slopes {' '.join(f'{x:+.2f}' for x in own)}")
+                      f"the seeds' own slopes {' '.join(f'{x:+.2f}' for x in fit.seed_slopes)}")
 
 
 def main():

@@ -21,7 +21,8 @@ from ..types import SptraceError
 from .jsonio import from_json_float, to_json
 from .recorder import ROOT, OutputRecorder, first_tensor, rms
 
-__all__ = ["rms", "first_tensor", "call_model", "OutputRecorder", "CoordCheck", "coord_check", "scaled_outside", "ROOT"]
+__all__ = ["rms", "first_tensor", "call_model", "OutputRecorder", "CoordCheck", "PerSeed", "coord_check",
+           "scaled_outside", "ROOT"]
 
 # the parameter quantities the verdict judges: W at init and its total update after T steps (Condition 2)
 PARAM_JUDGED = ("nat@0", "dnat")
@@ -39,6 +40,23 @@ RESOLUTION_ULPS = 2.0
 
 
 Rows = dict[str, dict[str, float]]  # {module or parameter: {quantity: value}} of one run
+SeedSeries = dict[str, dict[str, list[list[float]]]]  # {name: {quantity: [one seed's values per width, per seed]}}
+
+
+@dataclass
+class PerSeed:
+    """Each init seed's own values, which :func:`coord_check` averages into its records.
+
+    ``records[name][quantity][i]`` (and ``param_records``) is seed ``seeds[i]``'s value at each of the
+    check's widths, for every (name, quantity) of the averaged records but ``"grad64"`` (the first
+    seed's only). Their mean over the seeds is the averaged record; for ``"ulps"``, their max. The
+    seeds are the same at every width, so each seed's values have a slope of their own, and the
+    spread of those slopes is a slope's standard error (:meth:`CoordCheck.slopes`,
+    docs/validation.md "Seeds and the ± of a slope")."""
+
+    seeds: list[int]
+    records: SeedSeries = field(default_factory=dict)
+    param_records: SeedSeries = field(default_factory=dict)
 
 
 @dataclass
@@ -52,7 +70,9 @@ class CoordCheck:
     docs/derivations.md §1): ``"nat@0"`` (W at init), ``"dnat"`` (W_T - W_0), ``"dnat_last"``
     (W_T - W_{T-1}); and the :data:`DIAGNOSTICS` ``"ulps"`` (the update's largest entry in ulps of its
     value, :meth:`below_resolution`) and ``"grad64"`` (:meth:`without_effect`). ``losses[i]`` is the
-    training loss per step at ``widths[i]``.
+    training loss per step at ``widths[i]``. With ``n_seeds`` init seeds each record is their mean
+    (``ulps``: their max), and ``per_seed`` keeps each seed's own values (``None``: not kept, as in a
+    CoordCheck built by hand or read from a file written before it was).
     """
 
     widths: list[int]
@@ -61,17 +81,21 @@ class CoordCheck:
     param_records: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     losses: list[list[float]] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+    per_seed: Optional[PerSeed] = None
 
     @property
     def modules(self) -> list[str]:
         return list(self.records)
 
     def slopes(self, quantities: Optional[Iterable[str]] = None, params: bool = False) -> dict[str, dict[str, Any]]:
-        """Log-log slope fits ``{name: {quantity: SlopeFit}}`` (see :mod:`sptrace.validation.slopes`)."""
+        """Log-log slope fits ``{name: {quantity: SlopeFit}}`` (see :mod:`sptrace.validation.slopes`) of the
+        records; with two seeds or more kept in ``per_seed``, each fit carries the seeds' own slopes
+        (``seed_slopes``) and so its standard error (``se``)."""
         from .slopes import fit_slopes
 
         src = self.param_records if params else self.records
-        return fit_slopes(self.widths, src, quantities=quantities)
+        seeds = None if self.per_seed is None else (self.per_seed.param_records if params else self.per_seed.records)
+        return fit_slopes(self.widths, src, quantities=quantities, seed_records=seeds)
 
     def verdict(self, tol: float = 0.25, quantities: Optional[Iterable[str]] = None, *,
                 params: Union[bool, Iterable[str]] = False, param_quantities: Iterable[str] = PARAM_JUDGED,
@@ -129,27 +153,41 @@ class CoordCheck:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable dict (non-finite values become the strings "nan", "inf", "-inf")."""
-        as_floats = lambda recs: {k: {q: [float(x) for x in v] for q, v in d.items()} for k, d in recs.items()}
+        seeds = self.per_seed
         return to_json({
             "widths": list(self.widths),
             "steps": self.steps,
-            "records": as_floats(self.records),
-            "param_records": as_floats(self.param_records),
-            "losses": [[float(x) for x in row] for row in self.losses],
+            "records": _each_value(self.records, float),
+            "param_records": _each_value(self.param_records, float),
+            "losses": _each_value(self.losses, float),
             "meta": self.meta,
+            "per_seed": None if seeds is None else {"seeds": list(seeds.seeds), "records": _each_value(seeds.records, float),
+                                                    "param_records": _each_value(seeds.param_records, float)},
         })
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "CoordCheck":
-        read = lambda recs: {k: {q: [from_json_float(x) for x in v] for q, v in dd.items()} for k, dd in recs.items()}
+        seeds = d.get("per_seed")
         return cls(
             widths=list(d["widths"]),
             steps=int(d["steps"]),
-            records=read(d["records"]),
-            param_records=read(d.get("param_records", {})),
-            losses=[[from_json_float(x) for x in row] for row in d.get("losses", [])],
+            records=_each_value(d["records"], from_json_float),
+            param_records=_each_value(d.get("param_records", {}), from_json_float),
+            losses=_each_value(d.get("losses", []), from_json_float),
             meta=dict(d.get("meta", {})),
+            per_seed=None if seeds is None else PerSeed(
+                [int(x) for x in seeds["seeds"]], _each_value(seeds["records"], from_json_float),
+                _each_value(seeds["param_records"], from_json_float)),
         )
+
+
+def _each_value(x: Any, convert: Callable[[Any], float]) -> Any:
+    """``x`` (mappings and lists of numbers, any depth) with ``convert`` applied to every number."""
+    if isinstance(x, Mapping):
+        return {k: _each_value(v, convert) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_each_value(v, convert) for v in x]
+    return convert(x)
 
 
 def _to_device(x: Any, device: torch.device) -> Any:
@@ -471,6 +509,15 @@ def _mean_rows(rows: Sequence[Rows]) -> Rows:
             for k in common}
 
 
+def _seed_series(merged: Mapping[str, Mapping[str, Any]], rows_by_width: Sequence[Sequence[Rows]]) -> SeedSeries:
+    """Each seed's values per width (``rows_by_width[width][seed]``) of every (name, quantity) that
+    ``merged`` (the means, :func:`_mean_rows` then :func:`_merge_widths`) kept, but the first seed's
+    ``grad64``: every seed recorded those at every width."""
+    n = len(rows_by_width[0]) if rows_by_width else 0
+    return {k: {q: [[float(rows[i][k][q]) for rows in rows_by_width] for i in range(n)] for q in qs if q != "grad64"}
+            for k, qs in merged.items()}
+
+
 def _merge_widths(rows: Sequence[Rows]) -> tuple[dict[str, dict[str, list[float]]], list[str]]:
     """``{name: {quantity: value per width}}`` of what every width recorded, and the names dropped."""
     if not rows:
@@ -554,7 +601,8 @@ def coord_check(
     ``n_seeds > 1`` repeats every width with the init seeds ``seed, seed + 1, ...`` (same data) and
     records the mean over seeds of every quantity, as mup's coord check does: at small widths and
     a few steps one init's RMS values scatter by tens of percent, enough to tilt a slope by ±0.3
-    (docs/validation.md).
+    (docs/validation.md). Each seed's own values are kept in ``per_seed``; the verdict shows each
+    slope ± its standard error over the seeds.
 
     With ``params=True`` also the natural spectral norm of every trainable parameter at init, of its
     total update and of the last step's update; ``param_axes`` maps parameter names to
@@ -576,17 +624,19 @@ def coord_check(
     widths = [int(w) for w in widths]
     unmeasured: dict[str, str] = {}
     dims: dict[str, dict[int, list[int]]] = {}
-    by_width = _runs_by_width(settings, widths, range(seed, seed + n_seeds), progress, unmeasured, dims)
-    rows, param_rows, losses = [], [], []
+    seeds = range(seed, seed + n_seeds)
+    by_width = _runs_by_width(settings, widths, seeds, progress, unmeasured, dims)
+    module_rows, param_rows = [], []  # [width][seed]
     for width in widths:
-        module_rows, width_param_rows, width_losses = zip(*by_width[width])
-        rows.append(_mean_rows(module_rows))
-        param_rows.append(_mean_rows(width_param_rows))
-        losses.append([sum(v) / len(v) for v in zip(*width_losses)])
-    records, dropped = _merge_widths(rows)
-    param_records, dropped_params = _merge_widths(param_rows)
+        width_module_rows, width_param_rows, _ = zip(*by_width[width])
+        module_rows.append(width_module_rows)
+        param_rows.append(width_param_rows)
+    losses = [[sum(v) / len(v) for v in zip(*(run[2] for run in by_width[width]))] for width in widths]
+    records, dropped = _merge_widths([_mean_rows(rows) for rows in module_rows])
+    param_records, dropped_params = _merge_widths([_mean_rows(rows) for rows in param_rows])
+    per_seed = PerSeed(list(seeds), _seed_series(records, module_rows), _seed_series(param_records, param_rows))
     meta = {"seed": seed, "n_seeds": n_seeds, "record_steps": list(settings.record_steps), "dropped": dropped,
             "dropped_params": dropped_params, "unmeasured": dict(sorted(unmeasured.items())),
             "param_dims": {n: [d[w] for w in widths] for n, d in dims.items() if n in param_records}}
     return CoordCheck(widths=widths, steps=steps, records=records, param_records=param_records, losses=losses,
-                      meta=meta)
+                      meta=meta, per_seed=per_seed)

@@ -11,17 +11,28 @@ Degenerate data are reported, never silently dropped:
 * all values zero: the quantity is identically zero (e.g. a zero-initialised readout at init);
   the fit reports slope 0 with ``status="zero"``, which passes;
 * zero at some widths but not others: failure (``status="partial-zero"``), since no power law fits.
+
+A fit of a mean over init seeds can carry each seed's own slope (``SlopeFit.seed_slopes``, the seeds
+being the same at every width); their spread over √n is the slope's standard error, which the verdict
+shows and uses to mark a check its seeds have not decided (docs/validation.md, "Seeds and the ± of a
+slope"). It never changes pass or fail.
 """
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
 from ..types import SptraceError
 from .jsonio import to_json
 
-__all__ = ["SlopeFit", "fit_slope", "fit_slopes", "Check", "ModuleVerdict", "Verdict", "verdict"]
+__all__ = ["SlopeFit", "fit_slope", "fit_slopes", "standard_error", "Check", "ModuleVerdict", "Verdict", "verdict",
+           "UNDECIDED_SE"]
+
+# A check whose slope lies within this many standard errors of its band's edge is marked as not decided
+# by its seeds (it keeps its pass or fail).
+UNDECIDED_SE = 2.0
 
 
 @dataclass
@@ -31,7 +42,8 @@ class SlopeFit:
     ``status``: ``"ok"``, ``"zero"`` (all values exactly 0: slope reported as 0), ``"nonfinite"``,
     ``"negative"``, ``"partial-zero"`` (the last three are failures, slope NaN). ``r2`` is the
     coefficient of determination of the fit (1 for an exact power law; NaN when undefined).
-    ``message`` says what went wrong, naming the widths.
+    ``message`` says what went wrong, naming the widths. ``seed_slopes``: where ``values`` are a mean
+    over init seeds, each seed's own slope (NaN where that seed's fit failed); empty otherwise.
     """
 
     slope: float
@@ -41,10 +53,16 @@ class SlopeFit:
     values: list[float]
     status: str = "ok"
     message: str = ""
+    seed_slopes: list[float] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return self.status in ("ok", "zero")
+
+    @property
+    def se(self) -> Optional[float]:
+        """The slope's standard error over the seeds (:func:`standard_error` of ``seed_slopes``)."""
+        return standard_error(self.seed_slopes)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable dict (non-finite values as the strings "nan", "inf", "-inf")."""
@@ -90,6 +108,17 @@ def fit_slope(widths: Sequence[float], values: Sequence[float]) -> SlopeFit:
     return SlopeFit(slope, intercept, r2, ws, vs)
 
 
+def standard_error(seed_slopes: Sequence[float]) -> Optional[float]:
+    """The sample standard deviation of the seeds' own slopes over √n: the standard error of their
+    mean, taken for that of the slope of the seeds' mean values. Each seed's slope is fitted to its
+    own values at every width, so what a seed shares across the widths (one init that is large
+    everywhere) cancels in its slope; widths treated as independent would count it as scatter.
+    ``None`` for fewer than two seeds or a seed whose fit failed (NaN)."""
+    if len(seed_slopes) < 2 or not all(math.isfinite(x) for x in seed_slopes):
+        return None
+    return statistics.stdev(seed_slopes) / math.sqrt(len(seed_slopes))
+
+
 def _fmt_ws(ws: Iterable[float]) -> str:
     return ", ".join(str(int(w)) if float(w).is_integer() else str(w) for w in ws)
 
@@ -98,12 +127,19 @@ def fit_slopes(
     widths: Sequence[float],
     records: Mapping[str, Mapping[str, Sequence[float]]],
     quantities: Optional[Iterable[str]] = None,
+    seed_records: Optional[Mapping[str, Mapping[str, Sequence[Sequence[float]]]]] = None,
 ) -> dict[str, dict[str, SlopeFit]]:
-    """``{name: {quantity: SlopeFit}}`` for a ``records[name][quantity] -> values per width`` table."""
+    """``{name: {quantity: SlopeFit}}`` for a ``records[name][quantity] -> values per width`` table;
+    with ``seed_records[name][quantity]`` (each seed's values per width, two seeds or more) each fit
+    carries the seeds' own slopes."""
     qs = None if quantities is None else list(quantities)
     out: dict[str, dict[str, SlopeFit]] = {}
     for name, rec in records.items():
         fits = {q: fit_slope(widths, vals) for q, vals in rec.items() if qs is None or q in qs}
+        for q, fit in fits.items():
+            seeds = (seed_records or {}).get(name, {}).get(q, ())
+            if len(seeds) > 1:
+                fit.seed_slopes = [fit_slope(widths, values).slope for values in seeds]
         if fits:
             out[name] = fits
     return out
@@ -113,7 +149,12 @@ def fit_slopes(
 class Check:
     """One (module, quantity) judged: ``status`` is ``"pass"``, ``"shrinks-allowed"``, ``"zero"`` (exactly
     zero at every width, e.g. a zero-initialised readout at init: passes, reported), ``"grows"``,
-    ``"shrinks"`` or ``"invalid"`` (NaN / inf / negative / partly zero; see ``message``)."""
+    ``"shrinks"`` or ``"invalid"`` (NaN / inf / negative / partly zero; see ``message``).
+
+    ``se``: the slope's standard error over its ``n_seeds`` init seeds (None for one seed);
+    ``undecided``: a ``"pass"``, ``"grows"`` or ``"shrinks"`` whose slope lies within
+    :data:`UNDECIDED_SE` standard errors of the band edge that decides it: the seeds have not settled
+    which side it is on. The status, and so ``passed``, are the slope's alone."""
 
     module: str
     quantity: str
@@ -121,10 +162,20 @@ class Check:
     expected: float
     status: str
     message: str = ""
+    se: Optional[float] = None
+    n_seeds: int = 1
+    undecided: bool = False
 
     @property
     def passed(self) -> bool:
         return self.status in ("pass", "shrinks-allowed", "zero")
+
+    def shown(self) -> str:
+        """``slope -0.66 ± 0.14``, ± the standard error where there is one, and whether the seeds decided it."""
+        text = f"slope {self.slope:+.2f}" + ("" if self.se is None else f" ± {self.se:.2f}")
+        if self.undecided:
+            text += f" (not decided at {self.n_seeds} seeds: more seeds may settle it)"
+        return text
 
     @property
     def excess(self) -> float:
@@ -158,6 +209,12 @@ class Verdict:
         n_mod = len(self.modules) - n_par
         return f"{n_mod} modules" + (f" and {n_par} parameters" if n_par else "")
 
+    @property
+    def close_passes(self) -> list[Check]:
+        """The passing checks the seeds have not decided (``Check.undecided``), closest to the edge first."""
+        close = [c for m in self.modules.values() for c in m.checks.values() if c.passed and c.undecided]
+        return sorted(close, key=lambda c: -abs(c.slope - c.expected))
+
     def summary(self, top: int = 5) -> str:
         n_fail = sum(not m.passed for m in self.modules.values())
         if self.passed:
@@ -165,10 +222,15 @@ class Verdict:
         else:
             parts = []
             for c in self.worst[:top]:
-                what = c.message if c.status == "invalid" else f"slope {c.slope:+.2f}"
+                what = c.message if c.status == "invalid" else c.shown()
                 parts.append(f"{c.module} [{c.quantity}] {c.status}: {what}")
             head = (f"FAIL: {n_fail}/{len(self.modules)} of {self._counted()}; worst: " + "; ".join(parts)
                     + _and_more(len(self.worst), top))
+        close = self.close_passes
+        if close:
+            shown = "; ".join(f"{c.module} [{c.quantity}] slope {c.slope:+.2f} ± {c.se:.2f}" for c in close[:top])
+            head += (f". Passing within {UNDECIDED_SE:g} standard errors of the edge (not decided at "
+                     f"{close[0].n_seeds} seeds): {shown}" + _and_more(len(close), top))
         zeros = [f"{c.module} [{c.quantity}]" for m in self.modules.values() for c in m.checks.values()
                  if c.status == "zero"]
         if zeros:
@@ -245,17 +307,23 @@ def verdict(
                 s = float(fit)
                 ok = math.isfinite(s)
                 msg = "" if ok else f"slope is {s}"
+            allowed = matches(q, allow_shrink) or matches(q, per_name.get(module, ()))
             if not ok:
                 c = Check(module, q, s, e, "invalid", msg)
             elif s - e > tol:
                 c = Check(module, q, s, e, "grows", f"slope {s:+.3f} > {e:+.2f} + {tol:g}")
             elif s - e < -tol:
-                allowed = matches(q, allow_shrink) or matches(q, per_name.get(module, ()))
                 status = "shrinks-allowed" if allowed else "shrinks"
                 c = Check(module, q, s, e, status, f"slope {s:+.3f} < {e:+.2f} - {tol:g}")
             else:
                 zero = isinstance(fit, SlopeFit) and fit.status == "zero"
                 c = Check(module, q, s, e, "zero" if zero else "pass", msg)
+            if isinstance(fit, SlopeFit) and fit.se is not None:
+                c.se, c.n_seeds = fit.se, len(fit.seed_slopes)
+                # the signed distance to the edge that decides the check (positive inside the band); an
+                # allowed shrink has no lower edge
+                margin = min(e + tol - s, math.inf if allowed else s - (e - tol))
+                c.undecided = c.status in ("pass", "grows", "shrinks") and abs(margin) < UNDECIDED_SE * fit.se
             mv.checks[q] = c
             if not c.passed:
                 mv.passed = False

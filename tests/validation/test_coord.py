@@ -11,7 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from sptrace import SptraceError
-from sptrace.validation.coord import RESOLUTION_ULPS, ROOT, CoordCheck, OutputRecorder, coord_check, first_tensor, rms
+from sptrace.validation.coord import PARAM_JUDGED, RESOLUTION_ULPS, ROOT, CoordCheck, OutputRecorder, coord_check, first_tensor, rms
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -270,6 +270,41 @@ def test_coord_check_averages_init_seeds():
     assert mean.losses[0] == pytest.approx([(a + b) / 2 for a, b in zip(runs[0].losses[0], runs[1].losses[0])])
     with pytest.raises(ValueError, match="n_seeds"):
         coord_check(make_mup, adam_mup, n_seeds=0, **kw)
+
+
+def test_each_seeds_values_are_kept_and_give_the_verdicts_standard_error():
+    """``per_seed`` holds each seed's own run (seed 1 of a 2-seed check is the 1-seed check with seed 1),
+    their mean is the record the verdict fits (``ulps``: their max; ``grad64``, the first seed's, is
+    not per seed), each judged slope carries the seeds' own slopes and their standard error, and the
+    JSON round trip keeps them."""
+    batches = _data(steps=2)
+    kw = dict(batches=batches, loss_fn=F.cross_entropy, widths=[32, 64, 128], steps=2, params=True)
+    runs = [coord_check(make_mup, sgd_mup, seed=s, **kw) for s in (0, 1)]
+    cc = coord_check(make_mup, sgd_mup, seed=0, n_seeds=2, **kw)
+    assert cc.per_seed is not None and cc.per_seed.seeds == [0, 1]
+    for src in ("records", "param_records"):
+        means, kept = getattr(cc, src), getattr(cc.per_seed, src)
+        assert set(kept) == set(means)
+        for name, quantities in means.items():
+            assert set(kept[name]) == set(quantities) - {"grad64"}, name
+            for q, series in kept[name].items():
+                for run, own in zip(runs, series):
+                    assert own == pytest.approx(getattr(run, src)[name][q], rel=1e-6), (name, q)
+                combine = max if q == "ulps" else (lambda v: sum(v) / len(v))
+                assert [combine(v) for v in zip(*series)] == pytest.approx(quantities[q], rel=1e-12), (name, q)
+    v = cc.verdict(quantities=["delta_rms@2"], params=True)
+    for name, fits in (*cc.slopes(["delta_rms@2"]).items(), *cc.slopes(PARAM_JUDGED, params=True).items()):
+        src = "param_records" if name in cc.param_records else "records"
+        for q, fit in fits.items():
+            own = [r.slopes([q], params=src == "param_records")[name][q].slope for r in runs]
+            assert fit.seed_slopes == pytest.approx(own, abs=1e-9), (name, q)
+            assert fit.se == pytest.approx(abs(own[0] - own[1]) / 2, abs=1e-9)  # sd of two over sqrt(2)
+            check = v.modules[name].checks[q]
+            assert check.se == fit.se and check.n_seeds == 2 and check.slope == fit.slope
+    back = CoordCheck.from_dict(json.loads(json.dumps(cc.to_dict())))
+    assert back.per_seed == cc.per_seed
+    assert back.verdict(quantities=["delta_rms@2"], params=True).summary() == v.summary()
+    assert runs[0].per_seed.seeds == [0] and runs[0].slopes()["fc2"]["delta_rms@2"].se is None
 
 
 class _Drop(nn.Module):

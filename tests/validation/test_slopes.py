@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from sptrace import SptraceError
-from sptrace.validation.slopes import SlopeFit, fit_slope, fit_slopes, verdict
+from sptrace.validation.slopes import SlopeFit, fit_slope, fit_slopes, standard_error, verdict
 
 
 def test_fit_slope_power_laws():
@@ -70,4 +70,68 @@ def test_verdict():
     assert v3.passed
     assert verdict({"m": {"a": float("nan")}}).worst[0].status == "invalid"
     assert verdict({"m": {"a": 0.0}}).summary().startswith("PASS")
+    json.dumps(v.to_dict())
+
+
+WS = [64, 128, 256, 512]
+
+
+def _seeds(slopes, scales=None):
+    """Each seed's values ``c_i * w**s_i``: a power law of known slope per seed."""
+    scales = scales or [1.0] * len(slopes)
+    return [[c * w ** s for w in WS] for s, c in zip(slopes, scales)]
+
+
+def _judged(seeds, quantity="dnat", **kwargs):
+    """The verdict on the seeds' mean, with the seeds kept: (the fit, its check)."""
+    mean = [sum(v) / len(v) for v in zip(*seeds)]
+    fits = fit_slopes(WS, {"m": {quantity: mean}}, seed_records={"m": {quantity: seeds}})
+    v = verdict(fits, tol=0.25, **kwargs)
+    return fits["m"][quantity], v.modules["m"].checks[quantity], v
+
+
+def test_a_slopes_standard_error_is_the_spread_of_the_seeds_own_slopes():
+    fit, check, _ = _judged(_seeds([0.1, 0.2, 0.3]))
+    assert fit.seed_slopes == pytest.approx([0.1, 0.2, 0.3], abs=1e-12)
+    assert fit.se == pytest.approx(0.1 / math.sqrt(3), abs=1e-12) == standard_error([0.1, 0.2, 0.3])
+    assert (check.se, check.n_seeds) == (fit.se, 3)
+    assert standard_error([0.5]) is None and standard_error([0.1, float("nan")]) is None
+    one = fit_slopes(WS, {"m": {"dnat": _seeds([0.5])[0]}}, seed_records={"m": {"dnat": _seeds([0.5])}})
+    shown = verdict(one).summary()
+    assert one["m"]["dnat"].se is None and "slope +0.50" in shown and "slope +0.50 ±" not in shown
+
+
+def test_the_standard_error_keeps_each_seed_paired_across_the_widths():
+    """The seeds differ by a factor that is the same at every width (one init larger everywhere): each
+    seed's slope is -0.4, so the slope's standard error is 0 and a fail 0.15 beyond the edge is decided.
+    The same values at each width paired differently across the widths give a spread: an error taken
+    from each width's scatter alone (the widths independent) would be the same for both, and large."""
+    paired = _seeds([-0.4] * 3, scales=[1.0, 3.0, 0.3])
+    fit, check, v = _judged(paired)
+    assert fit.se == pytest.approx(0.0, abs=1e-12)
+    assert check.status == "shrinks" and not check.undecided and not v.passed
+    shuffled = [[paired[(i + j) % 3][j] for j in range(len(WS))] for i in range(3)]
+    assert [sorted(v) for v in zip(*shuffled)] == [sorted(v) for v in zip(*paired)]
+    fit, check, v = _judged(shuffled)
+    assert fit.se > 0.1 and check.status == "shrinks" and check.undecided and not v.passed
+
+
+def test_the_verdict_marks_a_check_its_seeds_have_not_decided_and_keeps_its_pass_or_fail():
+    # a fail far beyond the edge (0.4 beyond, se 0.03): decided, shown with its standard error
+    _, far, v = _judged(_seeds([-0.6, -0.65, -0.7]))
+    assert far.status == "shrinks" and not far.undecided
+    assert "m [dnat] shrinks: slope -0.64 ± 0.03" in v.summary() and "not decided" not in v.summary()
+    # a fail just beyond the edge (-0.28, se 0.12): still a fail, marked as not decided
+    _, close, v = _judged(_seeds([-0.2, -0.4, -0.6]))
+    assert close.status == "shrinks" and close.undecided and not v.passed
+    assert "slope -0.28 ± 0.12 (not decided at 3 seeds: more seeds may settle it)" in v.summary()
+    # a pass just inside the edge (+0.21, se 0.09): still a pass, named as not decided
+    _, inside, v = _judged(_seeds([0.0, 0.1, 0.3]))
+    assert inside.status == "pass" and inside.undecided and v.passed
+    assert v.close_passes == [inside] and "not decided at 3 seeds): m [dnat] slope +0.21 ± 0.09" in v.summary()
+    # the same near the lower edge of a quantity allowed to shrink: no edge there to decide
+    _, allowed, v = _judged(_seeds([-0.1, -0.2, -0.4]), quantity="rms@0", allow_shrink=["rms@0"])
+    assert allowed.status == "pass" and not allowed.undecided and not v.close_passes
+    _, below, _ = _judged(_seeds([-0.1, -0.2, -0.4]), quantity="rms@0")
+    assert below.undecided
     json.dumps(v.to_dict())
