@@ -219,7 +219,7 @@ def seeds(a):
                       f"the seeds' own slopes {' '.join(f'{x:+.2f}' for x in fit.seed_slopes)}")
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
     c = sub.add_parser("check")
@@ -249,7 +249,7 @@ def main():
         p.add_argument("--steps", type=int, default=10)
         p.add_argument("--catalog", action="store_true", help="the catalog's build (validate hf:<type>)")
         p.add_argument("--config", action="append", default=[], help="field=value, value*width if it ends in w")
-    a = parser.parse_args()
+    a = parser.parse_args(argv)
     if getattr(a, "scale", None) is not None:
         readouts.ROUTER_INIT_SCALE = a.scale
     warnings.simplefilter("ignore")

@@ -40,7 +40,7 @@ def worst(run) -> str:
     return f"{bad.slope:+.2f} ({bad.module})"
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser()
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--scale", choices=sorted(CONFIGS), default="cpu")
@@ -49,7 +49,7 @@ def main():
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--out", required=True)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
     os.makedirs(args.out, exist_ok=True)
     rows = ["| model | optimizer | widths | sptrace | SP | NTP | seconds |", "|---|---|---|---|---|---|---|"]

@@ -25,3 +25,10 @@ def test_update_rank_reports_size_and_rank_per_width(capsys):
         assert 0 < op <= frob * (1 + 1e-9) and rank == pytest.approx((frob / op) ** 2)
     update_rank.main(["mlp", "fc1.weight", "--optimizer", "sgd", "--widths", "32", "64", "--steps", "2"])
     assert capsys.readouterr().out.startswith("fc1.weight: op slope ")
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in SCRIPTS.glob("*.py")))
+def test_every_script_imports_and_parses_its_arguments(name, capsys):
+    with pytest.raises(SystemExit) as exited:
+        _load(name).main(["--help"])
+    assert exited.value.code == 0 and "usage:" in capsys.readouterr().out
