@@ -379,8 +379,9 @@ def _elementwise(node, name, args, ax, shapes, out, out_shape):
     ax.category = "elementwise" if binary else "passthrough"
     out_key = out if out_shape is not None else f"{out}.0"
     out_shape = out_shape if out_shape is not None else shapes.get(out_key)
-    if out_shape is not None:
-        _broadcast_ties(out_key, out_shape, _tensor_inputs(node, shapes), ax)
+    if out_shape is not None:  # a shape donor (type_as's dtype source) is no operand: no axis of it is tied
+        operands = [(key, shape) for key, shape in _tensor_inputs(node, shapes) if key not in ax.steering]
+        _broadcast_ties(out_key, out_shape, operands, ax)
 
 
 def _prelu(node, name, args, ax, shapes, out, out_shape):

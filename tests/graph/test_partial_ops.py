@@ -2,7 +2,8 @@
 is a graph property (docs/classification.md), checked on a hand-written module that has it, on both
 capture routes, against the classification derived by hand.
 
-* ``expand_as`` / ``view_as`` / ``type_as``: the second tensor only lends its shape or dtype.
+* ``expand_as`` / ``view_as`` / ``type_as``: the second tensor only lends its shape or dtype (none of
+  its axes is tied to the output's).
 * resampling (bicubic / bilinear interpolation) of a position table over its spatial axes: the
   channel (width) axis passes through.
 * softmax over one axis of a parameter: the other axes pass through; the softmax axis must be a
@@ -41,6 +42,31 @@ class ExpandedBias(nn.Module):
 def test_expand_as_bias_is_a_bias(route):
     traced = sptrace.trace(ExpandedBias(64), torch.randn(3, 5, 16), routes=(route,))
     assert _row(traced["shift"]) == ("vector", "bias", (), (0,), (0,))
+
+
+class MaskCastLikeHidden(nn.Module):
+    """A padding mask cast to the hidden states' dtype (``mask.type_as(h)``, Funnel Transformer's
+    encoder) and applied to them. ``type_as`` reads only ``h``'s dtype, so none of ``h``'s axes is
+    the mask's. Before, its second tensor was broadcast against the output like an operand: with as
+    many tokens as hidden units the mask's token axis was tied to the hidden axis, a data axis, and
+    every width axis of the model was fixed (HF Funnel at width 64 on 64 tokens: every matrix an
+    input or readout layer, every gain a scalar)."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.emb, self.lin, self.head = nn.Embedding(50, n), nn.Linear(n, n), nn.Linear(n, 3)
+
+    def forward(self, ids, mask):
+        h = self.emb(ids)
+        return self.head(self.lin(h) * mask.type_as(h)[..., None])
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_type_as_lends_only_its_dtype(route):
+    traced = sptrace.trace(MaskCastLikeHidden(16), torch.randint(0, 50, (2, 16)), torch.ones(2, 16, dtype=torch.long),
+                           routes=(route,))
+    assert _row(traced["lin.weight"]) == ("matrix", "hidden", (1,), (0,), (0, 1))
+    assert traced["emb.weight"].width_dims == (1,)
 
 
 class ResampledPositions(nn.Module):
