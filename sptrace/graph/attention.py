@@ -18,7 +18,7 @@ from typing import Optional
 
 import torch.fx as fx
 
-from ..types import AttentionSite, AxisLabels, CapturedGraph, OpAxes
+from ..types import AttentionSite, AxisLabels, CapturedGraph, OpAxes, ParamUse
 from .capture import module_path
 from .ops import SHAPE_OPS, Shapes, op_name, param_behind
 
@@ -76,7 +76,7 @@ def _grows(labels: AxisLabels, ref) -> Optional[bool]:
 
 
 def assume_fixed_head_dims(captured: CapturedGraph, shapes: Shapes, axes: dict[str, OpAxes],
-                           labels: AxisLabels) -> list[str]:
+                           labels: AxisLabels, param_uses: Optional[dict[str, list[ParamUse]]] = None) -> list[str]:
     """Automatic mode: every head_dim that splits a width dim into heads × head_dim is taken to be
     the fixed factor, the heads the growing one; returns the attention modules concerned.
 
@@ -86,8 +86,10 @@ def assume_fixed_head_dims(captured: CapturedGraph, shapes: Shapes, axes: dict[s
     A parameter applied per head over head_dim (Qwen3's and Gemma 3's ``q_norm`` / ``k_norm``
     gains) is then a fixed vector shared by a growing number of heads (what ``base=`` decides for
     a model scaled the way LLM families are, head_dim fixed), not a width vector. Called on the
-    axis labels before the deciders read them; a head_dim the graph already fixes is left alone."""
-    where = []
+    axis labels before the deciders read them; a head_dim the graph already fixes is left alone.
+    ``param_uses`` (``UseAnalysis.uses``) adds parameters stored per head (XLNet's (width, heads, head
+    size) projections: :func:`_assume_fixed_per_head_sides`)."""
+    where, all_heads = [], set()
     products = [p for ax in axes.values() for p in ax.products]
     for node in captured.graph.nodes:
         ax = axes.get(node.name)
@@ -95,6 +97,7 @@ def assume_fixed_head_dims(captured: CapturedGraph, shapes: Shapes, axes: dict[s
             continue
         refs = _head_dim_refs(node, ax, shapes, captured)
         heads = _head_comps(refs, shapes, labels, products)
+        all_heads |= heads
         for ref in refs:
             comp = labels.component.get(ref)
             if comp is None or not labels.decide(ref)[0] or not _splits_width(labels, products, comp, heads, batch_merged=True):
@@ -103,7 +106,35 @@ def assume_fixed_head_dims(captured: CapturedGraph, shapes: Shapes, axes: dict[s
                                          "cannot tell: pass base= to decide)")
             where.append(module_path(node))
         where += _assume_fixed_blocks(node, ax, labels, products, captured)
+    where += _assume_fixed_per_head_sides(param_uses or {}, labels, all_heads)
     return list(dict.fromkeys(where))
+
+
+def _assume_fixed_per_head_sides(param_uses: dict[str, list[ParamUse]], labels: AxisLabels, heads: set) -> list[str]:
+    """A parameter stored per head (XLNet's ``q``, ``k``, ``v``, ``o``, ``r`` of shape (width, heads,
+    head size), applied by ``einsum("ibh,hnd->ibnd")`` and ``einsum("ibnd,hnd->ibh")``): the split of
+    the width into heads × head size is in the parameter's shape, not in a reshape of an activation,
+    so on the export route no product relates them and :func:`_splits_width` finds nothing. The
+    graph still shows it: one side of a use (the parameter's fan-in axes, or its fan-out axes) holds
+    an attention site's heads axis beside exactly one other width axis, its size per head. That one
+    is taken as fixed, the same hypothesis as for a head_dim cut by a reshape (the value head size
+    too, which no q @ k^T contracts). A linear's or a conv's weight has one width axis per side, and
+    a stack of experts' sides hold no heads axis: neither is touched."""
+    where = []
+    for key, found in param_uses.items() if heads else ():
+        for use in found:
+            for side in (use.fan_in_axes, use.fan_out_axes):
+                refs = [(key, a) for a in side if labels.sizes.get((key, a), 1) > 1 and labels.decide((key, a))[0]
+                        and (key, a) in labels.component]
+                inside = [r for r in refs if labels.component[r] in heads]
+                others = [r for r in refs if labels.component[r] not in heads]
+                if len(inside) != 1 or len(others) != 1:
+                    continue
+                labels.fixed_reason[labels.component[others[0]]] = (
+                    f"{ASSUMED} at {use.module or '<root>'} (a parameter stored per head, its size per head beside "
+                    "the heads; heads grow; automatic mode cannot tell: pass base= to decide)")
+                where.append(use.module)
+    return where
 
 
 def _assume_fixed_blocks(node: fx.Node, ax: OpAxes, labels: AxisLabels, products, captured: CapturedGraph) -> list[str]:

@@ -140,7 +140,7 @@ def _traced(model, example_args, example_kwargs, base, delta, width_overrides, r
     shapes = Shapes(captured.graph)
     uses = analyse_uses(captured, shapes)
     labels = label_axes(captured, shapes, uses.op_axes, _dense_fan_in(uses))
-    assume_fixed_head_dims(captured, shapes, uses.op_axes, labels)
+    assume_fixed_head_dims(captured, shapes, uses.op_axes, labels, uses.uses)
     nodes_of = _param_nodes_by_tensor(model, captured)
     facts = _facts(model, captured, uses, names_by_tensor, nodes_of, forward_constants(captured, shapes, uses, labels))
     warnings = [f"capture route {r!r} failed, used {captured.route!r}: {msg}" for r, msg in captured.failures.items()]

@@ -216,3 +216,46 @@ def test_heads_merged_into_the_batch_are_heads(route):
     assert traced["q_gain"].width_dims == () and traced["key_table"].width_dims == ()
     assert all(ASSUMED in traced[name].dims[-1].reason for name in ("q_gain", "key_table"))
     assert traced["qkv.weight"].width_dims == (0, 1)
+
+
+class PerHeadEinsumAttention(nn.Module):
+    """XLNet's attention: q, k, v and o stored per head, (width, heads, head size), applied by einsum
+    (``ibh,hnd->ibnd``, ``ibnd,hnd->ibh``), and a bias per head and head size added to q. No reshape
+    splits the width into heads × head size: the split is in the parameters' shapes."""
+
+    def __init__(self, width, heads):
+        super().__init__()
+        self.emb = nn.Embedding(11, width)
+        shape = (width, heads, width // heads)
+        self.q, self.k, self.v, self.o = (nn.Parameter(torch.randn(shape) / width ** 0.5) for _ in range(4))
+        self.r_w_bias = nn.Parameter(torch.zeros(shape[1:]))
+        self.scale = shape[2] ** -0.5
+        self.out = nn.Linear(width, 11)
+
+    def forward(self, ids):
+        h = self.emb(ids).transpose(0, 1)  # (len, batch, width), as XLNet keeps it
+        q, k, v = (torch.einsum("ibh,hnd->ibnd", h, w) for w in (self.q, self.k, self.v))
+        att = (torch.einsum("ibnd,jbnd->bnij", q + self.r_w_bias, k) * self.scale).softmax(-1)
+        a = torch.einsum("bnij,jbnd->ibnd", att, v)
+        return self.out(torch.einsum("ibnd,hnd->ibh", a, self.o).transpose(0, 1))
+
+
+@pytest.mark.parametrize("route", ("export", "eager"))
+def test_parameters_stored_per_head_have_a_fixed_head_size(route):
+    """The heads axis beside one other width axis on a side of the parameter's einsum (q's outputs,
+    o's inputs) makes that axis the size per head, assumed fixed as a head_dim cut by a reshape is
+    (v's and o's too, which no q @ k^T contracts). Before, the head size was taken for width: in the
+    reference form o's fan-in (heads × head size) scaled its Adam lr like 1/width² and SGD's bias lr
+    like width² (HF XLNet: docs/classification.md, "Attention")."""
+    traced = sptrace.trace(PerHeadEinsumAttention(64, 4), torch.randint(0, 11, (2, 5)), routes=(route,))
+    for name in ("q", "k", "v", "o"):
+        assert traced[name].width_dims == (0, 1) and traced[name].role.value == "hidden", name
+        assert ASSUMED in traced[name].dims[2].reason, name
+    assert traced["r_w_bias"].width_dims == (0,)
+    assert [s.head_dim_is_width for s in traced.attention] == [None]
+
+
+def test_one_head_stored_per_head_is_the_width_itself():
+    """A heads axis of size 1 is no heads axis: the size per head is the width, as with a reshape."""
+    traced = sptrace.trace(PerHeadEinsumAttention(64, 1), torch.randint(0, 11, (2, 5)))
+    assert traced["q"].width_dims == (0, 2) and traced["o"].width_dims == (0, 2)
