@@ -56,8 +56,10 @@ class ZooSpec:
         Parameters are created on the current default device (``with torch.device("meta"):``)."""
         if isinstance(width, bool) or not isinstance(width, int) or width < 1:
             raise ValueError(f"{self.name}: width must be a positive int, got {width!r}")
-        accepted = set(inspect.signature(self.builder).parameters) - {"width"}
-        unknown = sorted(set(options) - accepted)
+        parameters = inspect.signature(self.builder).parameters
+        accepted = set(parameters) - {"width"}
+        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())  # it checks them
+        unknown = [] if takes_any else sorted(set(options) - accepted)
         if unknown:
             raise TypeError(f"{self.name}.build: unknown option(s) {', '.join(unknown)}; "
                             f"options are: {', '.join(sorted(accepted)) or 'none'}")

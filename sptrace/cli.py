@@ -14,6 +14,9 @@ from .validation.models import PARAMETRIZATIONS, resolve
 
 MODEL_HELP = ("a zoo name (see `python -m models_zoo`), hf:<model_type> or timm:<model_name> (built from its config "
               "at a small width, random weights), or module:factory")
+OPTION_KINDS = ("a build option of a zoo model, a config field of an hf: type (set over the shrunk config, e.g. "
+                "norm_topk_prob=true), a constructor argument of a timm: model")
+OPTION_HELP = f"key=value (repeatable): {OPTION_KINDS}"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -59,6 +62,7 @@ def _add_validate(sub: Any) -> None:
                      help="parametrize's form: reference (no base, the default call) or base (base= the narrowest width)")
     val.add_argument("--no-spectral", action="store_true", help="skip per-parameter spectral norms (faster)")
     val.add_argument("--tol", type=float, default=0.25)
+    val.add_argument("--option", action="append", default=[], help=OPTION_HELP)
 
 
 def _add_transfer(sub: Any) -> None:
@@ -79,7 +83,7 @@ def _add_transfer(sub: Any) -> None:
     tr.add_argument("--threads", type=int, default=None)
     tr.add_argument("--metric", default="train", choices=METRICS)
     tr.add_argument("--parametrizations", nargs="+", default=["sptrace", "sp"], choices=PARAMETRIZATIONS)
-    tr.add_argument("--option", action="append", default=[], help="build option key=value (repeatable)")
+    tr.add_argument("--option", action="append", default=[], help=OPTION_HELP)
     tr.add_argument("--out", default=None, help="directory for the JSON and PNGs")
     tr.add_argument("--stem", default=None)
     tr.add_argument("--progress", action="store_true")
@@ -110,7 +114,7 @@ def _validate(args) -> int:
         args.model, args.widths, optimizer=args.optimizer, steps=args.steps, lr=args.lr, batch_size=args.batch_size,
         parametrizations=parametrizations, device=args.device, out=args.out, tol=args.tol,
         progress=sys.stderr.isatty(), spectral=not args.no_spectral, n_seeds=args.seeds,
-        form=args.form,
+        form=args.form, build_options=dict(_parse_option(o) for o in args.option),
     )
     print(result.summary())
     for path in result.files:
@@ -122,7 +126,7 @@ def _parse_option(text: str) -> tuple[str, Any]:
     """``key=value`` with the value read as a bool, None, int, float or else a string."""
     key, sep, value = text.partition("=")
     if not sep or not key:
-        raise SptraceError(f"--option wants key=value (a build option of the zoo model), got {text!r}")
+        raise SptraceError(f"--option wants key=value ({OPTION_KINDS}), got {text!r}")
     low = value.lower()
     if low in ("true", "false"):
         return key, low == "true"

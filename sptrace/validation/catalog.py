@@ -12,6 +12,7 @@ small fixed values so that a model builds in a second. docs/coverage.md measures
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import inspect
 import os
@@ -91,7 +92,7 @@ def catalog_spec(name: str) -> CatalogSpec:
         hf_config(arch, DEFAULT_WIDTH)  # fail now on an unknown or unwidenable type, not at the first build
         data = models_zoo.get("gpt")
         return CatalogSpec(name, f"Hugging Face {arch} causal LM from its config, random weights", DEFAULT_WIDTH,
-                           COORD_WIDTHS, "language-modelling", lambda width: hf_model(arch, width),
+                           COORD_WIDTHS, "language-modelling", lambda width, **fields: hf_model(arch, width, **fields),
                            data.batches_fn)
     if library == "timm":
         digits = models_zoo.get("vit")
@@ -99,7 +100,7 @@ def catalog_spec(name: str) -> CatalogSpec:
         size = _input_size(arch, digits)
         image = _image_args(arch, size)
         return CatalogSpec(name, f"timm {arch} from its constructor, random weights", DEFAULT_WIDTH, COORD_WIDTHS,
-                           "classification", lambda width: timm_model(arch, width, **image),
+                           "classification", lambda width, **kwargs: timm_model(arch, width, **{**image, **kwargs}),
                            _resized(digits.batches_fn, size))
     raise SptraceError(f"unknown catalog {library!r} in {name!r}: use hf:<model_type> or timm:<model_name>")
 
@@ -124,8 +125,10 @@ def hf_model_types() -> list[str]:
     return list(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
 
 
-def hf_config(model_type: str, width: int):
-    """The config of ``model_type`` at ``width`` (see the module docstring), on the character vocabulary.
+def hf_config(model_type: str, width: int, **fields: Any):
+    """The config of ``model_type`` at ``width`` (see the module docstring), on the character vocabulary;
+    ``fields`` set config fields over the shrunk ones (a released checkpoint's routing, say:
+    ``norm_topk_prob=True``).
 
     Heads are first given a fixed size (:data:`HEAD_DIM`), then, where the config rejects that (a
     state-space head whose count is tied to the model dim), their default size with a count in
@@ -139,9 +142,10 @@ def hf_config(model_type: str, width: int):
         default = transformers.AutoConfig.for_model(model_type).to_dict()
     except Exception as exc:  # the library's own validation of its defaults
         raise SptraceError(f"hf:{model_type}: transformers cannot build its default config: {exc}") from exc
+    _check_fields(f"hf:{model_type}", fields, default)
     tried = []
     for heads, shallow in ((FIXED, True), (FIXED, False), (PROPORTIONAL, True), (PROPORTIONAL, False)):
-        overrides = shrink(default, width, f"hf:{model_type}", heads=heads, shallow=shallow)
+        overrides = {**shrink(default, width, f"hf:{model_type}", heads=heads, shallow=shallow), **fields}
         try:
             return transformers.AutoConfig.for_model(model_type, **overrides)
         except Exception as exc:
@@ -151,14 +155,25 @@ def hf_config(model_type: str, width: int):
                        + "\n".join(tried))
 
 
-def hf_model(model_type: str, width: int) -> torch.nn.Module:
-    config = hf_config(model_type, width)
+def hf_model(model_type: str, width: int, **fields: Any) -> torch.nn.Module:
+    config = hf_config(model_type, width, **fields)
     transformers = _transformers()
     try:
         return transformers.AutoModelForCausalLM.from_config(config)
     except Exception as exc:
         raise SptraceError(f"hf:{model_type}: the model does not build from its config shrunk to width {width}: "
                            f"{type(exc).__name__}: {exc}") from exc
+
+
+def _check_fields(name: str, fields: dict, default: dict) -> None:
+    """Every field set by hand is one the config has: transformers would keep a misspelt one as an
+    unused attribute and build the model without it."""
+    unknown = sorted(set(fields) - set(default))
+    if unknown:
+        hints = [f"{f} (did you mean {', '.join(close)}?)" if (close := difflib.get_close_matches(f, default, n=2))
+                 else f for f in unknown]
+        raise SptraceError(f"{name}: its config has no field {', '.join(hints)}; set fields the config has "
+                           "(transformers.AutoConfig.for_model(...).to_dict() lists them)")
 
 
 FIXED, PROPORTIONAL = "fixed-size", "proportional"

@@ -66,6 +66,17 @@ def test_validate_an_hf_type_passes_where_standard_practice_fails(model_type):
     assert result.passed and not result.runs["sp"].verdict.passed, result.summary()
 
 
+def test_config_fields_set_by_hand_reach_the_model_and_a_misspelt_one_is_named(capsys):
+    spec = catalog.catalog_spec("hf:qwen3_moe")
+    assert spec.build(64).config.norm_topk_prob is False  # Hugging Face's default; released checkpoints set True
+    released = spec.build(64, norm_topk_prob=True)
+    assert released.config.norm_topk_prob is True and released.config.hidden_size == 64  # still shrunk
+    with pytest.raises(SptraceError, match=r"no field norm_topk_prb \(did you mean norm_topk_prob\?\)"):
+        spec.build(64, norm_topk_prb=True)
+    assert main(["validate", "hf:qwen3_moe", "--option", "norm_topk_prb=true"]) == 2
+    assert "did you mean norm_topk_prob" in capsys.readouterr().err
+
+
 def test_a_config_without_a_width_knob_names_the_fields_it_tried():
     with pytest.raises(SptraceError, match="none of the model-dim fields hidden_size, n_embd, d_model"):
         catalog.shrink({"vocab_size": 100, "num_layers": 3}, 64, "hf:toy")
