@@ -22,7 +22,7 @@ import torch
 
 from ..graph.report import render
 from ..graph.trace import Trace, trace
-from ..planning.library import detect_laws, library_candidates
+from ..planning.library import detect_laws, drawn_with, library_candidates
 from ..planning.plan import GROUP_EPS_MULT, GROUP_LR_NOTE, GROUP_NAMES, group, plan_warnings
 from ..planning.plan import plan as plan_records
 from ..planning.readouts import router_note
@@ -374,12 +374,15 @@ def _measured_library_init(traced: Trace, model, base):
 
 
 def _detected_laws(traced: Trace, model) -> Union[str, dict[str, str]]:
-    if isinstance(getattr(getattr(model, "config", None), "initializer_range", None), (int, float)):
-        return "constant"
+    """A config's ``initializer_range`` (a constant std) where the model has no values or some weight
+    was drawn with it (planning.library.drawn_with), else the laws the weights' own stds match."""
     params = dict(model.named_parameters(remove_duplicate=False))
-    stds = {r.name: _library_std(params[r.name]) for r in traced.records
-            if r.name in params and params[r.name].device.type != "meta"}
-    return detect_laws(traced.records, stds)
+    valued = [r.name for r in traced.records if r.name in params and params[r.name].device.type != "meta"]
+    stds = {name: _library_std(params[name]) for name in valued}
+    declared = getattr(getattr(model, "config", None), "initializer_range", None)
+    if isinstance(declared, (int, float)) and (not stds or drawn_with(traced.records, stds, declared)):
+        return "constant"
+    return detect_laws(traced.records, stds, {name: _library_mean(params[name]) for name in valued})
 
 
 def _library_std(tensor) -> float:
@@ -389,6 +392,13 @@ def _library_std(tensor) -> float:
     if mark is None or mark[0] == "keep":
         return _std(tensor)
     return _std(tensor) / mark[3] if mark[0] == "scale" else math.nan
+
+
+def _library_mean(tensor) -> float:
+    """The mean of the library's own values (a previous "scale" divided out, as :func:`_library_std`)."""
+    mark = getattr(tensor, INIT_MARK, None)
+    mean = float(tensor.detach().float().mean()) if tensor.numel() > 0 else 0.0
+    return mean / mark[3] if mark is not None and mark[0] == "scale" else mean
 
 
 def _std(tensor) -> float:

@@ -14,7 +14,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 from ..types import ParamRecord, Role, Space, SptraceError
 
-__all__ = ["LIBRARY_LAWS", "library_std_ratio", "library_ratios", "library_candidates", "detect_laws"]
+__all__ = ["LIBRARY_LAWS", "library_std_ratio", "library_ratios", "library_candidates", "detect_laws", "drawn_with"]
 
 # How a library's default init std depends on a weight's shape (``torch.nn.init`` names): the
 # candidates that the base form matches against a real base model's tensors.
@@ -135,21 +135,33 @@ def _default_std(law: str, shape) -> float:
     return math.sqrt(2.0 / (_fan_in(shape) + _fan_out(shape)))
 
 
-def detect_laws(records: Sequence[ParamRecord], stds: Mapping[str, float]) -> dict[str, str]:
+def detect_laws(records: Sequence[ParamRecord], stds: Mapping[str, float],
+                means: Optional[Mapping[str, float]] = None) -> dict[str, str]:
     """The library law each weight was drawn by, read from the weights' own stds (no base model
-    needed; ``stds``: name -> measured std).
+    needed; ``stds``: name -> measured std; ``means``: name -> measured mean).
 
     Per weight the shape laws (:data:`LIBRARY_LAWS`) predict an absolute std; ``"constant"`` (HF's
     initializer_range) predicts one std shared by every weight. One weight alone cannot tell them
     apart where they happen to agree (0.02 is PyTorch's std at fan-in 833), so the law is chosen
     for the model first: the one whose predictions the weights fit best (mean |log| error; the
     constant is fitted (the median), so it must win by a margin and needs two distinct fan-ins).
+    Where that law misses some weight by more than 15 %, a shape law times a fitted gain that fits
+    every weight is taken instead (:func:`_with_a_gain`).
     A weight that is off its model's law by more than 15% and within 15% of another's takes that
-    one (timm's ViT: a fixed 0.02 for linears, PyTorch's law for the patch conv)."""
-    weights = [r for r in records if _has_law(r) and stds.get(r.name, 0.0) > 0 and math.isfinite(stds[r.name])]
+    one (timm's ViT: a fixed 0.02 for linears, PyTorch's law for the patch conv).
+
+    Every shape law draws centred values. A weight whose mean is larger than its std (U(0, b): √3
+    stds) was drawn by none of them but by its module's own code, with width-free bounds (Funnel
+    Transformer's relative-attention kernel and segment table, U(0, initializer_range)): constant.
+    Read by the fan-in law instead, its std was taken to fall like 1/sqrt(width) and the plan made
+    it grow as much (`nat@0` +0.41 over widths 64-512)."""
+    measured = [r for r in records if _has_law(r) and stds.get(r.name, 0.0) > 0 and math.isfinite(stds[r.name])]
+    own = {r.name for r in measured if abs((means or {}).get(r.name, 0.0)) > stds[r.name]}
+    weights = [r for r in measured if r.name not in own]
     if not weights:
-        return {}
+        return dict.fromkeys(own, "constant")
     logs = {r.name: math.log(stds[r.name]) for r in weights}
+    tolerance = math.log1p(_LAW_TOLERANCE)
     constant = statistics.median(logs.values())  # robust: a few weights by another law do not move it
     predicted = {law: {r.name: (constant if law == "constant" else math.log(_default_std(law, r.shape)))
                        for r in weights} for law in LIBRARY_LAWS}
@@ -159,13 +171,52 @@ def detect_laws(records: Sequence[ParamRecord], stds: Mapping[str, float]) -> di
     # The constant is fitted, so it must fit better by a margin: where most weights share one
     # fan-in, a fitted constant matches them exactly whatever the law (the zoo GPT at width 32).
     model_law = min(LIBRARY_LAWS, key=lambda law: statistics.fmean(errors[law]) + _CONSTANT_MARGIN * (law == "constant"))
-    tolerance = math.log1p(_LAW_TOLERANCE)
+    if any(e > tolerance for e in errors[model_law]):
+        model_law, gain = _with_a_gain(logs, predicted, tolerance) or (model_law, 0.0)
+        predicted[model_law] = {n: p + gain for n, p in predicted[model_law].items()}
     laws = {}
     for r in weights:
         gaps = {law: abs(logs[r.name] - predicted[law][r.name]) for law in LIBRARY_LAWS}
         nearest = min(gaps, key=gaps.get)
         laws[r.name] = nearest if gaps[model_law] > tolerance and gaps[nearest] < tolerance else model_law
-    return laws
+    return {**laws, **dict.fromkeys(own, "constant")}
+
+
+def _with_a_gain(logs: Mapping[str, float], predicted: Mapping[str, Mapping[str, float]],
+                 tolerance: float) -> Optional[tuple[str, float]]:
+    """A shape law times a gain of its own that fits every weight within 15 % where no law as drawn
+    does: ``(law, log gain)``, the best fitting such law, else ``None``. Funnel Transformer draws its
+    linears from N(0, 1/(fan_in + fan_out)), xavier times 1/sqrt(2), which scales with width as
+    xavier does; as drawn, each law misses them by 20 % or more and the fitted constant read them as
+    width-free. Only a gain that fits all of them counts: with a few weights sharing one fan-in, a
+    gain fits those whatever the law (timm's ViT at width 256: PyTorch's law times 0.55 fits its four
+    linears of fan-in 256, where the constant 0.02 is the law)."""
+    found = []
+    for law in (law for law in LIBRARY_LAWS if law != "constant"):
+        gain = statistics.median(logs[n] - p for n, p in predicted[law].items())
+        errors = [abs(logs[n] - p - gain) for n, p in predicted[law].items()]
+        if all(e < tolerance for e in errors):
+            found.append((statistics.fmean(errors), law, gain))
+    return min(found)[1:] if found else None
+
+
+# A declared std (a config's initializer_range) is the library's law only where some weight was drawn
+# with it: a weight of 1000 or more entries drawn from N(0, s) has a sample std within ~2 % of s.
+_DECLARED_TOLERANCE = 0.05
+
+
+def drawn_with(records: Sequence[ParamRecord], stds: Mapping[str, float], std: float) -> bool:
+    """Whether some weight with a shape law has its std within 5 % of ``std``: the library drew it
+    with that constant. A Hugging Face config names an ``initializer_range`` that its ``_init_weights``
+    need not use for every weight: Funnel Transformer draws its linears from N(0, 1/(fan_in + fan_out))
+    (its ``initializer_std`` left None), 0.088 at width 64 and 0.031 at 512 against a range of 0.1, and
+    its relative-attention tensors from U(0, 0.1). Read as a constant law, the linears' std, which
+    already falls like 1/sqrt(width), was scaled by the rule's ratio once more (docs/validation.md)."""
+    if not (isinstance(std, (int, float)) and std > 0):
+        return False
+    tolerance = math.log1p(_DECLARED_TOLERANCE)
+    return any(abs(math.log(stds[r.name] / std)) < tolerance for r in records
+               if _has_law(r) and stds.get(r.name, 0.0) > 0 and math.isfinite(stds[r.name]))
 
 
 def _has_law(record: ParamRecord) -> bool:

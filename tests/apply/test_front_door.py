@@ -75,6 +75,33 @@ def test_the_init_follows_the_library_law_it_detects():
     assert "default x0.5" in opt.sptrace.report()
 
 
+def test_a_config_s_initializer_range_is_the_law_only_where_the_weights_were_drawn_with_it():
+    """Hugging Face Funnel Transformer names an initializer_range (0.1) but draws its linears from
+    N(0, 1/(fan_in + fan_out)) and its relative-attention tensors from U(0, 0.1). Read as a constant
+    law (before), the linears' std, which already falls like 1/sqrt(width), was scaled by the rule's
+    sqrt(256/64) once more: every hidden matrix's nat@0 fell with slope -0.5 and the coord check
+    failed 54 of 125 (docs/validation.md, "Funnel Transformer"). Read off the weights, the linears
+    keep the library's init at width 64 (their fan-in law is the rule's), the relative-attention
+    kernel, drawn off centre, is a width-free constant scaled by the rule, and the per-head segment
+    table (a fixed block per head) is kept; a GPT-2 drawn with its range stays constant."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.FunnelConfig(vocab_size=77, d_model=64, n_head=4, d_head=16, d_inner=256, block_sizes=[1, 1],
+                                       num_decoder_layers=1, hidden_dropout=0.0, attention_dropout=0.0,
+                                       activation_dropout=0.0)
+    torch.manual_seed(0)
+    planned = {p.name: p for p in sptrace.plan(transformers.FunnelForMaskedLM(config), "adam",
+                                               example_inputs=torch.randint(0, 77, (2, 16))).params}
+    attention = "funnel.encoder.blocks.0.0.attention."
+    for name in (attention + "q_head.weight", attention + "post_proj.weight", "funnel.encoder.blocks.0.0.ffn.linear_2.weight"):
+        assert (planned[name].init, planned[name].init_scale) == ("keep", 1.0), name
+    assert (planned[attention + "r_kernel"].init, planned[attention + "r_kernel"].init_scale) == ("scale", 2.0)
+    assert planned[attention + "seg_embed"].init == "keep"
+    gpt2 = transformers.GPT2LMHeadModel(transformers.GPT2Config(n_embd=64, n_head=4, n_layer=1, vocab_size=77,
+                                                                n_positions=64))
+    planned = {p.name: p for p in sptrace.plan(gpt2, "adam", example_inputs=torch.randint(0, 77, (2, 16))).params}
+    assert planned["transformer.h.0.mlp.c_fc.weight"].init_scale == pytest.approx(2.0)
+
+
 def test_the_absolute_form_is_the_explicit_prefactor():
     opt = sptrace.parametrize(mlp(512), "adam", lr=1.0, form="absolute", example_inputs=(torch.randn(2, 64),))
     assert lrs(opt)["2.weight"] == pytest.approx(1 / 512)

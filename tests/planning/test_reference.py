@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from sptrace.planning.library import detect_laws
+from sptrace.planning.library import detect_laws, drawn_with
 from sptrace.planning.plan import plan
 from sptrace.planning.reference import at_reference, model_width
 from sptrace.types import SptraceError
@@ -89,3 +89,40 @@ def test_a_torch_model_whose_weights_mostly_share_a_fan_in_is_not_read_as_consta
     model = models_zoo.get("gpt").build(32)
     traced = sptrace.trace(model, *models_zoo.get("gpt").example_inputs()[0])
     assert set(_detected_laws(traced, model).values()) == {"torch"}
+
+
+def test_a_weight_drawn_off_centre_is_its_module_s_own_constant():
+    """Every shape law draws centred values; U(0, b) (Funnel Transformer's relative-attention kernel,
+    b its initializer_range) has a mean of sqrt(3) stds: drawn by the module's own code with
+    width-free bounds, so constant, whatever law its std happens to sit near."""
+    torch.manual_seed(0)
+    module = layers(64)
+    nn.init.uniform_(module["conv"].weight, 0.0, 0.1)
+    before = laws_of(module, 64)
+    tensors = {name: layer.weight for name, layer in module.items()}
+    stds = {k: float(t.detach().std()) for k, t in tensors.items()}
+    means = {k: float(t.detach().mean()) for k, t in tensors.items()}
+    all_records = [*mlp(64, n0=48), rec("conv", (64, 64, 3, 3), (1, 2, 3), (0,), {0, 1}, Role.HIDDEN),
+                   rec("up", (256, 64), (1,), (0,), {0, 1}, Role.HIDDEN), rec("down", (64, 256), (1,), (0,), {0, 1}, Role.HIDDEN)]
+    assert before["conv"] == "torch"  # its std alone (0.029) fits no law: it took the model's
+    laws = detect_laws(all_records, stds, means)
+    assert laws["conv"] == "constant" and laws["fc2"] == "torch" and laws["up"] == "torch"
+
+
+def test_a_declared_std_is_the_law_only_where_a_weight_was_drawn_with_it():
+    """A config's initializer_range holds where some weight's std is within 5 % of it: N(0, 0.1) at
+    every fan-in; not Funnel's N(0, 1/(fan_in + fan_out)), 0.0625 for a 128 x 128 matrix, 0.075 for
+    the 128 x 48 input layer (25 % off)."""
+    torch.manual_seed(0)
+    module = layers(128)
+    records = [*mlp(128, n0=48), rec("conv", (128, 128, 3, 3), (1, 2, 3), (0,), {0, 1}, Role.HIDDEN),
+               rec("up", (512, 128), (1,), (0,), {0, 1}, Role.HIDDEN), rec("down", (128, 512), (1,), (0,), {0, 1}, Role.HIDDEN)]
+    for layer in module.values():
+        nn.init.normal_(layer.weight, std=0.1)
+    stds = {k: float(t.weight.detach().std()) for k, t in module.items()}
+    assert drawn_with(records, stds, 0.1) and not drawn_with(records, stds, 0.2)
+    for layer in module.values():
+        fan_out, fan_in = layer.weight.shape[0], layer.weight[0].numel()
+        nn.init.normal_(layer.weight, std=(fan_in + fan_out) ** -0.5)
+    stds = {k: float(t.weight.detach().std()) for k, t in module.items()}
+    assert not drawn_with(records, stds, 0.1)
