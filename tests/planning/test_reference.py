@@ -48,12 +48,17 @@ def layers(width):
                           "conv": nn.Conv2d(width, width, 3)})
 
 
-def laws_of(module, width):
-    records = [*mlp(width, n0=48), rec("conv", (width, width, 3, 3), (1, 2, 3), (0,), {0, 1}, Role.HIDDEN),
-               rec("up", (4 * width, width), (1,), (0,), {0, 1}, Role.HIDDEN),
-               rec("down", (width, 4 * width), (1,), (0,), {0, 1}, Role.HIDDEN)]
-    tensors = {name: layer.weight for name, layer in module.items()}
-    return detect_laws(records, {k: float(t.detach().std()) for k, t in tensors.items()})
+def law_records(width):
+    """The records of :func:`layers`' weights."""
+    return [*mlp(width, n0=48), rec("conv", (width, width, 3, 3), (1, 2, 3), (0,), {0, 1}, Role.HIDDEN),
+            rec("up", (4 * width, width), (1,), (0,), {0, 1}, Role.HIDDEN),
+            rec("down", (width, 4 * width), (1,), (0,), {0, 1}, Role.HIDDEN)]
+
+
+def laws_of(module, width, means=False):
+    tensors = {name: layer.weight.detach() for name, layer in module.items()}
+    return detect_laws(law_records(width), {k: float(t.std()) for k, t in tensors.items()},
+                       {k: float(t.mean()) for k, t in tensors.items()} if means else None)
 
 
 @pytest.mark.parametrize("width", [64, 833, 2048])
@@ -99,13 +104,8 @@ def test_a_weight_drawn_off_centre_is_its_module_s_own_constant():
     module = layers(64)
     nn.init.uniform_(module["conv"].weight, 0.0, 0.1)
     before = laws_of(module, 64)
-    tensors = {name: layer.weight for name, layer in module.items()}
-    stds = {k: float(t.detach().std()) for k, t in tensors.items()}
-    means = {k: float(t.detach().mean()) for k, t in tensors.items()}
-    all_records = [*mlp(64, n0=48), rec("conv", (64, 64, 3, 3), (1, 2, 3), (0,), {0, 1}, Role.HIDDEN),
-                   rec("up", (256, 64), (1,), (0,), {0, 1}, Role.HIDDEN), rec("down", (64, 256), (1,), (0,), {0, 1}, Role.HIDDEN)]
     assert before["conv"] == "torch"  # its std alone (0.029) fits no law: it took the model's
-    laws = detect_laws(all_records, stds, means)
+    laws = laws_of(module, 64, means=True)
     assert laws["conv"] == "constant" and laws["fc2"] == "torch" and laws["up"] == "torch"
 
 
@@ -114,9 +114,7 @@ def test_a_declared_std_is_the_law_only_where_a_weight_was_drawn_with_it():
     every fan-in; not Funnel's N(0, 1/(fan_in + fan_out)), 0.0625 for a 128 x 128 matrix, 0.075 for
     the 128 x 48 input layer (25 % off)."""
     torch.manual_seed(0)
-    module = layers(128)
-    records = [*mlp(128, n0=48), rec("conv", (128, 128, 3, 3), (1, 2, 3), (0,), {0, 1}, Role.HIDDEN),
-               rec("up", (512, 128), (1,), (0,), {0, 1}, Role.HIDDEN), rec("down", (128, 512), (1,), (0,), {0, 1}, Role.HIDDEN)]
+    module, records = layers(128), law_records(128)
     for layer in module.values():
         nn.init.normal_(layer.weight, std=0.1)
     stds = {k: float(t.weight.detach().std()) for k, t in module.items()}
@@ -126,3 +124,16 @@ def test_a_declared_std_is_the_law_only_where_a_weight_was_drawn_with_it():
         nn.init.normal_(layer.weight, std=(fan_in + fan_out) ** -0.5)
     stds = {k: float(t.weight.detach().std()) for k, t in module.items()}
     assert not drawn_with(records, stds, 0.1)
+
+
+@pytest.mark.parametrize("width", [64, 512])
+def test_a_shape_law_times_a_gain_of_its_own_is_that_law(width):
+    """Funnel Transformer's N(0, 1/(fan_in + fan_out)) is xavier times 1/sqrt(2): as drawn, every law
+    misses some weight by more than 15 %, and the best by mean error was PyTorch's law at width 64
+    (xavier at 512: the read changed with width); xavier with its gain fitted fits them all."""
+    torch.manual_seed(0)
+    module = layers(width)
+    for layer in module.values():
+        fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(layer.weight)
+        nn.init.normal_(layer.weight, std=(fan_in + fan_out) ** -0.5)
+    assert set(laws_of(module, width).values()) == {"fan_avg"}
