@@ -271,6 +271,7 @@ class ParamRecord:
     problem: Optional[str] = None  # why it is unclassified (names the node and op)
     secondary_uses: tuple[ParamUse, ...] = ()  # uses whose axes disagree with the primary one (ties)
     selected_by: Optional[str] = None  # a top-k / argmax / sort node its output reaches (a router)
+    normalized_by: Optional[str] = None  # a node that normalises its output (it cannot start at zero)
     # the primary use's output times a constant c ~ n^p of a width axis: the rules hold for c * W
     forward_constant: Optional[ForwardConstant] = None
 

@@ -409,7 +409,7 @@ def renamed(value: Any, old: str, new: str, root: bool) -> Any:
         if isinstance(v, Enum):
             return v
         if isinstance(v, str):
-            if field in ("node", "selected_by"):
+            if field in ("node", "selected_by", "normalized_by"):
                 return v
             if v == old or v.startswith(old + "."):
                 return new + v[len(old):]

@@ -50,15 +50,21 @@ def is_readout(record: ParamRecord) -> bool:
 
 def readout_start(record: ParamRecord, zero_readout: Union[bool, str]) -> Optional[str]:
     """``"zeros"``, ``"router"`` (near zero) or ``None`` (the rule's init) for ``zero_readout`` True /
-    "auto" / False: True zeroes every readout, "auto" zeroes readouts and starts routers near zero,
-    False leaves every readout at its rule's init. Under "auto" a router's bias (a bias whose fixed-size
+    "auto" / False: True zeroes every readout, "auto" zeroes readouts, starts routers near zero and
+    leaves a readout whose output is normalised (``record.normalized_by``: all-zero would normalise to
+    0/0) at its rule's init, False leaves every readout at its rule's init. Under "auto" a router's bias (a bias whose fixed-size
     output reaches the selection) starts near zero with it: the logits start at ROUTER_INIT_SCALE of
     what the rules give them, so the library's bias (gpt-oss: N(0, 0.02²)) does not outweigh the
     token-dependent part and send every token to the same experts."""
     if zero_readout is False:
         return None
     if is_readout(record):
-        return "zeros" if zero_readout is True or record.selected_by is None else "router"
+        if zero_readout is True:
+            return "zeros"
+        if record.selected_by is not None:
+            return "router"
+        # normalised right after (CLIP's projections): zero would make its normalised output 0/0
+        return None if record.normalized_by is not None else "zeros"
     router_bias = (record.classified and record.role is Role.BIAS and record.selected_by is not None
                    and not record.fan_out_is_width)
     return "router" if zero_readout == "auto" and router_bias else None

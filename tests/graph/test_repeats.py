@@ -38,7 +38,7 @@ def comparable(value, field=""):
     (the shortcut's graph has other node names; node fields and node names quoted in reasons)."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: comparable(getattr(value, f.name), f.name) for f in dataclasses.fields(value)
-                if f.name not in ("node", "selected_by")}
+                if f.name not in ("node", "selected_by", "normalized_by")}
     if isinstance(value, (list, tuple)):
         return [comparable(v, field) for v in value]
     if isinstance(value, str) and field in ("reason", "problem"):

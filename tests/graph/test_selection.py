@@ -1,7 +1,10 @@
-"""graph/selection.py: a readout whose output reaches top-k (a router) is marked; others are not."""
+"""graph/selection.py: a readout whose output reaches top-k (a router) is marked; others are not. A
+readout whose output is normalised before anything else joins it is marked ``normalized_by`` and keeps
+its rule's init under zero_readout="auto" (zero would normalise to 0/0)."""
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 import sptrace
 from sptrace.planning.readouts import ROUTER_INIT_SCALE
@@ -53,3 +56,66 @@ def test_zero_readout_auto_zeroes_the_head_and_starts_the_router_near_zero():
     assert off.head.weight.any()
     # "auto" starts the router near zero: the readout rule's init x ROUTER_INIT_SCALE (planning/readouts.py)
     assert torch.allclose(model.router.weight, off.router.weight * ROUTER_INIT_SCALE, rtol=1e-5, atol=0)
+
+
+class TwoTowers(nn.Module):
+    """CLIP's head: each tower projects to a fixed embedding size, the embeddings are normalised
+    (``z / z.norm()``, or ``F.normalize``) and their cosine similarities scaled by a learned temperature.
+    The embeddings are returned, so their size is the data's (a seed, graph/axes.py)."""
+
+    def __init__(self, n, embed=12, functional=False):
+        super().__init__()
+        self.a, self.b = nn.Linear(10, n), nn.Linear(6, 2 * n)
+        self.proj_a, self.proj_b = nn.Linear(n, embed, bias=False), nn.Linear(2 * n, embed, bias=False)
+        self.logit_scale = nn.Parameter(torch.tensor(2.6592))
+        self.functional = functional
+
+    def _norm(self, z):
+        return F.normalize(z, dim=-1) if self.functional else z / z.pow(2).sum(-1, keepdim=True).pow(0.5)
+
+    def forward(self, x, y):
+        za = self._norm(self.proj_a(torch.relu(self.a(x))))
+        zb = self._norm(self.proj_b(torch.relu(self.b(y))))
+        return self.logit_scale.exp() * za @ zb.t(), za, zb  # CLIPModel returns the embeddings too
+
+
+class NormedHead(nn.Module):
+    """A projection head ending in a norm layer (SimSiam's BatchNorm, a LayerNorm), and a readout whose
+    output is added to another activation before a norm (not zero at init: not marked)."""
+
+    def __init__(self, n, norm="batch"):
+        super().__init__()
+        self.inp, self.proj, self.side = nn.Linear(10, n), nn.Linear(n, 8), nn.Linear(n, 8)
+        self.norm = nn.BatchNorm1d(8, affine=False) if norm == "batch" else nn.LayerNorm(8)
+
+    def forward(self, x):
+        h = torch.relu(self.inp(x))
+        return self.norm(self.proj(h)), nn.functional.layer_norm(self.side(h) + x[:, :8], (8,))
+
+
+@pytest.mark.parametrize("functional", [False, True])
+@pytest.mark.parametrize("routes", [("export",), ("eager",)])
+def test_a_normalised_readout_is_marked_and_keeps_its_init(functional, routes):
+    inputs = (torch.randn(4, 10), torch.randn(4, 6))
+    traced = sptrace.trace(TwoTowers(64, functional=functional), *inputs, routes=routes)
+    for name in ("proj_a.weight", "proj_b.weight"):
+        assert traced[name].role.value == "readout" and traced[name].normalized_by and traced[name].selected_by is None
+    assert traced["a.weight"].normalized_by is None  # the walk stops at the next parameter's op
+    torch.manual_seed(0)
+    model = TwoTowers(64, functional=functional)
+    opt = sptrace.parametrize(model, "sgd", lr=0.1, example_inputs=inputs)
+    assert model.proj_a.weight.any() and model.proj_b.weight.any()  # zero would normalise to 0/0
+    loss = model(*inputs)[0].logsumexp(-1).mean()
+    loss.backward()
+    opt.step()
+    assert torch.isfinite(loss) and all(torch.isfinite(p).all() for p in model.parameters())
+    forced = TwoTowers(64, functional=functional)
+    sptrace.parametrize(forced, "sgd", lr=0.1, example_inputs=inputs, zero_readout=True)
+    assert not forced.proj_a.weight.any()  # True zeroes every readout, as documented
+
+
+@pytest.mark.parametrize("norm", ["batch", "layer"])
+def test_a_readout_under_a_norm_layer_is_marked_and_one_beside_an_activation_is_not(norm):
+    traced = sptrace.trace(NormedHead(64, norm), torch.randn(4, 10))
+    assert traced["proj.weight"].role.value == "readout" and traced["proj.weight"].normalized_by
+    assert traced["side.weight"].role.value == "readout" and traced["side.weight"].normalized_by is None
