@@ -14,9 +14,11 @@ whole is fixed exactly when every part is. Slices of one value that cover an axi
 split (a fused q/k/v projection cut by indexing); a lone slice stays the whole's dim (a position
 table cut to the sequence length). Everything else is width.
 
-Output axes are seeds only where no parameter contracts them as a dense fan-in, and where their
-size is not that of such a hidden axis: the hidden states (and pooled projections of them) that a
-headless encoder returns are width, the logits of a classifier are not. The axis a top-k / sort /
+Output axes are seeds only where no parameter contracts them as a dense fan-in, and where no
+weight that reads such a hidden axis makes them at that axis's own size (a square projection): the
+hidden states (and pooled projections of them) that a headless encoder returns are width, the logits
+of a classifier are not, even where the class count happens to equal some other hidden size (an
+EfficientNet's 10 classes beside its squeeze-excitation's 10 channels). The axis a top-k / sort /
 argmax ranks is a seed on the same condition: the alternatives it chooses among (a router's
 experts) are a count, unless a parameter reads them as features (top-k sparse activations).
 
@@ -93,9 +95,10 @@ def label_axes(captured: CapturedGraph, shapes: Shapes, axes: dict[str, OpAxes],
     for ref in states:  # hidden states of the model's width, else data like any other input
         if sizes[ref] not in hidden_sizes:
             seed(ref, f"tied to input {ref[0]!r} axis {ref[1]} (size {sizes[ref]}, not a hidden width)")
+    square = _square_projections(dense_fan_in, hidden_refs, sizes, component)
     for name in captured.output_nodes:
         for i, size in enumerate(shapes.get(name) or ()):
-            if i > 0 and component.get((name, i)) not in hidden and size not in hidden_sizes:
+            if i > 0 and component.get((name, i)) not in hidden | square:
                 seed((name, i), f"tied to output {name!r} axis {i} (size {size})")
     for ax in axes.values():
         for ref in ax.ranked:
@@ -116,6 +119,20 @@ def label_axes(captured: CapturedGraph, shapes: Shapes, axes: dict[str, OpAxes],
     if entries:
         _close_products(labels, relations)
     return labels
+
+
+def _square_projections(dense_fan_in: set[Ref], hidden_refs: list[Ref], sizes, component) -> set:
+    """The components of the axes a weight makes at the size of the hidden axis it reads (a pooler's
+    ``Linear(d, d)``, a contrastive tower's projection to its own width): an output there is a
+    projection of the hidden state, width, where the logits of a classifier (its fan-out a count of
+    another size) are not, whatever other hidden axis shares their size (module docstring)."""
+    readers = {param for param, _ in hidden_refs}
+    axes_of: dict[str, list[Ref]] = {}
+    for ref in sizes:
+        if ref[0] in readers and ref not in dense_fan_in and ref in component:
+            axes_of.setdefault(ref[0], []).append(ref)
+    return {component[ref] for param, axis in hidden_refs for ref in axes_of.get(param, ())
+            if sizes[ref] == sizes[(param, axis)]}
 
 
 def _index_range_ties(captured: CapturedGraph, shapes: Shapes, axes: dict[str, OpAxes], sizes) -> list[tuple[Ref, Ref]]:

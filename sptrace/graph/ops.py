@@ -171,7 +171,8 @@ ELEMENTWISE_UNARY = {
     "log_softmax", "_log_softmax", "tril", "triu", "nan_to_num", "logit", "glu_backward", "round",
     "floor", "ceil", "trunc", "frac", "logical_not", "isnan", "isinf", "type_as", "_conj",
     "positive", "cumsum", "cumprod", "roll", "flip", "dropout_", "threshold", "prelu", "gelu_",
-    "_assert_tensor_metadata", "_functional_assert_async", "sort", "topk",
+    "_assert_tensor_metadata", "_functional_assert_async", "sort", "topk", "real", "imag", "conj", "conj_physical",
+    "resolve_conj", "resolve_neg",
 }
 # Elementwise in shape, but each output entry mixes entries along an axis: fine on activations,
 # never a way to carry a parameter's own axes to a use.
@@ -186,6 +187,14 @@ RESHAPES = {
 PERMUTES = {"t", "transpose", "permute", "swapaxes", "swapdims", "movedim", "numpy_T", "mT", "adjoint"}
 # ops that cut or pad a tensor along its axes and keep its rank: output axis i is input axis i
 SLICES_AND_PADS = {"slice", "narrow", "constant_pad_nd", "pad", "slice_copy", "alias_copy", "as_strided"}
+# Fourier transforms keep the rank: a transformed axis holds the frequencies of the positions (or
+# features) it had, a different size of the same dim, fixed exactly when they are (a Fourier neural
+# operator's modes cut from a rfft of the grid); the other axes pass through
+FOURIER = {
+    "fft_fft", "fft_ifft", "fft_rfft", "fft_irfft", "fft_hfft", "fft_ihfft", "fft_fft2", "fft_ifft2", "fft_rfft2",
+    "fft_irfft2", "fft_hfft2", "fft_ihfft2", "fft_fftn", "fft_ifftn", "fft_rfftn", "fft_irfftn", "fft_hfftn",
+    "fft_ihfftn", "fft_fftshift", "fft_ifftshift", "_fft_r2c", "_fft_c2r", "_fft_c2c",
+}
 # the cuts among them whose constant bounds say which part of the axis they keep (tiling_slices reads them)
 BOUNDED_SLICES = {"slice", "slice_copy", "narrow", "narrow_copy"}
 SPLITS = {"split", "split_with_sizes", "chunk", "unbind", "tensor_split", "unsafe_split"}
@@ -466,6 +475,14 @@ def _same_rank(node, name, args, ax, shapes, out, out_shape):
     ax.same.extend(((src, i), (out_key, i)) for i in range(len(src_shape)) if src_shape[i] > 1 and out_shape[i] > 1)
 
 
+def _fourier(node, name, args, ax, shapes, out, out_shape):
+    """A Fourier transform ties its axes as :func:`_same_rank` does, but every output entry mixes the
+    entries along the transformed axes: a parameter seen through it (a Hyena-style filter,
+    ``rfft(kernel)``) is no longer its own entries, and its use is reported, not guessed."""
+    _same_rank(node, name, args, ax, shapes, out, out_shape)
+    ax.category = "fourier"
+
+
 def _grid_sample(node, name, args, ax, shapes, out, out_shape):
     """grid_sampler(x (N, C, *spatial), grid (N, *spatial', d)): resamples the spatial axes where the
     grid points; batch and channels pass through."""
@@ -694,7 +711,7 @@ def _cat(node, name, args, ax, shapes, out, out_shape):
     if out_shape is None:
         return
     rank = len(out_shape)
-    dim = _norm_dim(dim, rank + (1 if name == "stack" else 0))
+    dim = _norm_dim(dim, rank)  # the output's rank: a stack's dim counts its new axis too
     for t in tensors:
         shape = shapes.get(value_key(t))
         if shape is None:
@@ -704,7 +721,12 @@ def _cat(node, name, args, ax, shapes, out, out_shape):
         else:
             mapping = list(range(len(shape)))
         ax.same.extend(((t.name, a), (out, mapping[a])) for a in range(len(shape)) if shape[a] > 1 and a < len(mapping))
-    if name != "stack":
+    if name == "stack":
+        # the new axis is a concatenation of one size-1 slot per tensor, and a size-1 part is no width:
+        # a count of the construction (lags, q/k/v, the layers of a scalar mix), fixed as the same
+        # values cat'ed after an unsqueeze are (docs/classification.md, "Splits and concatenations")
+        ax.fixed.append(((out, dim), f"a stack of {len(tensors)} tensors (a count of the construction)"))
+    else:
         parts = [(t.name, shapes.get(value_key(t))) for t in tensors]
         _partition(ax, out, out_shape, [(key, shape) for key, shape in parts if shape is not None and len(shape) == rank])
 
@@ -1008,6 +1030,7 @@ _FAMILIES = [
     (RESHAPES, _reshape),
     (PERMUTES, _permute),
     (SLICES_AND_PADS | POOLS, _same_rank),
+    (FOURIER, _fourier),
     (SPLITS, _split),
     (REDUCTIONS, _reduction),
     (MATMULS, _matmul),

@@ -179,6 +179,56 @@ def test_headless_outputs_stay_width():
     expect(t, "pool.weight", "matrix", "hidden", "dense", 24, 24, [0, 1])
 
 
+class SqueezeExcitationClassifier(nn.Module):
+    """An EfficientNet-style block: a squeeze-excitation whose squeeze has ``n // 4`` channels, and a
+    classifier over ``classes``. At n = 40 the squeeze has 10 channels, as many as the classes."""
+
+    def __init__(self, n, classes=10):
+        super().__init__()
+        self.stem = nn.Conv2d(3, n, 3, padding=1)
+        self.se1, self.se2 = nn.Conv2d(n, n // 4, 1), nn.Conv2d(n // 4, n, 1)
+        self.head = nn.Linear(n, classes)
+
+    def forward(self, x):
+        h = F.silu(self.stem(x))
+        h = h * torch.sigmoid(self.se2(F.silu(self.se1(h.mean((2, 3), keepdim=True)))))
+        return self.head(h.mean((2, 3)))
+
+
+@pytest.mark.parametrize("routes", ROUTES)
+@pytest.mark.parametrize("n", [48, 40])  # at 40 the squeeze's 10 channels are the class count's size
+def test_class_count_of_a_hidden_size_is_still_a_count(routes, n):
+    # the output axis is a seed unless a parameter reads it or a weight reading a hidden axis makes it
+    # at that axis's own size (graph/axes.py): a size shared with some other hidden axis is no reason
+    t = sptrace.trace(SqueezeExcitationClassifier(n), torch.randn(2, 3, 8, 8), routes=routes)
+    expect(t, "head.weight", "vector", "readout", "dense", n, 10, [1])
+    expect(t, "se1.weight", "matrix", "hidden", "dense", n, n // 4, [0, 1])
+
+
+class StackedFeatures(nn.Module):
+    """Statistics of a hidden layer stacked along a new axis (``stack(dim=-1)``, as lags are in a time
+    series transformer) and read by a linear: the stack's axis counts the statistics, not width."""
+
+    def __init__(self, n, dim=-1):
+        super().__init__()
+        self.inp, self.mix, self.out, self.dim = nn.Linear(4, n), nn.Linear(3, n), nn.Linear(n, 5), dim
+
+    def forward(self, x):
+        h = torch.relu(self.inp(x))  # (B, T, n)
+        stats = torch.stack([h.mean(-1), h.amax(-1), h.amin(-1)], dim=self.dim)  # (B, T, 3) or (B, 3, T)
+        if self.dim != -1:
+            stats = stats.transpose(1, 2)
+        return self.out(h + self.mix(stats))
+
+
+@pytest.mark.parametrize("routes", ROUTES)
+@pytest.mark.parametrize("dim", [-1, 1, -2])
+def test_a_stack_axis_is_a_count(routes, dim):
+    t = sptrace.trace(StackedFeatures(32, dim), torch.randn(2, 6, 4), routes=routes)
+    expect(t, "mix.weight", "vector", "input", "dense", 3, 32, [0])
+    expect(t, "inp.weight", "vector", "input", "dense", 4, 32, [0])
+
+
 class RawParams(nn.Module):
     def __init__(self, d, heads=4):
         super().__init__()
@@ -230,3 +280,29 @@ def test_width_overrides():
     assert t["fc1.weight"].width_dims == (0, 1) and t["fc1.weight"].dims[1].reason == "user override"
     with pytest.raises(sptrace.SptraceError, match="unknown parameters"):
         sptrace.trace(PaperMLP(32), torch.randn(2, 3072), width_overrides={"nope": (0,)})
+
+
+class FourierLayer(nn.Module):
+    """A Fourier neural operator's layer: rfft over the grid, the lowest ``modes`` frequencies mixed
+    channel to channel by one complex (in, out) matrix per mode (``einsum("bix,iox->box")``), irfft."""
+
+    def __init__(self, n, modes=5):
+        super().__init__()
+        self.lift, self.proj, self.modes = nn.Linear(2, n), nn.Linear(n, 1), modes
+        self.w = nn.Parameter(torch.randn(n, n, modes, dtype=torch.cfloat) / n)
+
+    def forward(self, x):  # (B, grid, 2)
+        h = self.lift(x).transpose(1, 2)
+        xf = torch.fft.rfft(h)
+        out = torch.zeros(h.shape[0], self.w.shape[1], xf.shape[-1], dtype=torch.cfloat)
+        out[:, :, :self.modes] = torch.einsum("bix,iox->box", xf[:, :, :self.modes], self.w)
+        return self.proj(F.gelu(torch.fft.irfft(out, n=h.shape[-1]) + h).transpose(1, 2))
+
+
+@pytest.mark.parametrize("routes", ROUTES)
+def test_fourier_modes_are_frequencies_of_the_grid(routes):
+    # the modes are cut from the rfft of the fixed grid axis: fixed, one (in, out) block per mode
+    # (graph/ops.py FOURIER); without the transforms in the op table they were a dim of their own, width
+    t = sptrace.trace(FourierLayer(24), torch.randn(2, 16, 2), routes=routes)
+    r = t["w"]
+    assert (r.kind.value, r.role.value, r.fan_in_axes, r.fan_out_axes, r.width_dims) == ("matrix", "hidden", (0,), (1,), (0, 1))
