@@ -20,6 +20,7 @@ from ..spectral import default_param_axes, natural_spectral_norm
 from ..types import SptraceError
 from .jsonio import from_json_float, to_json
 from .recorder import ROOT, OutputRecorder, first_tensor, rms
+from .seeds import PerSeed, Rows, mean_rows, merge_widths, seed_series
 
 __all__ = ["rms", "first_tensor", "call_model", "OutputRecorder", "CoordCheck", "PerSeed", "coord_check",
            "scaled_outside", "ROOT"]
@@ -37,26 +38,6 @@ NO_EFFECT_REASON = "no effect on the loss: its gradient is zero in float64 (e.g.
 # of 1-2 ulps is off by 25-50 %; its natural norm measures the rounding, not the rule (docs/validation.md,
 # "Updates below float32 resolution"). The parameter's init (nat@0) is still judged.
 RESOLUTION_ULPS = 2.0
-
-
-Rows = dict[str, dict[str, float]]  # {module or parameter: {quantity: value}} of one run
-SeedSeries = dict[str, dict[str, list[list[float]]]]  # {name: {quantity: [one seed's values per width, per seed]}}
-
-
-@dataclass
-class PerSeed:
-    """Each init seed's own values, which :func:`coord_check` averages into its records.
-
-    ``records[name][quantity][i]`` (and ``param_records``) is seed ``seeds[i]``'s value at each of the
-    check's widths, for every (name, quantity) of the averaged records but ``"grad64"`` (the first
-    seed's only). Their mean over the seeds is the averaged record; for ``"ulps"``, their max. The
-    seeds are the same at every width, so each seed's values have a slope of their own, and the
-    spread of those slopes is a slope's standard error (:meth:`CoordCheck.slopes`,
-    docs/validation.md "Seeds and the ± of a slope")."""
-
-    seeds: list[int]
-    records: SeedSeries = field(default_factory=dict)
-    param_records: SeedSeries = field(default_factory=dict)
 
 
 @dataclass
@@ -494,43 +475,6 @@ def _one_run(s: _RunSettings, width: int, seed: int, unmeasured: dict[str, str],
             return row, _param_rows(s, tracked, specs, W0, before_last, grads64), losses
 
 
-def _mean_rows(rows: Sequence[Rows]) -> Rows:
-    """Mean over seeds of each (name, quantity) that every seed recorded; ``grad64``, recorded by
-    the first seed only, is that seed's; ``ulps`` is the largest over the seeds."""
-    common = [k for k in rows[0] if all(k in r for r in rows[1:])]
-
-    def merged(k: str, q: str) -> float:
-        if q == "grad64":
-            return float(rows[0][k][q])
-        values = [float(r[k][q]) for r in rows]
-        return max(values) if q == "ulps" else sum(values) / len(values)
-
-    return {k: {q: merged(k, q) for q in rows[0][k] if q == "grad64" or all(q in r[k] for r in rows[1:])}
-            for k in common}
-
-
-def _seed_series(merged: Mapping[str, Mapping[str, Any]], rows_by_width: Sequence[Sequence[Rows]]) -> SeedSeries:
-    """Each seed's values per width (``rows_by_width[width][seed]``) of every (name, quantity) that
-    ``merged`` (the means, :func:`_mean_rows` then :func:`_merge_widths`) kept, but the first seed's
-    ``grad64``: every seed recorded those at every width."""
-    n = len(rows_by_width[0]) if rows_by_width else 0
-    return {k: {q: [[float(rows[i][k][q]) for rows in rows_by_width] for i in range(n)] for q in qs if q != "grad64"}
-            for k, qs in merged.items()}
-
-
-def _merge_widths(rows: Sequence[Rows]) -> tuple[dict[str, dict[str, list[float]]], list[str]]:
-    """``{name: {quantity: value per width}}`` of what every width recorded, and the names dropped."""
-    if not rows:
-        return {}, []
-    common = [k for k in rows[0] if all(k in r for r in rows[1:])]
-    dropped = sorted({k for r in rows for k in r} - set(common))
-    out: dict[str, dict[str, list[float]]] = {}
-    for k in common:
-        qs = [q for q in rows[0][k] if all(q in r[k] for r in rows[1:])]
-        out[k] = {q: [float(r[k][q]) for r in rows] for q in qs}
-    return out, dropped
-
-
 def _checked_record_steps(steps: int, n_seeds: int, batches: Sequence,
                           record_steps: Optional[Iterable[int]]) -> tuple[int, ...]:
     """The arguments a user can get wrong, checked; the steps recorded, sorted."""
@@ -632,9 +576,9 @@ def coord_check(
         module_rows.append(width_module_rows)
         param_rows.append(width_param_rows)
     losses = [[sum(v) / len(v) for v in zip(*(run[2] for run in by_width[width]))] for width in widths]
-    records, dropped = _merge_widths([_mean_rows(rows) for rows in module_rows])
-    param_records, dropped_params = _merge_widths([_mean_rows(rows) for rows in param_rows])
-    per_seed = PerSeed(list(seeds), _seed_series(records, module_rows), _seed_series(param_records, param_rows))
+    records, dropped = merge_widths([mean_rows(rows) for rows in module_rows])
+    param_records, dropped_params = merge_widths([mean_rows(rows) for rows in param_rows])
+    per_seed = PerSeed(list(seeds), seed_series(records, module_rows), seed_series(param_records, param_rows))
     meta = {"seed": seed, "n_seeds": n_seeds, "record_steps": list(settings.record_steps), "dropped": dropped,
             "dropped_params": dropped_params, "unmeasured": dict(sorted(unmeasured.items())),
             "param_dims": {n: [d[w] for w in widths] for n, d in dims.items() if n in param_records}}
