@@ -905,11 +905,15 @@ def _index(node, name, args, ax, shapes, out, out_shape):
     indices = node.args[1]
     positions = [i for i, t in enumerate(indices) if t is not None]
     ax.args["indexed_axes"] = tuple(positions)
-    if positions != list(range(len(positions))):
-        return
-    idx_shape = shapes.get(value_key(indices[0])) or ()
-    ax.same.extend(((indices[0].name, i), (out, i)) for i in range(len(idx_shape)) if idx_shape[i] > 1)
-    rest = range(len(positions), len(src_shape))
+    first = positions[0] if positions else 0
+    if positions != list(range(first, first + len(positions))):
+        return  # indexed axes apart: the index's axes go first (not followed)
+    # one run of indexed axes (``w[ids]``, or ``table[:, idx]``: LeViT's attention biases): the axes
+    # before it keep their place, the index's axes take the run's, the axes after it follow
+    ax.same.extend(((src, a), (out, a)) for a in range(first) if src_shape[a] > 1)
+    idx_shape = shapes.get(value_key(indices[first])) or ()
+    ax.same.extend(((indices[first].name, i), (out, first + i)) for i in range(len(idx_shape)) if idx_shape[i] > 1)
+    rest = range(first + len(positions), len(src_shape))
     offset = len(idx_shape) - len(positions)
     ax.same.extend(((src, a), (out, a + offset)) for a in rest if src_shape[a] > 1)
 

@@ -306,3 +306,32 @@ def test_fourier_modes_are_frequencies_of_the_grid(routes):
     t = sptrace.trace(FourierLayer(24), torch.randn(2, 16, 2), routes=routes)
     r = t["w"]
     assert (r.kind.value, r.role.value, r.fan_in_axes, r.fan_out_axes, r.width_dims) == ("matrix", "hidden", (0,), (1,), (0, 1))
+
+
+class BiasTableByOffsets(nn.Module):
+    """LeViT's attention biases: a (heads, offsets) table read as ``table[:, idx]`` with a constant
+    (T, T) buffer of offset ids, added to the logits. The offsets are looked up: fixed, as in
+    ``table[idx]``; before, an index after a full slice tied nothing and both axes were width."""
+
+    def __init__(self, n, leading):
+        super().__init__()
+        self.heads, self.leading = n // 16, leading
+        self.q, self.k, self.o = nn.Linear(8, n), nn.Linear(8, n), nn.Linear(n, 3)
+        self.bias = nn.Parameter(torch.zeros(7, self.heads) if leading else torch.zeros(self.heads, 7))
+        self.register_buffer("idx", torch.arange(4)[:, None] - torch.arange(4)[None] + 3)
+
+    def forward(self, x):  # (B, 4, 8)
+        B, T, _ = x.shape
+        q = self.q(x).view(B, T, self.heads, 16).transpose(1, 2)
+        k = self.k(x).view(B, T, self.heads, 16).transpose(1, 2)
+        b = self.bias[self.idx].permute(2, 0, 1) if self.leading else self.bias[:, self.idx]
+        a = (q @ k.transpose(-1, -2) / 4 + b).softmax(-1)
+        return self.o((a @ k).transpose(1, 2).reshape(B, T, -1))
+
+
+@pytest.mark.parametrize("routes", ROUTES)
+@pytest.mark.parametrize("leading", [True, False])
+def test_a_table_indexed_after_a_full_slice_is_looked_up(routes, leading):
+    t = sptrace.trace(BiasTableByOffsets(64, leading), torch.randn(2, 4, 8), routes=routes)
+    heads = 1 if leading else 0
+    assert t["bias"].role.value == "embedding" and t["bias"].width_dims == (heads,)
