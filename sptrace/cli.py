@@ -47,7 +47,8 @@ def _add_validate(sub: Any) -> None:
     val = sub.add_parser("validate", help="coord-check MODEL under sptrace and the baselines across widths")
     val.add_argument("model", help=MODEL_HELP)
     val.add_argument("--widths", type=int, nargs="+", default=None,
-                     help="widths (default: the zoo's coord widths; hf: and timm: 64 128 256)")
+                     help="widths (default: the zoo's coord widths; hf: and timm: 64 128 256, quick; for SGD on "
+                          "an hf: attention LM use 128 256 512 1024: docs/validation.md, narrow widths)")
     val.add_argument("--optimizer", default="adam", help="adam, adamw, sgd or spectral")
     val.add_argument("--steps", type=int, default=4)
     val.add_argument("--lr", type=float, default=None,
