@@ -181,18 +181,10 @@ def seeds(a):
     from sptrace.validation.slopes import fit_slope
     from sptrace.validation.validate import validate
 
-    if a.norm_topk is not None:  # the catalog's config with the router's norm_topk_prob set (hf: models)
-        import sptrace.validation.catalog as catalog
-        config_at = catalog.hf_config
-
-        def hf_config(model_type, width):
-            config = config_at(model_type, width)
-            config.norm_topk_prob = a.norm_topk == "1"
-            return config
-
-        catalog.hf_config = hf_config
+    # the catalog's config with the router's norm_topk_prob set (hf: models; validate --option)
+    options = {} if a.norm_topk is None else {"norm_topk_prob": a.norm_topk == "1"}
     result = validate(a.model, a.widths, optimizer=a.optimizer, steps=a.steps, batch_size=a.batch,
-                      n_seeds=a.seeds, parametrizations=("sptrace",))
+                      n_seeds=a.seeds, parametrizations=("sptrace",), build_options=options)
     print(result.summary())
     cc = result.runs["sptrace"].coord
     rng = random.Random(0)
