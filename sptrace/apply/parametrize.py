@@ -386,19 +386,25 @@ def _detected_laws(traced: Trace, model) -> Union[str, dict[str, str]]:
 
 
 def _library_std(tensor) -> float:
-    """The std of the library's own values: a previous call's "scale" is divided out; after any
-    other re-init they are gone (NaN: no measurement)."""
-    mark = getattr(tensor, INIT_MARK, None)
-    if mark is None or mark[0] == "keep":
-        return _std(tensor)
-    return _std(tensor) / mark[3] if mark[0] == "scale" else math.nan
+    return _of_library_values(tensor, _std)
 
 
 def _library_mean(tensor) -> float:
-    """The mean of the library's own values (a previous "scale" divided out, as :func:`_library_std`)."""
+    return _of_library_values(tensor, _mean)
+
+
+def _of_library_values(tensor, statistic) -> float:
+    """``statistic`` (a std or a mean: scaled by a factor, it scales by it) of the library's own
+    values: a previous call's "scale" is divided out; after any other re-init they are gone (NaN: no
+    measurement)."""
     mark = getattr(tensor, INIT_MARK, None)
-    mean = float(tensor.detach().float().mean()) if tensor.numel() > 0 else 0.0
-    return mean / mark[3] if mark is not None and mark[0] == "scale" else mean
+    if mark is None or mark[0] == "keep":
+        return statistic(tensor)
+    return statistic(tensor) / mark[3] if mark[0] == "scale" else math.nan
+
+
+def _mean(tensor) -> float:
+    return float(tensor.detach().float().mean()) if tensor.numel() > 0 else 0.0
 
 
 def _std(tensor) -> float:
