@@ -227,7 +227,8 @@ GROUPED_MATMULS = {"_grouped_mm", "grouped_mm", "grouped_mm_fallback"}
 # ops that rank entries along one axis and return positions on it: (argument, its default)
 RANKINGS = {"topk": ("dim", -1), "sort": ("dim", -1), "argsort": ("dim", -1), "kthvalue": ("dim", -1),
             "msort": (None, 0), "multinomial": (None, -1), "argmax": ("dim", None), "argmin": ("dim", None)}
-MATMULS = {"mm", "bmm", "matmul", "addmm", "baddbmm", "dot", "mv", "addmv", "einsum", "linear", "_addmm_activation"}
+MATMULS = {"mm", "bmm", "matmul", "addmm", "baddbmm", "dot", "mv", "addmv", "einsum", "linear", "_addmm_activation",
+           "bilinear"}
 CONVS = {
     "convolution", "_convolution", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
     "conv_transpose3d", "cudnn_convolution", "mkldnn_convolution", "conv_tbc",
@@ -757,6 +758,8 @@ def _matmul(node, name, args, ax, shapes, out, out_shape):
     ax.category = "matmul"
     if name == "einsum":
         return _einsum(node, args, ax, shapes, out, out_shape)
+    if name == "bilinear":
+        return _bilinear(args, ax, shapes, out, out_shape)
     if name == "linear":
         x, w, b = args.get("input"), args.get("weight"), args.get("bias")
         xs, ws = shapes.get(value_key(x)), shapes.get(value_key(w))
@@ -779,6 +782,21 @@ def _matmul(node, name, args, ax, shapes, out, out_shape):
     if sa is None or sb is None:
         return
     _matmul_ties(a.name, sa, b.name, sb, out, out_shape, ax)
+
+
+def _bilinear(args, ax, shapes, out, out_shape):
+    """nn.Bilinear: y[..., k] = x1[..., i] W[k, i, j] x2[..., j] + b[k], the einsum
+    '...i,kij,...j->...k': W contracts both inputs' last axes, so both are its fan-in."""
+    x1, x2, w, b = (args.get(k) for k in ("input1", "input2", "weight", "bias"))
+    s1, s2 = shapes.get(value_key(x1)), shapes.get(value_key(x2))
+    if s1 is None or s2 is None or out_shape is None:
+        return
+    ax.contract.extend([((x1.name, len(s1) - 1), (w.name, 1)), ((x2.name, len(s2) - 1), (w.name, 2))])
+    ax.same.append(((w.name, 0), (out, len(out_shape) - 1)))
+    for x, shape in ((x1, s1), (x2, s2)):
+        ax.same.extend(((x.name, i), (out, i)) for i in range(len(shape) - 1) if shape[i] > 1)
+    if b is not None:
+        _broadcast_ties(out, out_shape, [(b.name, shapes.get(b.name))], ax)
 
 
 def _grouped_matmul(node, name, args, ax, shapes, out, out_shape):
@@ -828,11 +846,37 @@ def _einsum(node, args, ax, shapes, out, out_shape):
     for t, term in zip(operands, terms):
         for i, c in enumerate(term):
             where.setdefault(c, []).append((t.name, i))
-    for c, refs in where.items():
-        if c in rhs:
-            ax.same.extend((r, (out, rhs.index(c))) for r in refs)
+    _tie_labels(where, list(rhs), ax, out)
+
+
+def _tie_labels(where: dict, out_labels: list, ax: OpAxes, out: str) -> None:
+    """Einsum's rule: operand axes under one label are summed together, or are the output axis of
+    that label."""
+    for label, refs in where.items():
+        if label in out_labels:
+            ax.same.extend((r, (out, out_labels.index(label))) for r in refs)
         else:
             ax.contract.extend((refs[0], r) for r in refs[1:])
+
+
+def _trilinear(node, name, args, ax, shapes, out, out_shape):
+    """aten._trilinear (nn.Bilinear on the eager route): each input gets size-1 axes inserted at its
+    ``expand`` positions, the three are multiplied with broadcasting and summed over ``sumdim``: an
+    einsum whose labels are the positions (size-1 axes broadcast and tie nothing)."""
+    ax.category = "matmul"
+    inputs = [args.get(k) for k in ("i1", "i2", "i3")]
+    expands = [set(args.get(k, ())) for k in ("expand1", "expand2", "expand3")]
+    shapes_in = [shapes.get(value_key(x)) for x in inputs]
+    if any(s is None for s in shapes_in) or out_shape is None:
+        return
+    positions = range(len(shapes_in[0]) + len(expands[0]))
+    summed = set(args.get("sumdim", ()))
+    where: dict[int, list[Ref]] = {}
+    for x, shape, expand in zip(inputs, shapes_in, expands):
+        for i, p in enumerate(p for p in positions if p not in expand):
+            if shape[i] > 1:
+                where.setdefault(p, []).append((x.name, i))
+    _tie_labels(where, [p for p in positions if p not in summed], ax, out)
 
 
 def _conv(node, name, args, ax, shapes, out, out_shape):
@@ -1026,6 +1070,7 @@ _BUILDERS = {
     "grid_sampler_2d": _grid_sample,
     "grid_sampler_3d": _grid_sample,
     "unfold": _unfold,
+    "_trilinear": _trilinear,
     "im2col": _im2col,
     "col2im": _im2col,
 }

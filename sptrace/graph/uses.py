@@ -37,7 +37,7 @@ SELECTING = {"where": ("self", "other"), "index_put": ("values",), "_unsafe_inde
 LAYER_OPERANDS = {"linear": ("input", "weight"), "addmm": ("mat1", "mat2"), "_addmm_activation": ("mat1", "mat2"),
                   "baddbmm": ("batch1", "batch2")}
 ADDITIVE_ARG = {  # the argument that is added to the product: a bias
-    "linear": "bias", "addmm": "self", "baddbmm": "self", "addmv": "self", "_addmm_activation": "self",
+    "linear": "bias", "bilinear": "bias", "addmm": "self", "baddbmm": "self", "addmv": "self", "_addmm_activation": "self",
 }
 
 

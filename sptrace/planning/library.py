@@ -18,7 +18,7 @@ __all__ = ["LIBRARY_LAWS", "library_std_ratio", "library_ratios", "library_candi
 
 # How a library's default init std depends on a weight's shape (``torch.nn.init`` names): the
 # candidates that the base form matches against a real base model's tensors.
-LIBRARY_LAWS = ("torch", "fan_out", "fan_avg", "constant")
+LIBRARY_LAWS = ("torch", "fan_out", "fan_avg", "in1", "constant")
 
 
 def library_std_ratio(record: ParamRecord, library_init: Any = "torch") -> float:
@@ -29,7 +29,9 @@ def library_std_ratio(record: ParamRecord, library_init: Any = "torch") -> float
     (``torch.nn.init._calculate_fan_in_and_fan_out``); embedding tables (N(0,1)), norm weights (1)
     and 1-D tensors are width-independent. ``"fan_out"``: kaiming ``mode="fan_out"`` (torchvision's
     and timm's ResNets and MobileNets), fan_out = shape[0] * prod(shape[2:]). ``"fan_avg"``: xavier,
-    (fan_in + fan_out) / 2 (timm's MLP-Mixer). ``"constant"``: every std is width-independent
+    (fan_in + fan_out) / 2 (timm's MLP-Mixer). ``"in1"``: std ∝ 1/sqrt(shape[1]) alone, PyTorch's
+    ``nn.Bilinear`` (U(±1/sqrt(in1_features)) for its ``(out, in1, in2)`` weight and its bias), which
+    the fan-in law would read as falling with in2 too. ``"constant"``: every std is width-independent
     (HF models: N(0, initializer_range)). A float: that ratio.
     """
     if isinstance(library_init, (int, float)):
@@ -56,6 +58,7 @@ _LAW_FANS = {
     "torch": _fan_in,
     "fan_out": _fan_out,
     "fan_avg": lambda shape: (_fan_in(shape) + _fan_out(shape)) / 2,
+    "in1": lambda shape: shape[1],
 }
 
 
@@ -126,12 +129,14 @@ _CONSTANT_MARGIN = 0.05
 
 def _default_std(law: str, shape) -> float:
     """The std ``torch.nn.init`` gives a weight of ``shape`` under ``law``: PyTorch's Linear / Conv
-    default kaiming_uniform(a=sqrt(5)) is U(±1/sqrt(fan_in)); kaiming_normal(mode="fan_out",
+    default kaiming_uniform(a=sqrt(5)) is U(±1/sqrt(fan_in)), nn.Bilinear's U(±1/sqrt(in1)); kaiming_normal(mode="fan_out",
     nonlinearity="relu") is sqrt(2/fan_out); xavier (gain 1) sqrt(2/(fan_in + fan_out))."""
     if law == "torch":
         return 1.0 / math.sqrt(3 * _fan_in(shape))
     if law == "fan_out":
         return math.sqrt(2.0 / _fan_out(shape))
+    if law == "in1":
+        return 1.0 / math.sqrt(3 * shape[1])
     return math.sqrt(2.0 / (_fan_in(shape) + _fan_out(shape)))
 
 

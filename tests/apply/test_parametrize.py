@@ -450,18 +450,19 @@ def test_a_one_output_head_s_bias_is_a_bias_and_keeps_its_scale_at_every_width()
 
 
 def test_parameters_left_unplanned_are_named_in_one_warning_at_the_caller_s_line():
-    """The one-line call prints no report: a Bilinear (an op sptrace does not understand) keeps the
-    library's init and the plain lr, and one SptraceWarning names it, pointing at the user's line."""
-    class WithBilinear(nn.Module):
+    """The one-line call prints no report: learned centres read by torch.cdist (an op sptrace does not
+    understand) keep the library's init and the plain lr, and one SptraceWarning names them, pointing
+    at the user's line."""
+    class WithDistances(nn.Module):
         def __init__(self, n=32):
             super().__init__()
-            self.a, self.b, self.mix, self.out = nn.Linear(8, n), nn.Linear(8, n), nn.Bilinear(n, n, n), nn.Linear(n, 2)
+            self.a, self.centres, self.out = nn.Linear(8, n), nn.Parameter(torch.randn(5, n)), nn.Linear(5, 2)
 
         def forward(self, x):
-            return self.out(torch.relu(self.mix(self.a(x), self.b(x))))
+            return self.out(torch.cdist(self.a(x), self.centres))
 
-    with pytest.warns(sptrace.SptraceWarning, match=r"left 2 of 8 parameters .*mix\.weight, mix\.bias") as caught:
-        sptrace.parametrize(WithBilinear(), "adam")
+    with pytest.warns(sptrace.SptraceWarning, match=r"left 1 of 5 parameters .*centres") as caught:
+        sptrace.parametrize(WithDistances(), "adam")
     assert len(caught) == 1 and caught[0].filename == __file__
     with warnings.catch_warnings():
         warnings.simplefilter("error", sptrace.SptraceWarning)

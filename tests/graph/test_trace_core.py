@@ -335,3 +335,28 @@ def test_a_table_indexed_after_a_full_slice_is_looked_up(routes, leading):
     t = sptrace.trace(BiasTableByOffsets(64, leading), torch.randn(2, 4, 8), routes=routes)
     heads = 1 if leading else 0
     assert t["bias"].role.value == "embedding" and t["bias"].width_dims == (heads,)
+
+
+class BilinearJoin(nn.Module):
+    """Two branches joined by nn.Bilinear(n, m, n): y_k = x1_i W_kij x2_j + b_k."""
+
+    def __init__(self, n, m=12):
+        super().__init__()
+        self.a, self.b = nn.Linear(8, n), nn.Linear(8, m)
+        self.join = nn.Bilinear(n, m, n)
+        self.head = nn.Linear(n, 3)
+
+    def forward(self, x):
+        return self.head(F.relu(self.join(F.relu(self.a(x)), F.relu(self.b(x)))))
+
+
+@pytest.mark.parametrize("routes", ROUTES)
+def test_bilinear_weight_is_a_matrix_whose_fan_in_is_both_inputs(routes):
+    """nn.Bilinear's (out, in1, in2) weight contracts both inputs' last axes (the einsum
+    '...i,kij,...j->...k'; aten.bilinear on export, aten._trilinear on the eager route): fan-in
+    in1 x in2; with a base, only the input that grows is a width dim. Its bias is a bias."""
+    t = sptrace.trace(BilinearJoin(64), torch.randn(5, 8), routes=routes, base=BilinearJoin(32))
+    assert (t["join.weight"].fan_in_axes, t["join.weight"].fan_out_axes) == ((1, 2), (0,))
+    expect(t, "join.weight", "matrix", "hidden", "dense", 64 * 12, 64, [0, 1])
+    expect(t, "join.bias", "vector", "bias", "sparse", 1, 64, [0])
+    expect(t, "b.weight", "scalar", "fixed", "dense", 8, 12, [])  # no dim grows

@@ -137,3 +137,16 @@ def test_a_shape_law_times_a_gain_of_its_own_is_that_law(width):
         fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(layer.weight)
         nn.init.normal_(layer.weight, std=(fan_in + fan_out) ** -0.5)
     assert set(laws_of(module, width).values()) == {"fan_avg"}
+
+
+@pytest.mark.parametrize("width", [64, 256])
+def test_nn_bilinear_is_read_by_its_own_law_not_the_fan_in_law(width):
+    """nn.Bilinear draws its (out, in1, in2) weight from U(±1/sqrt(in1)); the fan-in law (PyTorch's
+    for Linear / Conv, fan-in in1 x in2) would take its std to fall with in2 too, so the plan scaled
+    it, and its bias by it, sqrt(width) too little (nat@0 +0.45 over widths 32-256 under Adam)."""
+    torch.manual_seed(0)
+    module = layers(width)
+    module["join"] = nn.Bilinear(width, width, width)
+    records = [*law_records(width), rec("join", (width, width, width), (1, 2), (0,), {0, 1, 2}, Role.HIDDEN)]
+    laws = detect_laws(records, {name: float(layer.weight.std()) for name, layer in module.items()})
+    assert laws["join"] == "in1" and set(laws.values()) - {"in1"} == {"torch"}
