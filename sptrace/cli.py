@@ -63,6 +63,9 @@ def _add_validate(sub: Any) -> None:
                      help="parametrize's form: reference (no base, the default call) or base (base= the narrowest width)")
     val.add_argument("--no-spectral", action="store_true", help="skip per-parameter spectral norms (faster)")
     val.add_argument("--tol", type=float, default=0.25)
+    val.add_argument("--dtype", choices=("float32", "float64"), default=None,
+                     help="train and measure in this precision (default: the model's own, float32); float64 "
+                          "measures updates far below a float32 ulp of their weights (docs/validation.md)")
     val.add_argument("--option", action="append", default=[], help=OPTION_HELP)
 
 
@@ -115,7 +118,7 @@ def _validate(args) -> int:
         args.model, args.widths, optimizer=args.optimizer, steps=args.steps, lr=args.lr, batch_size=args.batch_size,
         parametrizations=parametrizations, device=args.device, out=args.out, tol=args.tol,
         progress=sys.stderr.isatty(), spectral=not args.no_spectral, n_seeds=args.seeds,
-        form=args.form, build_options=dict(_parse_option(o) for o in args.option),
+        form=args.form, build_options=dict(_parse_option(o) for o in args.option), dtype=args.dtype,
     )
     print(result.summary())
     for path in result.files:

@@ -14,11 +14,11 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequenc
 
 import torch
 from torch import Tensor, nn
-from torch.utils import _pytree as pytree
 
 from ..spectral import default_param_axes, natural_spectral_norm
 from ..types import SptraceError
 from .jsonio import from_json_float, to_json
+from .precision import exact_gradients, in_dtype, largest_ulps, to_device
 from .recorder import ROOT, OutputRecorder, first_tensor, rms
 from .seeds import PerSeed, Rows, mean_rows, merge_widths, seed_series
 
@@ -104,7 +104,7 @@ class CoordCheck:
                        for n in judged})
         shrink = {n: ["nat@0"] for n in judged if self.fixed_side(n)}
         return verdict(slopes, tol=tol, unmeasured={**self.meta.get("unmeasured", {}), **inert, **unresolved},
-                       allow_shrink_for=shrink, params=judged, **kwargs)
+                       allow_shrink_for=shrink, params=judged, precision=self.precision, **kwargs)
 
     def without_effect(self, name: str) -> bool:
         """Whether ``name``'s float64 gradient is below ``NO_EFFECT_GRADIENT`` of the largest, everywhere."""
@@ -121,8 +121,13 @@ class CoordCheck:
 
     def _resolution_reason(self, name: str) -> str:
         largest = max(self.param_records[name]["ulps"])
-        return (f"update (dnat) not judged: below float32 resolution, no entry moved more than {largest:g} ulp of "
-                "its value at any width (its init is judged)")
+        return (f"update (dnat) not judged: below {self.precision} resolution, no entry moved more than {largest:g} "
+                "ulp of its value at any width (its init is judged)")
+
+    @property
+    def precision(self) -> str:
+        """The dtype the models were trained and measured in (``meta["dtype"]``; float32 when not recorded)."""
+        return str(self.meta.get("dtype") or "float32")
 
     def fixed_side(self, name: str) -> bool:
         """Whether parameter ``name`` has a side (fan-in or fan-out, as a matrix) that does not grow with
@@ -169,22 +174,6 @@ def _each_value(x: Any, convert: Callable[[Any], float]) -> Any:
     if isinstance(x, (list, tuple)):
         return [_each_value(v, convert) for v in x]
     return convert(x)
-
-
-def _to_device(x: Any, device: torch.device) -> Any:
-    if isinstance(x, Tensor):
-        return x.to(device)
-    if isinstance(x, Mapping):
-        moved = {k: _to_device(v, device) for k, v in x.items()}
-        try:
-            return type(x)(moved)
-        except Exception:  # mappings whose constructor takes something else
-            return moved
-    if isinstance(x, tuple):
-        return tuple(_to_device(v, device) for v in x)
-    if isinstance(x, list):
-        return [_to_device(v, device) for v in x]
-    return x
 
 
 def call_model(model: nn.Module, inputs: Any) -> Any:
@@ -284,6 +273,7 @@ class _RunSettings:
     device: Optional[Union[str, torch.device]]
     spectral_method: str
     forward: Callable[[nn.Module, Any], Any]
+    dtype: Optional[torch.dtype]
 
 
 class _Probe:
@@ -348,7 +338,7 @@ def _train_and_record(s: _RunSettings, model: nn.Module, opt: torch.optim.Optimi
     losses: list[float] = []
     for t in range(1, s.steps + 1):
         x, y = s.batches[(t - 1) % len(s.batches)]
-        x, y = _to_device(x, device), _to_device(y, device)
+        x, y = to_device(x, device, s.dtype), to_device(y, device, s.dtype)
         opt.zero_grad(set_to_none=True)
         loss = s.loss_fn(s.forward(model, x), y)
         loss.backward()
@@ -376,53 +366,11 @@ def _param_rows(s: _RunSettings, tracked: Sequence[tuple[str, nn.Parameter]], sp
         if s.steps > 0:
             q["dnat"] = _nat(W - W0[n], spec, s.spectral_method)
             q["dnat_last"] = _nat(W - before_last[n], spec, s.spectral_method)
-            q["ulps"] = _largest_ulps(W0[n], W)
+            q["ulps"] = largest_ulps(W0[n], W)
             if n in grads64:
                 q["grad64"] = grads64[n]
         rows[n] = q
     return rows
-
-
-def _largest_ulps(before: Tensor, after: Tensor) -> float:
-    """The largest ``|after - before|`` over entries, in units of the spacing of ``before``'s dtype at each
-    entry's value (its ulp)."""
-    if not before.is_floating_point() or before.numel() == 0:
-        return math.inf
-    magnitude = before.abs()
-    ulp = torch.nextafter(magnitude, torch.full_like(magnitude, math.inf)) - magnitude
-    return float(((after - before).abs() / ulp).max())
-
-
-def _exact_gradients(s: _RunSettings, model: nn.Module, tracked: Sequence[tuple[str, nn.Parameter]],
-                     device: torch.device) -> dict[str, float]:
-    """RMS of each tracked parameter's gradient in float64 on the last batch at the final weights.
-    A parameter that cannot change the loss (a bias feeding a training-mode BatchNorm, a per-token
-    constant before a LayerNorm over channels) has gradient zero in exact arithmetic: float32 leaves
-    rounding noise down to ~1e-9 of the largest, as small as the gradient of a slowly learning layer,
-    float64 leaves ~1e-18. Tensors the forward makes with the default dtype are float64 too (XGLM's
-    ``torch.full((), finfo(logits.dtype).min)`` overflows float32 otherwise). Empty when the model does
-    not run in float64; the model and the default dtype are restored."""
-    params = [(p, p.data) for p in model.parameters()]
-    buffers = [(m, k, b) for m in model.modules() for k, b in m._buffers.items() if b is not None]
-    as64 = lambda v: v.double() if isinstance(v, Tensor) and v.is_floating_point() else v  # noqa: E731
-    x, y = s.batches[(s.steps - 1) % len(s.batches)]
-    default = torch.get_default_dtype()
-    try:
-        torch.set_default_dtype(torch.float64)
-        model.double()
-        for _, p in tracked:
-            p.grad = None
-        s.loss_fn(s.forward(model, pytree.tree_map(as64, _to_device(x, device))),
-                  pytree.tree_map(as64, _to_device(y, device))).backward()
-        return {n: rms(p.grad) if p.grad is not None else 0.0 for n, p in tracked}
-    except Exception:  # a model pinned to float32 inside: no exemption, everything is judged
-        return {}
-    finally:
-        torch.set_default_dtype(default)
-        for p, data in params:
-            p.data, p.grad = data, None
-        for m, k, b in buffers:
-            m._buffers[k] = b
 
 
 def _groups_at(record: Any, p: Tensor) -> tuple[int, bool]:
@@ -449,9 +397,9 @@ def _matrix_dims(p: Tensor, spec: Mapping[str, Any]) -> list[int]:
 
 
 def _one_run(s: _RunSettings, width: int, seed: int, unmeasured: dict[str, str],
-             dims: dict[str, dict[int, list[int]]], exact: bool) -> tuple[Rows, Rows, list[float]]:
-    """One width and one init seed of :func:`coord_check`: (module rows, parameter rows, losses);
-    ``exact``: also each parameter's float64 gradient (one seed per width is enough to tell a
+             dims: dict[str, dict[int, list[int]]], exact: bool) -> tuple[Rows, Rows, list[float], str]:
+    """One width and one init seed of :func:`coord_check`: (module rows, parameter rows, losses, the dtype
+    trained in); ``exact``: also each parameter's float64 gradient (one seed per width is enough to tell a
     parameter without effect, which is without effect at every seed)."""
     requested = torch.device(s.device) if s.device is not None else torch.device("cpu")
     with _forked_rng(requested):
@@ -463,16 +411,19 @@ def _one_run(s: _RunSettings, width: int, seed: int, unmeasured: dict[str, str],
         with _forked_rng(device):
             torch.manual_seed(seed)
             opt = s.make_optimizer(model)
-            probe = _Probe(model, _to_device(s.probe if s.probe is not None else s.batches[0][0], device), device, s)
-            tracked = [(n, p) for n, p in model.named_parameters() if p.requires_grad] if s.params else []
-            specs = {n: _axes_for(n, p, s.param_axes) for n, p in tracked}
-            tracked = [(n, p) for n, p in tracked if specs[n] is not None]
-            for n, p in tracked:
-                dims.setdefault(n, {})[width] = _matrix_dims(p, specs[n])
-            W0 = {n: p.detach().clone() for n, p in tracked}
-            row, before_last, losses = _train_and_record(s, model, opt, device, probe, tracked, unmeasured)
-            grads64 = _exact_gradients(s, model, tracked, device) if exact and tracked and s.steps > 0 else {}
-            return row, _param_rows(s, tracked, specs, W0, before_last, grads64), losses
+            with in_dtype(model, opt, s.dtype) as trained_in:
+                inputs = s.probe if s.probe is not None else s.batches[0][0]
+                probe = _Probe(model, to_device(inputs, device, s.dtype), device, s)
+                tracked = [(n, p) for n, p in model.named_parameters() if p.requires_grad] if s.params else []
+                specs = {n: _axes_for(n, p, s.param_axes) for n, p in tracked}
+                tracked = [(n, p) for n, p in tracked if specs[n] is not None]
+                for n, p in tracked:
+                    dims.setdefault(n, {})[width] = _matrix_dims(p, specs[n])
+                W0 = {n: p.detach().clone() for n, p in tracked}
+                row, before_last, losses = _train_and_record(s, model, opt, device, probe, tracked, unmeasured)
+                grads64 = exact_gradients(model, tracked, s.batches[(s.steps - 1) % len(s.batches)], s.forward,
+                                          s.loss_fn, device) if exact and tracked and s.steps > 0 else {}
+                return row, _param_rows(s, tracked, specs, W0, before_last, grads64), losses, trained_in
 
 
 def _checked_record_steps(steps: int, n_seeds: int, batches: Sequence,
@@ -493,7 +444,7 @@ def _checked_record_steps(steps: int, n_seeds: int, batches: Sequence,
 
 
 def _runs_by_width(s: _RunSettings, widths: Sequence[int], seeds: range, progress: bool, unmeasured: dict[str, str],
-                   dims: dict[str, dict[int, list[int]]]) -> dict[int, list[tuple[Rows, Rows, list[float]]]]:
+                   dims: dict[str, dict[int, list[int]]]) -> dict[int, list[tuple[Rows, Rows, list[float], str]]]:
     runs: Iterable[tuple[int, int]] = [(w, seed) for w in widths for seed in seeds]
     if progress:
         try:
@@ -502,7 +453,7 @@ def _runs_by_width(s: _RunSettings, widths: Sequence[int], seeds: range, progres
             runs = tqdm(runs, desc="coord check")
         except ImportError:  # pragma: no cover
             pass
-    by_width: dict[int, list[tuple[Rows, Rows, list[float]]]] = {}
+    by_width: dict[int, list[tuple[Rows, Rows, list[float], str]]] = {}
     for width, seed in runs:
         by_width.setdefault(width, []).append(_one_run(s, width, seed, unmeasured, dims, exact=seed == seeds[0]))
     return by_width
@@ -528,6 +479,7 @@ def coord_check(
     spectral_method: str = "auto",
     forward: Optional[Callable[[nn.Module, Any], Any]] = None,
     progress: bool = False,
+    dtype: Optional[torch.dtype] = None,
 ) -> CoordCheck:
     """Coordinate check (docs/derivations.md §7, Desideratum 1 and 2): the same seed and data at
     every width.
@@ -558,29 +510,31 @@ def coord_check(
     change has no meaning at some width and seed (its output changed shape, as an expert's does
     when routing moves tokens, or it was not called at init or after a step) keeps only what was
     measured everywhere and is named with the reason in ``meta["unmeasured"]``; the verdict lists it.
+
+    ``dtype`` (e.g. ``torch.float64``; default: as built) trains each model in that precision
+    (:func:`sptrace.validation.precision.in_dtype`): float32 rounds away updates far below an ulp of their
+    weights, whatever the parametrization (docs/validation.md, "Updates below float32 resolution").
+    ``meta["dtype"]`` names the precision measured in, and the verdict says it.
     """
     settings = _RunSettings(
         make_model=make_model, make_optimizer=make_optimizer, batches=batches, loss_fn=loss_fn, steps=steps,
         record_steps=_checked_record_steps(steps, n_seeds, batches, record_steps), probe=probe,
         param_axes=param_axes, params=params, names=None if names is None else tuple(names),
         leaves_only=leaves_only, device=device, spectral_method=spectral_method, forward=forward or call_model,
-    )
+        dtype=dtype)
     widths = [int(w) for w in widths]
     unmeasured: dict[str, str] = {}
     dims: dict[str, dict[int, list[int]]] = {}
     seeds = range(seed, seed + n_seeds)
     by_width = _runs_by_width(settings, widths, seeds, progress, unmeasured, dims)
-    module_rows, param_rows = [], []  # [width][seed]
-    for width in widths:
-        width_module_rows, width_param_rows, _ = zip(*by_width[width])
-        module_rows.append(width_module_rows)
-        param_rows.append(width_param_rows)
+    module_rows, param_rows, _, _ = zip(*(zip(*by_width[width]) for width in widths))  # [width][seed]
     losses = [[sum(v) / len(v) for v in zip(*(run[2] for run in by_width[width]))] for width in widths]
     records, dropped = merge_widths([mean_rows(rows) for rows in module_rows])
     param_records, dropped_params = merge_widths([mean_rows(rows) for rows in param_rows])
     per_seed = PerSeed(list(seeds), seed_series(records, module_rows), seed_series(param_records, param_rows))
     meta = {"seed": seed, "n_seeds": n_seeds, "record_steps": list(settings.record_steps), "dropped": dropped,
             "dropped_params": dropped_params, "unmeasured": dict(sorted(unmeasured.items())),
-            "param_dims": {n: [d[w] for w in widths] for n, d in dims.items() if n in param_records}}
+            "param_dims": {n: [d[w] for w in widths] for n, d in dims.items() if n in param_records},
+            "dtype": ", ".join(sorted({run[3] for runs in by_width.values() for run in runs}))}
     return CoordCheck(widths=widths, steps=steps, records=records, param_records=param_records, losses=losses,
                       meta=meta, per_seed=per_seed)

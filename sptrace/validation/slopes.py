@@ -203,6 +203,8 @@ class Verdict:
     unmeasured: dict[str, str] = field(default_factory=dict)
     # the entries of ``modules`` that are parameters (natural spectral norms, Condition 2), not module outputs
     params: list[str] = field(default_factory=list)
+    # the dtype the coord check trained and measured in ("" when not known: slopes given by hand)
+    precision: str = ""
 
     def _counted(self) -> str:
         n_par = len(self.params)
@@ -217,14 +219,15 @@ class Verdict:
 
     def summary(self, top: int = 5) -> str:
         n_fail = sum(not m.passed for m in self.modules.values())
+        where = f" (measured in {self.precision})" if self.precision else ""
         if self.passed:
-            head = f"PASS: {self._counted()}, every slope within ±{self.tol:g} of its expectation"
+            head = f"PASS{where}: {self._counted()}, every slope within ±{self.tol:g} of its expectation"
         else:
             parts = []
             for c in self.worst[:top]:
                 what = c.message if c.status == "invalid" else c.shown()
                 parts.append(f"{c.module} [{c.quantity}] {c.status}: {what}")
-            head = (f"FAIL: {n_fail}/{len(self.modules)} of {self._counted()}; worst: " + "; ".join(parts)
+            head = (f"FAIL{where}: {n_fail}/{len(self.modules)} of {self._counted()}; worst: " + "; ".join(parts)
                     + _and_more(len(self.worst), top))
         close = self.close_passes
         if close:
@@ -252,6 +255,7 @@ class Verdict:
             "worst": [asdict(c) for c in self.worst],
             "unmeasured": self.unmeasured,
             "params": self.params,
+            "precision": self.precision,
         })
 
 
@@ -279,6 +283,7 @@ def verdict(
     allow_shrink_for: Optional[Mapping[str, Union[bool, Iterable[str]]]] = None,
     params: Iterable[str] = (),
     expected_for: Optional[Mapping[str, Mapping[str, float]]] = None,
+    precision: str = "",
 ) -> Verdict:
     """Judge ``slopes[module][quantity]`` (a :class:`SlopeFit` or a plain float).
 
@@ -292,6 +297,7 @@ def verdict(
     entries that are parameters (their natural spectral norms), so that the summary counts them apart.
     ``expected_for[module][quantity]`` overrides the expectation for one entry (a module whose output
     the forward multiplies by a width power outside it, :func:`sptrace.validation.coord.scaled_outside`).
+    ``precision``: the dtype the slopes were measured in, shown in the summary.
     """
     per_name = dict(allow_shrink_for or {})
     exp = dict(expected or {})
@@ -331,4 +337,4 @@ def verdict(
         modules[module] = mv
     failing.sort(key=lambda c: (c.status != "invalid", -c.excess))
     return Verdict(passed=not failing, tol=tol, modules=modules, worst=failing, unmeasured=dict(unmeasured or {}),
-                   params=[p for p in params if p in modules])
+                   params=[p for p in params if p in modules], precision=precision)

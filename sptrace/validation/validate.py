@@ -58,6 +58,8 @@ class Validation:
     runs: dict[str, Run]
     form: str = "reference"
     files: list[str] = field(default_factory=list)
+    # the precision the models were trained and measured in (``coord_check(dtype=...)``)
+    dtype: str = "float32"
     # parameters that sptrace classified differently at different widths: name -> what changed
     class_changes: dict[str, str] = field(default_factory=dict)
 
@@ -69,7 +71,7 @@ class Validation:
 
     def summary(self) -> str:
         lines = [f"{self.model} / {self.optimizer}, {self.form} form, widths {self.widths}, {self.steps} steps, "
-                 f"lr {self.lr:g}"]
+                 f"lr {self.lr:g}, {self.dtype}"]
         for name, run in self.runs.items():
             lines.append(f"  {name:8s} {run.verdict.summary(top=3)}")
         if self.class_changes:
@@ -82,7 +84,7 @@ class Validation:
     def to_dict(self) -> dict:
         return {
             "model": self.model, "optimizer": self.optimizer, "widths": self.widths, "steps": self.steps,
-            "lr": self.lr, "form": self.form, "passed": self.passed, "runs": {k: r.to_dict() for k, r in self.runs.items()},
+            "lr": self.lr, "form": self.form, "dtype": self.dtype, "passed": self.passed, "runs": {k: r.to_dict() for k, r in self.runs.items()},
             "class_changes": self.class_changes,
         }
 
@@ -106,6 +108,7 @@ def validate(
     build_options: Optional[dict] = None,
     spectral: bool = True,
     form: str = "reference",
+    dtype: Optional[Union[str, torch.dtype]] = None,
 ) -> Validation:
     """Coord-check ``model`` (a zoo name, ``module:factory`` or a :class:`ModelSource`).
 
@@ -118,6 +121,10 @@ def validate(
     width, delta= the next). ``n_seeds`` init seeds per width are averaged
     (:func:`sptrace.validation.coord.coord_check`): one seed's RMS values scatter enough at CPU widths to
     tilt a slope by ±0.3 (docs/validation.md).
+    ``dtype`` (``"float64"`` or a torch dtype; default: as built, float32) trains and measures every
+    model in that precision: an update far below a float32 ulp of its weights (a block behind a 1e-6
+    layer scale under SGD) is rounded away in float32 whatever the parametrization, and float64 measures
+    it (docs/validation.md, "Updates below float32 resolution"). The summary names the precision.
     """
     src = resolve(model) if isinstance(model, str) else model
     zoo = src.zoo
@@ -136,6 +143,7 @@ def validate(
         raise SptraceError(f"validate(form=...) is 'reference' (parametrize's default without a base) or 'base' "
                            f"(base= the narrowest width), got {form!r}")
     lr = validation_lr(optimizer, form) if lr is None else lr
+    precision = _dtype(dtype)
     options = build_options or {}
     batches = _batches(zoo, batch_size, steps, seed, source, device)
     args, kwargs = zoo.example_inputs(device=device)
@@ -148,17 +156,29 @@ def validate(
                                                            options, form)
         cc = coord_check(
             make_model, make_optimizer, batches, zoo.loss, widths, steps=steps, seed=seed, n_seeds=n_seeds,
-            device=device, progress=progress, param_axes=axes, params=spectral,
+            device=device, progress=progress, param_axes=axes, params=spectral, dtype=precision,
         )
         verdict = cc.verdict(tol=tol, quantities=quantities, allow_shrink=["rms@0"],
                              params=list(axes) if spectral else False, expected_for=scaled_outside(records, quantities))
         runs[name] = Run(name, cc, verdict)
         if name == "sptrace":
             class_changes = classification_changes(traced_at)
-    result = Validation(src.name, optimizer, list(widths), steps, lr, runs, form, class_changes=class_changes)
+    result = Validation(src.name, optimizer, list(widths), steps, lr, runs, form, class_changes=class_changes,
+                        dtype=runs[parametrizations[0]].coord.precision)
     if out:
         result.files = _write(result, out)
     return result
+
+
+def _dtype(dtype: Optional[Union[str, torch.dtype]]) -> Optional[torch.dtype]:
+    """``dtype`` as a torch floating dtype (a name such as ``"float64"`` or a dtype), or None."""
+    if dtype is None or isinstance(dtype, torch.dtype) and dtype.is_floating_point:
+        return dtype
+    found = getattr(torch, str(dtype), None)
+    if not isinstance(found, torch.dtype) or not found.is_floating_point:
+        raise SptraceError(f"validate(dtype={dtype!r}): not a torch floating dtype; pass e.g. 'float64' or "
+                           "torch.float64 (None: the models' own, float32)")
+    return found
 
 
 def _batches(zoo, batch_size, steps, seed, source, device) -> list:

@@ -17,10 +17,10 @@ from sptrace.validation.validate import validation_lr
 
 
 def external_coord_check(build, data, optimizer, parametrization, widths, *, steps, batch_size, n_seeds, tol=0.25,
-                         tokens=None, form="reference", lr=None):
+                         tokens=None, form="reference", lr=None, dtype=None):
     """Verdict of ``build(width)`` at ``widths`` under ``parametrization`` ("sptrace" or "sp"), on the
     zoo model ``data``'s batches (``tokens``: the first that many of each sequence), at ``lr`` (default
-    validate's); the CoordCheck is attached as ``.coord``."""
+    validate's), trained in ``dtype`` (default: as built, float32); the CoordCheck is attached as ``.coord``."""
     spec = models_zoo.get(data)
     stream = spec.batches(batch_size, seed=0)
     batches = [next(stream) for _ in range(steps)]
@@ -49,7 +49,7 @@ def external_coord_check(build, data, optimizer, parametrization, widths, *, ste
         warnings.simplefilter("ignore")
         cc = coord_check(make_model, lambda m: optimizers.pop(id(m)), batches,
                          lambda out, y: spec.loss(getattr(out, "logits", out), y), widths, steps=steps,
-                         params=judge_params, param_axes=axes, n_seeds=n_seeds)
+                         params=judge_params, param_axes=axes, n_seeds=n_seeds, dtype=dtype)
     quantities = ["rms@0", f"delta_rms@{steps}"]
     verdict = cc.verdict(tol=tol, quantities=quantities, allow_shrink=["rms@0"],
                          params=list(axes) if judge_params else False, expected_for=scaled_outside(axes, quantities))
