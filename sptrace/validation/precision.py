@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils import _pytree as pytree
 
+from ..types import SptraceError
 from .recorder import rms
 
 
@@ -47,7 +48,8 @@ def in_dtype(model: nn.Module, opt: torch.optim.Optimizer, dtype: Optional[torch
     parameters (in place, so the optimizer's references hold), buffers and any optimizer state converted,
     and the default dtype set, so tensors the forward makes match (the batches are converted by the
     caller, :func:`to_device`); yields the dtype trained in. The default dtype and the model's dtypes are
-    restored afterwards, also when a step fails."""
+    restored afterwards, also when a step fails; a failing step is re-raised as an :class:`SptraceError`
+    that names the dtype (a forward that makes float32 tensors of its own cannot run in float64)."""
     if dtype is None:
         yield dtype_name(next((p.dtype for p in model.parameters()), torch.get_default_dtype()))
         return
@@ -60,6 +62,11 @@ def in_dtype(model: nn.Module, opt: torch.optim.Optimizer, dtype: Optional[torch
         for state in opt.state.values():
             state.update({k: v.to(dtype) for k, v in state.items() if _floating(v)})
         yield dtype_name(dtype)
+    except RuntimeError as error:
+        raise SptraceError(f"coord_check(dtype={dtype_name(dtype)}): a step failed with the model in "
+                           f"{dtype_name(dtype)}: {error}. A forward that makes tensors of a fixed dtype (not the "
+                           "default dtype, not its input's) cannot run in another; pass dtype=None to measure "
+                           "in the model's own dtype") from error
     finally:
         torch.set_default_dtype(default)
         _cast(params, buffers, lambda was: was)

@@ -49,18 +49,28 @@ def test_the_models_train_in_the_dtype_and_are_restored(one_thread):
     assert seen.count(torch.float32) == 2 * len(WIDTHS) and seen.count(torch.float64) == len(WIDTHS)
 
 
-def test_the_default_dtype_is_restored_when_a_step_fails(one_thread):
-    spec = models_zoo.get("cnn")
+class _PinnedToFloat32(torch.nn.Module):
+    """A forward that makes a float32 tensor of its own: it cannot run in float64."""
+
+    def __init__(self, width):
+        super().__init__()
+        self.fc = torch.nn.Linear(6, width)
+
+    def forward(self, x):
+        return self.fc(x) @ torch.ones(self.fc.out_features, 4, dtype=torch.float32)
+
+
+def test_a_model_that_cannot_run_in_the_dtype_is_named_and_restored(one_thread):
     built = []
-
-    def failing_loss(out, y):
-        raise RuntimeError("the loss fails")
-
-    with pytest.raises(RuntimeError, match="the loss fails"):
-        coord_check(lambda w: built.append(spec.build(w)) or built[-1], lambda m: torch.optim.SGD(m.parameters(), lr=0.1),
-                    [next(spec.batches(4, seed=0))], failing_loss, WIDTHS, steps=1, dtype=torch.float64)
+    batch = (torch.randn(8, 6), torch.randint(0, 4, (8,)))
+    with pytest.raises(SptraceError, match=r"dtype=float64.*pass dtype=None"):
+        coord_check(lambda w: built.append(_PinnedToFloat32(w)) or built[-1],
+                    lambda m: torch.optim.SGD(m.parameters(), lr=0.1), [batch], torch.nn.functional.cross_entropy,
+                    WIDTHS, steps=1, dtype=torch.float64)
     assert torch.get_default_dtype() == torch.float32
     assert {p.dtype for p in built[0].parameters()} == {torch.float32}
+    assert coord_check(_PinnedToFloat32, lambda m: torch.optim.SGD(m.parameters(), lr=0.1), [batch],
+                       torch.nn.functional.cross_entropy, WIDTHS, steps=1).precision == "float32"
 
 
 def test_float64_resolves_an_update_float32_rounds_away(one_thread):
