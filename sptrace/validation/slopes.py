@@ -28,11 +28,21 @@ from ..types import SptraceError
 from .jsonio import to_json
 
 __all__ = ["SlopeFit", "fit_slope", "fit_slopes", "standard_error", "Check", "ModuleVerdict", "Verdict", "verdict",
-           "UNDECIDED_SE"]
+           "undecided_within"]
 
-# A check whose slope lies within this many standard errors of its band's edge is marked as not decided
-# by its seeds (it keeps its pass or fail).
-UNDECIDED_SE = 2.0
+# Student's t, two-sided 95 % (the 0.975 quantile), by degrees of freedom 1-30; normal beyond.
+_T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+          2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+          2.045, 2.042)
+
+
+def undecided_within(n_seeds: int) -> float:
+    """How many standard errors from its band's edge a slope of ``n_seeds`` seeds must lie to be decided
+    (closer: the check keeps its pass or fail, marked as not decided by its seeds): the 95 % two-sided
+    quantile of Student's t with n - 1 degrees of freedom, since the standard error is itself estimated
+    from the n seeds' slopes (4.30 at 3 seeds, 2.36 at 8, 1.96 for many). docs/validation.md, "Seeds
+    and the ± of a slope"."""
+    return _T_975[n_seeds - 2] if 2 <= n_seeds <= len(_T_975) + 1 else 1.96
 
 
 @dataclass
@@ -153,8 +163,8 @@ class Check:
 
     ``se``: the slope's standard error over its ``n_seeds`` init seeds (None for one seed);
     ``undecided``: a ``"pass"``, ``"grows"`` or ``"shrinks"`` whose slope lies within
-    :data:`UNDECIDED_SE` standard errors of the band edge that decides it: the seeds have not settled
-    which side it is on. The status, and so ``passed``, are the slope's alone."""
+    :func:`undecided_within` standard errors (Student's t at 95 %) of the band edge that decides it: the
+    seeds have not settled which side it is on. The status, and so ``passed``, are the slope's alone."""
 
     module: str
     quantity: str
@@ -232,8 +242,8 @@ class Verdict:
         close = self.close_passes
         if close:
             shown = "; ".join(f"{c.module} [{c.quantity}] slope {c.slope:+.2f} ± {c.se:.2f}" for c in close[:top])
-            head += (f". Passing within {UNDECIDED_SE:g} standard errors of the edge (not decided at "
-                     f"{close[0].n_seeds} seeds): {shown}" + _and_more(len(close), top))
+            head += (f". Passing within {undecided_within(close[0].n_seeds):.2f} standard errors of the edge "
+                     f"(not decided at {close[0].n_seeds} seeds): {shown}" + _and_more(len(close), top))
         zeros = [f"{c.module} [{c.quantity}]" for m in self.modules.values() for c in m.checks.values()
                  if c.status == "zero"]
         if zeros:
@@ -329,7 +339,7 @@ def verdict(
                 # the signed distance to the edge that decides the check (positive inside the band); an
                 # allowed shrink has no lower edge
                 margin = min(e + tol - s, math.inf if allowed else s - (e - tol))
-                c.undecided = c.status in ("pass", "grows", "shrinks") and abs(margin) < UNDECIDED_SE * fit.se
+                c.undecided = c.status in ("pass", "grows", "shrinks") and abs(margin) < undecided_within(c.n_seeds) * fit.se
             mv.checks[q] = c
             if not c.passed:
                 mv.passed = False

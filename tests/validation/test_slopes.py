@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from sptrace import SptraceError
-from sptrace.validation.slopes import SlopeFit, fit_slope, fit_slopes, standard_error, verdict
+from sptrace.validation.slopes import SlopeFit, fit_slope, fit_slopes, standard_error, undecided_within, verdict
 
 
 def test_fit_slope_power_laws():
@@ -114,6 +114,18 @@ def test_the_standard_error_keeps_each_seed_paired_across_the_widths():
     assert [sorted(v) for v in zip(*shuffled)] == [sorted(v) for v in zip(*paired)]
     fit, check, v = _judged(shuffled)
     assert fit.se > 0.1 and check.status == "shrinks" and check.undecided and not v.passed
+
+
+def test_how_far_a_slope_must_lie_from_the_edge_to_be_decided_grows_as_the_seeds_get_fewer():
+    """The standard error is itself estimated from the n seeds, so the band is Student's t (95 %, n - 1
+    degrees of freedom), not 2: a fail 3 to 4 standard errors beyond the edge is not decided at 3 seeds
+    (t 4.30) and is at 8 (t 2.36)."""
+    assert undecided_within(3) == pytest.approx(4.303) and undecided_within(8) == pytest.approx(2.365)
+    assert undecided_within(100) == pytest.approx(1.96)
+    for slopes, decided in (([-0.4, -0.5, -0.6], False), ([-0.35 - 0.08 * i for i in range(8)], True)):
+        fit, check, _ = _judged(_seeds(slopes))
+        assert 3 < (check.expected - 0.25 - check.slope) / fit.se < 4  # between t at 8 seeds and at 3
+        assert check.status == "shrinks" and check.undecided is not decided
 
 
 def test_the_verdict_marks_a_check_its_seeds_have_not_decided_and_keeps_its_pass_or_fail():
