@@ -5,6 +5,7 @@ coord-checked by ``sptrace.validation.validate.validate`` on CPU. docs/coverage.
 
     OMP_NUM_THREADS=1 python scripts/catalog_coverage.py scan --catalog hf --out coverage
     OMP_NUM_THREADS=1 python scripts/catalog_coverage.py scan --catalog timm --out coverage   # needs timm
+    OMP_NUM_THREADS=1 python scripts/catalog_coverage.py scan --catalog hf-base --out coverage  # AutoModel
     OMP_NUM_THREADS=1 python scripts/catalog_coverage.py validate --catalog hf --out coverage  # the sample
     python scripts/catalog_coverage.py render --out coverage                                   # table + JSON
 
@@ -12,6 +13,12 @@ Each stage appends one JSON line per model to ``OUT/<stage>-<catalog>.jsonl`` as
 models already there, so an interrupted scan resumes. A model that fails to build is told apart by
 where it fails: the library's own default config (``library``), the config shrunk to the small
 width (``shrink``), or sptrace (``sptrace``: the capture or the classification raised).
+
+``hf-base`` is every Hugging Face base-model type (``AutoModel``: encoders, encoder-decoders, vision
+and audio backbones), the types that are not causal LMs first. Its inputs are the ones sptrace
+infers for ``parametrize(model)`` (``sptrace.apply.inputs.resolve_example_inputs``, its fallback
+tried where the first do not run); where the model's main input is audio, the scan adds audio of
+the config's size (:func:`audio_inputs`). A type given no inputs is a limit of the scan.
 """
 import argparse
 import json
@@ -27,11 +34,12 @@ from datetime import datetime, timezone
 import torch
 
 import sptrace
-from sptrace.apply.inputs import with_encoder_states
+from sptrace.apply.inputs import resolve_example_inputs, with_encoder_states
 from sptrace.types import NEVER_USED, SptraceError
 from sptrace.validation import catalog
 
 HF_WIDTH = 64
+CATALOGS = ("hf", "timm", "hf-base")
 TOKENS = 16  # the text every Hugging Face model is traced on: 2 × TOKENS ids
 LONG_TOKENS = 512  # the second trace, where the first leaves parameters unreached
 VALIDATE = dict(widths=[64, 128, 256], optimizer="adam", steps=4, batch_size=8)
@@ -39,6 +47,10 @@ VALIDATE = dict(widths=[64, 128, 256], optimizer="adam", steps=4, batch_size=8)
 
 class Timeout(Exception):
     pass
+
+
+class NoInputs(Exception):
+    """Neither sptrace nor the scan knows inputs for the model: a limit of the scan."""
 
 
 def _alarm(*_):
@@ -68,32 +80,100 @@ def entries(name: str) -> dict:
     """``{entry: how to build it}``: HF model types, or timm families (one model each)."""
     if name == "hf":
         return {f"hf:{t}": t for t in catalog.hf_model_types()}
+    if name == "hf-base":
+        causal = set(catalog.hf_model_types())
+        types = catalog.hf_model_types(base=True)
+        return {f"hf-base:{t}": t for t in sorted(types, key=lambda t: t in causal)}
     return {f"timm:{model}": family for family, model in catalog.timm_families().items()}
 
 
 def build(entry: str, device: str = "meta", tokens: int = TOKENS):
-    """The model and its example inputs ``(args, kwargs)`` on ``device``; SptraceError says where a
-    build fails. Hugging Face models get 2 × ``tokens`` ids, and encoder states where sptrace's own
-    automatic inputs add them (a decoder with cross-attention: ``sptrace.apply.inputs.with_encoder_states``)."""
+    """The model and the example inputs to try, ``[((args, kwargs), where they come from)]``, on
+    ``device``; SptraceError says where a build fails. Hugging Face causal LMs get 2 × ``tokens``
+    ids, and encoder states where sptrace's own automatic inputs add them (a decoder with
+    cross-attention: ``sptrace.apply.inputs.with_encoder_states``); base models what
+    :func:`base_inputs` gives."""
     library, _, arch = entry.partition(":")
     with torch.device(device):
         if library == "hf":
             model = catalog.hf_model(arch, HF_WIDTH)
             inputs = with_encoder_states(model, (torch.randint(0, catalog.models_zoo.data.VOCAB_SIZE, (2, tokens)),), {})
+        elif library == "hf-base":
+            model = catalog.hf_base_model(arch, HF_WIDTH)
         else:
             model = catalog.timm_model(arch)
             inputs = ((torch.zeros(2, *model.pretrained_cfg.get("input_size", (3, 224, 224))),), {})
-    return model, inputs
+    if library == "hf-base":  # as a user calls it: outside the device context, on the model's device
+        return model, base_inputs(model)
+    return model, [(inputs, "scan")]
+
+
+def base_inputs(model) -> list:
+    """What ``parametrize(model)`` would trace on (``resolve_example_inputs`` and its fallback), then,
+    for a model whose main input is audio, :func:`audio_inputs`; NoInputs where there is nothing."""
+    tries = []
+    try:
+        found = resolve_example_inputs(model)
+    except SptraceError as exc:
+        found, why = None, _one_line(exc)
+    while found is not None:
+        tries.append(((found.args, found.kwargs), "sptrace: " + found.source.split(" (")[0]))
+        found = found.fallback
+    tries += [((args, kwargs), f"scan: audio {where}") for args, kwargs, where in audio_inputs(model)]
+    if not tries:
+        raise NoInputs(why)
+    return tries
+
+
+def audio_inputs(model) -> list:
+    """Audio of the config's size for a main input sptrace does not infer: raw audio
+    (``input_values``: 2 × 16000 samples, one second at 16 kHz) or features (``input_features``:
+    the config's feature count — ``num_mel_bins``, ``input_feat_per_channel`` × ``input_channels``,
+    ``feature_size`` — by twice ``max_source_positions`` frames (a stride-2 stem's input), or 64
+    frames, channels first and last); an encoder-decoder also gets 4 decoder ids."""
+    main, config = getattr(model, "main_input_name", None), getattr(model, "config", None)
+    device = next(model.parameters()).device
+    decoder = {}
+    if getattr(config, "is_encoder_decoder", False) and isinstance(getattr(config, "vocab_size", None), int):
+        decoder = {"decoder_input_ids": torch.zeros(2, 4, dtype=torch.long, device=device)}
+    if main == "input_values":
+        return [((), {main: torch.randn(2, 16000, device=device), **decoder}, "(2, 16000)")]
+    if main != "input_features" or config is None:
+        return []
+    per_channel = getattr(config, "input_feat_per_channel", None)
+    features = getattr(config, "num_mel_bins", None) or (per_channel and per_channel * getattr(config, "input_channels", 1)) \
+        or getattr(config, "feature_size", None)
+    if not isinstance(features, int):
+        return []
+    sources = getattr(config, "max_source_positions", None)
+    frames = 2 * sources if isinstance(sources, int) and sources <= 4096 else 64
+    return [((), {main: torch.randn(2, *shape, device=device), **decoder}, f"{(2, *shape)}")
+            for shape in ((features, frames), (frames, features))]
+
+
+def trace_tried(model, tries: list, row: dict):
+    """``sptrace.trace`` on the first inputs the model is captured on (as ``parametrize`` moves to
+    its fallback); the row says which. The last capture's error where none is."""
+    for i, ((args, kwargs), where) in enumerate(tries):
+        try:
+            result = sptrace.trace(model, *args, **kwargs)
+        except SptraceError as exc:
+            if i + 1 == len(tries) or not str(exc).startswith("could not capture"):
+                raise
+            continue
+        row["inputs"], row["kwargs"] = where, sorted(kwargs)
+        return result
 
 
 def default_builds(entry: str) -> bool:
     """Whether the library's own default config builds (on meta): tells a library failure from ours."""
     import transformers
 
-    arch = entry.partition(":")[2]
+    library, _, arch = entry.partition(":")
+    auto = transformers.AutoModel if library == "hf-base" else transformers.AutoModelForCausalLM
     try:
         with torch.device("meta"):
-            transformers.AutoModelForCausalLM.from_config(transformers.AutoConfig.for_model(arch))
+            auto.from_config(transformers.AutoConfig.for_model(arch))
         return True
     except Exception:
         return False
@@ -104,14 +184,17 @@ def scan_one(entry: str) -> dict:
     started = time.time()
     try:
         model, inputs = build(entry)
+    except NoInputs as exc:
+        row.update(built="yes", captured=False, route=None, no_inputs=True, error=f"no inputs: {_one_line(exc)}")
+        return row
     except SptraceError as exc:
-        row["built"] = "shrink" if entry.startswith("hf:") and default_builds(entry) else "library"
+        row["built"] = "shrink" if entry.startswith("hf") and default_builds(entry) else "library"
         row["build_error"] = _one_line(exc)
         return row
     row["built"] = "yes"
     row["parameters"] = sum(p.numel() for p in model.parameters())
     try:
-        result = sptrace.trace(model, *inputs[0], **inputs[1])
+        result = trace_tried(model, inputs, row)
     except SptraceError as exc:
         row["meta_error"] = _one_line(exc)
         result = _trace_on_cpu(entry, row)
@@ -120,7 +203,6 @@ def scan_one(entry: str) -> dict:
         return row
     if result is None:
         return row
-    row["kwargs"] = sorted(inputs[1])
     unreached = [r.name for r in result.unclassified if r.problem == NEVER_USED]
     if unreached and entry.startswith("hf:"):
         row["unreached_at_16"] = len(unreached)
@@ -142,7 +224,7 @@ def _longer_text(entry: str, row: dict):
     first trace worked on; that trace where it reaches more, else None."""
     model, inputs = build(entry, "cpu" if row.get("on_cpu") else "meta", LONG_TOKENS)
     try:
-        result = sptrace.trace(model, *inputs[0], **inputs[1])
+        result = trace_tried(model, inputs, row)
     except Exception as exc:  # noqa: BLE001 - the first trace stands; say why the longer one did not
         row["long_error"] = f"{type(exc).__name__}: {_one_line(exc)}"
         return None
@@ -155,16 +237,20 @@ def _longer_text(entry: str, row: dict):
 def _trace_on_cpu(entry: str, row: dict):
     """Where the meta capture fails, the model built on CPU: its own forward first (a failure there
     is the model's, not sptrace's), then the trace; None when neither gives a trace."""
-    model, inputs = build(entry, "cpu") if entry.startswith("hf:") else _timm_on_cpu(entry)
-    try:
-        with torch.no_grad():
-            model(*inputs[0], **inputs[1])
-    except Exception as exc:
-        row.update(captured=False, route=None, error=f"the model's own forward fails: {type(exc).__name__}: "
-                                                      f"{_one_line(exc)}", forward_fails=True)
+    model, inputs = build(entry, "cpu") if entry.startswith("hf") else _timm_on_cpu(entry)
+    runs, failure = [], None
+    for (args, kwargs), where in inputs:
+        try:
+            with torch.no_grad():
+                model(*args, **kwargs)
+            runs.append(((args, kwargs), where))
+        except Exception as exc:
+            failure = failure or f"{type(exc).__name__}: {_one_line(exc)}"
+    if not runs:
+        row.update(captured=False, route=None, error=f"the model's own forward fails: {failure}", forward_fails=True)
         return None
     try:
-        result = sptrace.trace(model, *inputs[0], **inputs[1])
+        result = trace_tried(model, runs, row)
     except SptraceError as exc:
         row.update(captured=False, route=None, error=_one_line(exc))
         return None
@@ -174,7 +260,7 @@ def _trace_on_cpu(entry: str, row: dict):
 
 def _timm_on_cpu(entry: str):
     model = catalog.timm_model(entry.partition(":")[2])
-    return model, ((torch.randn(1, *model.pretrained_cfg.get("input_size", (3, 224, 224))),), {})
+    return model, [(((torch.randn(1, *model.pretrained_cfg.get("input_size", (3, 224, 224))),), {}), "scan")]
 
 
 def validate_one(entry: str, n_seeds: int) -> dict:
@@ -239,7 +325,7 @@ def sample(rows: list) -> list:
     """For each distinct cause (and fully classified, as a control), the smallest model showing it."""
     best: dict = {}
     for row in rows:
-        if not row.get("captured") or not row["entry"].startswith(("hf:", "timm:")):
+        if not row.get("captured") or not row["entry"].startswith(("hf:", "hf-base:", "timm:")):
             continue
         for key in causes(row) or {"fully classified": []}:
             kind = (row["entry"].partition(":")[0], key)
@@ -254,6 +340,8 @@ def status(row: dict) -> str:
     if row.get("built") != "yes":
         return f"not built ({row.get('built', 'error')})"
     if not row.get("captured"):
+        if row.get("no_inputs"):
+            return "no inputs (scan limit)"
         return "forward fails" if row.get("forward_fails") else "not captured"
     return "fully classified" if not row["unclassified"] else "partly classified"
 
@@ -275,8 +363,8 @@ def totals(rows: list) -> dict:
 def render(out: str) -> str:
     """Markdown: totals, the causes with their models, then one row per model."""
     lines, report = [], {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "catalogs": {}}
-    verdicts = {r["entry"]: r for c in ("hf", "timm") for r in read(os.path.join(out, f"validate-{c}.jsonl"))}
-    for name in ("hf", "timm"):
+    verdicts = {r["entry"]: r for c in CATALOGS for r in read(os.path.join(out, f"validate-{c}.jsonl"))}
+    for name in CATALOGS:
         rows = read(os.path.join(out, f"scan-{name}.jsonl"))
         if not rows:
             continue
@@ -314,14 +402,14 @@ def _cause_table(rows: list) -> list:
 
 
 def _model_table(rows: list, verdicts: dict) -> list:
-    lines = ["| model | status | route | unclassified / tensors | causes | validate (adam) | commit |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| model | status | route | inputs | unclassified / tensors | causes | validate (adam) | commit |",
+             "|---|---|---|---|---|---|---|---|"]
     for row in sorted(rows, key=lambda r: r["entry"]):
         why = row.get("build_error") or row.get("error") or "; ".join(causes(row))
         verdict = verdicts.get(row["entry"])
         judged = "-" if verdict is None else _verdict(verdict)
         counts = f"{row['unclassified']} / {row['tensors']}" if row.get("captured") else "-"
-        lines.append(f"| {row['entry']} | {status(row)} | {row.get('route') or '-'} | {counts} | {_cell(why)} | {judged} "
+        lines.append(f"| {row['entry']} | {status(row)} | {row.get('route') or '-'} | {row.get('inputs', '-')} | {counts} | {_cell(why)} | {judged} "
                      f"| {row.get('commit', '?')} |")
     return lines
 
@@ -352,7 +440,7 @@ def _cell(text: str, limit: int = 160) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("stage", choices=("scan", "validate", "render"))
-    parser.add_argument("--catalog", choices=("hf", "timm"), default="hf")
+    parser.add_argument("--catalog", choices=CATALOGS, default="hf")
     parser.add_argument("--out", default="coverage")
     parser.add_argument("--only", nargs="*", default=None, help="these entries only (hf:TYPE, timm:NAME)")
     parser.add_argument("--timeout", type=int, default=180, help="seconds per model")

@@ -117,12 +117,13 @@ def _transformers():
     return transformers
 
 
-def hf_model_types() -> list[str]:
-    """Every Hugging Face causal-LM model type (``AutoModelForCausalLM``'s mapping)."""
+def hf_model_types(base: bool = False) -> list[str]:
+    """Every Hugging Face causal-LM model type (``AutoModelForCausalLM``'s mapping), or with ``base``
+    every base-model type (``AutoModel``'s: encoders, encoder-decoders, vision and audio backbones)."""
     _transformers()
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    from transformers.models.auto import modeling_auto
 
-    return list(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
+    return list(modeling_auto.MODEL_MAPPING_NAMES if base else modeling_auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
 
 
 def hf_config(model_type: str, width: int, **fields: Any):
@@ -134,10 +135,16 @@ def hf_config(model_type: str, width: int, **fields: Any):
     state-space head whose count is tied to the model dim), their default size with a count in
     proportion to width; depth is first shrunk to :data:`LAYERS` (more where a layer pattern needs
     it), then left at its default. The first config transformers accepts is used."""
-    transformers = _transformers()
     if model_type not in hf_model_types():
         raise SptraceError(f"hf:{model_type}: not a Hugging Face causal-LM model type; known types are "
                            "transformers.models.auto.modeling_auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES")
+    return _shrunk_config(model_type, width, fields, decoder=True)
+
+
+def _shrunk_config(model_type: str, width: int, fields: dict, decoder: bool):
+    """:func:`hf_config`'s search over head and depth choices; ``decoder``: a config that says it is
+    not a decoder is made one (a causal LM decodes), else left as it is (a base model)."""
+    transformers = _transformers()
     try:
         default = transformers.AutoConfig.for_model(model_type).to_dict()
     except Exception as exc:  # the library's own validation of its defaults
@@ -145,7 +152,7 @@ def hf_config(model_type: str, width: int, **fields: Any):
     _check_fields(f"hf:{model_type}", fields, default)
     tried = []
     for heads, shallow in ((FIXED, True), (FIXED, False), (PROPORTIONAL, True), (PROPORTIONAL, False)):
-        overrides = {**shrink(default, width, f"hf:{model_type}", heads=heads, shallow=shallow), **fields}
+        overrides = {**shrink(default, width, f"hf:{model_type}", heads, shallow, decoder), **fields}
         try:
             return transformers.AutoConfig.for_model(model_type, **overrides)
         except Exception as exc:
@@ -165,6 +172,20 @@ def hf_model(model_type: str, width: int, **fields: Any) -> torch.nn.Module:
                            f"{type(exc).__name__}: {exc}") from exc
 
 
+def hf_base_model(model_type: str, width: int) -> torch.nn.Module:
+    """The Hugging Face base model (``AutoModel``) of ``model_type`` at ``width``, its config shrunk
+    as :func:`hf_config` shrinks a causal LM's, except that an encoder stays an encoder."""
+    if model_type not in hf_model_types(base=True):
+        raise SptraceError(f"hf:{model_type}: not a Hugging Face base-model type; known types are "
+                           "transformers.models.auto.modeling_auto.MODEL_MAPPING_NAMES")
+    config = _shrunk_config(model_type, width, {}, decoder=False)
+    try:
+        return _transformers().AutoModel.from_config(config)
+    except Exception as exc:
+        raise SptraceError(f"hf:{model_type}: the base model does not build from its config shrunk to width {width}: "
+                           f"{type(exc).__name__}: {exc}") from exc
+
+
 def _check_fields(name: str, fields: dict, default: dict) -> None:
     """Every field set by hand is one the config has: transformers would keep a misspelt one as an
     unused attribute and build the model without it."""
@@ -179,12 +200,14 @@ def _check_fields(name: str, fields: dict, default: dict) -> None:
 FIXED, PROPORTIONAL = "fixed-size", "proportional"
 
 
-def shrink(config: dict, width: int, name: str, heads: str = FIXED, shallow: bool = True) -> dict:
-    """Overrides that put the config dict ``config`` (and its sub-configs) at ``width``."""
+def shrink(config: dict, width: int, name: str, heads: str = FIXED, shallow: bool = True,
+           decoder: bool = True) -> dict:
+    """Overrides that put the config dict ``config`` (and its sub-configs) at ``width``; ``decoder``:
+    a config with ``is_decoder=False`` becomes a decoder (for a causal LM)."""
     overrides = {}
     for key, sub in config.items():
         if isinstance(sub, dict) and _model_dim(sub) is not None:
-            overrides[key] = {**sub, **shrink(sub, width, f"{name}.{key}", heads, shallow)}
+            overrides[key] = {**sub, **shrink(sub, width, f"{name}.{key}", heads, shallow, decoder)}
     dim = _model_dim(config)
     if dim is None:
         if overrides:
@@ -208,7 +231,7 @@ def shrink(config: dict, width: int, name: str, heads: str = FIXED, shallow: boo
     overrides.update({k: 0.0 for k, v in config.items() if _is_dropout(k, v)})
     if "use_cache" in config:
         overrides["use_cache"] = False
-    if config.get("is_decoder") is False:  # a causal LM decodes (Reformer's LM head insists)
+    if decoder and config.get("is_decoder") is False:  # a causal LM decodes (Reformer's LM head insists)
         overrides["is_decoder"] = True
     return overrides
 
