@@ -28,12 +28,24 @@ from ..types import SptraceError
 from .jsonio import to_json
 
 __all__ = ["SlopeFit", "fit_slope", "fit_slopes", "standard_error", "Check", "ModuleVerdict", "Verdict", "verdict",
-           "undecided_within"]
+           "undecided_within", "seeds_to_decide"]
 
 # Student's t, two-sided 95 % (the 0.975 quantile), by degrees of freedom 1-30; normal beyond.
 _T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
           2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
           2.045, 2.042)
+
+
+# Beyond this many, an estimate of the seeds that would decide a check is shown as "many more".
+MAX_SEEDS_SHOWN = 100
+
+
+def seeds_to_decide(n_seeds: int, se: float, margin: float) -> Optional[int]:
+    """The fewest seeds at which a slope ``margin`` from its band's edge, with standard error ``se`` at
+    ``n_seeds`` seeds, would be decided (:func:`undecided_within` at that count), if the seeds' spread
+    holds (the standard error falls like 1/√n); None beyond :data:`MAX_SEEDS_SHOWN`."""
+    return next((n for n in range(n_seeds + 1, MAX_SEEDS_SHOWN + 1)
+                 if abs(margin) >= undecided_within(n) * se * math.sqrt(n_seeds / n)), None)
 
 
 def undecided_within(n_seeds: int) -> float:
@@ -164,7 +176,8 @@ class Check:
     ``se``: the slope's standard error over its ``n_seeds`` init seeds (None for one seed);
     ``undecided``: a ``"pass"``, ``"grows"`` or ``"shrinks"`` whose slope lies within
     :func:`undecided_within` standard errors (Student's t at 95 %) of the band edge that decides it: the
-    seeds have not settled which side it is on. The status, and so ``passed``, are the slope's alone."""
+    seeds have not settled which side it is on; ``seeds_to_decide`` then estimates how many would, if the
+    seeds' spread holds (:func:`seeds_to_decide`). The status, and so ``passed``, are the slope's alone."""
 
     module: str
     quantity: str
@@ -175,6 +188,7 @@ class Check:
     se: Optional[float] = None
     n_seeds: int = 1
     undecided: bool = False
+    seeds_to_decide: Optional[int] = None
 
     @property
     def passed(self) -> bool:
@@ -184,7 +198,9 @@ class Check:
         """``slope -0.66 ± 0.14``, ± the standard error where there is one, and whether the seeds decided it."""
         text = f"slope {self.slope:+.2f}" + ("" if self.se is None else f" ± {self.se:.2f}")
         if self.undecided:
-            text += f" (not decided at {self.n_seeds} seeds: more seeds may settle it)"
+            more = self.seeds_to_decide
+            estimate = f"about {more} may settle it" if more else f"more than {MAX_SEEDS_SHOWN} may be needed"
+            text += f" (not decided at {self.n_seeds} seeds: {estimate})"
         return text
 
     @property
@@ -340,6 +356,8 @@ def verdict(
                 # allowed shrink has no lower edge
                 margin = min(e + tol - s, math.inf if allowed else s - (e - tol))
                 c.undecided = c.status in ("pass", "grows", "shrinks") and abs(margin) < undecided_within(c.n_seeds) * fit.se
+                if c.undecided:
+                    c.seeds_to_decide = seeds_to_decide(c.n_seeds, fit.se, margin)
             mv.checks[q] = c
             if not c.passed:
                 mv.passed = False

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from sptrace import SptraceError
-from sptrace.validation.slopes import SlopeFit, fit_slope, fit_slopes, standard_error, undecided_within, verdict
+from sptrace.validation.slopes import SlopeFit, fit_slope, fit_slopes, seeds_to_decide, standard_error, undecided_within, verdict
 
 
 def test_fit_slope_power_laws():
@@ -126,6 +126,8 @@ def test_how_far_a_slope_must_lie_from_the_edge_to_be_decided_grows_as_the_seeds
         fit, check, _ = _judged(_seeds(slopes))
         assert 3 < (check.expected - 0.25 - check.slope) / fit.se < 4  # between t at 8 seeds and at 3
         assert check.status == "shrinks" and check.undecided is not decided
+    # 3 seeds 3.8 standard errors beyond: 4 seeds (t 3.18) would decide it if their spread holds
+    assert seeds_to_decide(3, fit.se, margin=3.8 * fit.se) == 4 and seeds_to_decide(3, 0.1, 0.03) is None
 
 
 def test_the_verdict_marks_a_check_its_seeds_have_not_decided_and_keeps_its_pass_or_fail():
@@ -136,7 +138,7 @@ def test_the_verdict_marks_a_check_its_seeds_have_not_decided_and_keeps_its_pass
     # a fail just beyond the edge (-0.28, se 0.12): still a fail, marked as not decided
     _, close, v = _judged(_seeds([-0.2, -0.4, -0.6]))
     assert close.status == "shrinks" and close.undecided and not v.passed
-    assert "slope -0.28 ± 0.12 (not decided at 3 seeds: more seeds may settle it)" in v.summary()
+    assert "slope -0.28 ± 0.12 (not decided at 3 seeds: more than 100 may be needed)" in v.summary()
     # a pass just inside the edge (+0.21, se 0.09): still a pass, named as not decided
     _, inside, v = _judged(_seeds([0.0, 0.1, 0.3]))
     assert inside.status == "pass" and inside.undecided and v.passed
