@@ -36,6 +36,8 @@ SELECTING = {"where": ("self", "other"), "index_put": ("values",), "_unsafe_inde
 # name; a linear decomposed to addmm reads x as ``mat1``, its weight transposed as ``mat2``)
 LAYER_OPERANDS = {"linear": ("input", "weight"), "addmm": ("mat1", "mat2"), "_addmm_activation": ("mat1", "mat2"),
                   "baddbmm": ("batch1", "batch2")}
+# an attention op's token operands: a parameter read there is tokens of the network's own
+ATTENTION_DATA = ("query", "key", "value")
 ADDITIVE_ARG = {  # the argument that is added to the product: a bias
     "linear": "bias", "bilinear": "bias", "addmm": "self", "baddbmm": "self", "addmv": "self", "_addmm_activation": "self",
 }
@@ -436,6 +438,8 @@ class _UseWalker:
             )
         if cat == "conv" and arg == "weight":
             return self._conv_use(ax, derived, param, common)
+        if cat == "attention" and arg in ATTENTION_DATA:
+            return self._attention_data_use(ax, key, derived, param, common)
         if cat == "matmul":
             return self._contraction_use(node, ax, key, derived, param, common)
         return f"parameter {self._pname(param)!r} used as argument {arg!r} of an op sptrace does not understand"
@@ -452,6 +456,21 @@ class _UseWalker:
             fan_out_axes=self._param_axes(derived, fan_out_view, param),
             groups=groups, input_space=space, **common,
         )
+
+    def _attention_data_use(self, ax: OpAxes, key: str, derived: Derived, param: str, common: dict) -> ParamUse:
+        """A parameter that an attention op reads as its query, key or value with no projection
+        between (an attention-pooling head's learned query, memory tokens): tokens of the network's
+        own, as a table a layer reads as data is (:meth:`_consume_table`). The features (the last
+        axis: heads × head size) are the fan-out; the token axis is a count, fixed as a vocabulary."""
+        rank = len(derived.axes)
+        if rank >= 2:
+            ax.fixed.append(((key, rank - 2), "tokens of a parameter an attention reads as its query, key or value "
+                             "(learned queries, memory tokens): a count, as a vocabulary"))
+        shape = self.shapes.get(param) or ()
+        fan_out = self._param_axes(derived, [rank - 1], param)
+        rows = self._param_axes(derived, [rank - 2] if rank >= 2 else [], param)
+        fan_in = tuple(a for a in rows if a not in fan_out and shape[a] > 1)
+        return ParamUse(fan_in_axes=fan_in, fan_out_axes=fan_out, input_space=Space.SPARSE, role=Role.EMBEDDING, **common)
 
     def _contraction_use(self, node, ax: OpAxes, key, derived: Derived, param, common):
         contracted, partners = [], []
