@@ -9,7 +9,7 @@ mapping of keyword arguments). Without them, the model says what it takes, in th
    it holds the model's ``main_input_name``; a vision model whose main input is ``pixel_values``
    gets a batch of 2 random images of its config's ``num_channels`` and ``image_size``, and a
    text model whose forward also takes ``pixel_values`` gets images of its ``vision_config``'s
-   size beside the text, with the text alone as the fallback where the model does not run on
+   size beside the text, one per text of the batch, with the text alone as the fallback where the model does not run on
    both: images that must match image tokens in the text); a
    decoder whose forward reads an encoder's output also gets random encoder states, so that its
    cross-attention is traced (:func:`with_encoder_states`);
@@ -150,9 +150,9 @@ def _device(model) -> torch.device:
     return next((p.device for p in model.parameters()), torch.device("cpu"))
 
 
-def _images(model, channels: int, size) -> torch.Tensor:
+def _images(model, channels: int, size, batch: int = BATCH) -> torch.Tensor:
     sides = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
-    return torch.randn(BATCH, int(channels), *map(int, sides), generator=_generator()).to(_float_dtype(model))
+    return torch.randn(batch, int(channels), *map(int, sides), generator=_generator()).to(_float_dtype(model))
 
 
 def _hugging_face(model):
@@ -168,7 +168,8 @@ def _hugging_face(model):
         extra = " with encoder states for its cross-attention" if len(kwargs) > len(dummy) else ""
         text = ((), kwargs, f"the Hugging Face dummy_inputs{extra} ({_expression((), kwargs)})")
         takes_images = "pixel_values" in {p.name for p in forward_parameters(model) or []}
-        images = _config_images(model) if takes_images and "pixel_values" not in kwargs else None
+        batch = next((t.shape[0] for t in kwargs.values() if t.dim()), BATCH)  # the text's: one batch of pairs
+        images = _config_images(model, batch) if takes_images and "pixel_values" not in kwargs else None
         if images is None:
             return text
         both = {**kwargs, "pixel_values": images}
@@ -180,7 +181,7 @@ def _hugging_face(model):
     return None
 
 
-def _config_images(model) -> Optional[torch.Tensor]:
+def _config_images(model, batch: int = BATCH) -> Optional[torch.Tensor]:
     """A batch of images of the size the model's config gives (its own ``image_size`` and
     ``num_channels``, or its ``vision_config``'s: a text-and-image model such as CLIP, whose
     ``dummy_inputs`` hold token ids alone); ``None`` where no config says."""
@@ -188,7 +189,7 @@ def _config_images(model) -> Optional[torch.Tensor]:
     for where in (config, getattr(config, "vision_config", None)):
         size = getattr(where, "image_size", None)
         if size:
-            return _images(model, getattr(where, "num_channels", None) or 3, size)
+            return _images(model, getattr(where, "num_channels", None) or 3, size, batch)
     return None
 
 

@@ -1,0 +1,58 @@
+"""Images inferred beside a Hugging Face model's dummy text come one per text (sptrace/apply/inputs.py,
+docs/parametrize.md "Example inputs"): a model that reads text and images as pairs (HF BridgeTower's
+cross-modal layers add the two towers' states) cannot run on 3 texts and 2 images.
+
+Before, the images were a batch of 2 whatever the text's batch (transformers' dummy_inputs hold 3
+texts), so the one-line call failed on BridgeTower ("The size of tensor a (3) must match the size of
+tensor b (2)"), the text alone failing too; found by the catalog scan of AutoModel types
+(docs/coverage.md).
+"""
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+import sptrace
+from sptrace.apply.inputs import resolve_example_inputs
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+class Pairs(nn.Module):
+    """Text and image states added per example: the batches must agree."""
+    main_input_name = "input_ids"
+
+    def __init__(self, width=32):
+        super().__init__()
+        self.config = SimpleNamespace(vision_config=SimpleNamespace(image_size=8, num_channels=3))
+        self.embed, self.vision = nn.Embedding(20, width), nn.Linear(3 * 8 * 8, width)
+        self.head = nn.Linear(width, 5)
+
+    @property
+    def dummy_inputs(self):
+        return {"input_ids": torch.tensor([[1, 2, 3], [4, 5, 6], [7, 8, 9]])}
+
+    def forward(self, input_ids, pixel_values):
+        return self.head(self.embed(input_ids).mean(1) + self.vision(pixel_values.flatten(1)))
+
+
+def test_inferred_images_come_one_per_text():
+    found = resolve_example_inputs(Pairs())
+    assert found.kwargs["pixel_values"].shape == (3, 3, 8, 8), found.source
+    traced = sptrace.parametrize(Pairs(), "adam").sptrace.trace
+    assert not traced.unclassified, [(r.name, r.problem) for r in traced.unclassified]
+
+
+def test_hugging_face_bridgetower_runs_on_its_inferred_inputs():
+    transformers = pytest.importorskip("transformers")
+    tower = dict(hidden_size=64, num_hidden_layers=1, num_attention_heads=4, intermediate_size=128)
+    config = transformers.BridgeTowerConfig(  # its vision tower has hidden_size // 64 heads
+        hidden_size=64, num_hidden_layers=1, num_attention_heads=4,
+        text_config=dict(tower, vocab_size=50), vision_config=dict(tower, image_size=32, patch_size=16))
+    torch.manual_seed(0)
+    model = transformers.BridgeTowerModel(config).eval()
+    found = resolve_example_inputs(model)
+    assert found.kwargs["pixel_values"].shape[0] == found.kwargs["input_ids"].shape[0], found.source
+    with torch.no_grad():
+        model(**found.kwargs)
