@@ -45,8 +45,9 @@ LONG_TOKENS = 512  # the second trace, where the first leaves parameters unreach
 VALIDATE = dict(widths=[64, 128, 256], optimizer="adam", steps=4, batch_size=8)
 
 
-class Timeout(Exception):
-    pass
+class Timeout(BaseException):
+    """The per-model limit: not an Exception, so that no ``except Exception`` on the way (a capture
+    route that fails over to the next, the model's own forward) takes it for the model's failure."""
 
 
 class NoInputs(Exception):
