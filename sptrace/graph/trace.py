@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Iterator, Mapping, Optional, Sequence
+from typing import Callable, Iterator, Mapping, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -126,6 +128,8 @@ def trace(
             result = None  # the cut model does not export: the full capture decides, by every route
     if result is None:
         result = _traced(model, example_args, example_kwargs, base, delta, width_overrides, routes)
+    result = _with_the_other_mode(result, model, lambda: _traced(model, example_args, example_kwargs, base, delta,
+                                                                  width_overrides, routes))
     if strict and result.unclassified:
         lines = "\n".join(f"  {r.name}: {r.problem}" for r in result.unclassified)
         raise SptraceError(f"{len(result.unclassified)} parameter(s) could not be classified:\n{lines}\n"
@@ -164,6 +168,47 @@ def _traced(model, example_args, example_kwargs, base, delta, width_overrides, r
         attention = _base_attention(attention, base, delta, example_args, example_kwargs, routes)
     return Trace(records, captured.route, captured.failures, warnings, attention,
                  "base" if base is not None else "automatic", captured)
+
+
+def _with_the_other_mode(result: Trace, model: torch.nn.Module, trace_again: Callable[[], Trace]) -> Trace:
+    """Parameters the forward does not reach in the model's mode, classified from a capture in the other
+    mode (train <-> eval). A forward can differ by mode in which parameters it reaches: LayerDrop skips
+    whole layers at random in training (wav2vec2: layerdrop 0.1 by default), an auxiliary classifier runs
+    only in training (torchvision's Inception); the parameters are the same and are trained in either
+    case. Their records, and the attention sites of modules this capture did not reach, come from the
+    other capture; a warning names them. The model's modes are restored."""
+    missing = [r.name for r in result.records if r.problem == NEVER_USED]
+    if not missing:
+        return result
+    other_mode = "eval" if model.training else "train"
+    with _in_the_other_mode(model):
+        try:
+            other = trace_again()
+        except SptraceError:
+            return result
+    found = {r.name: r for r in other.records if r.name in missing and r.problem != NEVER_USED}
+    if not found:
+        return result
+    records = [found.get(r.name, r) for r in result.records]
+    sites = {site.module for site in result.attention}
+    attention = result.attention + [site for site in other.attention if site.module not in sites]
+    warnings = [w for w in result.warnings if w not in _never_used_warning(missing)]
+    warnings += _never_used_warning([r.name for r in records if r.problem == NEVER_USED])
+    warnings.append(f"{len(found)} parameters the forward reaches only in {other_mode} mode are classified from a "
+                    f"capture in {other_mode} mode: {_listed(list(found))}")
+    return replace(result, records=records, attention=attention, warnings=warnings)
+
+
+@contextmanager
+def _in_the_other_mode(model: torch.nn.Module) -> Iterator[None]:
+    """``model.train(not model.training)``, then every module's own mode back."""
+    modes = {module: module.training for module in model.modules()}
+    model.train(not model.training)
+    try:
+        yield
+    finally:
+        for module, training in modes.items():
+            module.training = training
 
 
 def _shortcut_runs(model, args, kwargs, base, delta, width_overrides, routes) -> list[Run]:
@@ -428,7 +473,25 @@ def _record_warnings(records: list[ParamRecord]) -> list[str]:
             out.append(f"{r.name}: tied parameter also used as {where}; that use needs a forward multiplier")
         if not r.requires_grad:
             out.append(f"{r.name}: frozen (requires_grad=False): classified, but left out of optimizer groups")
+        if _fan_in_outgrows_fan_out(r):
+            out.append(f"{r.name}: its fan-in has more width axes than its fan-out (in {r.fan_in_axes}, out "
+                       f"{r.fan_out_axes}, width {r.width_dims}): Condition 2 holds for its updates, but at init it "
+                       "reads a generic input as a readout does, so its output shrinks like width^-1/2 there, and a "
+                       "norm after it scales its SGD gradient up as much (docs/rules.md, 'nn.Bilinear')")
     return out
+
+
+def _fan_in_outgrows_fan_out(record: ParamRecord) -> bool:
+    """A matrix whose fan-in / fan-out ratio grows with width (nn.Bilinear(n, n, n): fan-in n², fan-out n),
+    not a readout (fixed fan-out), whose shrinking init output is μP's own choice."""
+    if record.kind is not Kind.MATRIX:
+        return False
+    if record.base_shape is not None:  # how much each fan grew from the base
+        growth = [math.prod(s / b for s, b in ((record.shape[a], record.base_shape[a]) for a in axes))
+                  for axes in (record.fan_in_axes, record.fan_out_axes)]
+        return growth[0] > growth[1] * 1.01 and growth[1] > 1
+    width_in, width_out = (sum(a in record.width_dims for a in axes) for axes in (record.fan_in_axes, record.fan_out_axes))
+    return width_in > width_out >= 1  # automatic mode: each width axis grows like the width
 
 
 def _never_used_warning(names: list[str]) -> list[str]:
@@ -436,13 +499,16 @@ def _never_used_warning(names: list[str]) -> list[str]:
     cross-attention traced without encoder states): up to 8 by name, then by owning module."""
     if not names:
         return []
+    return [f"{len(names)} parameters never used by the forward pass on these inputs: {_listed(names)}. They keep "
+            "their init and get the plain lr; pass example_inputs that reach them to plan them"]
+
+
+def _listed(names: list[str]) -> str:
+    """Up to 8 names, else by owning module with counts."""
     if len(names) <= 8:
-        listed = ", ".join(names)
-    else:
-        owners = Counter(".".join(n.split(".")[:-1][:2]) or n for n in names)
-        listed = ", ".join(f"{owner}.* ({count})" for owner, count in owners.most_common())
-    return [f"{len(names)} parameters never used by the forward pass on these inputs: {listed}. They keep their "
-            "init and get the plain lr; pass example_inputs that reach them to plan them"]
+        return ", ".join(names)
+    owners = Counter(".".join(n.split(".")[:-1][:2]) or n for n in names)
+    return ", ".join(f"{owner}.* ({count})" for owner, count in owners.most_common())
 
 
 def _check_materialised(module: torch.nn.Module, which: str) -> None:
