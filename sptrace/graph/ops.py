@@ -655,6 +655,8 @@ def _slice_bounds(node: fx.Node, shapes: Shapes) -> Optional[tuple[str, int, int
     if shape is None or out_shape is None or len(shape) != len(out_shape) or not isinstance(dim, int):
         return None
     axis = _norm_dim(dim, len(shape))
+    if UNKNOWN_SIZE in (shape[axis], out_shape[axis]):  # a data-dependent size: no bounds to read
+        return None
     if op_name(node).startswith("narrow"):
         start, length = args.get("start"), args.get("length")
         if not isinstance(start, int) or not isinstance(length, int):
@@ -666,7 +668,7 @@ def _slice_bounds(node: fx.Node, shapes: Shapes) -> Optional[tuple[str, int, int
         if any(v is not None and not isinstance(v, int) for v in (start, stop, step)) or step not in (None, 1):
             return None
         start, stop, _ = slice(start, stop).indices(shape[axis])
-    if stop - start != out_shape[axis] or UNKNOWN_SIZE in (shape[axis], out_shape[axis]):
+    if stop - start != out_shape[axis]:
         return None
     return src, axis, start, stop
 
