@@ -241,6 +241,10 @@ CREATIONS = {
     "sym_constrain_range_for_size", "_assert_scalar", "sym_storage_offset", "scalar",
 }
 
+# creations whose tensor input gives only a shape, dtype and device (``p.new_zeros(size)``: Mamba's
+# base model makes its zero state from a parameter this way): no entry of it reaches the output
+SHAPE_READERS = {"new_zeros", "new_ones", "new_empty", "new_full"}
+
 
 # ops that copy their first input along new or size-1 axes
 BROADCASTS = {"expand", "expand_as", "broadcast_to", "expand_copy", "repeat"}

@@ -19,7 +19,7 @@ import torch.fx as fx
 
 from ..types import CapturedGraph, OpAxes, ParamUse, Ref, Role, Space, UseAnalysis
 from .capture import module_path
-from .ops import MIXING, Shapes, op_axes, op_name, value_key
+from .ops import MIXING, SHAPE_READERS, Shapes, op_axes, op_name, value_key
 
 AxisMap = list[frozenset]  # per axis of a value: {(param node, param axis), ...}
 
@@ -144,6 +144,8 @@ class _UseWalker:
         inputs = [k for k in self._input_keys(node) if k not in ax.steering]
         if node.target is operator.getitem and isinstance(node.args[0], fx.Node):
             inputs = [f"{node.args[0].name}.{node.args[1]}"]
+        if op_name(node) in SHAPE_READERS:  # made from nothing but the input's shape: data, as zeros are
+            inputs = [k for k in inputs if k not in self.derived]
         derived_inputs = [k for k in inputs if k in self.derived]
         if self._looks_up(node, ax, inputs, derived_inputs):
             self._propagate(node, ax, derived_inputs)
