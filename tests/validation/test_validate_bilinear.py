@@ -11,7 +11,7 @@ import torch
 import sptrace.planning.library as library
 from tests.validation.external_coord import external_coord_check
 
-WIDTHS = (32, 64, 128, 256)
+WIDTHS = (16, 32, 64, 128)
 
 
 class BilinearNet(torch.nn.Module):
