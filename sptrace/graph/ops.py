@@ -182,7 +182,7 @@ MIXING_ALONG = {"cumsum", "cumprod", "logcumsumexp", "softmax", "_softmax", "log
 RESHAPES = {
     "view", "_unsafe_view", "reshape", "_reshape_alias", "flatten", "unflatten", "view_as",
     "reshape_as", "squeeze", "unsqueeze", "expand", "expand_as", "broadcast_to", "expand_copy",
-    "view_copy", "squeeze_copy", "unsqueeze_copy", "repeat", "_unsafe_view_copy",
+    "view_copy", "squeeze_copy", "unsqueeze_copy", "repeat", "tile", "_unsafe_view_copy",
 }
 PERMUTES = {"t", "transpose", "permute", "swapaxes", "swapdims", "movedim", "numpy_T", "mT", "adjoint"}
 # ops that cut or pad a tensor along its axes and keep its rank: output axis i is input axis i
@@ -247,7 +247,7 @@ SHAPE_READERS = {"new_zeros", "new_ones", "new_empty", "new_full"}
 
 
 # ops that copy their first input along new or size-1 axes
-BROADCASTS = {"expand", "expand_as", "broadcast_to", "expand_copy", "repeat"}
+BROADCASTS = {"expand", "expand_as", "broadcast_to", "expand_copy", "repeat", "tile"}
 # ops whose output holds entries of their first input unchanged (moved, cut, copied or picked): the
 # values of an index tensor seen through them still index the same range (index_reads)
 VALUE_KEEPING = (RESHAPES | PERMUTES | SPLITS | {"slice", "slice_copy", "narrow", "select", "alias", "alias_copy",
@@ -430,7 +430,7 @@ def _reshape(node, name, args, ax, shapes, out, out_shape):
         return
     if name in BROADCASTS:
         _broadcast_ties(out, out_shape, [(src, src_shape)], ax)
-        if name == "repeat":  # tiled axes keep their identity though their size changes
+        if name in ("repeat", "tile"):  # tiled axes keep their identity though their size changes
             offset = len(out_shape) - len(src_shape)
             ax.same.extend(((src, i), (out, i + offset)) for i, s in enumerate(src_shape) if s > 1)
         return
