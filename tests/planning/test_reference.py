@@ -148,5 +148,5 @@ def test_nn_bilinear_is_read_by_its_own_law_not_the_fan_in_law(width):
     module = layers(width)
     module["join"] = nn.Bilinear(width, width, width)
     records = [*law_records(width), rec("join", (width, width, width), (1, 2), (0,), {0, 1, 2}, Role.HIDDEN)]
-    laws = detect_laws(records, {name: float(layer.weight.std()) for name, layer in module.items()})
+    laws = detect_laws(records, {name: float(layer.weight.detach().std()) for name, layer in module.items()})
     assert laws["join"] == "in1" and set(laws.values()) - {"in1"} == {"torch"}
