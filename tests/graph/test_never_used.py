@@ -112,3 +112,19 @@ def test_hugging_face_wav2vec2_with_layerdrop_is_classified_whole():
     layers = [r for r in traced if ".encoder.layers." in r.name]
     assert layers and all(r.classified for r in layers), [r.name for r in layers if not r.classified]
     assert traced["wav2vec2.encoder.layers.1.feed_forward.intermediate_dense.weight"].role.value == "hidden"
+
+
+class FailsInEval(TextOnly):
+    """Its vision tower is unreached, and its forward raises in eval mode."""
+
+    def forward(self, x):
+        if not self.training:
+            raise RuntimeError("this model only runs in training")
+        return self.text(x)
+
+
+def test_a_forward_that_fails_in_the_other_mode_leaves_the_first_capture_as_it_was():
+    model = FailsInEval()
+    traced = sptrace.trace(model, torch.randn(2, 8))
+    assert model.training and [w for w in traced.warnings if "never used" in w]
+    assert traced["text.0.weight"].classified and not traced["vision.block0.0.weight"].classified
