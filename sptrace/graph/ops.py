@@ -228,7 +228,7 @@ GROUPED_MATMULS = {"_grouped_mm", "grouped_mm", "grouped_mm_fallback"}
 RANKINGS = {"topk": ("dim", -1), "sort": ("dim", -1), "argsort": ("dim", -1), "kthvalue": ("dim", -1),
             "msort": (None, 0), "multinomial": (None, -1), "argmax": ("dim", None), "argmin": ("dim", None)}
 MATMULS = {"mm", "bmm", "matmul", "addmm", "baddbmm", "dot", "mv", "addmv", "einsum", "linear", "_addmm_activation",
-           "bilinear"}
+           "bilinear", "cosine_similarity"}
 CONVS = {
     "convolution", "_convolution", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
     "conv_transpose3d", "cudnn_convolution", "mkldnn_convolution", "conv_tbc",
@@ -766,6 +766,8 @@ def _matmul(node, name, args, ax, shapes, out, out_shape):
         return _einsum(node, args, ax, shapes, out, out_shape)
     if name == "bilinear":
         return _bilinear(args, ax, shapes, out, out_shape)
+    if name == "cosine_similarity":
+        return _cosine_similarity(args, ax, shapes, out, out_shape)
     if name == "linear":
         x, w, b = args.get("input"), args.get("weight"), args.get("bias")
         xs, ws = shapes.get(value_key(x)), shapes.get(value_key(w))
@@ -803,6 +805,28 @@ def _bilinear(args, ax, shapes, out, out_shape):
         ax.same.extend(((x.name, i), (out, i)) for i in range(len(shape) - 1) if shape[i] > 1)
     if b is not None:
         _broadcast_ties(out, out_shape, [(b.name, shapes.get(b.name))], ax)
+
+
+def _cosine_similarity(args, ax, shapes, out, out_shape):
+    """cosine_similarity(x1, x2, dim): the inputs broadcast against each other, their ``dim`` axes
+    contracted (a dot product of the normalised vectors), that axis gone from the output."""
+    x1, x2 = args.get("x1"), args.get("x2")
+    s1, s2 = shapes.get(value_key(x1)), shapes.get(value_key(x2))
+    if s1 is None or s2 is None or out_shape is None:
+        return
+    rank = max(len(s1), len(s2))
+    dim = _norm_dim(args.get("dim", 1), rank)
+    contracted = []
+    for x, shape in ((x1, s1), (x2, s2)):
+        offset = rank - len(shape)
+        for i, size in enumerate(shape):
+            position = i + offset
+            if position == dim:
+                contracted.append((x.name, i))
+            elif size > 1:
+                ax.same.append(((x.name, i), (out, position - (position > dim))))
+    if len(contracted) == 2:
+        ax.contract.append(tuple(contracted))
 
 
 def _grouped_matmul(node, name, args, ax, shapes, out, out_shape):

@@ -40,9 +40,16 @@ def mark_selection(captured: CapturedGraph, records: list[ParamRecord]) -> list[
         starts = [by_name[u.node] for u in record.uses if u.node in by_name]
         found = _first_selection(starts, param_fed)
         record = replace(record, selected_by=found) if found else record
-        normalised = _first_normalisation(starts, param_fed, data) if record.role is Role.READOUT else None
+        normalised = _own_normalisation(starts) or _first_normalisation(starts, param_fed, data) \
+            if record.role is Role.READOUT else None
         out.append(replace(record, normalized_by=normalised) if normalised else record)
     return out
+
+
+def _own_normalisation(starts: list[torch.fx.Node]) -> Optional[str]:
+    """A use that normalises the parameter itself (cosine similarity with learned prototypes)."""
+    return next((node.name for node in starts if node.op == "call_function" and op_name(node) in _SELF_NORMALISING),
+                None)
 
 
 def _consumes_parameter(node: torch.fx.Node, captured: CapturedGraph) -> bool:
@@ -84,6 +91,7 @@ def _first_reached(starts: list[torch.fx.Node], is_target, passes) -> Optional[s
 
 _NORMALISING = NORMS_LAST | NORMS_CHANNEL
 _DIVIDING = {"div", "mul"}  # x / f(x), x * rsqrt(f(x))
+_SELF_NORMALISING = {"cosine_similarity"}  # normalises each input along the axis it contracts
 _DENOMINATOR_DEPTH = 8  # ops between x and the reduction of it that divides it (F.normalize: 3)
 
 
@@ -110,6 +118,8 @@ def _normalises(user: torch.fx.Node, value: torch.fx.Node, param_fed: set) -> bo
     if user.op != "call_function":
         return False
     name = op_name(user)
+    if name in _SELF_NORMALISING:
+        return True
     if name in _NORMALISING:
         return bool(user.args) and user.args[0] is value
     if name not in _DIVIDING:

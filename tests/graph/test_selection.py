@@ -119,3 +119,35 @@ def test_a_readout_under_a_norm_layer_is_marked_and_one_beside_an_activation_is_
     traced = sptrace.trace(NormedHead(64, norm), torch.randn(4, 10))
     assert traced["proj.weight"].role.value == "readout" and traced["proj.weight"].normalized_by
     assert traced["side.weight"].role.value == "readout" and traced["side.weight"].normalized_by is None
+
+
+class Prototypes(torch.nn.Module):
+    """A cosine classifier: the features' cosine similarity with 10 learned prototypes, scaled."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.body = torch.nn.Linear(16, n)
+        self.protos = torch.nn.Parameter(torch.randn(10, n))
+
+    def forward(self, x):
+        features = torch.relu(self.body(x)).unsqueeze(1)
+        return 10 * torch.nn.functional.cosine_similarity(features, self.protos.unsqueeze(0), dim=-1)
+
+
+def test_prototypes_read_by_cosine_similarity_are_a_normalised_readout():
+    """cosine_similarity contracts its inputs' ``dim`` axes, each normalised: the prototypes are a
+    readout (fan-in the features, fan-out the classes) whose use normalises them, so they keep their
+    init (at zero the similarity is 0/0). Export keeps the op whole (the eager route decomposes it
+    into a norm clamped by ``clamp_min``, not understood: unclassified there)."""
+    x = torch.randn(4, 16)
+    protos = sptrace.trace(Prototypes(64), x, routes=("export",))["protos"]
+    assert (protos.kind.value, protos.role.value, protos.fan_in_axes, protos.fan_out_axes) == ("vector", "readout", (1,), (0,))
+    assert protos.normalized_by is not None
+    torch.manual_seed(0)
+    model = Prototypes(64)
+    opt = sptrace.parametrize(model, "adam", example_inputs=(x,))
+    assert model.protos.any()
+    loss = model(x).logsumexp(-1).mean()
+    loss.backward()
+    opt.step()
+    assert all(torch.isfinite(p).all() for p in model.parameters())
