@@ -799,34 +799,33 @@ def _bilinear(args, ax, shapes, out, out_shape):
     s1, s2 = shapes.get(value_key(x1)), shapes.get(value_key(x2))
     if s1 is None or s2 is None or out_shape is None:
         return
-    ax.contract.extend([((x1.name, len(s1) - 1), (w.name, 1)), ((x2.name, len(s2) - 1), (w.name, 2))])
-    ax.same.append(((w.name, 0), (out, len(out_shape) - 1)))
-    for x, shape in ((x1, s1), (x2, s2)):
-        ax.same.extend(((x.name, i), (out, i)) for i in range(len(shape) - 1) if shape[i] > 1)
+    where = {"i": [(x1.name, len(s1) - 1), (w.name, 1)], "j": [(x2.name, len(s2) - 1), (w.name, 2)], "k": [(w.name, 0)]}
+    for x, shape in ((x1, s1), (x2, s2)):  # the batch axes: labels 0, 1, ... of the output's
+        for a in range(len(shape) - 1):
+            if shape[a] > 1:
+                where.setdefault(a, []).append((x.name, a))
+    _tie_labels(where, [*range(len(out_shape) - 1), "k"], ax, out)
     if b is not None:
         _broadcast_ties(out, out_shape, [(b.name, shapes.get(b.name))], ax)
 
 
 def _cosine_similarity(args, ax, shapes, out, out_shape):
     """cosine_similarity(x1, x2, dim): the inputs broadcast against each other, their ``dim`` axes
-    contracted (a dot product of the normalised vectors), that axis gone from the output."""
+    contracted (a dot product of the normalised vectors), that axis gone from the output: an einsum
+    whose labels are the broadcast positions."""
     x1, x2 = args.get("x1"), args.get("x2")
     s1, s2 = shapes.get(value_key(x1)), shapes.get(value_key(x2))
     if s1 is None or s2 is None or out_shape is None:
         return
     rank = max(len(s1), len(s2))
     dim = _norm_dim(args.get("dim", 1), rank)
-    contracted = []
+    where: dict[int, list[Ref]] = {}
     for x, shape in ((x1, s1), (x2, s2)):
-        offset = rank - len(shape)
         for i, size in enumerate(shape):
-            position = i + offset
-            if position == dim:
-                contracted.append((x.name, i))
-            elif size > 1:
-                ax.same.append(((x.name, i), (out, position - (position > dim))))
-    if len(contracted) == 2:
-        ax.contract.append(tuple(contracted))
+            position = i + rank - len(shape)
+            if size > 1 or position == dim:
+                where.setdefault(position, []).append((x.name, i))
+    _tie_labels(where, [p for p in range(rank) if p != dim], ax, out)
 
 
 def _grouped_matmul(node, name, args, ax, shapes, out, out_shape):

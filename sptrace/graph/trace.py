@@ -192,7 +192,8 @@ def _with_the_other_mode(result: Trace, model: torch.nn.Module, trace_again: Cal
     records = [found.get(r.name, r) for r in result.records]
     sites = {site.module for site in result.attention}
     attention = result.attention + [site for site in other.attention if site.module not in sites]
-    warnings = [w for w in result.warnings if w not in _never_used_warning(missing)]
+    unreached = _never_used_warning(missing)
+    warnings = [w for w in result.warnings if w not in unreached]
     warnings += _never_used_warning([r.name for r in records if r.problem == NEVER_USED])
     warnings.append(f"{len(found)} parameters the forward reaches only in {other_mode} mode are classified from a "
                     f"capture in {other_mode} mode: {_listed(list(found))}")
@@ -490,7 +491,8 @@ def _fan_in_outgrows_fan_out(record: ParamRecord) -> bool:
         growth = [math.prod(s / b for s, b in ((record.shape[a], record.base_shape[a]) for a in axes))
                   for axes in (record.fan_in_axes, record.fan_out_axes)]
         return growth[0] > growth[1] * 1.01 and growth[1] > 1
-    width_in, width_out = (sum(a in record.width_dims for a in axes) for axes in (record.fan_in_axes, record.fan_out_axes))
+    width_in, width_out = (sum(a in record.width_dims for a in axes)
+                           for axes in (record.fan_in_axes, record.fan_out_axes))
     return width_in > width_out >= 1  # automatic mode: each width axis grows like the width
 
 

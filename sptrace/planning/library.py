@@ -129,15 +129,13 @@ _CONSTANT_MARGIN = 0.05
 
 def _default_std(law: str, shape) -> float:
     """The std ``torch.nn.init`` gives a weight of ``shape`` under ``law``: PyTorch's Linear / Conv
-    default kaiming_uniform(a=sqrt(5)) is U(±1/sqrt(fan_in)), nn.Bilinear's U(±1/sqrt(in1)); kaiming_normal(mode="fan_out",
-    nonlinearity="relu") is sqrt(2/fan_out); xavier (gain 1) sqrt(2/(fan_in + fan_out))."""
-    if law == "torch":
-        return 1.0 / math.sqrt(3 * _fan_in(shape))
-    if law == "fan_out":
-        return math.sqrt(2.0 / _fan_out(shape))
-    if law == "in1":
-        return 1.0 / math.sqrt(3 * shape[1])
-    return math.sqrt(2.0 / (_fan_in(shape) + _fan_out(shape)))
+    default kaiming_uniform(a=sqrt(5)) is U(±1/sqrt(fan_in)) and nn.Bilinear's U(±1/sqrt(in1)), each
+    1/sqrt(3 · its law's fan); kaiming_normal(mode="fan_out", nonlinearity="relu") is sqrt(2/fan_out);
+    xavier (gain 1) sqrt(2/(fan_in + fan_out)), i.e. sqrt(1/fan_avg)."""
+    fan = _LAW_FANS[law](shape)
+    if law in ("torch", "in1"):
+        return 1.0 / math.sqrt(3 * fan)
+    return math.sqrt((2.0 if law == "fan_out" else 1.0) / fan)
 
 
 def detect_laws(records: Sequence[ParamRecord], stds: Mapping[str, float],

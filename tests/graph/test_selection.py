@@ -151,3 +151,22 @@ def test_prototypes_read_by_cosine_similarity_are_a_normalised_readout():
     loss.backward()
     opt.step()
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+class CosineHead(torch.nn.Module):
+    """A projection to 8 features, returned, and compared by cosine similarity with 4 fixed anchors
+    (the returned embedding's size is the data's, as in :class:`TwoTowers`)."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.body, self.proj = torch.nn.Linear(16, n), torch.nn.Linear(n, 8)
+        self.register_buffer("anchors", torch.randn(4, 8))
+
+    def forward(self, x):
+        z = self.proj(torch.relu(self.body(x))).unsqueeze(1)
+        return torch.nn.functional.cosine_similarity(z, self.anchors.unsqueeze(0), dim=-1), z
+
+
+def test_a_readout_whose_output_cosine_similarity_normalises_is_marked():
+    proj = sptrace.trace(CosineHead(64), torch.randn(4, 16), routes=("export",))["proj.weight"]
+    assert proj.role.value == "readout" and proj.normalized_by is not None
