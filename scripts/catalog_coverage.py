@@ -16,9 +16,9 @@ width (``shrink``), or sptrace (``sptrace``: the capture or the classification r
 
 ``hf-base`` is every Hugging Face base-model type (``AutoModel``: encoders, encoder-decoders, vision
 and audio backbones), the types that are not causal LMs first. Its inputs are the ones sptrace
-infers for ``parametrize(model)`` (``sptrace.apply.inputs.resolve_example_inputs``, its fallback
-tried where the first do not run); where the model's main input is audio, the scan adds audio of
-the config's size (:func:`audio_inputs`). A type given no inputs is a limit of the scan.
+infers for ``parametrize(model)`` (``sptrace.apply.inputs.resolve_example_inputs``, its fallbacks
+tried where the first do not run: images, video and audio of the config's size, decoder ids for an
+encoder-decoder). A type given no inputs is one the one-line call asks for inputs.
 """
 import argparse
 import json
@@ -110,8 +110,8 @@ def build(entry: str, device: str = "meta", tokens: int = TOKENS):
 
 
 def base_inputs(model) -> list:
-    """What ``parametrize(model)`` would trace on (``resolve_example_inputs`` and its fallback), then,
-    for a model whose main input is audio, :func:`audio_inputs`; NoInputs where there is nothing."""
+    """What ``parametrize(model)`` would trace on (``resolve_example_inputs`` and its fallbacks);
+    NoInputs where there is nothing."""
     tries = []
     try:
         found = resolve_example_inputs(model)
@@ -120,36 +120,9 @@ def base_inputs(model) -> list:
     while found is not None:
         tries.append(((found.args, found.kwargs), "sptrace: " + found.source.split(" (")[0]))
         found = found.fallback
-    tries += [((args, kwargs), f"scan: audio {where}") for args, kwargs, where in audio_inputs(model)]
     if not tries:
         raise NoInputs(why)
     return tries
-
-
-def audio_inputs(model) -> list:
-    """Audio of the config's size for a main input sptrace does not infer: raw audio
-    (``input_values``: 2 × 16000 samples, one second at 16 kHz) or features (``input_features``:
-    the config's feature count — ``num_mel_bins``, ``input_feat_per_channel`` × ``input_channels``,
-    ``feature_size`` — by twice ``max_source_positions`` frames (a stride-2 stem's input), or 64
-    frames, channels first and last); an encoder-decoder also gets 4 decoder ids."""
-    main, config = getattr(model, "main_input_name", None), getattr(model, "config", None)
-    device = next(model.parameters()).device
-    decoder = {}
-    if getattr(config, "is_encoder_decoder", False) and isinstance(getattr(config, "vocab_size", None), int):
-        decoder = {"decoder_input_ids": torch.zeros(2, 4, dtype=torch.long, device=device)}
-    if main == "input_values":
-        return [((), {main: torch.randn(2, 16000, device=device), **decoder}, "(2, 16000)")]
-    if main != "input_features" or config is None:
-        return []
-    per_channel = getattr(config, "input_feat_per_channel", None)
-    features = getattr(config, "num_mel_bins", None) or (per_channel and per_channel * getattr(config, "input_channels", 1)) \
-        or getattr(config, "feature_size", None)
-    if not isinstance(features, int):
-        return []
-    sources = getattr(config, "max_source_positions", None)
-    frames = 2 * sources if isinstance(sources, int) and sources <= 4096 else 64
-    return [((), {main: torch.randn(2, *shape, device=device), **decoder}, f"{(2, *shape)}")
-            for shape in ((features, frames), (frames, features))]
 
 
 def trace_tried(model, tries: list, row: dict):

@@ -6,13 +6,18 @@ mapping of keyword arguments). Without them, the model says what it takes, in th
 
 1. its own ``example_inputs()`` method;
 2. a Hugging Face model (duck-typed: a ``dummy_inputs`` mapping of tensors, passed by keyword, when
-   it holds the model's ``main_input_name``; a vision model whose main input is ``pixel_values``
-   gets a batch of 2 random images of its config's ``num_channels`` and ``image_size``, and a
-   text model whose forward also takes ``pixel_values`` gets images of its ``vision_config``'s
-   size beside the text, one per text of the batch, with the text alone as the fallback where the model does not run on
-   both: images that must match image tokens in the text); a
-   decoder whose forward reads an encoder's output also gets random encoder states, so that its
-   cross-attention is traced (:func:`with_encoder_states`);
+   it holds the model's ``main_input_name``; a text model whose forward also takes ``pixel_values``
+   gets images of its ``vision_config``'s size beside the text, one per text of the batch, with the
+   text alone as the fallback where the model does not run on both: images that must match image
+   tokens in the text). Where the dummy does not hold the main input, the main input is made from
+   the config: ``pixel_values`` as 2 random images of its ``num_channels`` and ``image_size``, or
+   video of ``num_frames`` of them; ``input_values`` as one second of audio at its
+   ``sampling_rate`` (by ``audio_channels`` where it has them) or a spectrogram of its
+   ``max_length`` by ``num_mel_bins``; ``input_features`` as its feature count by twice
+   ``max_source_positions`` frames, in either order. A decoder whose forward reads an encoder's
+   output also gets random encoder states, so that its cross-attention is traced
+   (:func:`with_encoder_states`), and an encoder-decoder whose inputs give its decoder nothing gets
+   decoder ids (:func:`with_decoder_ids`);
 3. a timm model (duck-typed: ``pretrained_cfg`` or ``default_cfg`` with ``input_size`` (C, H, W)):
    a batch of 2 random images of that size;
 4. the layer that first takes the input, where the model's structure says which one that is: the
@@ -61,6 +66,14 @@ ENCODER_STATES = ("encoder_hidden_states", "encoder_outputs")
 ENCODER_POSITIONS = 4  # a few encoder positions: the cross-attention's weights do not depend on them
 # config fields with the width of the states the cross-attention reads, where it is not the model's own
 ENCODER_DIM_FIELDS = ("cross_attention_hidden_size", "encoder_hidden_size")
+DECODER_INPUTS = ("decoder_input_ids", "decoder_inputs_embeds")
+DECODER_POSITIONS = 4  # decoder ids beside audio or images: a few positions
+SAMPLING_RATE = 16000  # one second of audio where the config gives no sampling_rate (speech models' rate)
+MAX_AUDIO_FRAMES = 4096  # frames of a spectrogram or of features: above it, a CPU-cheap default instead
+DEFAULT_AUDIO_FRAMES = 64
+ADDED = {"encoder_hidden_states": "encoder states for its cross-attention",
+         "encoder_outputs": "encoder states for its cross-attention",
+         "decoder_input_ids": "decoder ids"}  # what the dummy text is given, as the source names it
 
 
 class ExampleInputs(NamedTuple):
@@ -159,26 +172,131 @@ def _hugging_face(model):
     try:
         dummy = getattr(model, "dummy_inputs", None)
     except Exception:  # noqa: BLE001 - a property that cannot build them: not a source
-        return None
-    if not isinstance(dummy, Mapping) or not dummy or not all(isinstance(v, torch.Tensor) for v in dummy.values()):
-        return None
+        dummy = None
     main = getattr(model, "main_input_name", None)
-    if main is None or main in dummy:
-        kwargs = with_encoder_states(model, (), dict(dummy))[1]
-        extra = " with encoder states for its cross-attention" if len(kwargs) > len(dummy) else ""
-        text = ((), kwargs, f"the Hugging Face dummy_inputs{extra} ({_expression((), kwargs)})")
-        takes_images = "pixel_values" in {p.name for p in forward_parameters(model) or []}
-        batch = next((t.shape[0] for t in kwargs.values() if t.dim()), BATCH)  # the text's: one batch of pairs
-        images = _config_images(model, batch) if takes_images and "pixel_values" not in kwargs else None
-        if images is None:
-            return text
-        both = {**kwargs, "pixel_values": images}
-        return (), both, f"the Hugging Face dummy_inputs{extra} and images of the config's size ({_expression((), both)})", text
+    if isinstance(dummy, Mapping) and dummy and all(isinstance(v, torch.Tensor) for v in dummy.values()) \
+            and (main is None or main in dummy):
+        return _dummy_text(model, dict(dummy))
+    return _chain([_with_decoder(model, kwargs, what) for kwargs, what in _main_input_tries(model, main)])
+
+
+def _with_decoder(model, kwargs: dict, what: str) -> tuple[tuple, dict, str]:
+    full = with_decoder_ids(model, kwargs)
+    extra = " with decoder ids" if len(full) > len(kwargs) else ""
+    return (), full, f"{what}{extra} ({_expression((), full)})"
+
+
+def _dummy_text(model, dummy: dict):
+    """The dummy text (with encoder states or decoder ids where the model needs them), and beside it
+    images of the config's size where the forward also takes ``pixel_values``, the text alone as the
+    fallback."""
+    kwargs = with_decoder_ids(model, with_encoder_states(model, (), dummy)[1])
+    added = [name for name in kwargs if name not in dummy]
+    extra = f" with {' and '.join(map(ADDED.get, added))}" if added else ""
+    text = ((), kwargs, f"the Hugging Face dummy_inputs{extra} ({_expression((), kwargs)})")
+    takes_images = "pixel_values" in {p.name for p in forward_parameters(model) or []}
+    batch = next((t.shape[0] for t in kwargs.values() if t.dim()), BATCH)  # the text's: one batch of pairs
+    images = _config_images(model, batch) if takes_images and "pixel_values" not in kwargs else None
+    if images is None:
+        return text
+    both = {**kwargs, "pixel_values": images}
+    return (), both, f"the Hugging Face dummy_inputs{extra} and images of the config's size ({_expression((), both)})", text
+
+
+def _main_input_tries(model, main) -> list[tuple[dict, str]]:
+    """Inputs of the config's size for a model whose main input is images, video or audio, in the
+    order to try them: ``[(kwargs, what they are)]``."""
+    config = getattr(model, "config", None)
+    if main == "pixel_values":
+        return [({main: x}, what) for x, what in _video_or_images(model, config)]
+    if main == "input_values":
+        return [({main: x}, what) for x, what in _raw_audio(model, config)]
+    if main == "input_features":
+        return [({main: x}, "audio features of the config's size") for x in _audio_features(model, config)]
+    return []
+
+
+def _chain(tries: list):
+    """``(args, kwargs, source, fallback)`` of the first try, each falling back on the next; ``None``
+    for no tries."""
+    found = None
+    for args, kwargs, source in reversed(tries):
+        found = (args, kwargs, source, found)
+    return found
+
+
+def _video_or_images(model, config) -> list:
+    """Video where the config (or its ``vision_config``) has ``num_frames``: ``(batch, frames,
+    channels, H, W)`` (VideoMAE, TimeSformer, ViViT, X-CLIP), channels before frames as the fallback;
+    images of the config's size otherwise."""
     images = _config_images(model)
-    if main == "pixel_values" and images is not None:
-        kwargs = {main: images}
-        return (), kwargs, f"images of the config's num_channels and image_size ({_expression((), kwargs)})"
-    return None
+    if images is None:
+        return []
+    frames = next((c.num_frames for c in (config, getattr(config, "vision_config", None))
+                   if _is_size(getattr(c, "num_frames", None))), None)
+    if frames is None:
+        return [(images, "images of the config's num_channels and image_size")]
+    video = _random(model, images.shape[0], frames, *images.shape[1:])
+    what = "video of the config's num_frames, num_channels and image_size"
+    return [(video, what), (video.transpose(1, 2).contiguous(), what)]
+
+
+def _raw_audio(model, config) -> list:
+    """For ``input_values``: a spectrogram where the config sizes one (``max_length`` frames by
+    ``num_mel_bins``: the Audio Spectrogram Transformer), else one second of waveform at the config's
+    ``sampling_rate`` (16 kHz where it has none): ``(batch, samples)`` (wav2vec2 and its family), or
+    ``(batch, audio_channels, samples)`` first where the config has ``audio_channels`` (EnCodec,
+    Mimi); each shape falls back on the other."""
+    frames, bins = getattr(config, "max_length", None), getattr(config, "num_mel_bins", None)
+    if _is_size(frames) and _is_size(bins) and frames <= MAX_AUDIO_FRAMES:
+        return [(_random(model, BATCH, frames, bins), "a spectrogram of the config's max_length and num_mel_bins")]
+    rate = getattr(config, "sampling_rate", None)
+    samples = rate if _is_size(rate) else SAMPLING_RATE
+    channels = getattr(config, "audio_channels", None)
+    mono = (_random(model, BATCH, samples), f"one second of audio ({samples} samples)")
+    with_channels = (_random(model, BATCH, channels if _is_size(channels) else 1, samples),
+                     f"one second of audio ({samples} samples) by channel")
+    return [with_channels, mono] if _is_size(channels) else [mono, with_channels]
+
+
+def _audio_features(model, config) -> list:
+    """For ``input_features``: the config's feature count (``num_mel_bins``, ``input_feat_per_channel``
+    × ``input_channels``, or ``feature_size``) by twice ``max_source_positions`` frames (what a
+    stride-2 stem such as Whisper's turns into its positions; 64 frames where the config has none),
+    features first (Whisper), then frames first (Speech2Text)."""
+    per_channel = getattr(config, "input_feat_per_channel", None)
+    features = next((f for f in (getattr(config, "num_mel_bins", None),
+                                 _is_size(per_channel) and per_channel * (getattr(config, "input_channels", 1) or 1),
+                                 getattr(config, "feature_size", None)) if _is_size(f)), None)
+    if features is None:
+        return []
+    sources = getattr(config, "max_source_positions", None)
+    frames = 2 * sources if _is_size(sources) and 2 * sources <= MAX_AUDIO_FRAMES else DEFAULT_AUDIO_FRAMES
+    return [_random(model, BATCH, features, frames), _random(model, BATCH, frames, features)]
+
+
+def _random(model, *shape) -> torch.Tensor:
+    return torch.randn(*shape, generator=_generator()).to(_float_dtype(model))
+
+
+def with_decoder_ids(model: nn.Module, kwargs: dict) -> dict:
+    """``kwargs`` with decoder ids added where ``model`` is an encoder-decoder (``is_encoder_decoder``)
+    whose forward takes ``decoder_input_ids`` and the inputs give the decoder nothing (Pegasus, M2M100,
+    Switch Transformers, Whisper: their base models do not make them from the encoder's ids). The
+    ids are the dummy text's own (valid ids), or :data:`DECODER_POSITIONS` of the config's
+    ``decoder_start_token_id`` (0 where it has none) beside audio or images."""
+    config = getattr(model, "config", None)
+    names = {p.name for p in forward_parameters(model) or []}
+    if not getattr(config, "is_encoder_decoder", False) or "decoder_input_ids" not in names \
+            or any(n in kwargs for n in DECODER_INPUTS):
+        return kwargs
+    ids = kwargs.get("input_ids")
+    if not isinstance(ids, torch.Tensor) or ids.dtype.is_floating_point:
+        first = next((t for t in kwargs.values() if isinstance(t, torch.Tensor) and t.dim()), None)
+        start = getattr(config, "decoder_start_token_id", None)
+        batch = first.shape[0] if first is not None else BATCH
+        ids = torch.full((batch, DECODER_POSITIONS), start if _is_size(start) else 0, dtype=torch.long)
+    return {**kwargs, "decoder_input_ids": ids.clone()}
 
 
 def _config_images(model, batch: int = BATCH) -> Optional[torch.Tensor]:
