@@ -14,7 +14,8 @@ mapping of keyword arguments). Without them, the model says what it takes, in th
    video of ``num_frames`` of them; ``input_values`` as one second of audio at its
    ``sampling_rate`` (by ``audio_channels`` where it has them) or a spectrogram of its
    ``max_length`` by ``num_mel_bins``; ``input_features`` as its feature count by twice
-   ``max_source_positions`` frames, in either order. A decoder whose forward reads an encoder's
+   ``max_source_positions`` frames, in either order; ``past_values`` (time series) as its
+   ``context_length`` by ``num_input_channels``. A decoder whose forward reads an encoder's
    output also gets random encoder states, so that its cross-attention is traced
    (:func:`with_encoder_states`), and an encoder-decoder whose inputs give its decoder nothing gets
    decoder ids (:func:`with_decoder_ids`);
@@ -213,6 +214,10 @@ def _main_input_tries(model, main) -> list[tuple[dict, str]]:
         return [({main: x}, what) for x, what in _raw_audio(model, config)]
     if main == "input_features":
         return [({main: x}, "audio features of the config's size") for x in _audio_features(model, config)]
+    length, channels = getattr(config, "context_length", None), getattr(config, "num_input_channels", None)
+    if main == "past_values" and _is_size(length) and _is_size(channels):  # PatchTST, PatchTSMixer
+        return [({main: _random(model, BATCH, length, channels)}, "a series of the config's context_length "
+                                                                   "by num_input_channels")]
     return []
 
 

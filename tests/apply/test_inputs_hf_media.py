@@ -5,7 +5,8 @@ docs/parametrize.md "Example inputs").
 Before, ``sptrace.parametrize(model, "adam")`` asked for ``example_inputs=`` on Whisper and
 Speech2Text (``input_features``), failed on wav2vec2 (its first conv's guessed input has a channel
 axis the model adds itself) and on video models (images where frames were expected), and failed on
-Pegasus, M2M100 and Switch Transformers, whose base models run no decoder without decoder ids
+Pegasus, M2M100 and Switch Transformers, whose base models run no decoder without decoder ids, and
+on time-series models (``past_values``)
 (found by the catalog scan of AutoModel types, docs/coverage.md). Each model here is built from a
 small config with random weights.
 """
@@ -146,3 +147,12 @@ def test_given_decoder_ids_are_kept():
     found = resolve_example_inputs(model)
     assert torch.equal(found.kwargs["decoder_input_ids"], model.dummy_inputs["decoder_input_ids"])
     assert "with decoder ids" not in found.source
+
+
+@pytest.mark.parametrize("kind", ["PatchTST", "PatchTSMixer"])
+def test_a_time_series_model_gets_a_series_of_its_config(kind):
+    config = getattr(transformers, f"{kind}Config")(d_model=32, context_length=24, num_input_channels=3)
+    model = getattr(transformers, f"{kind}Model")(config)
+    assert resolve_example_inputs(model).kwargs["past_values"].shape == (2, 24, 3)
+    opt = sptrace.parametrize(model, "adam")
+    assert not opt.sptrace.trace.unclassified and every_parameter_reached(opt)
