@@ -27,8 +27,12 @@ mapping of keyword arguments). Without them, the model says what it takes, in th
    takes exactly one required argument, its first submodule with parameters of its own, in
    registration order. That layer must be an ``nn.Linear`` (float (2, in_features)), an
    ``nn.Conv1d/2d/3d`` (float (2, in_channels, L[, L, L]), L large enough for the chain of every
-   conv and pool of the model) or an ``nn.Embedding`` / ``nn.EmbeddingBag`` (int64 (2, 8) ids below
-   num_embeddings: 2 bags of 8 for a bag).
+   conv and pool of the model), an ``nn.ConvTranspose1d/2d/3d`` (float (2, in_channels, 8[, 8, 8]):
+   a generator's stem), an ``nn.Embedding`` / ``nn.EmbeddingBag`` (int64 (2, 8) ids below
+   num_embeddings: 2 bags of 8 for a bag), an ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU`` or an
+   ``nn.MultiheadAttention`` (float (2, 8, features), sequence first unless ``batch_first``: the
+   first layer of ``nn.TransformerEncoder``), or an ``nn.LayerNorm`` / ``nn.RMSNorm`` (float (2,
+   *normalized_shape)).
 
 A model wrapped by ``torch.compile``, ``nn.DataParallel`` or ``DistributedDataParallel`` is asked
 through the wrapper (:func:`unwrapped`): the wrapper's forward is ``*args, **kwargs``.
@@ -59,6 +63,9 @@ PASS_THROUGH = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3
                 nn.Softplus, nn.Hardswish, nn.Hardtanh)
 CONVS = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3}
 TABLES = (nn.Embedding, nn.EmbeddingBag)  # looked up by int64 ids (a 2-D batch of a bag's ids is fixed-length bags)
+TRANSPOSED_CONVS = {nn.ConvTranspose1d: 1, nn.ConvTranspose2d: 2, nn.ConvTranspose3d: 3}
+NORMS = tuple(n for n in (nn.LayerNorm, getattr(nn, "RMSNorm", None)) if n is not None)  # RMSNorm: torch >= 2.4
+ENTRY_LAYERS = (nn.Linear, *TABLES, nn.RNNBase, *NORMS)  # a model that is one of these takes that layer's input
 POOLS = {nn.MaxPool1d: 1, nn.MaxPool2d: 2, nn.MaxPool3d: 3, nn.AvgPool1d: 1, nn.AvgPool2d: 2, nn.AvgPool3d: 3}
 DOC = "docs/parametrize.md, \"Example inputs\""
 # Hugging Face's names for the hidden states of an encoder that a decoder's cross-attention reads,
@@ -358,26 +365,42 @@ def _timm(model):
 
 def _first_layer(model):
     layer, name = _entry_layer(model)
-    if layer is None:
+    x = None if layer is None else _layer_input(model, layer)
+    if x is None:
         return None
+    if not x.dtype.is_floating_point:
+        text = f"example_inputs=(torch.randint(0, {layer.num_embeddings}, {tuple(x.shape)}),)"
+    else:
+        text = _expression((x,), {})
+    return (x,), {}, f"the input of its first layer {name} ({type(layer).__name__}): {text}"
+
+
+def _layer_input(model, layer: nn.Module) -> Optional[torch.Tensor]:
+    """One batch of what ``layer`` takes (module docstring, rule 4); ``None`` for another layer."""
+    if isinstance(layer, TABLES):
+        return torch.randint(0, layer.num_embeddings, (BATCH, SEQUENCE), generator=_generator())
     if isinstance(layer, nn.Linear):
-        x = torch.randn(BATCH, layer.in_features, generator=_generator()).to(layer.weight.dtype)
+        shape = (BATCH, layer.in_features)
     elif type(layer) in CONVS:
         dim = CONVS[type(layer)]
         side = min(max(MIN_SIDE, _min_side(model, dim)), MAX_SIDE[dim])
-        x = torch.randn(BATCH, layer.in_channels, *(side,) * dim, generator=_generator()).to(layer.weight.dtype)
-    elif isinstance(layer, TABLES):
-        x = torch.randint(0, layer.num_embeddings, (BATCH, SEQUENCE), generator=_generator())
-        text = f"example_inputs=(torch.randint(0, {layer.num_embeddings}, ({BATCH}, {SEQUENCE})),)"
-        return (x,), {}, f"the input of its first layer {name} ({type(layer).__name__}): {text}"
+        shape = (BATCH, layer.in_channels, *(side,) * dim)
+    elif type(layer) in TRANSPOSED_CONVS:  # any side fits: a transposed conv only grows it
+        shape = (BATCH, layer.in_channels, *(MIN_SIDE,) * TRANSPOSED_CONVS[type(layer)])
+    elif isinstance(layer, (nn.RNNBase, nn.MultiheadAttention)):
+        features = layer.input_size if isinstance(layer, nn.RNNBase) else layer.embed_dim
+        shape = (BATCH, SEQUENCE, features) if layer.batch_first else (SEQUENCE, BATCH, features)
+    elif isinstance(layer, NORMS) and layer.normalized_shape:
+        shape = (BATCH, *layer.normalized_shape)
     else:
         return None
-    return (x,), {}, f"the input of its first layer {name} ({type(layer).__name__}): {_expression((x,), {})}"
+    dtype = next((p.dtype for p in layer.parameters()), _float_dtype(model))
+    return torch.randn(*shape, generator=_generator()).to(dtype)
 
 
 def _entry_layer(model) -> tuple[Optional[nn.Module], str]:
     """The module the forward's input goes to first, where the structure says so (module docstring)."""
-    if isinstance(model, (nn.Linear, *TABLES)) or type(model) in CONVS:
+    if isinstance(model, ENTRY_LAYERS) or type(model) in CONVS or type(model) in TRANSPOSED_CONVS:
         return model, "(the model itself)"
     if isinstance(model, nn.Sequential):
         return _sequential_entry(model, "")

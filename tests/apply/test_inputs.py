@@ -278,6 +278,23 @@ def test_a_bare_layer_is_its_own_first_layer(layer, shape):
     assert sptrace.param_groups(layer, "adam", lr=1e-3)
 
 
+@pytest.mark.parametrize("model, shape", [
+    (nn.LSTM(5, 16, 2), (8, 2, 5)),  # sequence first, as the layer takes it
+    (nn.Sequential(nn.GRU(5, 16, batch_first=True)), (2, 8, 5)),
+    (nn.TransformerEncoder(nn.TransformerEncoderLayer(16, 2, 32, batch_first=True), 2), (2, 8, 16)),
+    (nn.TransformerEncoderLayer(16, 2, 32), (8, 2, 16)),  # its first layer: self_attn
+    (nn.Sequential(nn.LayerNorm(6), nn.Linear(6, 16), nn.GELU(), nn.Linear(16, 3)), (2, 6)),
+    (nn.Sequential(nn.ConvTranspose2d(10, 16, 4), nn.ReLU(), nn.ConvTranspose2d(16, 3, 4, 2, 1)), (2, 10, 8, 8)),
+], ids=["lstm", "gru-batch-first", "transformer-encoder", "encoder-layer", "layernorm-first", "generator"])
+def test_recurrent_attention_norm_and_transposed_first_layers(model, shape):
+    """Plain PyTorch sequence models, pre-norm MLPs and generators take the one-line call (before:
+    the missing-inputs error)."""
+    found = resolve_example_inputs(model)
+    assert found.args[0].shape == shape
+    opt = sptrace.parametrize(model, "adam")
+    assert not opt.sptrace.trace.unclassified
+
+
 def test_small_conv_gets_at_least_eight():
     found = resolve_example_inputs(nn.Sequential(nn.Conv2d(2, 4, 1), nn.Conv2d(4, 1, 1)))
     assert found.args[0].shape == (2, 2, 8, 8)
@@ -345,9 +362,9 @@ def test_keyword_only_forward_is_named_by_keyword():
 
 
 @pytest.mark.parametrize("model", [
-    nn.Sequential(nn.LayerNorm(6), nn.Linear(6, 3)),  # first layer neither Linear, Conv nor Embedding
+    nn.Sequential(nn.BatchNorm1d(6), nn.Linear(6, 3)),  # a first layer whose input sptrace does not size
     nn.Sequential(nn.Dropout(), nn.Identity()),  # no layer at all
-], ids=["layernorm-first", "no-layer"])
+], ids=["batchnorm-first", "no-layer"])
 def test_no_rule_applies(model):
     with pytest.raises(sptrace.SptraceError, match=r"does not say what its forward takes. Its forward is "
                                                     r"Sequential.forward\(input\): pass example_inputs=\(input,\)"):
