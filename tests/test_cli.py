@@ -16,6 +16,30 @@ def test_report_prints_the_table_and_names_an_unknown_model(capsys):
     assert "sptrace: error: unknown model 'no_such_model': pass a zoo name" in capsys.readouterr().err
 
 
+def pre_norm_mlp(width=64):
+    """A factory for the report below: a bare module, no example_inputs()."""
+    import torch
+
+    return torch.nn.Sequential(torch.nn.LayerNorm(12), torch.nn.Linear(12, width), torch.nn.GELU(),
+                               torch.nn.Linear(width, 3))
+
+
+def two_inputs():
+    import torch
+
+    return torch.nn.Bilinear(4, 4, 2)
+
+
+def test_report_of_a_factory_s_bare_module_infers_its_inputs(capsys):
+    """module:factory may return a module without example_inputs(): traced on what sptrace infers
+    (before: an error asking for (model, args)); where nothing says, parametrize's missing-inputs error."""
+    assert main(["report", "tests.test_cli:pre_norm_mlp", "--width", "32"]) == 0
+    out = capsys.readouterr().out
+    assert "1.weight" in out and "32x12" in out
+    assert main(["report", "tests.test_cli:two_inputs"]) == 2
+    assert "pass example_inputs=" in capsys.readouterr().err
+
+
 def test_validate_passes_on_a_tiny_mlp_and_needs_two_widths(capsys):
     code = main(["validate", "mlp", "--widths", "32", "64", "--steps", "1", "--batch-size", "4", "--seeds", "1",
                  "--no-spectral", "--baselines"])

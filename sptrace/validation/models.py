@@ -6,8 +6,9 @@ parametrization the validation compares.
 with random weights and trained on the zoo's data (:mod:`sptrace.validation.catalog`).
 
 A factory is called as ``factory(width=W)`` when it accepts ``width`` (else with no argument) and
-returns either a module that has an ``example_inputs()`` method, or ``(model, args)`` /
-``(model, args, kwargs)``.
+returns either a module, traced on its ``example_inputs()`` or on what sptrace infers it takes (as
+``parametrize(model)`` does: docs/parametrize.md, "Example inputs"; e.g.
+``torchvision.models:resnet18``), or ``(model, args)`` / ``(model, args, kwargs)``.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from typing import Any, Callable, Optional, Union
 
 import torch
 
+from ..apply.inputs import resolve_example_inputs
 from ..apply.parametrize import OPTIMIZERS, parametrize
 from ..types import SptraceError
 
@@ -75,21 +77,14 @@ def _from_factory(text: str) -> ModelSource:
     def build(width):
         made = factory(width=width) if takes_width and width is not None else factory()
         if isinstance(made, torch.nn.Module):
-            if not hasattr(made, "example_inputs"):
-                raise SptraceError(f"{text} returned a module without example_inputs(); return (model, args) instead")
-            made = (made, *_as_args(made.example_inputs()))
+            found = resolve_example_inputs(made)  # its example_inputs(), else what the model says it takes
+            made = (made, found.args, found.kwargs)
         if len(made) == 2:
             made = (*made, {})
         model, args, kwargs = made
         return model, tuple(args) if isinstance(args, (tuple, list)) else (args,), dict(kwargs)
 
     return ModelSource(text, build, None)
-
-
-def _as_args(value):
-    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], dict):
-        return value
-    return (value, {})
 
 
 def check_parametrizations(names: Any, where: str, allowed: tuple[str, ...] = PARAMETRIZATIONS) -> None:
