@@ -195,20 +195,25 @@ def _with_decoder(model, kwargs: dict, what: str) -> tuple[tuple, dict, str]:
 
 
 def _dummy_text(model, dummy: dict):
-    """The dummy text (with encoder states or decoder ids where the model needs them), and beside it
-    images of the config's size where the forward also takes ``pixel_values``, the text alone as the
-    fallback."""
-    kwargs = with_decoder_ids(model, with_encoder_states(model, (), dummy)[1])
-    added = [name for name in kwargs if name not in dummy]
-    extra = f" with {' and '.join(map(ADDED.get, added))}" if added else ""
-    text = ((), kwargs, f"the Hugging Face dummy_inputs{extra} ({_expression((), kwargs)})")
+    """The dummy text (with encoder states or decoder ids where the model needs them), and before it
+    images of the config's size where the forward also takes ``pixel_values``; the text alone is
+    the fallback, and, where decoder ids were added, the text without them after it."""
+    plain = with_encoder_states(model, (), dummy)[1]
+    tries = [(kwargs, _dummy_source(dummy, kwargs)) for kwargs in (with_decoder_ids(model, plain), plain)]
+    if len(tries[0][0]) == len(plain):
+        tries.pop()
+    text = tries[0][0]
     takes_images = "pixel_values" in {p.name for p in forward_parameters(model) or []}
-    batch = next((t.shape[0] for t in kwargs.values() if t.dim()), BATCH)  # the text's: one batch of pairs
-    images = _config_images(model, batch) if takes_images and "pixel_values" not in kwargs else None
-    if images is None:
-        return text
-    both = {**kwargs, "pixel_values": images}
-    return (), both, f"the Hugging Face dummy_inputs{extra} and images of the config's size ({_expression((), both)})", text
+    batch = next((t.shape[0] for t in text.values() if t.dim()), BATCH)  # the text's: one batch of pairs
+    images = _config_images(model, batch) if takes_images and "pixel_values" not in text else None
+    if images is not None:
+        tries.insert(0, ({**text, "pixel_values": images}, tries[0][1] + " and images of the config's size"))
+    return _chain([((), kwargs, f"{what} ({_expression((), kwargs)})") for kwargs, what in tries])
+
+
+def _dummy_source(dummy: dict, kwargs: dict) -> str:
+    added = [ADDED[name] for name in kwargs if name not in dummy]
+    return "the Hugging Face dummy_inputs" + (f" with {' and '.join(added)}" if added else "")
 
 
 def _main_input_tries(model, main) -> list[tuple[dict, str]]:

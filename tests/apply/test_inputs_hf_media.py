@@ -156,3 +156,29 @@ def test_a_time_series_model_gets_a_series_of_its_config(kind):
     assert resolve_example_inputs(model).kwargs["past_values"].shape == (2, 24, 3)
     opt = sptrace.parametrize(model, "adam")
     assert not opt.sptrace.trace.unclassified and every_parameter_reached(opt)
+
+
+class MakesItsOwnDecoderIds(nn.Module):
+    """A Hugging Face-like encoder-decoder that refuses given decoder ids (it shifts its own)."""
+    main_input_name = "input_ids"
+
+    def __init__(self, width=16):
+        super().__init__()
+        self.config = SimpleNamespace(is_encoder_decoder=True)
+        self.embed, self.head = nn.Embedding(20, width), nn.Linear(width, 20)
+
+    @property
+    def dummy_inputs(self):
+        return {"input_ids": torch.tensor([[1, 2, 3], [4, 5, 6]])}
+
+    def forward(self, input_ids, decoder_input_ids=None):
+        if decoder_input_ids is not None:
+            raise ValueError("this model makes its own decoder ids")
+        return self.head(self.embed(input_ids))
+
+
+def test_the_dummy_without_decoder_ids_is_the_fallback():
+    found = resolve_example_inputs(MakesItsOwnDecoderIds())
+    assert "decoder_input_ids" in found.kwargs and set(found.fallback.kwargs) == {"input_ids"}
+    opt = sptrace.parametrize(MakesItsOwnDecoderIds(), "adam")
+    assert not opt.sptrace.trace.unclassified and "the Hugging Face dummy_inputs (" in inferred(opt)
