@@ -236,6 +236,19 @@ class ForwardConstant:
         return f"forward constant x{self.value:.4g} = {factor}, n = {self.size} ({of})"
 
 
+@dataclass(frozen=True)
+class WeightNormSite:
+    """A weight computed as ``W = g * v / ||v||`` by a ``_weight_norm`` / ``_weight_norm_interface`` node
+    (``torch.nn.utils.parametrizations.weight_norm``, the older ``torch.nn.utils.weight_norm`` hook): the
+    norm is over every axis of ``v`` but ``dim`` (0: per output channel; -1: the whole tensor), and
+    ``g`` holds one norm per slice along ``dim`` (graph/weightnorm.py; docs/rules.md "Weight norm")."""
+
+    node: str
+    v: str  # the direction's parameter name: W's axes, classified as the layer's weight
+    g: str  # the per-slice norms' parameter name
+    dim: int
+
+
 @dataclass
 class ParamFacts:
     """What the graph says about one distinct tensor, before classification (graph/classify.py)."""
@@ -274,6 +287,7 @@ class ParamRecord:
     normalized_by: Optional[str] = None  # a node that normalises its output (it cannot start at zero)
     # the primary use's output times a constant c ~ n^p of a width axis: the rules hold for c * W
     forward_constant: Optional[ForwardConstant] = None
+    weight_norm: Optional[WeightNormSite] = None  # v or g of a weight-normed layer (graph/weightnorm.py)
 
     @property
     def width_dims(self) -> tuple[int, ...]:
@@ -535,6 +549,9 @@ class ParamPlan:
     rule: Optional[Rule] = field(default=None, repr=False, compare=False)
     lr_note: str = ""  # what the lr became and why, in one line
     eps_multiplier: float = 1.0  # the group's Adam ε = the optimizer's ε x this (Rule.eps_multiplier)
+    # init "norm": the norms of this parameter (a weight norm's v) over every axis but norm_dim, after its init
+    norm_of: Optional[str] = None
+    norm_dim: int = 0
 
 
 # --- apply: what parametrize installed -----------------------------------------------------------

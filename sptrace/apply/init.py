@@ -18,6 +18,8 @@ Init kinds (see docs/rules.md):
   norm.
 * ``zeros_`` / ``ones_`` / ``scale_`` (multiply in place: base-anchored form,
   docs/derivations.md §6).
+* ``norm_of_``    a weight norm's g: the norms of its v (``source``) over every axis but ``dim``, so
+  that ``g * v / ||v||`` is v itself (docs/rules.md "Weight norm").
 """
 from __future__ import annotations
 
@@ -37,12 +39,13 @@ __all__ = [
     "zeros_",
     "ones_",
     "scale_",
+    "norm_of_",
     "apply_init",
     "check_init",
     "INIT_KINDS",
 ]
 
-INIT_KINDS = ("gaussian", "orthogonal", "spectral", "zeros", "ones", "scale", "keep")
+INIT_KINDS = ("gaussian", "orthogonal", "spectral", "zeros", "ones", "scale", "norm", "keep")
 
 
 def _randn(shape, param: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
@@ -139,9 +142,23 @@ def scale_(param: torch.Tensor, factor: float) -> torch.Tensor:
     return param
 
 
+@torch.no_grad()
+def norm_of_(param: torch.Tensor, source: torch.Tensor, dim: int) -> torch.Tensor:
+    """``param`` := the l2 norms of ``source`` over every axis but ``dim`` (all of them for -1), in
+    ``param``'s shape: a weight norm's g from its v, as ``torch.nn.utils.parametrizations.weight_norm``
+    computes it when it wraps a layer."""
+    _check_param(param)
+    norms = torch.norm_except_dim(source.detach().float(), 2, dim)
+    if norms.numel() != param.numel():
+        raise SptraceError(f"the norms of a tensor of shape {tuple(source.shape)} over every axis but {dim} have "
+                           f"{norms.numel()} entries, the tensor to hold them {param.numel()}")
+    param.copy_(norms.reshape(param.shape))
+    return param
+
+
 def check_init(
     param: torch.Tensor, kind: str, *, std: Optional[float] = None, target: Optional[float] = None,
-    scale: float = 1.0, layout: Optional[Layout] = None, name: str = "tensor",
+    scale: float = 1.0, layout: Optional[Layout] = None, name: str = "tensor", source: Optional[torch.Tensor] = None,
 ) -> None:
     """Raise :class:`SptraceError` where :func:`apply_init` would refuse these arguments; touches nothing."""
     _check_param(param)
@@ -158,19 +175,21 @@ def check_init(
         Layout.coerce(layout, param.shape).check(param.shape, name)
     elif kind == "scale":
         _check_number(scale, "scale", name)
+    elif kind == "norm" and not isinstance(source, torch.Tensor):
+        raise SptraceError(f"{name}: init 'norm' (a weight norm's g) needs source= (its v, initialised first)")
 
 
 def apply_init(
     param: torch.Tensor, kind: str, *, std: Optional[float] = None, target: Optional[float] = None,
     scale: float = 1.0, layout: Optional[Layout] = None, generator: Optional[torch.Generator] = None,
-    name: str = "tensor",
+    name: str = "tensor", source: Optional[torch.Tensor] = None, dim: int = 0,
 ) -> torch.Tensor:
     """Dispatch on an init kind (a ``ParamPlan.init``); returns the same tensor object.
 
     ``name`` (the parameter's) is what an error names; every argument is checked before the tensor
-    is touched (:func:`check_init`).
+    is touched (:func:`check_init`). ``source`` and ``dim``: the v and the dim of a ``"norm"`` init.
     """
-    check_init(param, kind, std=std, target=target, scale=scale, layout=layout, name=name)
+    check_init(param, kind, std=std, target=target, scale=scale, layout=layout, name=name, source=source)
     if kind == "gaussian":
         return gaussian_(param, std, generator=generator)
     if kind in ("orthogonal", "spectral"):
@@ -182,4 +201,6 @@ def apply_init(
         return ones_(param)
     if kind == "scale":
         return scale_(param, scale)
+    if kind == "norm":
+        return norm_of_(param, source, dim)
     return param  # "keep"

@@ -32,7 +32,7 @@ from ..spectral import natural_spectral_norm
 from ..types import NEVER_USED, Multiplier, ParamPlan, Space, SptraceError, SptraceWarning
 from .hooks import mup_attention_scale
 from .inputs import missing_inputs_error, resolve_example_inputs
-from .planned import OPTIMIZERS, Installed, Plan, init_key, initialise, replacing_hooks, scale_eps
+from .planned import OPTIMIZERS, Installed, Plan, changes, initialise, replacing_hooks, scale_eps
 from .transaction import INIT_MARK, Snapshot
 
 __all__ = ["plan", "parametrize", "param_groups", "Parametrization", "OPTIMIZERS", "default_lr", "plan_report"]
@@ -232,7 +232,7 @@ def _apply(model, planned: Plan) -> torch.optim.Optimizer:
     result = Parametrization(planned, [], model=weakref.ref(model))
     try:
         with replacing_hooks(model, result):
-            initialise(pending)
+            initialise(pending, dict(model.named_parameters(remove_duplicate=False)))
             groups = group(planned.params, dict(model.named_parameters(remove_duplicate=False)))
             built = scale_eps(planned.factory(groups, lr=planned.lr, **planned.optimizer_kwargs))
             result.lr_notes = [_group_line(g) for g in built.param_groups]
@@ -414,8 +414,7 @@ def _std(tensor) -> float:
 def _pending(model, plans: list[ParamPlan]) -> list[tuple[torch.Tensor, ParamPlan]]:
     """(tensor, plan) for every parameter whose init this call changes."""
     params = dict(model.named_parameters(remove_duplicate=False))
-    return [(params[p.name], p) for p in plans
-            if p.init != "keep" and getattr(params[p.name], INIT_MARK, None) != init_key(p)]
+    return [(params[p.name], p) for p in plans if p.init != "keep" and changes(params[p.name], p)]
 
 
 def _multipliers(plans: list[ParamPlan], traced: Trace, attention_fix: bool) -> tuple[list[Multiplier], list[str]]:
@@ -473,6 +472,8 @@ def _init_value(p: ParamPlan) -> str:
         return f"{p.init} ||W||={p.init_target:.3g}"
     if p.init == "scale":
         return f"default x{p.init_scale:.4g}"
+    if p.init == "norm":
+        return f"|{p.norm_of.rpartition('.')[2]}| over all but dim {p.norm_dim}"
     return p.init
 
 

@@ -34,7 +34,7 @@ from .sharded import WRAPPER_ATTRIBUTES, is_sharded, shard_rng, whole_matrix_ini
 from .transaction import INIT_MARK
 
 __all__ = ["Plan", "load_plan", "PlanMismatchError", "PlanFileError", "Installed", "replacing_hooks", "initialise",
-           "install_hooks", "OPTIMIZERS", "STATE_ATTR", "LIBRARY_VALUES", "scale_eps"]
+           "install_hooks", "OPTIMIZERS", "STATE_ATTR", "LIBRARY_VALUES", "scale_eps", "changes"]
 
 PLAN_FORMAT = 1
 STATE_ATTR = "_sptrace_parametrization"
@@ -146,7 +146,7 @@ class Plan:
         pending = [(params[p.name], p) for p in self.params if p.init != "keep"]
         for tensor, p in pending:
             check_init(tensor, p.init, std=p.init_std, target=p.init_target, scale=p.init_scale, layout=p.layout,
-                       name=p.name)
+                       name=p.name, source=params.get(p.norm_of) if p.norm_of else None)
         redraw = self._library_init(inner) if reset else {}
         with torch.no_grad():
             for module, draw in redraw.items():
@@ -155,7 +155,7 @@ class Plan:
         for tensor, _ in pending if reset else ():
             if hasattr(tensor, INIT_MARK):
                 delattr(tensor, INIT_MARK)  # fresh library values: nothing of an earlier init to divide out
-        initialise([(t, p) for t, p in pending if getattr(t, INIT_MARK, None) != init_key(p)])
+        initialise([(t, p) for t, p in pending if changes(t, p)], params)
         return model
 
     def _library_init(self, inner: torch.nn.Module) -> dict[torch.nn.Module, Callable[[], None]]:
@@ -310,11 +310,23 @@ def init_key(p: ParamPlan) -> tuple:
     return (p.init, p.init_std, p.init_target, p.init_scale)
 
 
-def initialise(pending: list[tuple[torch.Tensor, ParamPlan]]) -> None:
+def changes(tensor: torch.Tensor, p: ParamPlan) -> bool:
+    """Whether ``p``'s init is still to run on ``tensor``: an init recorded on it already is not run again
+    (no double scaling), but a weight norm's g is always set again from its v, which may have changed."""
+    return p.init == "norm" or getattr(tensor, INIT_MARK, None) != init_key(p)
+
+
+def initialise(pending: list[tuple[torch.Tensor, ParamPlan]], params: Optional[dict] = None) -> None:
     """Each tensor's plan, in place; a "scale" on values an earlier call already scaled rescales from
     the library's (no double scaling). Random draws of a shard come from its own stream, and the
-    whole-matrix inits of a sharded tensor draw the full matrix (:mod:`sptrace.apply.sharded`)."""
-    for tensor, p in pending:
+    whole-matrix inits of a sharded tensor draw the full matrix (:mod:`sptrace.apply.sharded`). A weight
+    norm's g (init "norm") is set last, from its v in ``params`` (name -> tensor) once v has its init."""
+    for tensor, p in sorted(pending, key=lambda pair: pair[1].init == "norm"):
+        if p.init == "norm":
+            source = (params or {}).get(p.norm_of)
+            apply_init(tensor, "norm", source=source, dim=p.norm_dim, name=p.name)
+            setattr(tensor, INIT_MARK, init_key(p))
+            continue
         scale = p.init_scale
         previous = getattr(tensor, INIT_MARK, None)
         if p.init == "scale" and previous is not None and previous[0] == "scale":

@@ -1035,6 +1035,24 @@ def _norm(node, name, args, ax, shapes, out, out_shape):
             ax.same.append(((p.name, 0), (x.name, 1)))
 
 
+WEIGHT_NORMS = {"_weight_norm", "_weight_norm_interface"}
+
+
+def _weight_norm(node, name, args, ax, shapes, out, out_shape):
+    """``W = g * v / ||v||`` (the norm over every axis of v but ``dim``; -1: all of them): W has v's axes,
+    and g's axis ``dim`` is W's (graph/weightnorm.py). The interface op returns (W, norms)."""
+    ax.category = "weight_norm"
+    v, g = args.get("v"), args.get("g")
+    vs, gs = shapes.get(value_key(v)), shapes.get(value_key(g))
+    out_key = out if out_shape is not None else f"{out}.0"
+    if vs is None or shapes.get(out_key) is None:
+        return
+    ax.same.extend(((v.name, i), (out_key, i)) for i in range(len(vs)) if vs[i] > 1)
+    dim = int(args.get("dim", 0))
+    if gs is not None and 0 <= dim < len(gs) == len(vs) and gs[dim] > 1:
+        ax.same.append(((g.name, dim), (out_key, dim)))
+
+
 def _attention(node, name, args, ax, shapes, out, out_shape):
     ax.category = "attention"
     q, k, v = (node.args[i] for i in range(3))
@@ -1102,6 +1120,8 @@ _BUILDERS = {
     "_trilinear": _trilinear,
     "im2col": _im2col,
     "col2im": _im2col,
+    "_weight_norm": _weight_norm,
+    "_weight_norm_interface": _weight_norm,
 }
 _FAMILIES = [
     (ELEMENTWISE_BINARY | ELEMENTWISE_UNARY, _elementwise),

@@ -23,6 +23,7 @@ from .constants import forward_constants, unknown_constants
 from .ops import Shapes, op_name
 from .selection import mark_selection
 from .uses import analyse_uses
+from .weightnorm import mark_weight_norms
 from .repeats import MetaScalars, Run, renamed, repeated_runs, truncated
 from .widths import check_overrides, deciders, delta_shapes, override
 
@@ -160,7 +161,7 @@ def _traced(model, example_args, example_kwargs, base, delta, width_overrides, r
         base_shape, base_groups = (base_shapes or {}).get(fact.name, (None, None))
         records.append(_with_base_groups(classify(fact, decide, base_shape, base_groups)))
     check_overrides(width_overrides, records)
-    records = mark_selection(captured, records)
+    records = mark_weight_norms(captured, mark_selection(captured, records))
     warnings += _record_warnings(records)
     warnings += _constant_row_norm_caps(captured, records)
     attention = find_attention(captured, shapes, uses.op_axes, labels)

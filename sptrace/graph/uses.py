@@ -341,11 +341,13 @@ class _UseWalker:
         """A norm whose input is a parameter (weight standardisation: StdConv's batch norm over each
         output channel's fan-in; a table's rows normalised, DeBERTa's ``LayerNorm(rel_embeddings)``):
         the result has the parameter's axes, its scale fixed by construction. Returns the parameters
-        that enter as the norm's own weight (per-channel gains) and bias, or None."""
-        x = ax.args.get("input")
-        if ax.category != "norm" or value_key(x) not in self.derived:
+        that enter as the norm's own weight (per-channel gains) and bias, or None. A weight norm
+        (``g * v / ||v||``, graph/weightnorm.py) is one too: v is normalised, g its gain."""
+        weight_norm = ax.category == "weight_norm"
+        x = ax.args.get("v" if weight_norm else "input")
+        if ax.category not in ("norm", "weight_norm") or value_key(x) not in self.derived:
             return None
-        gain, bias = (self.derived.get(value_key(ax.args.get(a))) for a in ("weight", "bias"))
+        gain, bias = (self.derived.get(value_key(ax.args.get(a))) for a in (("g", "") if weight_norm else ("weight", "bias")))
         return (gain.params if gain is not None else frozenset(), bias.params if bias is not None else frozenset())
 
     def _index_axes(self, node: fx.Node, ax: OpAxes, out_key: str, axes: list[set]):

@@ -63,10 +63,11 @@ _LAW_FANS = {
 
 
 def _paired_weights(records: Sequence[ParamRecord]) -> dict[str, ParamRecord]:
-    """bias name -> the weight consumed by the same graph node (linear / conv / addmm)."""
+    """bias name -> the weight consumed by the same graph node (linear / conv / addmm); not the gain of a
+    weight computed from parameters there (a weight norm's g comes before its v: W = g v/|v|)."""
     by_node: dict[str, ParamRecord] = {}
     for r in records:
-        if r.classified and r.role is not Role.BIAS:
+        if r.classified and r.role not in (Role.BIAS, Role.GAIN, Role.SCALAR):
             for u in r.uses:
                 by_node.setdefault(u.node, r)
     return {

@@ -14,6 +14,7 @@ from ..types import NEVER_USED, ForwardMultiplier, Layout, ParamPlan, ParamRecor
 from .library import library_ratios
 from .reference import DEFAULT_REFERENCE_WIDTH, at_reference, model_width
 from .rules import ANCHORED_FORMS, check_form, check_parametrization, forward_multiplier, optimizer_family, rule_for
+from .weightnorm import weight_norm_rules
 
 __all__ = ["plan", "group", "plan_warnings"]
 
@@ -105,14 +106,13 @@ def plan(
     library = library_ratios(records, library_init) if form in ANCHORED_FORMS else {}
     anchor = _anchor_text(form, records, reference_width)
     skip_decay = _role_names(no_decay)
-    plans = []
-    for r in records:
-        rule = rule_for(
-            r, family, form=form if r.classified else "absolute", parametrization=parametrization, init=init,
-            zero_readout=zero_readout, init_gain=init_gain, library_ratio=library.get(r.name),
-        )
-        plans.append(_param_plan(r, rule, lr, 0.0 if r.role.value in skip_decay else weight_decay, anchor))
-    return plans
+    rules = {r.name: rule_for(
+        r, family, form=form if r.classified else "absolute", parametrization=parametrization, init=init,
+        zero_readout=zero_readout, init_gain=init_gain, library_ratio=library.get(r.name),
+    ) for r in records}
+    rules = weight_norm_rules(records, rules, zero_readout, init_gain, init)  # a weight norm's g from its v
+    return [_param_plan(r, rules[r.name], lr, 0.0 if r.role.value in skip_decay else weight_decay, anchor)
+            for r in records]
 
 
 def _anchor_text(form: str, records: Sequence[ParamRecord], reference_width: int) -> str:
@@ -132,6 +132,8 @@ def _lr_note(record: ParamRecord, rule: Rule, lr: float, anchor: str) -> str:
     law = _LR_LAW_TEXT.get((rule.parametrization, rule.optimizer), "SP: one global lr")
     if record.forward_constant is not None and rule.parametrization == "sptrace":  # docs/rules.md
         law += f", of c W ({record.forward_constant.text})"
+    if record.weight_norm is not None and record.name == record.weight_norm.g and "weight norm's g" in rule.citation:
+        law += ", x the planned slice norm of v (Adam c, SGD c^2: docs/rules.md \"Weight norm\")"
     return f"{lr:g} x {rule.lr_multiplier:.4g} = {lr * rule.lr_multiplier:.4g}: {law}; {anchor}"
 
 
@@ -145,6 +147,8 @@ def _param_plan(record: ParamRecord, rule: Rule, lr: float, weight_decay: float,
         lr_multiplier=rule.lr_multiplier, weight_decay=weight_decay * rule.weight_decay_multiplier,
         spectral_scale=rule.spectral_scale, update=rule.update, forward_multipliers=_forward_multipliers(record, rule),
         citation=rule.citation, rule=rule, lr_note=_lr_note(record, rule, lr, anchor), eps_multiplier=rule.eps_multiplier,
+        norm_of=record.weight_norm.v if rule.init_kind == "norm" else None,
+        norm_dim=record.weight_norm.dim if rule.init_kind == "norm" else 0,
         warning=None if record.classified or record.problem == NEVER_USED else (  # the trace lists those
             f"{record.name}: unclassified ({record.problem or 'no reason recorded'}): library-default init "
             f"and the plain lr {lr:g}"),

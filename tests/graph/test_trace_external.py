@@ -902,24 +902,25 @@ class WeightNormed(nn.Module):
 
 
 @pytest.mark.parametrize("new_api", [True, False])
-def test_weight_norm_is_reported_with_the_way_out(new_api):
-    """W = g v / |v|: the rules are for W, not for its factors (a guessed rule zeroed a readout's v
-    and made NaNs), so sptrace names both factors and says how to remove the reparametrization;
-    once removed, the layer is an ordinary hidden linear."""
+def test_weight_norm_s_factors_are_planned(new_api):
+    """W = g v / |v|: v has W's axes and is classified as the layer's weight, g as the gain of its rows
+    (tests/graph/test_weight_norm.py; docs/rules.md "Weight norm"). Until 2026-12-03 both factors were
+    reported unclassified with the way out (remove_parametrizations / remove_weight_norm), because a
+    guessed rule had zeroed a readout's v and made NaNs: now strict=True passes, the weight the layer uses
+    is the planned v, and removing the reparametrization still leaves an ordinary hidden linear."""
     model = seeded(WeightNormed, new_api=new_api)
-    tr = sptrace.trace(model, torch.randn(B, 5))
-    unclassified = {r.name for r in tr.unclassified}
-    remove = ("torch.nn.utils.parametrize.remove_parametrizations(model.b, 'weight')" if new_api
-              else "torch.nn.utils.remove_weight_norm(model.b)")
-    assert len(unclassified) == 2 and all(n.startswith("b.") for n in unclassified), unclassified
-    assert all(remove in r.problem for r in tr.unclassified), [r.problem for r in tr.unclassified]
-    with pytest.raises(sptrace.SptraceError, match=re.escape(remove)):
-        sptrace.parametrize(model, "adam", lr=1e-3, example_inputs=(torch.randn(B, 5),), strict=True)
+    x = torch.randn(B, 5)
+    tr = sptrace.trace(model, x)
+    v, g = (("b.parametrizations.weight.original1", "b.parametrizations.weight.original0") if new_api
+            else ("b.weight_v", "b.weight_g"))
+    assert not tr.unclassified and tr[v].role.value == "hidden" and tr[g].role.value == "gain"
+    sptrace.parametrize(model, "adam", lr=1e-3, example_inputs=(x,), strict=True)
+    assert torch.allclose(model.b.weight, model.get_parameter(v), rtol=1e-5, atol=1e-8)
     if new_api:
         nn.utils.parametrize.remove_parametrizations(model.b, "weight")
     else:
         nn.utils.remove_weight_norm(model.b)
-    tr = sptrace.trace(model, torch.randn(B, 5))
+    tr = sptrace.trace(model, x)
     assert not tr.unclassified and tr["b.weight"].role.value == "hidden"
 
 
