@@ -360,17 +360,40 @@ def _param_rows(s: _RunSettings, tracked: Sequence[tuple[str, nn.Parameter]], sp
     the largest entry of the update in ulps of its value at init (``ulps``), and the RMS of its float64
     gradient at the end (``grad64``, when the model runs in float64)."""
     rows: Rows = {}
+    now = {n: p.detach() for n, p in tracked}
     for n, p in tracked:
         W, spec = p.detach(), specs[n]
-        q = {"nat@0": _nat(W0[n], spec, s.spectral_method)}
+        lift = _lifted(spec, W0, now)
+        q = {"nat@0": _nat(lift(W0[n], 0), spec, s.spectral_method)}
         if s.steps > 0:
-            q["dnat"] = _nat(W - W0[n], spec, s.spectral_method)
-            q["dnat_last"] = _nat(W - before_last[n], spec, s.spectral_method)
+            q["dnat"] = _nat(lift(W - W0[n], 1), spec, s.spectral_method)
+            q["dnat_last"] = _nat(lift(W - before_last[n], 1), spec, s.spectral_method)
             q["ulps"] = largest_ulps(W0[n], W)
             if n in grads64:
                 q["grad64"] = grads64[n]
         rows[n] = q
     return rows
+
+
+def _lifted(spec: Mapping[str, Any], W0: Mapping[str, Tensor], now: Mapping[str, Tensor]) -> Callable[[Tensor, int], Tensor]:
+    """What is judged of a parameter (a value or a change of it; 0: at init, 1: now): itself, or for a
+    weight norm's g (``spec["weight_norm"] = (v's name, dim)``) the operator it moves, ``g * v / ||v||``
+    with v at init or now, judged on v's axes (docs/rules.md "Weight norm")."""
+    found = spec.get("weight_norm")
+    if found is None:
+        return lambda value, when: value
+    v, dim = found
+    return lambda value, when: torch._weight_norm((W0 if when == 0 else now)[v], value, dim)
+
+
+def _weight_norm_specs(specs: dict[str, Optional[dict]], param_axes: Optional[Mapping[str, Any]]) -> dict:
+    """A weight norm's g judged by the operator it moves (:func:`_lifted`): v's axes, and the pair."""
+    for name, spec in list(specs.items()):
+        record = (param_axes or {}).get(name)
+        site = getattr(record, "weight_norm", None)
+        if spec is not None and site is not None and record.name == site.g and specs.get(site.v) is not None:
+            specs[name] = {**specs[site.v], "weight_norm": (site.v, site.dim)}
+    return specs
 
 
 def _groups_at(record: Any, p: Tensor) -> tuple[int, bool]:
@@ -415,10 +438,11 @@ def _one_run(s: _RunSettings, width: int, seed: int, unmeasured: dict[str, str],
                 inputs = s.probe if s.probe is not None else s.batches[0][0]
                 probe = _Probe(model, to_device(inputs, device, s.dtype), device, s)
                 tracked = [(n, p) for n, p in model.named_parameters() if p.requires_grad] if s.params else []
-                specs = {n: _axes_for(n, p, s.param_axes) for n, p in tracked}
+                specs = _weight_norm_specs({n: _axes_for(n, p, s.param_axes) for n, p in tracked}, s.param_axes)
                 tracked = [(n, p) for n, p in tracked if specs[n] is not None]
+                shown = dict(tracked)  # a weight norm's g is judged on its v's shape (_lifted)
                 for n, p in tracked:
-                    dims.setdefault(n, {})[width] = _matrix_dims(p, specs[n])
+                    dims.setdefault(n, {})[width] = _matrix_dims(shown[specs[n].get("weight_norm", (n,))[0]], specs[n])
                 W0 = {n: p.detach().clone() for n, p in tracked}
                 row, before_last, losses = _train_and_record(s, model, opt, device, probe, tracked, unmeasured)
                 grads64 = exact_gradients(model, tracked, s.batches[(s.steps - 1) % len(s.batches)], s.forward,

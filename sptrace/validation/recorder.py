@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable, Mapping, Optional
 
 from torch import Tensor, nn
+from torch.nn.utils.parametrize import ParametrizationList
 
 from ..spectral import accumulation_dtype
 
@@ -47,7 +48,9 @@ class OutputRecorder:
     than once in one forward (a shared activation) records ``name``, ``name#1``, ``name#2``, ...
     Each forward pass (each call of the root module) starts a fresh record. ``keep_outputs=True``
     also keeps a detached float32 copy of every output in ``outputs`` (needed for differences).
-    ``names`` restricts recording to those modules; ``leaves_only`` to modules without children.
+    ``names`` restricts recording to those modules; ``leaves_only`` to modules without children. The
+    modules of a ``torch.nn.utils.parametrize`` parametrization (weight_norm's, spectral_norm's) compute a
+    weight, not an activation: they are not recorded (their output is judged as the parameter's).
     """
 
     def __init__(
@@ -99,7 +102,10 @@ class OutputRecorder:
     def __enter__(self) -> "OutputRecorder":
         self._depth = 0
         self._handles.append(self.model.register_forward_pre_hook(self._pre))
+        weights = {id(m) for p in self.model.modules() if isinstance(p, ParametrizationList) for m in p.modules()}
         for name, mod in self.model.named_modules():
+            if id(mod) in weights:
+                continue
             is_root = mod is self.model
             key = ROOT if is_root else name
             if is_root and not self.include_root:
