@@ -33,10 +33,14 @@ from datetime import datetime, timezone
 
 import torch
 
-import sptrace
-from sptrace.apply.inputs import resolve_example_inputs, with_encoder_states
-from sptrace.types import NEVER_USED, SptraceError
-from sptrace.validation import catalog
+# this checkout's sptrace, not the one the environment has installed (an editable install of another
+# checkout): a scan of an exported commit (git archive) measures that commit
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import sptrace  # noqa: E402
+from sptrace.apply.inputs import resolve_example_inputs, with_encoder_states  # noqa: E402
+from sptrace.types import NEVER_USED, SptraceError  # noqa: E402
+from sptrace.validation import catalog  # noqa: E402
 
 HF_WIDTH = 64
 CATALOGS = ("hf", "timm", "hf-base")
