@@ -985,6 +985,13 @@ def _index(node, name, args, ax, shapes, out, out_shape):
     # before it keep their place, the index's axes take the run's, the axes after it follow
     ax.same.extend(((src, a), (out, a)) for a in range(first) if src_shape[a] > 1)
     idx_shape = shapes.get(value_key(indices[first])) or ()
+    if shapes.dtype.get(value_key(indices[first])) == torch.bool:
+        # ``x[mask]`` (the tokens a router sends to one expert): the mask's axes become one axis of the
+        # picked entries, whose count the data decides; the axes after them follow
+        covered = len(idx_shape)
+        ax.same.extend(((src, a), (out, a - covered + 1)) for a in range(first + covered, len(src_shape))
+                       if src_shape[a] > 1)
+        return
     ax.same.extend(((indices[first].name, i), (out, first + i)) for i in range(len(idx_shape)) if idx_shape[i] > 1)
     rest = range(first + len(positions), len(src_shape))
     offset = len(idx_shape) - len(positions)

@@ -45,7 +45,7 @@ import torch
 from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
-__all__ = ["MIN_RUN", "Run", "MetaScalars", "repeated_runs", "truncated", "renamed"]
+__all__ = ["MIN_RUN", "Run", "MetaScalars", "block_signature", "repeated_runs", "truncated", "renamed"]
 
 MIN_RUN = 4  # with three children kept, a shorter run saves nothing
 
@@ -84,7 +84,9 @@ class MetaScalars(TorchDispatchMode):
 # candidates: the structure alone
 
 
-def _signature(module: torch.nn.Module) -> tuple:
+def block_signature(module: torch.nn.Module) -> tuple:
+    """What makes two blocks identical: class, parameters and buffers (name, shape, dtype,
+    requires_grad), and submodules (name, class)."""
     tensors = lambda items: tuple((n, tuple(t.shape), t.dtype, t.requires_grad) for n, t in items)  # noqa: E731
     return (type(module), tensors(module.named_parameters(remove_duplicate=False)),
             tensors(module.named_buffers(remove_duplicate=False)),
@@ -109,8 +111,8 @@ def _candidates(model: torch.nn.Module) -> list[Run]:
             continue
         if len({id(c) for _, c in children}) != len(children):
             continue
-        first = _signature(children[0][1])
-        if any(_signature(c) != first for _, c in children[1:]):
+        first = block_signature(children[0][1])
+        if any(block_signature(c) != first for _, c in children[1:]):
             continue
         run = Run(path, tuple(k for k, _ in children))
         if all(_owned(run.path(k), child, owners) for k, child in children):

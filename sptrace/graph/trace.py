@@ -22,6 +22,7 @@ from .classify import classify
 from .constants import forward_constants, unknown_constants
 from .ops import Shapes, op_name
 from .selection import mark_selection
+from .siblings import from_identical_siblings
 from .uses import analyse_uses
 from .weightnorm import mark_weight_norms
 from .repeats import MetaScalars, Run, renamed, repeated_runs, truncated
@@ -131,6 +132,7 @@ def trace(
         result = _traced(model, example_args, example_kwargs, base, delta, width_overrides, routes)
     result = _with_the_other_mode(result, model, lambda: _traced(model, example_args, example_kwargs, base, delta,
                                                                   width_overrides, routes))
+    result = _with_identical_siblings(result, model)
     if strict and result.unclassified:
         lines = "\n".join(f"  {r.name}: {r.problem}" for r in result.unclassified)
         raise SptraceError(f"{len(result.unclassified)} parameter(s) could not be classified:\n{lines}\n"
@@ -199,6 +201,22 @@ def _with_the_other_mode(result: Trace, model: torch.nn.Module, trace_again: Cal
     warnings.append(f"{len(found)} parameters the forward reaches only in {other_mode} mode are classified from a "
                     f"capture in {other_mode} mode: {_listed(list(found))}")
     return replace(result, records=records, attention=attention, warnings=warnings)
+
+
+def _with_identical_siblings(result: Trace, model: torch.nn.Module) -> Trace:
+    """Parameters the inputs never reach, classified as the same parameters of an identical sibling
+    they do reach (graph/siblings.py: experts a router sent no token to); a warning names them."""
+    copied = from_identical_siblings(model, result.records, result.attention)
+    if copied is None:
+        return result
+    unreached = _never_used_warning([r.name for r in result.records if r.problem == NEVER_USED])
+    warnings = [w for w in result.warnings if w not in unreached]
+    warnings += _never_used_warning([r.name for r in copied.records if r.problem == NEVER_USED])
+    pairs = [f"{child} as {sibling}" for child, sibling in copied.sources.items()]
+    warnings.append(f"{len(pairs)} modules the forward does not reach on these inputs are classified as an identical "
+                    f"sibling it reaches (a router that sent them no token, docs/parametrize.md \"Parameters the "
+                    f"inputs never reach\"): {_listed(pairs)}")
+    return replace(result, records=copied.records, attention=copied.attention, warnings=warnings)
 
 
 @contextmanager
