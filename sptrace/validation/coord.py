@@ -363,11 +363,11 @@ def _param_rows(s: _RunSettings, tracked: Sequence[tuple[str, nn.Parameter]], sp
     now = {n: p.detach() for n, p in tracked}
     for n, p in tracked:
         W, spec = p.detach(), specs[n]
-        lift = _lifted(spec, W0, now)
-        q = {"nat@0": _nat(lift(W0[n], 0), spec, s.spectral_method)}
+        judged = _judged(n, spec, W0, now, s.spectral_method)
+        q = {"nat@0": judged(W0[n], True)}
         if s.steps > 0:
-            q["dnat"] = _nat(lift(W - W0[n], 1), spec, s.spectral_method)
-            q["dnat_last"] = _nat(lift(W - before_last[n], 1), spec, s.spectral_method)
+            q["dnat"] = judged(W - W0[n], False)
+            q["dnat_last"] = judged(W - before_last[n], False)
             q["ulps"] = largest_ulps(W0[n], W)
             if n in grads64:
                 q["grad64"] = grads64[n]
@@ -375,19 +375,33 @@ def _param_rows(s: _RunSettings, tracked: Sequence[tuple[str, nn.Parameter]], sp
     return rows
 
 
-def _lifted(spec: Mapping[str, Any], W0: Mapping[str, Tensor], now: Mapping[str, Tensor]) -> Callable[[Tensor, int], Tensor]:
-    """What is judged of a parameter (a value or a change of it; 0: at init, 1: now): itself, or for a
-    weight norm's g (``spec["weight_norm"] = (v's name, dim)``) the operator it moves, ``g * v / ||v||``
-    with v at init or now, judged on v's axes (docs/rules.md "Weight norm")."""
+def _judged(name: str, spec: Mapping[str, Any], W0: Mapping[str, Tensor], now: Mapping[str, Tensor],
+            method: str) -> Callable[[Tensor, bool], float]:
+    """What is judged of a parameter's value (``True``: at init) or change: its natural spectral norm; for
+    a weight norm's g (``spec["weight_norm"] = (v's name, dim)``) the operator it scales, ``W0 = g0 v0/|v0|``
+    on v's axes, at init, and ``W0`` times the RMS relative change of its slices, ``rms(Δg) / rms(g0)``,
+    for a change: what g's update does to W with every slice scaled alike (the RMS over the slices, not
+    their max, which grows with their count under SGD, as a depthwise conv's blocks). A g that starts at
+    zero (a zero readout) has its change judged as the operator it adds, ``Δg v/|v|`` with v now
+    (docs/rules.md "Weight norm")."""
     found = spec.get("weight_norm")
     if found is None:
-        return lambda value, when: value
+        return lambda value, at_init: _nat(value, spec, method)
     v, dim = found
-    return lambda value, when: torch._weight_norm((W0 if when == 0 else now)[v], value, dim)
+    operator, start = _nat(torch._weight_norm(W0[v], W0[name], dim), spec, method), rms(W0[name])
+
+    def judged(value: Tensor, at_init: bool) -> float:
+        if at_init:
+            return operator
+        if start > 0:
+            return operator * rms(value) / start
+        return _nat(torch._weight_norm(now[v], value, dim), spec, method)
+
+    return judged
 
 
 def _weight_norm_specs(specs: dict[str, Optional[dict]], param_axes: Optional[Mapping[str, Any]]) -> dict:
-    """A weight norm's g judged by the operator it moves (:func:`_lifted`): v's axes, and the pair."""
+    """A weight norm's g judged by the operator it scales (:func:`_judged`): v's axes, and the pair."""
     for name, spec in list(specs.items()):
         record = (param_axes or {}).get(name)
         site = getattr(record, "weight_norm", None)
@@ -440,7 +454,7 @@ def _one_run(s: _RunSettings, width: int, seed: int, unmeasured: dict[str, str],
                 tracked = [(n, p) for n, p in model.named_parameters() if p.requires_grad] if s.params else []
                 specs = _weight_norm_specs({n: _axes_for(n, p, s.param_axes) for n, p in tracked}, s.param_axes)
                 tracked = [(n, p) for n, p in tracked if specs[n] is not None]
-                shown = dict(tracked)  # a weight norm's g is judged on its v's shape (_lifted)
+                shown = dict(tracked)  # a weight norm's g is judged on its v's shape (_judged)
                 for n, p in tracked:
                     dims.setdefault(n, {})[width] = _matrix_dims(shown[specs[n].get("weight_norm", (n,))[0]], specs[n])
                 W0 = {n: p.detach().clone() for n, p in tracked}
