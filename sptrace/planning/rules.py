@@ -142,7 +142,7 @@ def effective_dims(record: ParamRecord, *, at: str = "model") -> Dims:
     else:
         shape, groups = record.shape, record.groups
         fan_in, fan_out = record.fan_in, record.fan_out
-    if fan_in < 1 or fan_out < 1:
+    if fan_in <= 0 or fan_out <= 0:  # a reference shape may be below 1 (planning/reference.py): only ratios are read
         raise SptraceError(
             f"{record.name}: empty block at the {at} shape (fan_in {fan_in}, fan_out {fan_out}; "
             f"groups {groups}{'; base_groups unset?' if at_base and record.base_groups is None else ''})"

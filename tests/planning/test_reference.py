@@ -31,6 +31,22 @@ def test_at_reference_scales_width_axes_and_depthwise_groups():
 
 
 @pytest.mark.parametrize("family", ["sgd", "adam", "spectral"])
+def test_a_width_axis_smaller_than_the_width_ratio_is_planned(family):
+    """A squeeze-excitation bottleneck (4 channels where the model is 1152 wide: torchvision's
+    EfficientNet-B0) is 0.89 channels at the reference width 256. Only ratios are read, so it is
+    planned as a model built at 256 would have it; before, planning raised "empty block" and the
+    one-line call failed on every torchvision EfficientNet."""
+    squeeze = rec("se.fc1", (4, 1152), (1,), (0,), {0, 1}, Role.HIDDEN)
+    excite = rec("se.fc2", (1152, 4), (1,), (0,), {0, 1}, Role.HIDDEN)
+    records = at_reference([*mlp(1152), squeeze, excite], 256)
+    assert math.isclose(records[-2].base_fan_out, 4 * 256 / 1152)
+    plans = {p.name: p for p in plan(records, family, lr=1e-3)}
+    assert all(math.isfinite(p.lr) and p.lr > 0 for p in plans.values())
+    if family == "adam":  # lr ∝ 1/fan_in from the reference: x 256/1152 and x 256/1152 too
+        assert math.isclose(plans["se.fc1"].lr, 1e-3 * 256 / 1152) and math.isclose(plans["se.fc2"].lr, plans["se.fc1"].lr)
+
+
+@pytest.mark.parametrize("family", ["sgd", "adam", "spectral"])
 def test_the_reference_form_equals_the_base_form_against_a_model_at_the_reference_width(family):
     """A real base at width 64 and the virtual one (reference_width=64) give the same plan."""
     with_base = plan(catalogue(256, 64), family, lr=1e-3)
