@@ -26,8 +26,8 @@ mapping of keyword arguments). Without them, the model says what it takes, in th
    modules such as ReLU, Dropout or Flatten passed over), or, for any other model whose forward
    takes exactly one required argument, its first submodule with parameters of its own, in
    registration order. That layer must be an ``nn.Linear`` (float (2, in_features)), an
-   ``nn.Conv1d/2d/3d`` (float (2, in_channels, L[, L, L]), L large enough for the chain of every
-   conv and pool of the model), an ``nn.ConvTranspose1d/2d/3d`` (float (2, in_channels, 8[, 8, 8]):
+   ``nn.Conv1d/2d/3d`` (float (2, in_channels, L[, L, L]), L the model's own ``image_size``, else
+   large enough for the chain of every conv and pool of the model: :func:`_conv_sides`), an ``nn.ConvTranspose1d/2d/3d`` (float (2, in_channels, 8[, 8, 8]):
    a generator's stem), an ``nn.Embedding`` / ``nn.EmbeddingBag`` (int64 (2, 8) ids below
    num_embeddings: 2 bags of 8 for a bag), an ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU`` or an
    ``nn.MultiheadAttention`` (float (2, 8, features), sequence first unless ``batch_first``: the
@@ -370,37 +370,53 @@ def _timm(model):
 
 def _first_layer(model):
     layer, name = _entry_layer(model)
-    x = None if layer is None else _layer_input(model, layer)
-    if x is None:
-        return None
-    if not x.dtype.is_floating_point:
-        text = f"example_inputs=(torch.randint(0, {layer.num_embeddings}, {tuple(x.shape)}),)"
-    else:
-        text = _expression((x,), {})
-    return (x,), {}, f"the input of its first layer {name} ({type(layer).__name__}): {text}"
+    inputs = [] if layer is None else _layer_inputs(model, layer)
+    tries = []
+    for x in inputs:
+        if not x.dtype.is_floating_point:
+            text = f"example_inputs=(torch.randint(0, {layer.num_embeddings}, {tuple(x.shape)}),)"
+        else:
+            text = _expression((x,), {})
+        tries.append(((x,), {}, f"the input of its first layer {name} ({type(layer).__name__}): {text}"))
+    return _chain(tries)
 
 
-def _layer_input(model, layer: nn.Module) -> Optional[torch.Tensor]:
-    """One batch of what ``layer`` takes (module docstring, rule 4); ``None`` for another layer."""
+def _layer_inputs(model, layer: nn.Module) -> list[torch.Tensor]:
+    """One batch of what ``layer`` takes, in the order to try them (module docstring, rule 4);
+    none for another layer."""
     if isinstance(layer, TABLES):
-        return torch.randint(0, layer.num_embeddings, (BATCH, SEQUENCE), generator=_generator())
-    if isinstance(layer, nn.Linear):
-        shape = (BATCH, layer.in_features)
-    elif type(layer) in CONVS:
+        return [torch.randint(0, layer.num_embeddings, (BATCH, SEQUENCE), generator=_generator())]
+    if type(layer) in CONVS:
         dim = CONVS[type(layer)]
-        side = min(max(MIN_SIDE, _min_side(model, dim)), MAX_SIDE[dim])
-        shape = (BATCH, layer.in_channels, *(side,) * dim)
+        shapes = [(BATCH, layer.in_channels, *(side,) * dim) for side in _conv_sides(model, dim)]
+    elif isinstance(layer, nn.Linear):
+        shapes = [(BATCH, layer.in_features)]
     elif type(layer) in TRANSPOSED_CONVS:  # any side fits: a transposed conv only grows it
-        shape = (BATCH, layer.in_channels, *(MIN_SIDE,) * TRANSPOSED_CONVS[type(layer)])
+        shapes = [(BATCH, layer.in_channels, *(MIN_SIDE,) * TRANSPOSED_CONVS[type(layer)])]
     elif isinstance(layer, (nn.RNNBase, nn.MultiheadAttention)):
         features = layer.input_size if isinstance(layer, nn.RNNBase) else layer.embed_dim
-        shape = (BATCH, SEQUENCE, features) if layer.batch_first else (SEQUENCE, BATCH, features)
+        shapes = [(BATCH, SEQUENCE, features) if layer.batch_first else (SEQUENCE, BATCH, features)]
     elif isinstance(layer, NORMS) and layer.normalized_shape:
-        shape = (BATCH, *layer.normalized_shape)
+        shapes = [(BATCH, *layer.normalized_shape)]
     else:
-        return None
+        return []
     dtype = next((p.dtype for p in layer.parameters()), _float_dtype(model))
-    return torch.randn(*shape, generator=_generator()).to(dtype)
+    return [torch.randn(*shape, generator=_generator()).to(dtype) for shape in shapes]
+
+
+def _conv_sides(model, dim: int) -> list[int]:
+    """The input side for a model whose first layer is a conv: the model's own ``image_size`` where
+    it has one (torchvision's ViT checks it), else one that every conv and pool fits, at most
+    :data:`MAX_SIDE`; where that cap cuts the estimate, the estimate up to twice the cap follows
+    (torchvision's Inception v3: 395 estimated, its auxiliary head needs 299)."""
+    own = getattr(model, "image_size", None)
+    if dim == 2 and _is_size(own):
+        return [own]
+    estimate = max(MIN_SIDE, _min_side(model, dim))
+    sides = [min(estimate, MAX_SIDE[dim])]
+    if estimate > MAX_SIDE[dim]:
+        sides.append(min(estimate, 2 * MAX_SIDE[dim]))
+    return sides
 
 
 def _entry_layer(model) -> tuple[Optional[nn.Module], str]:

@@ -172,7 +172,7 @@ ELEMENTWISE_UNARY = {
     "floor", "ceil", "trunc", "frac", "logical_not", "isnan", "isinf", "type_as", "_conj",
     "positive", "cumsum", "cumprod", "roll", "flip", "dropout_", "threshold", "prelu", "gelu_",
     "_assert_tensor_metadata", "_functional_assert_async", "sort", "topk", "real", "imag", "conj", "conj_physical",
-    "resolve_conj", "resolve_neg",
+    "resolve_conj", "resolve_neg", "zero",  # zero: x.zero_() of a slice (Swin V2 zeroes the key's part of its qkv bias)
 }
 # Elementwise in shape, but each output entry mixes entries along an axis: fine on activations,
 # never a way to carry a parameter's own axes to a use.

@@ -295,6 +295,35 @@ def test_recurrent_attention_norm_and_transposed_first_layers(model, shape):
     assert not opt.sptrace.trace.unclassified
 
 
+class FixedSizeViT(nn.Module):
+    """A patch-embedding conv that checks the image size it was built for, as torchvision's ViT does
+    (``self.image_size``; before, the one-line call tried 16x16 images and failed)."""
+
+    def __init__(self, image_size=32):
+        super().__init__()
+        self.image_size = image_size
+        self.patch, self.head = nn.Conv2d(3, 16, 16, stride=16), nn.Linear(16, 4)
+
+    def forward(self, x):
+        assert x.shape[-1] == self.image_size, f"Wrong image height! Expected {self.image_size}"
+        return self.head(self.patch(x).flatten(2).mean(-1))
+
+
+def test_a_model_s_own_image_size_comes_first():
+    assert resolve_example_inputs(FixedSizeViT()).args[0].shape == (2, 3, 32, 32)
+    assert not sptrace.parametrize(FixedSizeViT(), "adam").sptrace.trace.unclassified
+
+
+def test_a_conv_chain_past_the_cap_is_tried_at_its_own_estimate():
+    """The side is capped at 256 to stay cheap; a chain that needs more (torchvision's Inception v3:
+    its auxiliary head needs 299) is tried next at its estimate, up to 512."""
+    model = nn.Sequential(nn.Conv2d(3, 8, 300), nn.Flatten(), nn.Linear(8, 2))
+    found = resolve_example_inputs(model)
+    assert found.args[0].shape == (2, 3, 256, 256) and found.fallback.args[0].shape == (2, 3, 300, 300)
+    assert "torch.randn(2, 3, 300, 300)" in next(w for w in sptrace.parametrize(model, "adam").sptrace.warnings
+                                                 if "inferred" in w)
+
+
 def test_small_conv_gets_at_least_eight():
     found = resolve_example_inputs(nn.Sequential(nn.Conv2d(2, 4, 1), nn.Conv2d(4, 1, 1)))
     assert found.args[0].shape == (2, 2, 8, 8)

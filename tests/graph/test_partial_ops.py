@@ -44,6 +44,28 @@ def test_expand_as_bias_is_a_bias(route):
     assert _row(traced["shift"]) == ("vector", "bias", (), (0,), (0,))
 
 
+class KeyBiasZeroed(nn.Module):
+    """torchvision's Swin V2 attention: the packed qkv bias cloned, its key third zeroed in place
+    (``b[n:2n].zero_()``), then used by the projection. Before, ``zero`` was an unknown op, the bias
+    was reported as mixed by it, and left unclassified (swin_v2_t: 12 biases)."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.inp, self.qkv, self.head = nn.Linear(16, n), nn.Linear(n, 3 * n), nn.Linear(3 * n, 10)
+
+    def forward(self, x):
+        bias = self.qkv.bias.clone()
+        bias[bias.numel() // 3: 2 * bias.numel() // 3].zero_()
+        return self.head(torch.relu(F.linear(self.inp(x), self.qkv.weight, bias)))
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_a_bias_with_a_slice_zeroed_in_place_is_a_bias(route):
+    traced = sptrace.trace(KeyBiasZeroed(64), torch.randn(3, 16), routes=(route,))
+    assert not traced.unclassified
+    assert _row(traced["qkv.bias"]) == ("vector", "bias", (), (0,), (0,))
+
+
 class MaskCastLikeHidden(nn.Module):
     """A padding mask cast to the hidden states' dtype (``mask.type_as(h)``, Funnel Transformer's
     encoder) and applied to them. ``type_as`` reads only ``h``'s dtype, so none of ``h``'s axes is
