@@ -76,7 +76,8 @@ def weight_norm_rules(records: list[ParamRecord], rules: Mapping[str, Rule], zer
         if rule.optimizer == "sgd":
             out[v.name] = replace(rules[v.name], citation=f"{rules[v.name].citation}; {C_NOT_ZERO}")
         else:
-            out[g.name] = replace(out[g.name], init_kind="zeros", citation=f"{out[g.name].citation}; {C_ZERO_G}")
+            cites = out[g.name].citation.replace(f"; {C_NORM}", "")
+            out[g.name] = replace(out[g.name], init_kind="zeros", citation=f"{cites}; {C_ZERO_G}")
     return out
 
 
