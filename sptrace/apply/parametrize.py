@@ -175,7 +175,15 @@ def _planned(model, optimizer, lr, example_inputs, base, init, form, reference_w
     _warn_unplanned(traced)
     return Plan(plans, {n: tuple(p.shape) for n, p in model.named_parameters(remove_duplicate=False)}, multipliers,
                 _optimizer_name(optimizer), family, lr, dict(optimizer_kwargs),
-                list(traced.warnings) + plan_warnings(plans) + notes, factory=factory, trace=own_trace)
+                _warnings(traced, plans) + notes, factory=factory, trace=own_trace)
+
+
+def _warnings(traced: Trace, plans) -> list[str]:
+    """The trace's warnings and the plan's, one line per unclassified parameter: the plan's line
+    (reason and consequence) replaces the trace's (reason alone)."""
+    planned = plan_warnings(plans)
+    said = tuple(f"{line.split(': unclassified (', 1)[0]}: unclassified: " for line in planned)
+    return [w for w in traced.warnings if not w.startswith(said)] + planned if said else list(traced.warnings)
 
 
 def _warn_unplanned(traced: Trace) -> None:
@@ -250,7 +258,7 @@ def plan_report(traced: Trace, model: torch.nn.Module, optimizer: str = "adam", 
     plans = plan_records(traced.records, optimizer_family(optimizer), lr=lr, **options)
     columns = _plan_columns(traced, plans)
     _add_measured(columns, traced, model)
-    return render(traced, format, columns, list(traced.warnings) + plan_warnings(plans))
+    return render(traced, format, columns, _warnings(traced, plans))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -467,3 +467,22 @@ def test_parameters_left_unplanned_are_named_in_one_warning_at_the_caller_s_line
     with warnings.catch_warnings():
         warnings.simplefilter("error", sptrace.SptraceWarning)
         sptrace.parametrize(nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 2)), "adam")
+
+
+def test_an_unclassified_parameter_is_one_warning_line():
+    """The plan's line (why, and what the parameter gets) replaces the trace's (why): before, the
+    report listed every unclassified parameter twice."""
+
+    class Prototypes(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc, self.protos = nn.Linear(8, 32), nn.Parameter(torch.randn(5, 32))
+
+        def forward(self, x):
+            return -torch.cdist(self.fc(x), self.protos)  # cdist: an op sptrace does not classify
+
+    with pytest.warns(sptrace.SptraceWarning):
+        opt = sptrace.parametrize(Prototypes(), "adam", example_inputs=(torch.randn(2, 8),))
+    (line,) = [w for w in opt.sptrace.warnings if w.startswith("protos")]
+    assert "cdist" in line and line.endswith("library-default init and the plain lr 0.001")
+    assert opt.sptrace.report().count("- protos:") == 1
