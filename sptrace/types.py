@@ -1,8 +1,8 @@
 """The typed records that flow between sptrace's pipeline stages, all in one place.
 
     graph    capture -> CapturedGraph; uses -> UseAnalysis (ParamUse, OpAxes); axes -> AxisLabels;
-             attention -> AttentionSite; constants -> ForwardConstant; trace gathers ParamFacts ->
-             classify -> ParamRecord
+             attention -> AttentionSite; constants -> ForwardConstant; weightnorm -> WeightNormSite;
+             trace gathers ParamFacts -> classify -> ParamRecord
     planning ParamRecord -> Dims -> Rule -> ParamPlan (Layout, ForwardMultiplier)
     apply    ParamPlan -> in-place init, Multiplier (forward hooks), optimizer param groups
 
