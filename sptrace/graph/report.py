@@ -60,6 +60,8 @@ def _row(r, extra: Mapping[str, str], extra_columns: Sequence[str]) -> list:
     use_text = f"{use.op}({use.arg})" + (f" +{len(r.uses) - 1}" if len(r.uses) > 1 else "") if use else "-"
     if r.forward_constant is not None:
         use_text += f", {r.forward_constant.text}"
+    if r.weight_norm is not None:  # W = g v/|v|: which factor, over which dim
+        use_text += f", weight norm's {'v' if r.name == r.weight_norm.v else 'g'} (dim {r.weight_norm.dim})"
     width = ",".join(str(a) for a in r.width_dims) or "-"
     space = f"{r.input_space.value}->{r.output_space.value}"
     return [
@@ -105,8 +107,9 @@ def _as_json(trace, columns: Mapping[str, Mapping[str, str]], warnings: Sequence
 def _record_json(r, columns) -> dict:
     out = dict(asdict(r), width_dims=list(r.width_dims), fan_in=r.fan_in, fan_out=r.fan_out,
                annotations=dict(columns.get(r.name, {})))
-    if out["forward_constant"] is None:  # present only where the forward scales the parameter
-        del out["forward_constant"]
+    for key in ("forward_constant", "weight_norm"):  # present only where the forward scales it / it is a factor
+        if out[key] is None:
+            del out[key]
     return out
 
 
