@@ -35,6 +35,13 @@ def every_parameter_reached(opt) -> bool:
     return not any("never reached" in w for w in opt.sptrace.warnings)
 
 
+def planned_whole(model):
+    """The one-line call on ``model``, every parameter reached and classified."""
+    opt = sptrace.parametrize(model, "adam")
+    assert not opt.sptrace.trace.unclassified and every_parameter_reached(opt)
+    return opt
+
+
 def inferred(opt) -> str:
     return next(w for w in opt.sptrace.warnings if w.startswith("example inputs inferred"))
 
@@ -45,8 +52,7 @@ def test_whisper_gets_features_of_its_config_and_decoder_ids():
     found = resolve_example_inputs(model)
     assert found.kwargs["input_features"].shape == (2, 8, 32)  # features by twice max_source_positions
     assert torch.equal(found.kwargs["decoder_input_ids"], torch.ones(2, 4, dtype=torch.long))  # the start id
-    opt = sptrace.parametrize(model, "adam")
-    assert not opt.sptrace.trace.unclassified and every_parameter_reached(opt)
+    opt = planned_whole(model)
     assert "audio features of the config's size with decoder ids" in inferred(opt)
 
 
@@ -57,8 +63,7 @@ def test_speech2text_takes_frames_first_the_fallback():
     found = resolve_example_inputs(model)
     assert found.kwargs["input_features"].shape == (2, 8, 64)
     assert found.fallback.kwargs["input_features"].shape == (2, 64, 8)
-    opt = sptrace.parametrize(model, "adam")
-    assert not opt.sptrace.trace.unclassified and every_parameter_reached(opt)
+    opt = planned_whole(model)
     assert "'input_features': torch.randn(2, 64, 8)" in inferred(opt)
 
 
@@ -77,8 +82,7 @@ def test_a_spectrogram_model_gets_a_spectrogram_of_its_config():
         hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, max_length=48,
         num_mel_bins=24, patch_size=16))
     assert resolve_example_inputs(model).kwargs["input_values"].shape == (2, 48, 24)
-    opt = sptrace.parametrize(model, "adam")
-    assert not opt.sptrace.trace.unclassified and every_parameter_reached(opt)
+    opt = planned_whole(model)
 
 
 class Codec(nn.Module):
@@ -106,8 +110,7 @@ def test_a_video_model_gets_frames_of_its_config(kind):
     config = getattr(transformers, f"{kind}Config")(**VISION, patch_size=8, num_frames=4)
     model = getattr(transformers, f"{kind}Model")(config)
     assert resolve_example_inputs(model).kwargs["pixel_values"].shape == (2, 4, 3, 16, 16)
-    opt = sptrace.parametrize(model, "adam")
-    assert not opt.sptrace.trace.unclassified and every_parameter_reached(opt)
+    opt = planned_whole(model)
     assert "video of the config's num_frames" in inferred(opt)
 
 
@@ -135,8 +138,7 @@ def test_an_encoder_decoder_gets_decoder_ids_beside_its_dummy_text(kind):
     model = getattr(transformers, f"{kind}Model")(config)
     found = resolve_example_inputs(model)
     assert torch.equal(found.kwargs["decoder_input_ids"], model.dummy_inputs["input_ids"])  # valid ids
-    opt = sptrace.parametrize(model, "adam")
-    assert not opt.sptrace.trace.unclassified and every_parameter_reached(opt)
+    opt = planned_whole(model)
     assert "the Hugging Face dummy_inputs with decoder ids" in inferred(opt)
 
 
@@ -154,8 +156,7 @@ def test_a_time_series_model_gets_a_series_of_its_config(kind):
     config = getattr(transformers, f"{kind}Config")(d_model=32, context_length=24, num_input_channels=3)
     model = getattr(transformers, f"{kind}Model")(config)
     assert resolve_example_inputs(model).kwargs["past_values"].shape == (2, 24, 3)
-    opt = sptrace.parametrize(model, "adam")
-    assert not opt.sptrace.trace.unclassified and every_parameter_reached(opt)
+    opt = planned_whole(model)
 
 
 class MakesItsOwnDecoderIds(nn.Module):
