@@ -7,9 +7,9 @@ mapping of keyword arguments). Without them, the model says what it takes, in th
 1. its own ``example_inputs()`` method;
 2. a Hugging Face model (duck-typed: a ``dummy_inputs`` mapping of tensors, passed by keyword, when
    it holds the model's ``main_input_name``; a text model whose forward also takes ``pixel_values``
-   gets images of its ``vision_config``'s size beside the text, one per text of the batch, with the
-   text alone as the fallback where the model does not run on both: images that must match image
-   tokens in the text). Where the dummy does not hold the main input, the main input is made from
+   gets images of its ``vision_config``'s size beside the text, one per text of the batch, each text
+   first led by the image tokens the model's ``get_image_features`` says an image fills (LLaVA,
+   PaliGemma: :func:`_with_image_tokens`), with the text alone as the last fallback). Where the dummy does not hold the main input, the main input is made from
    the config: ``pixel_values`` as 2 random images of its ``num_channels`` and ``image_size``, or
    video of ``num_frames`` of them; ``input_values`` as one second of audio at its
    ``sampling_rate`` (by ``audio_channels`` where it has them) or a spectrogram of its
@@ -45,6 +45,7 @@ init that follows) is the same as with explicit inputs.
 """
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from typing import Any, NamedTuple, Optional
 
@@ -75,6 +76,7 @@ ENCODER_POSITIONS = 4  # a few encoder positions: the cross-attention's weights 
 # config fields with the width of the states the cross-attention reads, where it is not the model's own
 ENCODER_DIM_FIELDS = ("cross_attention_hidden_size", "encoder_hidden_size")
 DECODER_INPUTS = ("decoder_input_ids", "decoder_inputs_embeds")
+IMAGE_TOKEN_FIELDS = ("image_token_id", "image_token_index")  # the config's id of the token an image feature fills
 DECODER_POSITIONS = 4  # decoder ids beside audio or images: a few positions
 SAMPLING_RATE = 16000  # one second of audio where the config gives no sampling_rate (speech models' rate)
 MAX_AUDIO_FRAMES = 4096  # frames of a spectrogram or of features: above it, a CPU-cheap default instead
@@ -208,7 +210,64 @@ def _dummy_text(model, dummy: dict):
     images = _config_images(model, batch) if takes_images and "pixel_values" not in text else None
     if images is not None:
         tries.insert(0, ({**text, "pixel_values": images}, tries[0][1] + " and images of the config's size"))
+        tokens = _with_image_tokens(model, text, images)
+        if tokens is not None:
+            tries.insert(0, (tokens, tries[0][1] + ", each text led by the image's tokens"))
     return _chain([((), kwargs, f"{what} ({_expression((), kwargs)})") for kwargs, what in tries])
+
+
+def _with_image_tokens(model, text: dict, images: torch.Tensor) -> Optional[dict]:
+    """The text led by one image's worth of image tokens, beside the images, for a model whose text
+    must hold a token per image feature (LLaVA, PaliGemma, InternVL: the config's ``image_token_id``):
+    as many as the model's own ``get_image_features`` gives an image, run once in eval mode without
+    gradients (every module's mode restored); ``image_sizes`` too where it takes them (LLaVA-NeXT).
+    ``None`` where the model says none of this or the probe fails."""
+    config, ids = getattr(model, "config", None), text.get("input_ids")
+    token = next((getattr(config, f) for f in IMAGE_TOKEN_FIELDS if _is_size(getattr(config, f, None))), None)
+    probe = getattr(model, "get_image_features", None)
+    if token is None or not callable(probe) or not isinstance(ids, torch.Tensor) or ids.dim() != 2:
+        return None
+    extra = {}
+    if "image_sizes" in _parameter_names(probe):
+        extra["image_sizes"] = torch.tensor([list(images.shape[-2:])] * images.shape[0], device=images.device)
+    modes = {m: m.training for m in model.modules()}
+    try:
+        model.eval()
+        with torch.no_grad():
+            count = _features_per_image(probe(pixel_values=images.to(_device(model)), **extra), images.shape[0])
+    except Exception:  # noqa: BLE001 - a probe that fails is not a source (the other tries follow)
+        return None
+    finally:
+        for module, training in modes.items():
+            module.training = training
+    if not count:
+        return None
+    lead = lambda t, value: torch.cat([torch.full((t.shape[0], count), value, dtype=t.dtype, device=t.device), t], 1)  # noqa: E731
+    out = {"input_ids": lead(ids, token), "pixel_values": images, **extra}
+    if isinstance(text.get("attention_mask"), torch.Tensor):
+        out["attention_mask"] = lead(text["attention_mask"], 1)
+    return out
+
+
+def _features_per_image(out, batch: int) -> Optional[int]:
+    """How many features ``get_image_features`` made for each image: its ``pooler_output`` (the
+    projected features, where it returns a model output) or its tensor, ``(batch, n, d)``, ``(batch
+    · n, d)`` or a list of ``(n, d)``."""
+    if not isinstance(out, (torch.Tensor, list, tuple)):
+        pooled = getattr(out, "pooler_output", None)
+        out = pooled if pooled is not None else getattr(out, "last_hidden_state", None)
+    if isinstance(out, (list, tuple)) and out and isinstance(out[0], torch.Tensor) and out[0].dim() == 2:
+        return int(out[0].shape[0])
+    if isinstance(out, torch.Tensor) and out.dim() in (2, 3):
+        return int(out.shape[1]) if out.dim() == 3 else int(out.shape[0]) // batch
+    return None
+
+
+def _parameter_names(function) -> set:
+    try:
+        return set(inspect.signature(function).parameters)
+    except (TypeError, ValueError):
+        return set()
 
 
 def _dummy_source(dummy: dict, kwargs: dict) -> str:

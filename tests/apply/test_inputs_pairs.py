@@ -56,3 +56,60 @@ def test_hugging_face_bridgetower_runs_on_its_inferred_inputs():
     assert found.kwargs["pixel_values"].shape[0] == found.kwargs["input_ids"].shape[0], found.source
     with torch.no_grad():
         model(**found.kwargs)
+
+
+class ImageTokens(nn.Module):
+    """A Hugging Face-like vision-language model whose text must hold one image token per image
+    feature (LLaVA, PaliGemma, InternVL), found through the config's ``image_token_id`` and the
+    model's ``get_image_features``."""
+    main_input_name = "input_ids"
+    FEATURES = 4  # per image: a 2x2 grid of patches
+
+    def __init__(self, width=32):
+        super().__init__()
+        self.config = SimpleNamespace(image_token_id=19, vision_config=SimpleNamespace(image_size=8, num_channels=3))
+        self.embed, self.patch = nn.Embedding(20, width), nn.Conv2d(3, width, 4, stride=4)
+        self.head = nn.Linear(width, 20)
+
+    @property
+    def dummy_inputs(self):
+        return {"input_ids": torch.tensor([[1, 2, 3], [4, 5, 6]])}
+
+    def get_image_features(self, pixel_values):
+        return self.patch(pixel_values).flatten(2).transpose(1, 2)  # (images, FEATURES, width)
+
+    def forward(self, input_ids, pixel_values=None):
+        h = self.embed(input_ids)
+        if pixel_values is not None:
+            at = input_ids == self.config.image_token_id
+            features = self.get_image_features(pixel_values).reshape(-1, h.shape[-1])
+            if int(at.sum()) != features.shape[0]:
+                raise ValueError(f"Image features and image tokens do not match: tokens {int(at.sum())}, "
+                                 f"features {features.shape[0]}")
+            h = h.masked_scatter(at[..., None], features)
+        return self.head(h)
+
+
+def test_a_text_that_must_hold_image_tokens_gets_them():
+    """Before, the images beside the dummy text failed (no image tokens), the text alone was traced,
+    and the vision tower was left out of the plan (the HF scan's LLaVA-style types)."""
+    model = ImageTokens()
+    rng = torch.get_rng_state()
+    found = resolve_example_inputs(model)
+    assert torch.equal(torch.get_rng_state(), rng) and model.training  # the probe: eval, no gradient, restored
+    ids = found.kwargs["input_ids"]
+    assert ids.shape == (2, 4 + 3) and (ids[:, :4] == 19).all() and found.kwargs["pixel_values"].shape == (2, 3, 8, 8)
+    opt = sptrace.parametrize(ImageTokens(), "adam")
+    assert not opt.sptrace.trace.unclassified and opt.sptrace.trace["patch.weight"].role.value == "input"
+    assert any("each text led by the image's tokens" in w for w in opt.sptrace.warnings)
+
+
+def test_hugging_face_paligemma_s_vision_tower_is_planned():
+    transformers = pytest.importorskip("transformers")
+    tower = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2)
+    config = transformers.PaliGemmaConfig(
+        vision_config=dict(tower, image_size=32, patch_size=8), projection_dim=32,
+        text_config=dict(tower, vocab_size=80, num_key_value_heads=1, head_dim=16), image_token_index=79)
+    opt = sptrace.parametrize(transformers.PaliGemmaModel(config), "adam")
+    assert not opt.sptrace.trace.unclassified
+    assert any("each text led by the image's tokens" in w for w in opt.sptrace.warnings)
