@@ -92,7 +92,7 @@ class ImageTokens(nn.Module):
 
 def test_a_text_that_must_hold_image_tokens_gets_them():
     """Before, the images beside the dummy text failed (no image tokens), the text alone was traced,
-    and the vision tower was left out of the plan (the HF scan's LLaVA-style types)."""
+    and the vision tower was left out of the plan (HF Mistral 3 in the catalog's build: 24 tensors)."""
     model = ImageTokens()
     rng = torch.get_rng_state()
     found = resolve_example_inputs(model)
@@ -104,7 +104,9 @@ def test_a_text_that_must_hold_image_tokens_gets_them():
     assert any("each text led by the image's tokens" in w for w in opt.sptrace.warnings)
 
 
-def test_hugging_face_paligemma_s_vision_tower_is_planned():
+def test_hugging_face_paligemma_s_text_holds_the_image_tokens():
+    """PaliGemma also runs on images without their tokens (its vision tower traced, its features
+    unused); with them, the features reach the text as in use."""
     transformers = pytest.importorskip("transformers")
     tower = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2)
     config = transformers.PaliGemmaConfig(
