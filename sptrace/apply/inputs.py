@@ -45,14 +45,13 @@ init that follows) is the same as with explicit inputs.
 """
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 from typing import Any, NamedTuple, Optional
 
 import torch
 from torch import nn
 
-from ..graph.trace import forward_parameters, forward_signature
+from ..graph.trace import forward_parameters, forward_signature, modes_restored, signature_parameters
 from ..types import SptraceError
 
 BATCH = 2
@@ -175,7 +174,7 @@ def _device(model) -> torch.device:
 
 def _images(model, channels: int, size, batch: int = BATCH) -> torch.Tensor:
     sides = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
-    return torch.randn(batch, int(channels), *map(int, sides), generator=_generator()).to(_float_dtype(model))
+    return _random(model, batch, int(channels), *map(int, sides))
 
 
 def _hugging_face(model):
@@ -205,7 +204,7 @@ def _dummy_text(model, dummy: dict):
     if len(tries[0][0]) == len(plain):
         tries.pop()
     text = tries[0][0]
-    takes_images = "pixel_values" in {p.name for p in forward_parameters(model) or []}
+    takes_images = "pixel_values" in _forward_names(model)
     batch = next((t.shape[0] for t in text.values() if t.dim()), BATCH)  # the text's: one batch of pairs
     images = _config_images(model, batch) if takes_images and "pixel_values" not in text else None
     if images is not None:
@@ -228,18 +227,14 @@ def _with_image_tokens(model, text: dict, images: torch.Tensor) -> Optional[dict
     if token is None or not callable(probe) or not isinstance(ids, torch.Tensor) or ids.dim() != 2:
         return None
     extra = {}
-    if "image_sizes" in _parameter_names(probe):
+    if "image_sizes" in {p.name for p in signature_parameters(probe) or []}:
         extra["image_sizes"] = torch.tensor([list(images.shape[-2:])] * images.shape[0], device=images.device)
-    modes = {m: m.training for m in model.modules()}
     try:
-        model.eval()
-        with torch.no_grad():
+        with modes_restored(model), torch.no_grad():
+            model.eval()
             count = _features_per_image(probe(pixel_values=images.to(_device(model)), **extra), images.shape[0])
     except Exception:  # noqa: BLE001 - a probe that fails is not a source (the other tries follow)
         return None
-    finally:
-        for module, training in modes.items():
-            module.training = training
     if not count:
         return None
     lead = lambda t, value: torch.cat([torch.full((t.shape[0], count), value, dtype=t.dtype, device=t.device), t], 1)  # noqa: E731
@@ -261,13 +256,6 @@ def _features_per_image(out, batch: int) -> Optional[int]:
     if isinstance(out, torch.Tensor) and out.dim() in (2, 3):
         return int(out.shape[1]) if out.dim() == 3 else int(out.shape[0]) // batch
     return None
-
-
-def _parameter_names(function) -> set:
-    try:
-        return set(inspect.signature(function).parameters)
-    except (TypeError, ValueError):
-        return set()
 
 
 def _dummy_source(dummy: dict, kwargs: dict) -> str:
@@ -351,6 +339,10 @@ def _audio_features(model, config) -> list:
     return [_random(model, BATCH, features, frames), _random(model, BATCH, frames, features)]
 
 
+def _forward_names(model) -> set[str]:
+    return {p.name for p in forward_parameters(model) or []}
+
+
 def _random(model, *shape) -> torch.Tensor:
     return torch.randn(*shape, generator=_generator()).to(_float_dtype(model))
 
@@ -362,7 +354,7 @@ def with_decoder_ids(model: nn.Module, kwargs: dict) -> dict:
     ids are the dummy text's own (valid ids), or :data:`DECODER_POSITIONS` of the config's
     ``decoder_start_token_id`` (0 where it has none) beside audio or images."""
     config = getattr(model, "config", None)
-    names = {p.name for p in forward_parameters(model) or []}
+    names = _forward_names(model)
     if not getattr(config, "is_encoder_decoder", False) or "decoder_input_ids" not in names \
             or any(n in kwargs for n in DECODER_INPUTS):
         return kwargs
@@ -398,7 +390,7 @@ def with_encoder_states(model: nn.Module, args: tuple, kwargs: dict) -> tuple[tu
     model has no cross-attention (``add_cross_attention=False``: BERT-style models that only may be
     decoders) or is an encoder-decoder (``is_encoder_decoder``: its own encoder computes the states,
     and given states would skip it)."""
-    names = {p.name for p in forward_parameters(model) or []}
+    names = _forward_names(model)
     name = next((n for n in ENCODER_STATES if n in names), None)
     config = getattr(model, "config", None)
     if name is None or any(n in kwargs for n in ENCODER_STATES) or getattr(config, "add_cross_attention", None) is False \

@@ -181,9 +181,8 @@ def _planned(model, optimizer, lr, example_inputs, base, init, form, reference_w
 def _warnings(traced: Trace, plans) -> list[str]:
     """The trace's warnings and the plan's, one line per unclassified parameter: the plan's line
     (reason and consequence) replaces the trace's (reason alone)."""
-    planned = plan_warnings(plans)
-    said = tuple(f"{line.split(': unclassified (', 1)[0]}: unclassified: " for line in planned)
-    return [w for w in traced.warnings if not w.startswith(said)] + planned if said else list(traced.warnings)
+    said = tuple(f"{p.name}: unclassified: " for p in plans if p.warning)
+    return [w for w in traced.warnings if not w.startswith(said)] + plan_warnings(plans)
 
 
 def _warn_unplanned(traced: Trace) -> None:

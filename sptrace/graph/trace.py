@@ -195,12 +195,9 @@ def _with_the_other_mode(result: Trace, model: torch.nn.Module, trace_again: Cal
     records = [found.get(r.name, r) for r in result.records]
     sites = {site.module for site in result.attention}
     attention = result.attention + [site for site in other.attention if site.module not in sites]
-    unreached = _never_used_warning(missing)
-    warnings = [w for w in result.warnings if w not in unreached]
-    warnings += _never_used_warning([r.name for r in records if r.problem == NEVER_USED])
-    warnings.append(f"{len(found)} parameters the forward reaches only in {other_mode} mode are classified from a "
-                    f"capture in {other_mode} mode: {_listed(list(found))}")
-    return replace(result, records=records, attention=attention, warnings=warnings)
+    return _reclassified(result, records, attention,
+                         f"{len(found)} parameters the forward reaches only in {other_mode} mode are classified "
+                         f"from a capture in {other_mode} mode: {_listed(list(found))}")
 
 
 def _with_identical_siblings(result: Trace, model: torch.nn.Module) -> Trace:
@@ -209,26 +206,39 @@ def _with_identical_siblings(result: Trace, model: torch.nn.Module) -> Trace:
     copied = from_identical_siblings(model, result.records, result.attention)
     if copied is None:
         return result
+    pairs = [f"{child} as {sibling}" for child, sibling in copied.sources.items()]
+    return _reclassified(result, copied.records, copied.attention,
+                         f"{len(pairs)} modules the forward does not reach on these inputs are classified as an "
+                         f"identical sibling it reaches (a router that sent them no token, docs/parametrize.md "
+                         f"\"Parameters the inputs never reach\"): {_listed(pairs)}")
+
+
+def _reclassified(result: Trace, records: list[ParamRecord], attention: list[AttentionSite], line: str) -> Trace:
+    """``result`` with some never-reached parameters classified after all: the never-used warning
+    names those still unreached, and ``line`` says how the others were classified."""
     unreached = _never_used_warning([r.name for r in result.records if r.problem == NEVER_USED])
     warnings = [w for w in result.warnings if w not in unreached]
-    warnings += _never_used_warning([r.name for r in copied.records if r.problem == NEVER_USED])
-    pairs = [f"{child} as {sibling}" for child, sibling in copied.sources.items()]
-    warnings.append(f"{len(pairs)} modules the forward does not reach on these inputs are classified as an identical "
-                    f"sibling it reaches (a router that sent them no token, docs/parametrize.md \"Parameters the "
-                    f"inputs never reach\"): {_listed(pairs)}")
-    return replace(result, records=copied.records, attention=copied.attention, warnings=warnings)
+    warnings += _never_used_warning([r.name for r in records if r.problem == NEVER_USED])
+    return replace(result, records=records, attention=attention, warnings=[*warnings, line])
 
 
 @contextmanager
-def _in_the_other_mode(model: torch.nn.Module) -> Iterator[None]:
-    """``model.train(not model.training)``, then every module's own mode back."""
+def modes_restored(model: torch.nn.Module) -> Iterator[None]:
+    """Every module's own train/eval mode back after the block, whatever the block set."""
     modes = {module: module.training for module in model.modules()}
-    model.train(not model.training)
     try:
         yield
     finally:
         for module, training in modes.items():
             module.training = training
+
+
+@contextmanager
+def _in_the_other_mode(model: torch.nn.Module) -> Iterator[None]:
+    """``model.train(not model.training)``, then every module's own mode back."""
+    with modes_restored(model):
+        model.train(not model.training)
+        yield
 
 
 def _shortcut_runs(model, args, kwargs, base, delta, width_overrides, routes) -> list[Run]:
@@ -298,8 +308,13 @@ def forward_signature(model: torch.nn.Module) -> str:
 
 def forward_parameters(model: torch.nn.Module) -> Optional[list[inspect.Parameter]]:
     """The parameters of the model's forward (None where Python cannot read its signature)."""
+    return signature_parameters(model.forward)
+
+
+def signature_parameters(function: Callable) -> Optional[list[inspect.Parameter]]:
+    """The parameters of ``function`` (None where Python cannot read its signature)."""
     try:
-        return list(inspect.signature(model.forward).parameters.values())
+        return list(inspect.signature(function).parameters.values())
     except (TypeError, ValueError):
         return None
 
