@@ -24,24 +24,29 @@ mapping of keyword arguments). Without them, the model says what it takes, in th
 4. the layer that first takes the input, where the model's structure says which one that is: the
    first module of an ``nn.Sequential`` (nested Sequentials entered, parameter-free elementwise
    modules such as ReLU, Dropout or Flatten passed over), or, for any other model whose forward
-   takes exactly one required argument, its first submodule with parameters of its own, in
-   registration order. That layer must be an ``nn.Linear`` (float (2, in_features)), an
-   ``nn.Conv1d/2d/3d`` (float (2, in_channels, L[, L, L]), L the model's own ``image_size``, else
-   large enough for the chain of every conv and pool of the model: :func:`_conv_sides`), an ``nn.ConvTranspose1d/2d/3d`` (float (2, in_channels, 8[, 8, 8]):
-   a generator's stem), an ``nn.Embedding`` / ``nn.EmbeddingBag`` (int64 (2, 8) ids below
-   num_embeddings: 2 bags of 8 for a bag), an ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU`` or an
-   ``nn.MultiheadAttention`` (float (2, 8, features), sequence first unless ``batch_first``: the
-   first layer of ``nn.TransformerEncoder``), or an ``nn.LayerNorm`` / ``nn.RMSNorm`` (float (2,
-   *normalized_shape)).
+   takes exactly one required argument, its submodules with parameters of their own, in
+   registration order: the first of a type below gives the input, and the next ones' inputs (each
+   distinct input once, at most :data:`MAX_ENTRY_TRIES` in all) are the fallbacks, for a model
+   whose input goes to a layer registered later (a LoRA adapter's base registered before the
+   embedding, a hypernetwork's generator run on a parameter); modules of other types are passed
+   over. The types: an ``nn.Linear`` (float (2, in_features)), an ``nn.Conv1d/2d/3d`` (float (2,
+   in_channels, L[, L, L]), L the model's own ``image_size``, else large enough for the chain of
+   every conv and pool of the model: :func:`_conv_sides`), an ``nn.ConvTranspose1d/2d/3d`` (float
+   (2, in_channels, 8[, 8, 8]): a generator's stem), an ``nn.Embedding`` / ``nn.EmbeddingBag``
+   (int64 (2, 8) ids below num_embeddings: 2 bags of 8 for a bag), an ``nn.RNN`` / ``nn.LSTM`` /
+   ``nn.GRU`` or an ``nn.MultiheadAttention`` (float (2, 8, features), sequence first unless
+   ``batch_first``: the first layer of ``nn.TransformerEncoder``), or an ``nn.LayerNorm`` /
+   ``nn.RMSNorm`` (float (2, *normalized_shape)).
 
 A model wrapped by ``torch.compile``, ``nn.DataParallel`` or ``DistributedDataParallel`` is asked
 through the wrapper (:func:`unwrapped`): the wrapper's forward is ``*args, **kwargs``.
 
 Sources 2 to 4 are inferred, and rule 4's registration order is only a guess: the trace that
-follows runs the model on them, and when that run fails the caller gets the error of
-:func:`missing_inputs_error` (the forward's signature and the exact argument to pass), never a
-graph of something else. Random values come from a private generator: the global RNG (and so the
-init that follows) is the same as with explicit inputs.
+follows runs the model on them, each fallback in turn where the one before does not run (none
+runs more than once: where the first runs, nothing else is tried), and when none runs the caller
+gets the error of :func:`missing_inputs_error` (every input tried, the forward's signature and the
+exact argument to pass), never a graph of something else. Random values come from a private
+generator: the global RNG (and so the init that follows) is the same as with explicit inputs.
 """
 from __future__ import annotations
 
@@ -68,6 +73,10 @@ NORMS = tuple(n for n in (nn.LayerNorm, getattr(nn, "RMSNorm", None)) if n is no
 ENTRY_LAYERS = (nn.Linear, *TABLES, nn.RNNBase, *NORMS)  # a model that is one of these takes that layer's input
 POOLS = {nn.MaxPool1d: 1, nn.MaxPool2d: 2, nn.MaxPool3d: 3, nn.AvgPool1d: 1, nn.AvgPool2d: 2, nn.AvgPool3d: 3}
 DOC = "docs/parametrize.md, \"Example inputs\""
+# rule 4 under registration order: inputs tried in all, each a forward that fails before the next is
+# tried (a large model that none fits must not run many), and enough for the layer the input goes
+# to when it is registered after a readout or beside a layer that reads a parameter
+MAX_ENTRY_TRIES = 4
 # Hugging Face's names for the hidden states of an encoder that a decoder's cross-attention reads,
 # in the order they are tried; ``encoder_outputs`` takes a tuple whose first item is the states
 ENCODER_STATES = ("encoder_hidden_states", "encoder_outputs")
@@ -420,26 +429,35 @@ def _timm(model):
 
 
 def _first_layer(model):
-    layer, name = _entry_layer(model)
-    inputs = [] if layer is None else _layer_inputs(model, layer)
-    tries = []
-    for x in inputs:
-        if not x.dtype.is_floating_point:
-            text = f"example_inputs=(torch.randint(0, {layer.num_embeddings}, {tuple(x.shape)}),)"
-        else:
-            text = _expression((x,), {})
-        tries.append(((x,), {}, f"the input of its first layer {name} ({type(layer).__name__}): {text}"))
-    return _chain(tries)
+    """The input of the layer that first takes it (module docstring, rule 4), then, under registration
+    order, the inputs of the next layers as fallbacks: each distinct input once, at most
+    :data:`MAX_ENTRY_TRIES` in all."""
+    tries, sides = [], {}
+    for layer, name in _entry_layers(model):
+        where = f"its first layer {name}" if not tries else f"its next layer in registration order {name}"
+        for x in _layer_inputs(model, layer, sides):
+            if any(x.shape == t.shape and x.dtype == t.dtype and torch.equal(x, t) for (t,), _, _ in tries):
+                continue
+            if not x.dtype.is_floating_point:
+                text = f"example_inputs=(torch.randint(0, {layer.num_embeddings}, {tuple(x.shape)}),)"
+            else:
+                text = _expression((x,), {})
+            tries.append(((x,), {}, f"the input of {where} ({type(layer).__name__}): {text}"))
+        if len(tries) >= MAX_ENTRY_TRIES:
+            break
+    return _chain(tries[:MAX_ENTRY_TRIES])
 
 
-def _layer_inputs(model, layer: nn.Module) -> list[torch.Tensor]:
+def _layer_inputs(model, layer: nn.Module, sides: dict) -> list[torch.Tensor]:
     """One batch of what ``layer`` takes, in the order to try them (module docstring, rule 4);
-    none for another layer."""
+    none for another layer. ``sides``: the conv sides of the model by dimension, once computed."""
     if isinstance(layer, TABLES):
         return [torch.randint(0, layer.num_embeddings, (BATCH, SEQUENCE), generator=_generator())]
     if type(layer) in CONVS:
         dim = CONVS[type(layer)]
-        shapes = [(BATCH, layer.in_channels, *(side,) * dim) for side in _conv_sides(model, dim)]
+        if dim not in sides:
+            sides[dim] = _conv_sides(model, dim)
+        shapes = [(BATCH, layer.in_channels, *(side,) * dim) for side in sides[dim]]
     elif isinstance(layer, nn.Linear):
         shapes = [(BATCH, layer.in_features)]
     elif type(layer) in TRANSPOSED_CONVS:  # any side fits: a transposed conv only grows it
@@ -470,20 +488,25 @@ def _conv_sides(model, dim: int) -> list[int]:
     return sides
 
 
-def _entry_layer(model) -> tuple[Optional[nn.Module], str]:
-    """The module the forward's input goes to first, where the structure says so (module docstring)."""
+def _entry_layers(model):
+    """The modules the forward's input may go to first, in the order to try them: the one the
+    structure says, or every submodule with parameters of its own in registration order (module
+    docstring, rule 4)."""
     if isinstance(model, ENTRY_LAYERS) or type(model) in CONVS or type(model) in TRANSPOSED_CONVS:
-        return model, "(the model itself)"
+        yield model, "(the model itself)"
+        return
     if isinstance(model, nn.Sequential):
-        return _sequential_entry(model, "")
+        found, name = _sequential_entry(model, "")
+        if found is not None:
+            yield found, name
+        return
     required = [p for p in forward_parameters(model) or []
                 if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
     if len(required) != 1 or required[0].kind is required[0].KEYWORD_ONLY:
-        return None, ""
+        return
     for name, module in model.named_modules():
         if name and next(module.parameters(recurse=False), None) is not None:
-            return module, name
-    return None, ""
+            yield module, name
 
 
 def _sequential_entry(seq: nn.Sequential, prefix: str) -> tuple[Optional[nn.Module], str]:

@@ -332,6 +332,7 @@ def _fitting(traced: Trace, model) -> Trace:
 
 def _trace(model, example_inputs, base, strict, width_overrides, delta) -> Trace:
     found = resolve_example_inputs(model, example_inputs)
+    tried = []  # the sources of the inferred inputs the model did not run on, in order
     while True:
         try:
             traced = trace(model, *found.args, base=base, delta=delta, strict=strict,
@@ -340,10 +341,12 @@ def _trace(model, example_inputs, base, strict, width_overrides, delta) -> Trace
         except SptraceError as exc:
             if not (found.inferred and str(exc).startswith("could not capture")):
                 raise
+            tried.append(found.source)
             if found.fallback is None:
                 failed = "; ".join(line.strip() for line in str(exc).splitlines()[1:] if line.startswith("  "))
-                raise missing_inputs_error(model, tried=f"{found.source}, and the model does not run on them "
-                                                        f"({failed})") from exc
+                last = "the last: " if len(tried) > 1 else ""
+                raise missing_inputs_error(model, tried=f"{'; then '.join(tried)}, and the model does not run on "
+                                                        f"them ({last}{failed})") from exc
             found = found.fallback
     if found.inferred:
         traced.warnings.append(f"example inputs inferred: {found.source} (docs/parametrize.md, \"Example inputs\")")

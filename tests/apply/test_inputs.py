@@ -38,7 +38,7 @@ class TwoArgs(nn.Module):
 
 class HeadFirst(nn.Module):
     """The readout is registered before the layer the input goes to: the registration-order guess
-    (a Linear(7, 3) input of (2, 7)) does not run."""
+    (a Linear(7, 3) input of (2, 7)) does not run, the next layer's (2, 4) does."""
 
     def __init__(self):
         super().__init__()
@@ -401,14 +401,17 @@ def test_no_rule_applies(model):
 
 
 def test_guess_that_does_not_run_is_the_error_not_a_trace(capfd, caplog):
-    model = HeadFirst()
+    from tests.apply.test_inputs_registration import Sliced  # no layer's input runs it
+
+    assert resolve_example_inputs(HeadFirst()).fallback.args[0].shape == (2, 4)  # HeadFirst: the next one runs
+    model = Sliced()
     before = state(model)
     with pytest.raises(sptrace.SptraceError) as info:
         sptrace.parametrize(model, "adam", lr=1e-3)
     msg = str(info.value)
     assert msg.startswith("pass example_inputs="), msg
-    assert "first layer head (Linear): example_inputs=(torch.randn(2, 7),)" in msg
-    assert "does not run on them" in msg and "HeadFirst.forward(x)" in msg and "example_inputs=(x,)" in msg
+    assert "first layer heads.0 (Linear): example_inputs=(torch.randn(2, 7),)" in msg
+    assert "does not run on them" in msg and "Sliced.forward(x)" in msg and "example_inputs=(x,)" in msg
     assert same(model, before)
     assert capfd.readouterr().err == ""
     # torch's fake-tensor log of the failed guess is silenced (its handler writes to the stderr of
