@@ -86,6 +86,10 @@ class CapturedGraph:
     buffer_nodes: dict[str, str]  # placeholder node name -> buffer name
     input_nodes: list[str]  # placeholder node names of the user's tensor inputs
     output_nodes: list[str]  # node names of the tensors the model returns
+    # buffers only a parameter's own normaliser reads (spectral_norm's u, v: graph/selfnorm.py)
+    state_buffers: frozenset[str] = frozenset()
+    # nodes of such normalisers (node -> the parameter node it reads): not uses of the parameter
+    normaliser_nodes: dict[str, str] = field(default_factory=dict)
 
     @property
     def data_buffers(self) -> dict[str, str]:
@@ -93,8 +97,11 @@ class CapturedGraph:
         a weight reparametrization: torch.nn.utils.parametrize keeps a parametrization's own buffers
         under ``<layer>.parametrizations.<tensor>`` (spectral_norm's power-iteration vectors ``_u``,
         ``_v``, as wide as the weight). Read as data, they fixed every axis the weight shares with
-        the network (docs/classification.md, "Weight reparametrizations")."""
-        return {node: name for node, name in self.buffer_nodes.items() if ".parametrizations." not in f".{name}"}
+        the network (docs/classification.md, "Weight reparametrizations"). The older spectral_norm hook
+        keeps them beside the weight (``weight_u``, ``weight_v``): what the graph shows of them,
+        ``state_buffers``, excludes them as well."""
+        return {node: name for node, name in self.buffer_nodes.items()
+                if ".parametrizations." not in f".{name}" and node not in self.state_buffers}
 
 
 @dataclass
@@ -237,6 +244,16 @@ class ForwardConstant:
 
 
 @dataclass(frozen=True)
+class SelfNormSite:
+    """A weight the forward divides by a scalar computed from itself (graph/selfnorm.py): ``node`` does
+    the division; ``spectral`` when that scalar is a power-iteration estimate of its spectral norm
+    (``u . (W v)``, torch's spectral_norm), so that the weight the layer uses has spectral norm 1."""
+
+    node: str
+    spectral: bool
+
+
+@dataclass(frozen=True)
 class WeightNormSite:
     """A weight computed as ``W = g * v / ||v||`` by a ``_weight_norm`` / ``_weight_norm_interface`` node
     (``torch.nn.utils.parametrizations.weight_norm``, the older ``torch.nn.utils.weight_norm`` hook): the
@@ -288,6 +305,8 @@ class ParamRecord:
     # the primary use's output times a constant c ~ n^p of a width axis: the rules hold for c * W
     forward_constant: Optional[ForwardConstant] = None
     weight_norm: Optional[WeightNormSite] = None  # v or g of a weight-normed layer (graph/weightnorm.py)
+    # divided by a scalar computed from itself (spectral norm, graph/selfnorm.py)
+    self_normalized_by: Optional[SelfNormSite] = None
 
     @property
     def width_dims(self) -> tuple[int, ...]:
@@ -506,10 +525,12 @@ class Rule:
 
 @dataclass(frozen=True)
 class ForwardMultiplier:
-    """Multiply the tensor by ``multiplier`` in this (secondary) use (docs/derivations.md §5: tied readout)."""
+    """Multiply the tensor by ``multiplier`` in this use: a tied readout's secondary use (docs/derivations.md
+    §5), or a spectral-normed layer's own (docs/rules.md "Self-normalised weights")."""
 
     use: ParamUse
     multiplier: float
+    what: str = "tied readout input"
 
 
 @dataclass(frozen=True)
@@ -560,6 +581,6 @@ class Multiplier:
     """One forward multiplier that sptrace installed, for the report."""
 
     module: str
-    what: str  # "tied readout input" | "attention scale"
+    what: str  # "tied readout input" | "spectral-normed layer input" | "attention scale"
     value: float
     reason: str

@@ -433,8 +433,9 @@ def _multipliers(plans: list[ParamPlan], traced: Trace, attention_fix: bool) -> 
     multipliers, notes = [], []
     for p in plans:
         for fm in p.forward_multipliers:
-            multipliers.append(Multiplier(fm.use.module, "tied readout input", fm.multiplier,
-                                          f"{p.name} is also a readout here (docs/derivations.md §5)"))
+            why = (f"{p.name} is also a readout here (docs/derivations.md §5)" if fm.what == "tied readout input" else
+                   f"{p.name} is divided by its spectral norm: its layer's target scale (docs/rules.md \"Self-normalised weights\")")
+            multipliers.append(Multiplier(fm.use.module, fm.what, fm.multiplier, why))
     for i, site in enumerate(traced.attention):
         if attention_fix and site.kind == "sdpa":
             scale = mup_attention_scale(site.head_dim, site.base_head_dim)

@@ -23,6 +23,7 @@ from .constants import forward_constants, unknown_constants
 from .ops import Shapes, op_name
 from .selection import mark_selection
 from .siblings import from_identical_siblings
+from .selfnorm import mark_self_normalised, self_normalisers
 from .uses import analyse_uses
 from .weightnorm import mark_weight_norms
 from .repeats import MetaScalars, Run, renamed, repeated_runs, truncated
@@ -145,6 +146,8 @@ def _traced(model, example_args, example_kwargs, base, delta, width_overrides, r
     names_by_tensor = _aliases(model)
     captured = capture(model, example_args, example_kwargs, routes=routes)
     shapes = Shapes(captured.graph)
+    norms = self_normalisers(captured, shapes)
+    captured = replace(captured, state_buffers=norms.state_buffers, normaliser_nodes=norms.regions)
     uses = analyse_uses(captured, shapes)
     labels = label_axes(captured, shapes, uses.op_axes, _dense_fan_in(uses))
     assume_fixed_head_dims(captured, shapes, uses.op_axes, labels, uses.uses)
@@ -163,7 +166,7 @@ def _traced(model, example_args, example_kwargs, base, delta, width_overrides, r
         base_shape, base_groups = (base_shapes or {}).get(fact.name, (None, None))
         records.append(_with_base_groups(classify(fact, decide, base_shape, base_groups)))
     check_overrides(width_overrides, records)
-    records = mark_weight_norms(captured, mark_selection(captured, records))
+    records = mark_self_normalised(norms, captured, mark_weight_norms(captured, mark_selection(captured, records)))
     warnings += _record_warnings(records)
     warnings += _constant_row_norm_caps(captured, records)
     attention = find_attention(captured, shapes, uses.op_axes, labels)

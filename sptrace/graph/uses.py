@@ -84,6 +84,8 @@ class _UseWalker:
 
     def run(self) -> UseAnalysis:
         for node in self.captured.graph.nodes:
+            if node.name in self.captured.normaliser_nodes:
+                continue  # a parameter's own normaliser (graph/selfnorm.py) reads no data: not a use
             if node.op == "placeholder":
                 self._placeholder(node)
             elif node.op == "call_function":

@@ -14,7 +14,7 @@ from ..types import NEVER_USED, ForwardMultiplier, Layout, ParamPlan, ParamRecor
 from .library import library_ratios
 from .reference import DEFAULT_REFERENCE_WIDTH, at_reference, model_width
 from .rules import ANCHORED_FORMS, check_form, check_parametrization, forward_multiplier, optimizer_family, rule_for
-from .weightnorm import weight_norm_rules
+from .weightnorm import spectral_norm_multiplier, weight_norm_rules
 
 __all__ = ["plan", "group", "plan_warnings"]
 
@@ -149,17 +149,33 @@ def _param_plan(record: ParamRecord, rule: Rule, lr: float, weight_decay: float,
         citation=rule.citation, rule=rule, lr_note=_lr_note(record, rule, lr, anchor), eps_multiplier=rule.eps_multiplier,
         norm_of=record.weight_norm.v if rule.init_kind == "norm" else None,
         norm_dim=record.weight_norm.dim if rule.init_kind == "norm" else 0,
-        warning=None if record.classified or record.problem == NEVER_USED else (  # the trace lists those
-            f"{record.name}: unclassified ({record.problem or 'no reason recorded'}): library-default init "
-            f"and the plain lr {lr:g}"),
+        warning=_warning(record, rule, lr),
     )
 
 
+def _warning(record: ParamRecord, rule: Rule, lr: float) -> Optional[str]:
+    if not record.classified and record.problem != NEVER_USED:  # the trace lists the never-used ones
+        return (f"{record.name}: unclassified ({record.problem or 'no reason recorded'}): library-default init "
+                f"and the plain lr {lr:g}")
+    site = record.self_normalized_by
+    if record.classified and site is not None and not site.spectral and rule.parametrization == "sptrace":
+        return (f"{record.name}: the forward divides it by a scalar computed from itself (node {site.node!r}) that "
+                "is not its spectral norm, so the layer's scale is that normaliser's at every width: sptrace plans "
+                "its init and lr (its direction and step), not its scale (docs/rules.md \"Self-normalised weights\")")
+    return None
+
+
 def _forward_multipliers(record: ParamRecord, rule: Rule) -> tuple[ForwardMultiplier, ...]:
-    """sptrace's multiplier on each secondary use of a tied tensor (docs/derivations.md §5)."""
-    if not (record.classified and record.secondary_uses and rule.parametrization == "sptrace"):
+    """sptrace's multiplier on each secondary use of a tied tensor (docs/derivations.md §5), and on a
+    spectral-normed layer's own use (docs/rules.md "Self-normalised weights")."""
+    if not (record.classified and rule.parametrization == "sptrace"):
         return ()
-    return tuple(ForwardMultiplier(u, forward_multiplier(record, u, form=rule.form)) for u in record.secondary_uses)
+    tied = tuple(ForwardMultiplier(u, forward_multiplier(record, u, form=rule.form)) for u in record.secondary_uses)
+    site = record.self_normalized_by
+    if site is None or not site.spectral or record.forward_constant is not None:
+        return tied
+    own = spectral_norm_multiplier(record, form=rule.form)
+    return tied + ((ForwardMultiplier(record.uses[0], own, "spectral-normed layer input"),) if own != 1.0 else ())
 
 
 def plan_warnings(plans: Iterable[ParamPlan]) -> list[str]:

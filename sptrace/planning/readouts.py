@@ -61,6 +61,8 @@ def readout_start(record: ParamRecord, zero_readout: Union[bool, str]) -> Option
     if is_readout(record):
         if record.weight_norm is not None:  # v of W = g v/|v|: a zero v is 0/0; g starts at zero instead (weightnorm.py)
             return None
+        if record.self_normalized_by is not None:  # W / sigma(W) (spectral norm): a zero W is 0/0
+            return None
         if zero_readout is True:
             return "zeros"
         if record.selected_by is not None:

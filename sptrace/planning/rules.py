@@ -585,3 +585,4 @@ def forward_multiplier(record: ParamRecord, use: ParamUse, *, form: str = "absol
         return now / then * (1.0 if constant is None else c / constant.dependence(record.base_shape))
     width_only = tuple(s if a in width else 1 for a, s in enumerate(record.shape))
     return target(use, width_only) / target(primary, width_only) * c
+

@@ -1,4 +1,6 @@
-"""The rules of a weight-normed layer, ``W = g * v / ||v||`` (docs/rules.md "Weight norm").
+"""The rules of a weight-normed layer, ``W = g * v / ||v||`` (docs/rules.md "Weight norm"), and the
+multiplier of a spectral-normed one, ``W / sigma(W)`` (:func:`spectral_norm_multiplier`, docs/rules.md
+"Self-normalised weights").
 
 ``v`` has W's axes and is planned as the layer's weight (rules.py, from its own record). ``g`` holds
 one norm per slice of ``v`` along ``dim`` (graph/weightnorm.py). It starts at ``||v||`` after v's init,
@@ -28,9 +30,9 @@ from typing import Mapping, Union
 
 from ..types import ParamRecord, Rule
 from .readouts import is_readout
-from .rules import effective_dims, gaussian_std
+from .rules import ANCHORED_FORMS, check_form, effective_dims, gaussian_std, init_spectral_target
 
-__all__ = ["C_NORM", "C_WN", "weight_norm_rules", "slice_norm"]
+__all__ = ["C_NORM", "C_WN", "weight_norm_rules", "slice_norm", "spectral_norm_multiplier"]
 
 C_NORM = "weight norm: g starts at ||v|| over every axis but dim, after v's init, so W = v (docs/rules.md \"Weight norm\")"
 C_WN = ("weight norm's g = c * gain, c the planned slice norm of v: the gain's rule with Adam lr x c, SGD lr x c^2, "
@@ -101,3 +103,17 @@ def _g_rule(rule: Rule, v: ParamRecord, dim: int, init: str, init_gain: float) -
                    spectral_scale=rule.spectral_scale * c if rule.optimizer == "spectral" else rule.spectral_scale,
                    eps_multiplier=rule.eps_multiplier / c if rule.optimizer == "adam" else rule.eps_multiplier,
                    citation=f"{rule.citation}; {C_WN}")
+
+
+def spectral_norm_multiplier(record: ParamRecord, *, form: str = "absolute") -> float:
+    """Forward multiplier for a spectral-normed layer, ``W / sigma(W)`` (docs/rules.md "Self-normalised
+    weights"). The weight the layer uses has spectral norm 1 at every width, whatever W's init; the
+    multiplier gives it back the spectral norm the rules' init has (:func:`init_spectral_target`, which
+    takes the width limit where a fixed fan-in exceeds the fan-out). Absolute form: that norm; anchored
+    forms: its ratio to the same at the base (or reference) shapes, exactly 1 there, so that standard
+    practice at the anchor is untouched. A hidden layer's is 1 at every width, an input layer's grows
+    like sqrt(width), a readout's shrinks like 1/sqrt(width)."""
+    own = init_spectral_target(effective_dims(record))
+    if check_form(form) in ANCHORED_FORMS:
+        return own / init_spectral_target(effective_dims(record, at="base"))
+    return own

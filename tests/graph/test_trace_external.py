@@ -929,14 +929,15 @@ def test_a_spectral_norm_s_power_iteration_buffers_are_not_data(training):
     """spectral_norm keeps vectors ``_u`` / ``_v`` as wide as the weight, in buffers, and contracts
     the weight with them. Read as constant data (like a coordinate table) they fixed every axis the
     weight shares with the network: the input layer, the readout and every bias came out with no
-    width axis at all (``a.weight`` 'fixed'), in training and eval mode. The reparametrized weight
-    itself stays unclassified with the way out, the rest of the model is classified as without it."""
+    width axis at all (``a.weight`` 'fixed'), in training and eval mode. The reparametrized weight is
+    classified as its layer's (graph/selfnorm.py; tests/graph/test_self_norm.py)."""
     model = seeded(WeightNormed).train(training)
     model.b = nn.utils.parametrizations.spectral_norm(nn.Linear(32, 32))
     tr = sptrace.trace(model, torch.randn(B, 5))
-    assert [r.name for r in tr.unclassified] == ["b.parametrizations.weight.original"]
+    assert not tr.unclassified
     roles = {r.name: (r.role.value, r.width_dims) for r in tr if r.classified}
     assert roles == {"a.weight": ("input", (0,)), "a.bias": ("bias", (0,)), "b.bias": ("bias", (0,)),
+                     "b.parametrizations.weight.original": ("hidden", (0, 1)),
                      "head.weight": ("readout", (1,)), "head.bias": ("bias", ())}, roles
 
 
