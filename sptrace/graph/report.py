@@ -62,6 +62,8 @@ def _row(r, extra: Mapping[str, str], extra_columns: Sequence[str]) -> list:
         use_text += f", {r.forward_constant.text}"
     if r.weight_norm is not None:  # W = g v/|v|: which factor, over which dim
         use_text += f", weight norm's {'v' if r.name == r.weight_norm.v else 'g'} (dim {r.weight_norm.dim})"
+    if r.self_normalized_by is not None:  # W / s(W): the layer's scale is the normaliser's
+        use_text += ", / its spectral norm" if r.self_normalized_by.spectral else ", / a norm of itself"
     width = ",".join(str(a) for a in r.width_dims) or "-"
     space = f"{r.input_space.value}->{r.output_space.value}"
     return [
@@ -107,7 +109,7 @@ def _as_json(trace, columns: Mapping[str, Mapping[str, str]], warnings: Sequence
 def _record_json(r, columns) -> dict:
     out = dict(asdict(r), width_dims=list(r.width_dims), fan_in=r.fan_in, fan_out=r.fan_out,
                annotations=dict(columns.get(r.name, {})))
-    for key in ("forward_constant", "weight_norm"):  # present only where the forward scales it / it is a factor
+    for key in ("forward_constant", "weight_norm", "self_normalized_by"):  # present only where the forward scales it / it is a factor
         if out[key] is None:
             del out[key]
     return out
