@@ -179,6 +179,74 @@ def test_headless_outputs_stay_width():
     expect(t, "pool.weight", "matrix", "hidden", "dense", 24, 24, [0, 1])
 
 
+class VAE(nn.Module):
+    """Returns its latent's mean and log-variance (size z), which the decoder also reads."""
+
+    def __init__(self, d, z=6):
+        super().__init__()
+        self.enc, self.mu, self.logvar = nn.Linear(30, d), nn.Linear(d, z), nn.Linear(d, z)
+        self.dec1, self.dec2 = nn.Linear(z, d), nn.Linear(d, 30)
+
+    def forward(self, x):
+        h = torch.relu(self.enc(x))
+        mu, logvar = self.mu(h), self.logvar(h)
+        sample = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        return self.dec2(torch.relu(self.dec1(sample))), mu, logvar
+
+
+def test_a_latent_the_outputs_expose_needs_base_to_be_fixed():
+    """The latent is read by the decoder as dense features, as a headless encoder's hidden state is by
+    its next layer, so automatic mode takes it as width (a latent of fixed size 6 and the last stage of
+    a headless CNN, below, have the same graph properties); ``base=`` decides it from the sizes."""
+    x = torch.randn(2, 30)
+    expect(sptrace.trace(VAE(24), x), "dec1.weight", "matrix", "hidden", "dense", 6, 24, [0, 1])
+    t = sptrace.trace(VAE(48), x, base=VAE(24))
+    expect(t, "mu.weight", "vector", "readout", "dense", 48, 6, [1])
+    expect(t, "logvar.weight", "vector", "readout", "dense", 48, 6, [1])
+    expect(t, "dec1.weight", "vector", "input", "dense", 6, 48, [0])
+
+
+class HeadlessStages(nn.Module):
+    """A headless two-stage CNN: the second stage is twice as wide, its bottleneck block half as wide,
+    and the pooled second-stage features are the output."""
+
+    def __init__(self, d):
+        super().__init__()
+        self.stem, self.mix = nn.Conv2d(3, d, 3), nn.Conv2d(d, d, 1)
+        self.down, self.squeeze, self.expand = nn.Conv2d(d, 2 * d, 1), nn.Conv2d(2 * d, d // 2, 1), nn.Conv2d(d // 2, 2 * d, 1)
+
+    def forward(self, x):
+        h = torch.relu(self.stem(x))
+        h = self.down(h + self.mix(h))
+        return (h + self.expand(torch.relu(self.squeeze(h)))).mean((2, 3))
+
+
+def test_a_headless_last_stage_of_its_own_size_stays_width():
+    """The output's channels (2d) are of no other stage's size, yet width: why a size test cannot tell
+    a VAE's latent from them."""
+    t = sptrace.trace(HeadlessStages(32), torch.randn(2, 3, 8, 8))
+    for name in ("down.weight", "squeeze.weight", "expand.weight"):
+        assert t[name].kind.value == "matrix" and t[name].width_dims[:2] == (0, 1), name
+
+
+class AutoEncoder(nn.Module):
+    """One hidden layer whose code the model returns: the only hidden axis there is, so width."""
+
+    def __init__(self, d):
+        super().__init__()
+        self.enc, self.dec = nn.Linear(30, d), nn.Linear(d, 30)
+
+    def forward(self, x):
+        code = torch.relu(self.enc(x))
+        return self.dec(code), code
+
+
+def test_a_code_that_is_the_only_hidden_axis_stays_width():
+    t = sptrace.trace(AutoEncoder(24), torch.randn(2, 30))
+    expect(t, "enc.weight", "vector", "input", "dense", 30, 24, [0])
+    expect(t, "dec.weight", "vector", "readout", "dense", 24, 30, [1])
+
+
 class SqueezeExcitationClassifier(nn.Module):
     """An EfficientNet-style block: a squeeze-excitation whose squeeze has ``n // 4`` channels, and a
     classifier over ``classes``. At n = 40 the squeeze has 10 channels, as many as the classes."""
