@@ -12,6 +12,7 @@ import torch
 
 from ..types import NEVER_USED, ForwardMultiplier, Layout, ParamPlan, ParamRecord, Role, Rule, SptraceError
 from .library import library_ratios
+from .readouts import spared_factors
 from .reference import DEFAULT_REFERENCE_WIDTH, at_reference, model_width
 from .rules import ANCHORED_FORMS, check_form, check_parametrization, forward_multiplier, optimizer_family, rule_for
 from .weightnorm import spectral_norm_multiplier, weight_norm_rules
@@ -106,9 +107,11 @@ def plan(
     library = library_ratios(records, library_init) if form in ANCHORED_FORMS else {}
     anchor = _anchor_text(form, records, reference_width)
     skip_decay = _role_names(no_decay)
+    spared = spared_factors(records, zero_readout)  # factors of one product: only one starts at zero
     rules = {r.name: rule_for(
         r, family, form=form if r.classified else "absolute", parametrization=parametrization, init=init,
-        zero_readout=zero_readout, init_gain=init_gain, library_ratio=library.get(r.name),
+        zero_readout=False if r.name in spared else zero_readout, init_gain=init_gain,
+        library_ratio=library.get(r.name),
     ) for r in records}
     rules = weight_norm_rules(records, rules, zero_readout, init_gain, init)  # a weight norm's g from its v
     return [_param_plan(r, rules[r.name], lr, 0.0 if r.role.value in skip_decay else weight_decay, anchor)

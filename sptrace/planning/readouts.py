@@ -27,11 +27,13 @@ scale's reason, measured there:
 """
 from __future__ import annotations
 
-from typing import Optional, Union
+from collections import defaultdict
+from typing import Iterable, Optional, Union
 
 from ..types import ParamRecord, Role, Space
 
-__all__ = ["ROUTER_INIT_SCALE", "C_ROUTER", "C_ZERO", "is_readout", "readout_start", "router_init", "router_note"]
+__all__ = ["ROUTER_INIT_SCALE", "C_ROUTER", "C_ZERO", "is_readout", "readout_start", "router_init", "router_note",
+           "spared_factors"]
 
 ROUTER_INIT_SCALE = 1e-3
 C_ZERO = "readout zero init (μP readout_zero_init; docs/parametrize.md \"Zero readouts\")"
@@ -89,3 +91,34 @@ def router_init(init):
 def router_note(citation: str) -> str:
     """What a report's init column adds for a plan whose init :func:`router_init` made: why it is small."""
     return f" (router: x{ROUTER_INIT_SCALE:g}, near zero; zero logits tie top-k)" if _ROUTER_TAG in citation else ""
+
+
+def spared_factors(records: Iterable[ParamRecord], zero_readout: Union[bool, str]) -> set[str]:
+    """The readouts that keep their rule's init because another parameter they are multiplied with
+    entrywise into one operand (``W = A * B``, an efficient-KAN layer's ``spline_weight * spline_scaler``:
+    the same graph node and argument, reached through a ``mul``) already starts at zero. Zeroing every
+    factor of a product is a saddle: each factor's gradient is the product's times the others, all zero,
+    so none of them ever moves (measured: the KAN readout's spline weight and scaler had a gradient of
+    exactly zero in float64 at every step). The factor with the most entries starts at zero (ties: the
+    first by name), which zeroes the product as μP's readout_zero_init asks; the others keep their
+    rule's init, so its gradient is not zero (docs/parametrize.md "Zero readouts")."""
+    operands = defaultdict(list)
+    for r in records:
+        if readout_start(r, zero_readout) != "zeros":
+            continue
+        for key in {(u.node, u.arg) for u in r.uses if "mul" in u.via}:
+            operands[key].append(r)
+    spared = set()
+    for factors in operands.values():
+        if len({r.name for r in factors}) < 2:
+            continue
+        zeroed = max(sorted(factors, key=lambda r: r.name), key=lambda r: _numel(r.shape))
+        spared.update(r.name for r in factors if r.name != zeroed.name)
+    return spared
+
+
+def _numel(shape) -> int:
+    n = 1
+    for s in shape:
+        n *= int(s)
+    return n
