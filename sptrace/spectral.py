@@ -220,7 +220,7 @@ def as_matrix(
         ndim += 1
         shape = list(W.shape)
     batch = [a for a in range(ndim) if a not in fi and a not in fo]
-    P = W.permute(*batch, *fo, *fi)
+    P = W.permute(*batch, *fo, *fi) if ndim else W  # a 0-d tensor (a scalar gain) has no axes to permute
     bshape = [shape[a] for a in batch]
     m = math.prod(shape[a] for a in fo)
     n = math.prod(shape[a] for a in fi)

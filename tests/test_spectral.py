@@ -224,3 +224,12 @@ def test_errors_name_the_function_the_argument_and_the_fix():
         alignment(A, torch.ones(3), reduce="max")
     with pytest.raises(ValueError):  # SptraceError is a ValueError: callers catching that keep working
         relative_change(A, A, "nuc")
+
+
+def test_a_zero_dim_parameter_is_a_one_by_one_matrix():
+    """A 0-d trainable scalar (ScaleNorm's g, initialised to sqrt(d)): as_matrix permuted no axes and
+    raised, so the coord check could not measure any model holding one (TypeError in permute)."""
+    g = torch.tensor(-8.0)
+    assert as_matrix(g, (), ()).shape == (1, 1)
+    assert float(natural_spectral_norm(g)) == 8.0
+    assert float(natural_spectral_norm(g, (), ())) == 8.0

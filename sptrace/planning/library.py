@@ -170,7 +170,11 @@ def detect_laws(records: Sequence[ParamRecord], stds: Mapping[str, float],
     predicted = {law: {r.name: (constant if law == "constant" else math.log(_default_std(law, r.shape)))
                        for r in weights} for law in LIBRARY_LAWS}
     errors = {law: [abs(logs[n] - p) for n, p in predicted[law].items()] for law in LIBRARY_LAWS}
-    if len({_fan_in(r.shape) for r in weights}) < 2:
+    # A constant is told from a fan-in law only by weights of different fan-ins that share its std: the
+    # ones it fits must have two fan-ins. Else a few weights drawn by the model's own code (a hand-written
+    # (E, d, 4d) expert stack, N(0, 1/d)), far off every law, outvote the nn.Linear weights that fit
+    # PyTorch's law exactly and that a fitted constant matches only by sharing one fan-in (docs/parametrize.md).
+    if len({_fan_in(r.shape) for r in weights if abs(logs[r.name] - constant) <= tolerance}) < 2:
         errors["constant"] = [math.inf]
     # The constant is fitted, so it must fit better by a margin: where most weights share one
     # fan-in, a fitted constant matches them exactly whatever the law (the zoo GPT at width 32).
