@@ -27,6 +27,7 @@ scale's reason, measured there:
 """
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from typing import Iterable, Optional, Union
 
@@ -112,13 +113,7 @@ def spared_factors(records: Iterable[ParamRecord], zero_readout: Union[bool, str
     for factors in operands.values():
         if len({r.name for r in factors}) < 2:
             continue
-        zeroed = max(sorted(factors, key=lambda r: r.name), key=lambda r: _numel(r.shape))
+        zeroed = max(sorted(factors, key=lambda r: r.name), key=lambda r: math.prod(r.shape))
         spared.update(r.name for r in factors if r.name != zeroed.name)
     return spared
 
-
-def _numel(shape) -> int:
-    n = 1
-    for s in shape:
-        n *= int(s)
-    return n
