@@ -162,7 +162,7 @@ class AttentionSite:
 
     node: str
     module: str
-    kind: str  # "sdpa" (scaled_dot_product_attention) or "manual" (matmul, scale, softmax)
+    kind: str  # "sdpa" (scaled_dot_product_attention), "manual" (matmul, scale, softmax), "product" (no softmax)
     head_dim: int
     head_dim_is_width: Optional[bool]  # None: automatic mode cannot tell (head_dim splits a width dim)
     scale: Optional[float]  # the scale in use; None where it is a runtime value

@@ -36,6 +36,7 @@ from .planned import OPTIMIZERS, Installed, Plan, changes, initialise, replacing
 from .transaction import INIT_MARK, Snapshot
 
 __all__ = ["plan", "parametrize", "param_groups", "Parametrization", "OPTIMIZERS", "default_lr", "plan_report"]
+MODEL_ROOT = "<root>"  # how a report names the model itself, for a site at its top level
 
 
 @dataclass
@@ -173,6 +174,7 @@ def _planned(model, optimizer, lr, example_inputs, base, init, form, reference_w
     own_trace = replace(traced, attention=list(traced.attention))  # attention_fix rewrites its sites, not the caller's
     multipliers, notes = _multipliers(plans, own_trace, attention_fix)
     _warn_unplanned(traced)
+    _warn_unstable_scales(own_trace)
     return Plan(plans, {n: tuple(p.shape) for n, p in model.named_parameters(remove_duplicate=False)}, multipliers,
                 _optimizer_name(optimizer), family, lr, dict(optimizer_kwargs),
                 _warnings(traced, plans) + notes, factory=factory, trace=own_trace)
@@ -205,6 +207,18 @@ def _warn_unplanned(traced: Trace) -> None:
     warnings.warn(SptraceWarning(
         f"sptrace left {len(left)} of {len(traced.records)} parameters at the library's init and the plain lr: "
         f"{'; '.join(parts)}. The report (opt.sptrace.report()) says why for each"), stacklevel=_outside_sptrace())
+
+
+def _warn_unstable_scales(traced: Trace) -> None:
+    """One :class:`SptraceWarning` where an attention scale or an inner product of activations is
+    known not to be width-stable and sptrace left it so: only the model's code can change it, and
+    the one-line call prints no report."""
+    left = [s for s in traced.attention if s.width_stable is False]
+    if left:
+        warnings.warn(SptraceWarning(
+            f"{len(left)} product(s) of activations will grow with width, which sptrace cannot rescale: "
+            f"{_listed([f'{s.module or MODEL_ROOT} ({s.node})' for s in left])}. "
+            "opt.sptrace.warnings says what to change in the model's code for each"), stacklevel=_outside_sptrace())
 
 
 def _listed(names: list[str], most: int = 5) -> str:
@@ -442,6 +456,11 @@ def _multipliers(plans: list[ParamPlan], traced: Trace, attention_fix: bool) -> 
             multipliers.append(Multiplier(site.module, "attention scale", scale, "μP 1/head_dim (docs/derivations.md §5)"))
             traced.attention[i] = replace(site, scale=scale, scale_source="attention_fix: μP 1/head_dim",
                                           fixed_by_sptrace=True)
+        elif site.kind == "product" and not site.width_stable:
+            notes.append(f"{site.module or MODEL_ROOT}: {site.node} is an inner product of two activations over a "
+                         f"width axis ({site.head_dim}) with scale {site.scale:.4g}: its entries grow like "
+                         "sqrt(width) at init and like width once trained (the attention-logit law, "
+                         "docs/derivations.md §5); multiply it by 1/width in the model's code")
         elif site.kind == "manual" and (attention_fix or site.head_dim_is_width):
             notes.append(f"{site.module}: attention scale is computed by hand ({site.scale_source}) and "
                          "sptrace only reroutes scaled_dot_product_attention: where head_dim grows with "

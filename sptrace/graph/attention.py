@@ -19,11 +19,12 @@ from typing import Optional
 import torch.fx as fx
 
 from ..types import AttentionSite, AxisLabels, CapturedGraph, OpAxes, ParamUse
-from .capture import module_path
-from .ops import SHAPE_OPS, Shapes, op_name, param_behind
+from .capture import computed_from_inputs, module_path
+from .ops import EMBEDDINGS, SHAPE_OPS, Shapes, op_name, param_behind
 
 SCALE_OPS = {"mul", "div", "true_divide"}
 MATMULS = {"matmul", "bmm", "einsum", "mm", "baddbmm"}
+VECTOR_NORMS = {"linalg_vector_norm", "norm", "frobenius_norm"}  # a sum of squares, not a mean (RMS)
 # the reason automatic mode gives a head_dim it takes as fixed (the sites still report "unknown")
 ASSUMED = "head_dim of attention, taken as fixed"
 
@@ -40,7 +41,9 @@ def with_base(sites: list[AttentionSite], base_sites: list[AttentionSite],
 
 
 def find_attention(captured: CapturedGraph, shapes: Shapes, axes: dict[str, OpAxes], labels: AxisLabels) -> list[AttentionSite]:
-    sites = []
+    """Attention logits (kind "sdpa", "manual") and the other inner products of two activations over a
+    width axis (kind "product"): one law, so one list (docs/classification.md "Attention")."""
+    sites, data, read = [], computed_from_inputs(captured), _read_by_weights(captured, shapes, axes, labels)
     for node in captured.graph.nodes:
         ax = axes.get(node.name)
         if ax is None:
@@ -48,7 +51,7 @@ def find_attention(captured: CapturedGraph, shapes: Shapes, axes: dict[str, OpAx
         if ax.category == "attention":
             site = _sdpa_site(node, ax, shapes, labels)
         elif op_name(node) in MATMULS and ax.contract:
-            site = _manual_site(node, ax, shapes, labels, captured)
+            site = _manual_site(node, ax, shapes, labels, captured) or _product_site(node, ax, shapes, labels, data, read)
         else:
             site = None
         if site is not None:
@@ -243,6 +246,85 @@ def _manual_site(node, ax: OpAxes, shapes, labels, captured) -> Optional[Attenti
     head_dim = shapes.get(left[0])[left[1]]
     source = " and ".join(sources) if sources else "no scale"
     return AttentionSite(node.name, module_path(node), "manual", head_dim, _grows(labels, left), scale, source)
+
+
+def _product_site(node, ax: OpAxes, shapes, labels, data: set, read: set) -> Optional[AttentionSite]:
+    """A matmul of two activations over a width axis that reaches no softmax (DLRM's feature
+    interactions ``Z @ Z^T``, a similarity head): like attention logits, its entries grow like
+    sqrt(width) at init and like width once the operands align, so it needs 1/width
+    (docs/derivations.md §5). The axis must be one a layer also reads (``read``): automatic mode
+    takes for width every axis no data fixes, a head_dim of attention whose softmax lies past a
+    concatenation (gpt-oss's sinks) or a state size (Mamba-2's ``C @ B``) too, and those stay
+    quiet. Not where both operands are unit vectors along that axis (CLIP's ``x / x.norm()``,
+    ``F.normalize``): a cosine is bounded."""
+    (left, right) = ax.contract[0]
+    operands = {n.name: n for n in node.all_input_nodes}
+    if not all(ref[0] in operands and operands[ref[0]] in data for ref in (left, right)):
+        return None
+    if not all(labels.decide(ref)[0] for ref in (left, right)) or labels.component.get(left) not in read:
+        return None
+    if all(_unit_vectors(operands[ref[0]]) for ref in (left, right)):
+        return None
+    scale, sources = 1.0, []
+    for operand in node.all_input_nodes:
+        factor = _upstream_scale(operand)
+        if factor is not None:
+            scale, sources = scale * factor, sources + [f"{op_name(operand)} of an operand"]
+    factor = _downstream_scale(node)
+    if factor is not None:
+        scale, sources = scale * factor, sources + ["a constant factor after it"]
+    width = shapes.get(left[0])[left[1]]
+    return AttentionSite(node.name, module_path(node), "product", width, True, scale,
+                         " and ".join(sources) if sources else "no scale")
+
+
+def _read_by_weights(captured: CapturedGraph, shapes: Shapes, axes: dict[str, OpAxes], labels: AxisLabels) -> set:
+    """The components of the activation axes a weight contracts (the fan-ins of the model's layers)
+    and of the features an embedding table looks up."""
+    nodes, read = {n.name: n for n in captured.graph.nodes}, set()
+    for name, ax in axes.items():
+        features = (name, len(shapes.get(name) or ()) - 1)
+        if op_name(nodes[name]) in EMBEDDINGS and features in labels.component:
+            read.add(labels.component[features])
+        for pair in ax.contract:
+            for data_ref, weight_ref in (pair, pair[::-1]):
+                if param_behind(nodes.get(weight_ref[0]), captured.param_nodes) and data_ref in labels.component:
+                    read.add(labels.component[data_ref])
+    return read
+
+
+def _unit_vectors(node: fx.Node) -> bool:
+    """``node`` is, up to views, ``x / f(‖x‖)``: a vector norm (not a mean) divides it."""
+    for _ in range(6):
+        if node.op != "call_function":
+            return False
+        if op_name(node) == "div" and len(node.all_input_nodes) == 2:
+            return _reaches(node.all_input_nodes[1], VECTOR_NORMS, depth=4)
+        if op_name(node) not in SHAPE_OPS or not node.all_input_nodes:
+            return False
+        node = node.all_input_nodes[0]
+    return False
+
+
+def _reaches(node: fx.Node, names: set, depth: int) -> bool:
+    if node.op != "call_function" or depth < 0:
+        return False
+    return op_name(node) in names or any(_reaches(a, names, depth - 1) for a in node.all_input_nodes[:1])
+
+
+def _downstream_scale(node: fx.Node) -> Optional[float]:
+    """The first constant factor applied to a matmul's result (through single users and views)."""
+    for _ in range(6):
+        users = list(node.users)
+        if len(users) != 1:
+            return None
+        node = users[0]
+        factor = _scale_factor(node)
+        if factor is not None:
+            return factor
+        if op_name(node) not in SHAPE_OPS:
+            return None
+    return None
 
 
 def _scales_to_softmax(node: fx.Node) -> Optional[list[tuple[float, str]]]:

@@ -408,6 +408,15 @@ _ROUTES = {"export": _capture_export, "eager": _capture_eager}
 # the module path, read by later stages
 
 
+def computed_from_inputs(captured: CapturedGraph) -> set:
+    """Nodes whose value is computed from the model's inputs (activations, not constants)."""
+    data = {n for n in captured.graph.nodes if n.name in captured.input_nodes}
+    for node in captured.graph.nodes:
+        if node not in data and any(a in data for a in node.all_input_nodes):
+            data.add(node)
+    return data
+
+
 def module_path(node: fx.Node) -> str:
     stack = node.meta.get("nn_module_stack") or {}
     if not stack:

@@ -89,9 +89,11 @@ def _attention_lines(trace, format) -> list[str]:
     lines = ["## Attention" if format == "markdown" else "Attention:"]
     for site in trace.attention:
         growth = {True: "grows with width", False: "fixed", None: "growth unknown: pass base= to decide"}[site.head_dim_is_width]
-        verdict = {True: "ok", False: "NOT width-stable (use 1/head_dim)", None: "ok if head_dim is fixed"}[site.width_stable]
+        dim, fix = ("inner product of two activations over a width axis of", "1/width") if site.kind == "product" \
+            else ("head_dim", "1/head_dim")
+        verdict = {True: "ok", False: f"NOT width-stable (use {fix})", None: "ok if head_dim is fixed"}[site.width_stable]
         scale = f"{site.scale:.4g}" if site.scale is not None else "runtime"
-        lines.append(f"- {site.module or '<root>'} [{site.kind}] head_dim {site.head_dim} ({growth}), "
+        lines.append(f"- {site.module or '<root>'} [{site.kind}] {dim} {site.head_dim} ({growth}), "
                      f"scale {scale} ({site.scale_source}): {verdict}")
     return lines + [""]
 

@@ -22,6 +22,7 @@ from typing import Optional
 import torch.fx
 
 from ..types import CapturedGraph, ParamRecord, Role
+from .capture import computed_from_inputs
 from .ops import NORMS_CHANNEL, NORMS_LAST, REDUCTIONS, op_name
 
 __all__ = ["SELECTIONS", "mark_selection"]
@@ -34,7 +35,7 @@ def mark_selection(captured: CapturedGraph, records: list[ParamRecord]) -> list[
     """``records`` with ``selected_by`` set where a use's output reaches a selection op."""
     param_fed = {n for n in captured.graph.nodes if _consumes_parameter(n, captured)}
     by_name = {node.name: node for node in captured.graph.nodes}
-    data = _from_inputs(captured)
+    data = computed_from_inputs(captured)
     out = []
     for record in records:
         starts = [by_name[u.node] for u in record.uses if u.node in by_name]
@@ -93,15 +94,6 @@ _NORMALISING = NORMS_LAST | NORMS_CHANNEL
 _DIVIDING = {"div", "mul"}  # x / f(x), x * rsqrt(f(x))
 _SELF_NORMALISING = {"cosine_similarity"}  # normalises each input along the axis it contracts
 _DENOMINATOR_DEPTH = 8  # ops between x and the reduction of it that divides it (F.normalize: 3)
-
-
-def _from_inputs(captured: CapturedGraph) -> set:
-    """Nodes whose value is computed from the model's inputs (activations, not constants)."""
-    data = {n for n in captured.graph.nodes if n.name in captured.input_nodes}
-    for node in captured.graph.nodes:
-        if node not in data and any(a in data for a in node.all_input_nodes):
-            data.add(node)
-    return data
 
 
 def _first_normalisation(starts: list[torch.fx.Node], param_fed: set, data: set) -> Optional[str]:

@@ -1,0 +1,103 @@
+"""Inner products of two activations over a width axis that reach no softmax (graph/attention.py
+``_product_site``): listed with the attention sites, warned about by ``parametrize``."""
+import warnings
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import sptrace
+from sptrace.types import SptraceWarning
+
+
+class Interactions(nn.Module):
+    """DLRM's feature interactions: the pairwise dot products of per-feature embeddings."""
+
+    def __init__(self, d: int, scale: float = 1.0, features: int = 3):
+        super().__init__()
+        self.tables = nn.ModuleList(nn.Embedding(20, d) for _ in range(features))
+        self.scale = scale
+        self.top = nn.Linear(features * features, 5)
+
+    def forward(self, ids):
+        z = torch.stack([t(ids[:, i]) for i, t in enumerate(self.tables)], 1)  # (B, F, d)
+        inter = torch.bmm(z, z.transpose(1, 2)) * self.scale
+        return self.top(inter.flatten(1))
+
+
+class Similarity(nn.Module):
+    """Two towers (lookup tables) and their similarity: a plain dot product, or a cosine."""
+
+    def __init__(self, d: int, cosine: bool):
+        super().__init__()
+        self.users, self.items, self.cosine = nn.Embedding(20, d), nn.Embedding(30, d), cosine
+
+    def forward(self, ids):
+        u, v = self.users(ids[:, 0]), self.items(ids[:, 1])
+        if self.cosine:
+            u, v = F.normalize(u, dim=-1), v / v.norm(dim=-1, keepdim=True)
+        return u @ v.t()
+
+
+class TowersOfLayers(nn.Module):
+    """A similarity of two MLP towers' outputs: no layer reads that axis, so automatic mode cannot
+    tell it from a head_dim or a state size and stays quiet (docs/classification.md)."""
+
+    def __init__(self, d: int):
+        super().__init__()
+        self.a = nn.Sequential(nn.Linear(10, d), nn.ReLU(), nn.Linear(d, d))
+        self.b = nn.Sequential(nn.Linear(10, d), nn.ReLU(), nn.Linear(d, d))
+
+    def forward(self, x):
+        return self.a(x) @ self.b(x).t()
+
+
+def _ids():
+    return torch.randint(0, 20, (4, 3))
+
+
+def test_feature_interactions_over_width_are_a_product_site():
+    [site] = sptrace.trace(Interactions(64), _ids()).attention
+    assert (site.kind, site.head_dim, site.head_dim_is_width, site.scale) == ("product", 64, True, 1.0)
+    assert site.width_stable is False
+    assert "inner product of two activations over a width axis of 64" in sptrace.trace(Interactions(64), _ids()).report()
+
+
+def test_a_product_scaled_by_one_over_width_is_stable():
+    [site] = sptrace.trace(Interactions(64, scale=1 / 64), _ids()).attention
+    assert site.scale == pytest.approx(1 / 64) and site.width_stable
+
+
+@pytest.mark.parametrize("cosine, listed", [(False, True), (True, False)])
+def test_a_cosine_of_unit_vectors_is_bounded(cosine, listed):
+    sites = sptrace.trace(Similarity(64, cosine), _ids()).attention
+    assert bool(sites) == listed
+
+
+def test_an_axis_no_layer_reads_is_not_listed():
+    assert sptrace.trace(TowersOfLayers(64), torch.randn(3, 10)).attention == []
+
+
+def test_a_product_over_a_fixed_axis_is_not_listed():
+    class OverFeatures(Interactions):
+        def forward(self, ids):
+            z = torch.stack([t(ids[:, i]) for i, t in enumerate(self.tables)], 1)
+            return self.top(torch.bmm(z.transpose(1, 2), z).mean(1).repeat(1, 3)[:, :9])  # contracts the 3 features
+
+    assert sptrace.trace(OverFeatures(64), _ids()).attention == []
+
+
+def test_parametrize_warns_once_and_says_what_to_change():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        opt = sptrace.parametrize(Interactions(64), "adam")
+    said = [str(w.message) for w in caught if issubclass(w.category, SptraceWarning)]
+    assert len(said) == 1 and "(bmm)" in said[0]
+    assert any("multiply it by 1/width" in w for w in opt.sptrace.warnings)
+
+
+def test_a_stable_product_is_not_warned_about():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SptraceWarning)
+        sptrace.parametrize(Interactions(64, scale=1 / 64), "adam")
