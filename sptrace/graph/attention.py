@@ -314,32 +314,32 @@ def _reaches(node: fx.Node, names: set, depth: int) -> bool:
 
 def _downstream_scale(node: fx.Node) -> Optional[float]:
     """The first constant factor applied to a matmul's result (through single users and views)."""
-    for _ in range(6):
+    for user in _single_users(node):
+        factor = _scale_factor(user)
+        if factor is not None or op_name(user) not in SHAPE_OPS:
+            return factor
+    return None
+
+
+def _single_users(node: fx.Node, most: int = 6):
+    """The nodes after ``node`` while each value has one user (at most ``most``)."""
+    for _ in range(most):
         users = list(node.users)
         if len(users) != 1:
-            return None
+            return
         node = users[0]
-        factor = _scale_factor(node)
-        if factor is not None:
-            return factor
-        if op_name(node) not in SHAPE_OPS:
-            return None
-    return None
+        yield node
 
 
 def _scales_to_softmax(node: fx.Node) -> Optional[list[tuple[float, str]]]:
     """The constant factors between a matmul and the softmax its result reaches through single
     users (at most 6 ops); ``None`` where it reaches none."""
-    factors, current = [], node
-    for _ in range(6):
-        users = list(current.users)
-        if len(users) != 1:
-            return None
-        current = users[0]
-        name = op_name(current)
+    factors = []
+    for user in _single_users(node):
+        name = op_name(user)
         if name in ("softmax", "_softmax", "_safe_softmax"):
             return factors
-        factor = _scale_factor(current)
+        factor = _scale_factor(user)
         if factor is not None:
             factors.append((factor, name))
     return None
