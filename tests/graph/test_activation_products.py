@@ -57,8 +57,9 @@ def _ids():
     return torch.randint(0, 20, (4, 3))
 
 
-def test_feature_interactions_over_width_are_a_product_site():
-    [site] = sptrace.trace(Interactions(64), _ids()).attention
+@pytest.mark.parametrize("route", ["export", "eager"])
+def test_feature_interactions_over_width_are_a_product_site(route):
+    [site] = sptrace.trace(Interactions(64), _ids(), routes=(route,)).attention
     assert (site.kind, site.head_dim, site.head_dim_is_width, site.scale) == ("product", 64, True, 1.0)
     assert site.width_stable is False
     assert "inner product of two activations over a width axis of 64" in sptrace.trace(Interactions(64), _ids()).report()
