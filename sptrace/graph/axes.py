@@ -110,6 +110,10 @@ def label_axes(captured: CapturedGraph, shapes: Shapes, axes: dict[str, OpAxes],
     for ref in _constant_network_axes(captured, axes, component):
         seed(ref, f"inner size of a network on a constant buffer no input reaches (size {sizes.get(ref)}), "
                   "taken as fixed (automatic mode; pass base= to decide)")
+    for ref in _combined_inside_parameters(captured, axes, component):
+        seed(ref, f"combined inside a computation on parameters and constants that no input reaches (size "
+                  f"{sizes.get(ref)}: the states of a kernel built from parameters), taken as fixed (automatic mode; "
+                  "pass base= to decide)")
     relations = products + [((whole,), parts) for whole, parts in sums] + refined
     _close_products(labels, relations)
     entries = _parameter_entries_beside_fixed(captured, axes, labels)
@@ -265,6 +269,20 @@ def _constant_network_axes(captured: CapturedGraph, axes: dict[str, OpAxes], com
             refs_of.setdefault(node, []).append(ref)
     return [ref for name in sites for ref in refs_of.get(name, ())
             if component[ref] in on_params and component[ref] not in on_data]
+
+
+def _combined_inside_parameters(captured: CapturedGraph, axes: dict[str, OpAxes], component) -> list[Ref]:
+    """The axes a contraction, a softmax or a Fourier transform combines (``OpAxes.mixed``) at a node no
+    input reaches, whose components hold no axis of a value computed from the inputs: the inner sizes of
+    a computation on parameters (S4D's states, summed into its kernel), as the inner sizes of a
+    network on constants are (module docstring). They must be fixed for the rules to hold
+    (graph/classify.py); were they width, no value of the model's representation would show it."""
+    from_inputs = _reached(captured.graph, set(captured.input_nodes))
+    refs = [ref for name, ax in axes.items() if name not in from_inputs for ref in ax.mixed]
+    if not refs:
+        return []
+    on_data = {comp for ref, comp in component.items() if ref[0].split(".")[0] in from_inputs}
+    return [ref for ref in refs if ref in component and component[ref] not in on_data]
 
 
 def _reached(graph, roots: set[str]) -> set[str]:

@@ -160,6 +160,7 @@ ELEMENTWISE_BINARY = {
     "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_xor", "bitwise_and",
     "bitwise_or", "bitwise_not", "remainder", "fmod", "atan2", "hypot", "copysign", "xlogy",
     "copy", "fill", "masked_scatter", "float_power", "mse_loss", "smooth_l1_loss", "l1_loss",
+    "complex", "polar",  # torch.complex(real, imag), torch.polar(abs, angle): two real tensors entry by entry
 }
 ELEMENTWISE_UNARY = {
     "relu", "relu6", "gelu", "silu", "sigmoid", "tanh", "exp", "exp2", "expm1", "log", "log1p",
@@ -172,7 +173,7 @@ ELEMENTWISE_UNARY = {
     "floor", "ceil", "trunc", "frac", "logical_not", "isnan", "isinf", "type_as", "_conj",
     "positive", "cumsum", "cumprod", "roll", "flip", "dropout_", "threshold", "prelu", "gelu_",
     "_assert_tensor_metadata", "_functional_assert_async", "sort", "topk", "real", "imag", "conj", "conj_physical",
-    "resolve_conj", "resolve_neg", "zero",  # zero: x.zero_() of a slice (Swin V2 zeroes the key's part of its qkv bias)
+    "resolve_conj", "resolve_neg", "angle", "zero",  # zero: x.zero_() of a slice (Swin V2 zeroes the key's part of its qkv bias)
 }
 # Elementwise in shape, but each output entry mixes entries along an axis: fine on activations,
 # never a way to carry a parameter's own axes to a use.
@@ -195,6 +196,9 @@ FOURIER = {
     "fft_irfft2", "fft_hfft2", "fft_ihfft2", "fft_fftn", "fft_ifftn", "fft_rfftn", "fft_irfftn", "fft_hfftn",
     "fft_ihfftn", "fft_fftshift", "fft_ifftshift", "_fft_r2c", "_fft_c2r", "_fft_c2c",
 }
+# the dims each transforms when none are given (the n-dim ones and the shifts: the last len(s), else all)
+FOURIER_DIMS = {**{n: -1 for n in ("fft_fft", "fft_ifft", "fft_rfft", "fft_irfft", "fft_hfft", "fft_ihfft")},
+                **{n: (-2, -1) for n in ("fft_fft2", "fft_ifft2", "fft_rfft2", "fft_irfft2", "fft_hfft2", "fft_ihfft2")}}
 # the cuts among them whose constant bounds say which part of the axis they keep (tiling_slices reads them)
 BOUNDED_SLICES = {"slice", "slice_copy", "narrow", "narrow_copy"}
 SPLITS = {"split", "split_with_sizes", "chunk", "unbind", "tensor_split", "unsafe_split"}
@@ -240,6 +244,11 @@ CREATIONS = {
     "_local_scalar_dense", "item", "sym_size", "sym_numel", "sym_stride", "lift_fresh", "tensor",
     "sym_constrain_range_for_size", "_assert_scalar", "sym_storage_offset", "scalar",
 }
+
+# grids the graph makes itself (positions, frequencies): a constant, as a buffer is, where they only
+# scale or shift a parameter (uses.py). Zeros stay data (an unrolled RNN's state, ``decay * h0``), as
+# do random draws (a noise input) and ``eye`` (``g * eye`` is a gain on the identity)
+CONSTANT_CREATIONS = {"arange", "linspace", "logspace"}
 
 # creations whose tensor input gives only a shape, dtype and device (``p.new_zeros(size)``: Mamba's
 # base model makes its zero state from a parameter this way): no entry of it reaches the output
@@ -332,7 +341,23 @@ def op_axes(node: fx.Node, shapes: Shapes) -> OpAxes:
         src, shape = value_key(node.args[0]), shapes.get(value_key(node.args[0]))
         if shape:
             ax.mixed.append((src, _norm_dim(int(args.get("dim", -1)), len(shape))))
+    if name in FOURIER:
+        _fourier_dims(node, name, args, ax, shapes)
     return ax
+
+
+def _fourier_dims(node, name, args, ax, shapes):
+    """A Fourier transform combines the entries along the axes it transforms (``dim``; aten's
+    ``_fft_*`` take a list) and leaves the others alone, as a softmax does along its axis."""
+    src, shape = value_key(node.args[0]), shapes.get(value_key(node.args[0]))
+    if not shape:
+        return
+    dims = args.get("dim", FOURIER_DIMS.get(name))
+    if dims is None:  # fftn / fftshift: the last len(s) axes, or every axis
+        s = args.get("s")
+        dims = range(len(shape) - len(s), len(shape)) if isinstance(s, (list, tuple)) else range(len(shape))
+    for d in ([dims] if isinstance(dims, int) else dims):
+        ax.mixed.append((src, _norm_dim(int(d), len(shape))))
 
 
 def _ranked_axis(node, name, args, ax, shapes):
@@ -482,8 +507,9 @@ def _same_rank(node, name, args, ax, shapes, out, out_shape):
 
 def _fourier(node, name, args, ax, shapes, out, out_shape):
     """A Fourier transform ties its axes as :func:`_same_rank` does, but every output entry mixes the
-    entries along the transformed axes: a parameter seen through it (a Hyena-style filter,
-    ``rfft(kernel)``) is no longer its own entries, and its use is reported, not guessed."""
+    entries along the transformed axes (``OpAxes.mixed``, :func:`_fourier_dims`): a parameter seen
+    through it (a long-convolution filter, ``rfft(kernel)`` over its positions) keeps its other axes,
+    and the transformed ones must be a fixed count (docs/classification.md, "Ties through ops")."""
     _same_rank(node, name, args, ax, shapes, out, out_shape)
     ax.category = "fourier"
 
@@ -957,6 +983,20 @@ def _embedding(node, name, args, ax, shapes, out, out_shape):
         ax.same.append(((idx.name, 0), (out_key, 0)))
 
 
+def _as_real(node, name, args, ax, shapes, out, out_shape):
+    """view_as_real (..., ) -> (..., 2) and view_as_complex (..., 2) -> (...): the real and imaginary
+    parts are a trailing axis of size 2; the other axes pass through."""
+    ax.category = "passthrough"
+    src = value_key(node.args[0])
+    src_shape = shapes.get(src)
+    if src_shape is None or out_shape is None:
+        return
+    ax.same.extend(((src, i), (out, i)) for i in range(min(len(src_shape), len(out_shape)))
+                   if src_shape[i] > 1 and src_shape[i] == out_shape[i])
+    parts = (out, len(out_shape) - 1) if name == "view_as_real" else (src, len(src_shape) - 1)
+    ax.fixed.append((parts, "the real and imaginary parts of a complex tensor"))
+
+
 def _index(node, name, args, ax, shapes, out, out_shape):
     """x[idx] / index_select / gather: the indexed axis of x is looked up, like an embedding."""
     ax.category = "index"
@@ -1129,6 +1169,8 @@ _BUILDERS = {
     "col2im": _im2col,
     "_weight_norm": _weight_norm,
     "_weight_norm_interface": _weight_norm,
+    "view_as_real": _as_real,
+    "view_as_complex": _as_real,
 }
 _FAMILIES = [
     (ELEMENTWISE_BINARY | ELEMENTWISE_UNARY, _elementwise),

@@ -19,7 +19,7 @@ import torch.fx as fx
 
 from ..types import CapturedGraph, OpAxes, ParamUse, Ref, Role, Space, UseAnalysis
 from .capture import module_path
-from .ops import MIXING, SHAPE_READERS, Shapes, op_axes, op_name, value_key
+from .ops import CONSTANT_CREATIONS, MIXING, SHAPE_READERS, Shapes, op_axes, op_name, value_key
 
 AxisMap = list[frozenset]  # per axis of a value: {(param node, param axis), ...}
 
@@ -78,6 +78,7 @@ class _UseWalker:
         self.activation: set[str] = set()
         self.sparse: set[str] = set()
         self.constant: set[str] = set()  # float buffers and what is computed from them alone
+        self.made: set[str] = set()  # grids the graph makes itself (``arange``) and what is computed from them alone
         self.uses: dict[str, list[ParamUse]] = {p: [] for p in captured.param_nodes}
         self.problems: dict[str, str] = {}
         self.axes: dict[str, OpAxes] = {}
@@ -160,6 +161,9 @@ class _UseWalker:
         if table is not None:
             self._consume_table(node, ax, table)
             derived_inputs = [k for k in derived_inputs if k != table]
+        if self._scales_by_made(ax, inputs, derived_inputs):
+            self._propagate(node, ax, derived_inputs)
+            return
         # data: computed from an input, an index, or made from nothing (an RNN's zero initial state)
         is_activation = any(k in self.activation for k in inputs) or (
             not derived_inputs and (self._is_index(node.name) or not inputs)) or self._reads_constant(ax, inputs)
@@ -169,11 +173,23 @@ class _UseWalker:
         if is_activation:
             for key in self._output_keys(node) + [node.name]:
                 self.activation.add(key)
+            if (op_name(node) in CONSTANT_CREATIONS and not inputs) or (
+                    inputs and all(k in self.made or k in self.constant for k in inputs)):
+                self.made.update(self._output_keys(node) + [node.name])
             self._mark_sparse(node, ax, inputs)
             for key in dict.fromkeys(derived_inputs):
                 self._consume(node, ax, key)
         elif derived_inputs:
             self._propagate(node, ax, derived_inputs)
+
+    def _scales_by_made(self, ax: OpAxes, inputs: list[str], derived_inputs: list[str]) -> bool:
+        """A parameter combined entry by entry with values the graph makes itself and nothing else (S4D's
+        ``exp(dt * A * arange(L))``): those values are a constant, as a buffer that only multiplies a
+        parameter is (docs/classification.md, "Parameters combined into a kernel"), and the result is
+        still parameter-derived. Elsewhere they stay data (an ``arange`` of positions looked up in a table)."""
+        return bool(derived_inputs) and ax.category in ("elementwise", "passthrough") and any(
+            k in self.made for k in inputs) and all(k in self.made or k in self.derived or k in self.constant
+                                                    for k in inputs)
 
     def _mark_sparse(self, node: fx.Node, ax: OpAxes, inputs: list[str]):
         if ax.category == "one_hot":
@@ -302,7 +318,9 @@ class _UseWalker:
         looked_up = ax.category == "index"
         mixes_all = op_name(node) in MIXING and not ax.mixed  # sort, top-k: no axis passes through intact
         standardised = self._standardises(ax)
-        if ax.category not in ("passthrough", "elementwise", "cat") and not (looked_up or standardised is not None) or mixes_all:
+        along = (ax.category == "fourier" and ax.mixed) or self._batched_contraction(ax, derived_inputs)
+        if ax.category not in ("passthrough", "elementwise", "cat") and not (looked_up or standardised is not None
+                                                                             or along) or mixes_all:
             for p in self._derived_params(node):
                 others = sorted({self._pname(q) for q in self._derived_params(node) if q != p})
                 what = (f"combined with {', '.join(others)} before any activation" if others and ax.category == "matmul"
@@ -338,6 +356,25 @@ class _UseWalker:
             self.derived[out_key] = Derived(params, [frozenset(a) for a in axes], **carried)
         if len(self._output_keys(node)) > 1:
             self.derived.setdefault(node.name, Derived(params, [], **carried))
+
+    def _batched_contraction(self, ax: OpAxes, derived_inputs: list[str]) -> bool:
+        """A contraction of parameter-derived values channel by channel (S4D's kernel,
+        ``einsum("dn,dnl->dl", C * B, exp(dt * A * arange(L)))``): every output axis that carries a
+        parameter axis is an axis of every operand (a batch axis), so each output entry reads the
+        parameters at its own index only, and the summed axes combine entries as a softmax's axis does
+        (``OpAxes.mixed``: a fixed count, graph/axes.py). A product of matrices (``A @ B``, each
+        output axis from one of them) is not one: it stays reported."""
+        operands = set(derived_inputs)
+        if ax.category != "matmul" or len(operands) < 2 or not ax.contract:
+            return False
+        reaching: dict[Ref, set] = {}
+        for (src, i), out in ax.same:
+            if src in operands:
+                reaching.setdefault(out, set()).add(src)
+        if any(self._axis_of((src, i)) and reaching[out] != operands for (src, i), out in ax.same if src in operands):
+            return False
+        ax.mixed.extend(ref for pair in ax.contract for ref in pair if ref[0] in operands)
+        return True
 
     def _standardises(self, ax: OpAxes) -> Optional[tuple[frozenset, frozenset]]:
         """A norm whose input is a parameter (weight standardisation: StdConv's batch norm over each
