@@ -230,9 +230,16 @@ class ForwardConstant:
     axis: int  # the parameter axis n is (split 1) or a factor of (n = shape[axis] / split)
     split: int = 1
     module: str = ""  # the module whose forward multiplies (the use's own, or a parent around it)
+    # axis -1: n is the size of an activation's k width axes the use's input is l2-normalised over
+    # (graph/l2norm.py), base_size its size at the base; in_init: the values already hold 1/c (ScaleNorm)
+    normalised_axes: int = 0
+    base_size: Optional[float] = None
+    in_init: bool = False
 
-    def dependence(self, shape: Sequence[float]) -> float:
+    def dependence(self, shape: Sequence[float], base: bool = False) -> float:
         """c's width dependence n ** power at ``shape`` (the model's, a base's or the reference's)."""
+        if self.normalised_axes:
+            return (self.base_size if base else self.size) ** self.power
         return (shape[self.axis] / self.split) ** self.power
 
     @property
@@ -240,6 +247,7 @@ class ForwardConstant:
         power = {0.5: "^1/2", -0.5: "^-1/2", 1.0: "", -1.0: "^-1"}.get(self.power, f"^{self.power:g}")
         factor = f"n{power}" if self.power != -1.0 else "1/n"
         of = f"axis {self.axis}" + (f" / {self.split}" if self.split != 1 else "")
+        of = f"l2-normalised over {self.normalised_axes} width ax{'is' if self.normalised_axes == 1 else 'es'}" if self.normalised_axes else of
         return f"forward constant x{self.value:.4g} = {factor}, n = {self.size} ({of})"
 
 

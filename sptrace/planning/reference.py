@@ -43,7 +43,15 @@ def at_reference(records: Sequence[ParamRecord], reference_width: int) -> list[P
     check_reference_width(reference_width)
     width = model_width(records)
     scale = 1.0 if width is None else reference_width / width
-    return [replace(r, base_shape=_scaled(r, scale), base_groups=_scaled_groups(r, scale)) for r in records]
+    return [replace(r, base_shape=_scaled(r, scale), base_groups=_scaled_groups(r, scale),
+                    forward_constant=_scaled_constant(r.forward_constant, scale)) for r in records]
+
+
+def _scaled_constant(found, scale: float):
+    """An l2 norm's constant (graph/l2norm.py) over k width axes: its size at the reference, size * scale^k."""
+    if found is None or not found.normalised_axes:
+        return found
+    return replace(found, base_size=found.size * scale ** found.normalised_axes)
 
 
 def _scaled(record: ParamRecord, scale: float) -> tuple:

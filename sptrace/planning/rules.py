@@ -431,13 +431,14 @@ def _constant(case: _Case, absolute: bool = False) -> float:
     over its value at the base shape where anchored (unless ``absolute``); 1.0 without one."""
     found = case.record.forward_constant
     value = 1.0 if found is None else found.dependence(case.record.shape)
-    return value if found is None or absolute or not case.anchored else _snap(value / found.dependence(case.record.base_shape))
+    return value if found is None or absolute or not case.anchored else _snap(value / found.dependence(case.record.base_shape, True))
 
 
 def _through_constant(case: _Case, init: _Init) -> _Init:
     """W's init such that c W has the rule's: an absolute std / target over c, a scale over its base ratio."""
-    if case.record.forward_constant is None or case.init == "keep" or init.kind == "zeros":
-        return init
+    found = case.record.forward_constant
+    if found is None or case.init == "keep" or init.kind == "zeros" or (found.in_init and init.kind == "keep"):
+        return init  # in_init: the library's values already hold 1/c (ScaleNorm's g = sqrt(n), graph/l2norm.py)
     if init.kind in ("gaussian", "orthogonal", "spectral"):
         c = _constant(case, absolute=True)
         return init.but(C_CONST, std=init.std and init.std / c, target=init.target and init.target / c)
@@ -582,7 +583,7 @@ def forward_multiplier(record: ParamRecord, use: ParamUse, *, form: str = "absol
             raise SptraceError(f"{record.name}: base form asked for, but the record has no base shape")
         now = target(use, record.shape) / target(primary, record.shape)
         then = target(use, record.base_shape) / target(primary, record.base_shape)
-        return now / then * (1.0 if constant is None else c / constant.dependence(record.base_shape))
+        return now / then * (1.0 if constant is None else c / constant.dependence(record.base_shape, True))
     width_only = tuple(s if a in width else 1 for a, s in enumerate(record.shape))
     return target(use, width_only) / target(primary, width_only) * c
 

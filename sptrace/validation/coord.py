@@ -210,7 +210,7 @@ def _axes_for(name: str, p: Tensor, param_axes: Optional[Mapping[str, Any]]) -> 
                 d["output_dense"] = str(getattr(space, "value", space)) == "dense"
             constant = getattr(spec, "forward_constant", None)
             if constant is not None:  # the operator is c W (docs/rules.md "Constants in the forward")
-                d["constant"] = (constant.axis, constant.split, constant.power)
+                d["constant"] = (constant.axis, constant.split, constant.power, constant.size)
     else:
         fi, fo, dense = default_param_axes(p.shape)
         d = {"fan_in_axes": fi, "fan_out_axes": fo, "input_dense": dense}
@@ -225,8 +225,8 @@ def _nat(W: Tensor, spec: Mapping[str, Any], method: str) -> float:
     ``c = n^p`` of W's own width multiplies its output (``spec["constant"] = (axis, split, p)``)."""
     if not bool(torch.isfinite(W).all()):  # a diverged run: judged as invalid, not a crash in the SVD
         return math.nan
-    axis, split, power = spec.get("constant") or (0, 1, 0.0)
-    c = (W.shape[axis] / split) ** power if W.dim() else 1.0
+    axis, split, power, size = (tuple(spec.get("constant") or (0, 1, 0.0)) + (None,))[:4]
+    c = size ** power if axis < 0 else (W.shape[axis] / split) ** power if W.dim() else 1.0  # axis -1: an l2 norm's
     blocks = natural_spectral_norm(W, spec["fan_in_axes"], spec["fan_out_axes"], bool(spec["input_dense"]),
                                    bool(spec["output_dense"]), groups=int(spec["groups"]), method=method, reduce=None)
     if spec.get("blocks_grow"):  # a typical block: the max of more and more blocks is their tail (_groups_at)
