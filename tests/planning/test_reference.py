@@ -191,3 +191,28 @@ def test_hand_drawn_expert_stacks_do_not_make_the_linears_constant(width):
     assert "constant" not in laws.values(), laws
     # in1 (std ∝ 1/sqrt(shape[1])) is PyTorch's law for 2-D weights and the experts' per-expert fan-in
     assert laws["w_in"] == laws["w_out"] == "in1"
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_a_constant_is_shared_within_sampling_noise_not_within_a_laws_tolerance(seed):
+    """The same transformer at width 64, drawn by seed: its (E, 4d, d) experts' std 1/sqrt(4d) is the
+    Linears' 1/sqrt(3d) (PyTorch's law at fan-in d) over sqrt(4/3) = 1.155, just outside the 15 % a law
+    may miss by. Counted as sharing the fitted constant whenever the sample noise brought it inside
+    (seeds 2 and 9 here), they gave the constant its second fan-in and it won: the reference form
+    then drew every hidden weight twice too large at width 64 for those seeds (MoE GPT, 6 seeds:
+    nat@0 of w_in 2.24 mean at width 64 against 1.50 at 128-512; the module updates' slopes -0.37
+    (Adam) and -1.3 (SGD router) came from that one width). Two fan-ins share a std within 5 %."""
+    torch.manual_seed(seed)
+    width = 64
+    module = nn.ModuleDict({"qkv": nn.Linear(width, 3 * width), "o": nn.Linear(width, width),
+                            "router": nn.Linear(width, 4), "head": nn.Linear(width, 77)})
+    stds = {name: float(layer.weight.detach().std()) for name, layer in module.items()}
+    stds.update(w_in=float((torch.randn(4, width, 4 * width) / width ** 0.5).std()),
+                w_out=float((torch.randn(4, 4 * width, width) / (4 * width) ** 0.5).std()))
+    records = [rec("qkv", (3 * width, width), (1,), (0,), {0, 1}, Role.HIDDEN),
+               rec("o", (width, width), (1,), (0,), {0, 1}, Role.HIDDEN),
+               rec("router", (4, width), (1,), (0,), {1}, Role.READOUT),
+               rec("head", (77, width), (1,), (0,), {1}, Role.READOUT),
+               rec("w_in", (4, width, 4 * width), (1,), (2,), {1, 2}, Role.HIDDEN),
+               rec("w_out", (4, 4 * width, width), (1,), (2,), {1, 2}, Role.HIDDEN)]
+    assert set(detect_laws(records, stds).values()) == {"in1"}
