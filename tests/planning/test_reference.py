@@ -168,14 +168,9 @@ def test_nn_bilinear_is_read_by_its_own_law_not_the_fan_in_law(width):
     assert laws["join"] == "in1" and set(laws.values()) - {"in1"} == {"torch"}
 
 
-@pytest.mark.parametrize("width", [64, 256])
-def test_hand_drawn_expert_stacks_do_not_make_the_linears_constant(width):
-    """A transformer whose MoE experts are two hand-written (E, d, 4d) / (E, 4d, d) parameters drawn
-    N(0, 1/d_in): they fit no law as drawn (PyTorch's law reads fan-in d·4d), and outvoted the nn.Linear
-    weights, which fit PyTorch's law exactly but which a fitted constant matched too (one fan-in, d).
-    The model was read as constant, so the reference form scaled every hidden weight by sqrt(256/d)
-    (nat@0 -0.50 over widths 64-512, Adam and SGD). A constant needs weights of two fan-ins it fits."""
-    torch.manual_seed(0)
+def _expert_transformer(width: int):
+    """The records and sampled stds of a transformer's Linears beside hand-drawn (E, d, 4d) / (E, 4d, d)
+    expert stacks, N(0, 1/d_in)."""
     module = nn.ModuleDict({"qkv": nn.Linear(width, 3 * width), "o": nn.Linear(width, width),
                             "router": nn.Linear(width, 4), "head": nn.Linear(width, 77)})
     stds = {name: float(layer.weight.detach().std()) for name, layer in module.items()}
@@ -187,6 +182,18 @@ def test_hand_drawn_expert_stacks_do_not_make_the_linears_constant(width):
                rec("head", (77, width), (1,), (0,), {1}, Role.READOUT),
                rec("w_in", (4, width, 4 * width), (1,), (2,), {1, 2}, Role.HIDDEN),
                rec("w_out", (4, 4 * width, width), (1,), (2,), {1, 2}, Role.HIDDEN)]
+    return records, stds
+
+
+@pytest.mark.parametrize("width", [64, 256])
+def test_hand_drawn_expert_stacks_do_not_make_the_linears_constant(width):
+    """A transformer whose MoE experts are two hand-written (E, d, 4d) / (E, 4d, d) parameters drawn
+    N(0, 1/d_in): they fit no law as drawn (PyTorch's law reads fan-in d·4d), and outvoted the nn.Linear
+    weights, which fit PyTorch's law exactly but which a fitted constant matched too (one fan-in, d).
+    The model was read as constant, so the reference form scaled every hidden weight by sqrt(256/d)
+    (nat@0 -0.50 over widths 64-512, Adam and SGD). A constant needs weights of two fan-ins it fits."""
+    torch.manual_seed(0)
+    records, stds = _expert_transformer(width)
     laws = detect_laws(records, stds)
     assert "constant" not in laws.values(), laws
     # in1 (std ∝ 1/sqrt(shape[1])) is PyTorch's law for 2-D weights and the experts' per-expert fan-in
@@ -203,16 +210,5 @@ def test_a_constant_is_shared_within_sampling_noise_not_within_a_laws_tolerance(
     nat@0 of w_in 2.24 mean at width 64 against 1.50 at 128-512; the module updates' slopes -0.37
     (Adam) and -1.3 (SGD router) came from that one width). Two fan-ins share a std within 5 %."""
     torch.manual_seed(seed)
-    width = 64
-    module = nn.ModuleDict({"qkv": nn.Linear(width, 3 * width), "o": nn.Linear(width, width),
-                            "router": nn.Linear(width, 4), "head": nn.Linear(width, 77)})
-    stds = {name: float(layer.weight.detach().std()) for name, layer in module.items()}
-    stds.update(w_in=float((torch.randn(4, width, 4 * width) / width ** 0.5).std()),
-                w_out=float((torch.randn(4, 4 * width, width) / (4 * width) ** 0.5).std()))
-    records = [rec("qkv", (3 * width, width), (1,), (0,), {0, 1}, Role.HIDDEN),
-               rec("o", (width, width), (1,), (0,), {0, 1}, Role.HIDDEN),
-               rec("router", (4, width), (1,), (0,), {1}, Role.READOUT),
-               rec("head", (77, width), (1,), (0,), {1}, Role.READOUT),
-               rec("w_in", (4, width, 4 * width), (1,), (2,), {1, 2}, Role.HIDDEN),
-               rec("w_out", (4, 4 * width, width), (1,), (2,), {1, 2}, Role.HIDDEN)]
+    records, stds = _expert_transformer(64)
     assert set(detect_laws(records, stds).values()) == {"in1"}
