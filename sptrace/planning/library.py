@@ -181,7 +181,8 @@ def detect_laws(records: Sequence[ParamRecord], stds: Mapping[str, float],
     # d, 1/sqrt(3d), is 1/sqrt(4d) (a hand-drawn (E, 4d, d) expert, N(0, 1/(4d))) times sqrt(4/3) = 1.155, so
     # 15 % let the sample noise decide, seed by seed (docs/parametrize.md).
     shared = math.log1p(_SHARED_TOLERANCE)
-    if len({_fan_in(r.shape) for r in weights if abs(logs[r.name] - constant) <= shared}) < 2:
+    backed = len({_fan_in(r.shape) for r in weights if abs(logs[r.name] - constant) <= shared}) >= 2
+    if not backed:
         errors["constant"] = [math.inf]
     # The constant is fitted, so it must fit better by a margin: where most weights share one
     # fan-in, a fitted constant matches them exactly whatever the law (the zoo GPT at width 32).
@@ -190,8 +191,12 @@ def detect_laws(records: Sequence[ParamRecord], stds: Mapping[str, float],
         model_law, gain = _with_a_gain(logs, predicted, tolerance) or (model_law, 0.0)
         predicted[model_law] = {n: p + gain for n, p in predicted[model_law].items()}
     laws = {}
+    # Nor may one weight take an unbacked constant: the fitted median is a middle weight's own std, which
+    # it then matched exactly (a hand-drawn N(0, 1/d) matrix between two nn.Linear read as constant at
+    # widths 128 and 512, xavier at 64 and 256: its init scaled by sqrt(256/d) at every other width).
+    laws_for_one = LIBRARY_LAWS if backed else tuple(law for law in LIBRARY_LAWS if law != "constant")
     for r in weights:
-        gaps = {law: abs(logs[r.name] - predicted[law][r.name]) for law in LIBRARY_LAWS}
+        gaps = {law: abs(logs[r.name] - predicted[law][r.name]) for law in laws_for_one}
         nearest = min(gaps, key=gaps.get)
         near = shared if nearest == "constant" else tolerance  # the constant is a std shared, as above
         laws[r.name] = nearest if gaps[model_law] > tolerance and gaps[nearest] < near else model_law

@@ -212,3 +212,17 @@ def test_a_constant_is_shared_within_sampling_noise_not_within_a_laws_tolerance(
     torch.manual_seed(seed)
     records, stds = _expert_transformer(64)
     assert set(detect_laws(records, stds).values()) == {"in1"}
+
+
+@pytest.mark.parametrize("width", [128, 512])
+def test_a_middle_weight_does_not_take_an_unbacked_constant(width):
+    """A hand-drawn N(0, 1/d) square matrix between two nn.Linear (fan-ins 32 and d): the fitted constant,
+    the median of three stds, is that matrix's own std, and it took it (widths 128 and 512; xavier at 64
+    and 256), so the reference form scaled its init by sqrt(256/d): its spectral norm 2.78 at 128, 1.40 at
+    512, 1.95 at 64 and 256. A constant no two fan-ins share is no weight's law."""
+    records = [rec("inp", (width, 32), (1,), (0,), {0}, Role.INPUT),
+               rec("mid", (width, width), (1,), (0,), {0, 1}, Role.HIDDEN),
+               rec("out", (10, width), (1,), (0,), {1}, Role.READOUT)]
+    stds = {"inp": (3 * 32) ** -0.5, "mid": 1.01 * width ** -0.5, "out": (3 * width) ** -0.5}  # 1 %: a sample's
+    laws = detect_laws(records, stds)
+    assert laws["mid"] != "constant" and laws["inp"] == laws["out"] == "torch", laws
