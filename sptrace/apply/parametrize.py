@@ -216,7 +216,8 @@ def _warn_unstable_scales(traced: Trace) -> None:
     left = [s for s in traced.attention if s.width_stable is False]
     if left:
         warnings.warn(SptraceWarning(
-            f"{len(left)} product(s) of activations will grow with width, which sptrace cannot rescale: "
+            f"{len(left)} attention or activation-product scale(s) let their logits grow with width, and sptrace "
+            "leaves them so (attention_fix=True reroutes scaled_dot_product_attention only): "
             f"{_listed([f'{s.module or MODEL_ROOT} ({s.node})' for s in left])}. "
             "opt.sptrace.warnings says what to change in the model's code for each"), stacklevel=_outside_sptrace())
 

@@ -384,6 +384,19 @@ def test_report_shows_the_fixed_attention_scale():
     assert "NOT width-stable" not in opt.sptrace.report()
 
 
+def test_a_growing_head_dim_left_at_its_scale_is_warned_about_once():
+    """head_dim grows against the base (8 -> 16) and the model keeps 1/sqrt(head_dim): one SptraceWarning
+    naming the site, none with attention_fix=True."""
+    for fix, expected in ((False, 1), (True, 0)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            sptrace.parametrize(TinyGPT(64), "adam", lr=1e-3, example_inputs=ids(), base=TinyGPT(32), attention_fix=fix)
+        said = [str(w.message) for w in caught if issubclass(w.category, sptrace.SptraceWarning)
+                and "grow with width" in str(w.message)]
+        assert len(said) == expected, said
+        assert all("attention_fix=True" in w for w in said)
+
+
 def test_a_trace_is_reused_for_a_model_of_the_same_shapes_and_refused_for_another():
     """traced=: one capture serves every seed at a width (the coord checks use it); a trace of
     another width is refused by name and leaves the model untouched."""
