@@ -259,7 +259,7 @@ def _product_site(node, ax: OpAxes, shapes, labels, data: set, read: set) -> Opt
     ``F.normalize``): a cosine is bounded."""
     (left, right) = ax.contract[0]
     operands = {n.name: n for n in node.all_input_nodes}
-    if not all(ref[0] in operands and operands[ref[0]] in data for ref in (left, right)):
+    if not all(ref[0] in operands and ref[0] in data for ref in (left, right)):
         return None
     if not all(labels.decide(ref)[0] for ref in (left, right)) or labels.component.get(left) not in read:
         return None

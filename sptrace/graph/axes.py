@@ -49,6 +49,7 @@ import networkx as nx
 import torch
 
 from ..types import AxisLabels, CapturedGraph, OpAxes, Ref
+from .capture import computed_from_inputs, reached_from
 from .ops import (BROADCASTS, ELEMENTWISE_BINARY, GROUPED_MATMULS, RANKED_PAIRS, RANKED_POSITIONS, UNKNOWN_SIZE,
                   VALUE_KEEPING, Shapes, index_reads, normalized_args, op_name, param_behind, tiling_slices,
                   value_key)
@@ -251,18 +252,16 @@ def _parameter_entries_beside_fixed(captured: CapturedGraph, axes: dict[str, OpA
 def _constant_network_axes(captured: CapturedGraph, axes: dict[str, OpAxes], component) -> list[Ref]:
     """The output axes of a contraction of a parameter with a constant buffer (module docstring)
     whose components hold a parameter axis and no axis of a value computed from the inputs."""
-    from_inputs = _reached(captured.graph, set(captured.input_nodes))
-    constant = _reached(captured.graph, set(captured.data_buffers)) - from_inputs
+    from_inputs = computed_from_inputs(captured)
+    constant = reached_from(captured.graph, set(captured.data_buffers)) - from_inputs
     sites = [name for name, ax in axes.items() if ax.category in ("matmul", "conv") and name in constant
              and any(ref[0].split(".")[0] in constant for pair in ax.contract for ref in pair)]
     if not sites:
         return []
     params = set(captured.param_nodes)
-    on_data, on_params, refs_of = set(), set(), {}
+    on_data, on_params, refs_of = _on_data(component, from_inputs), set(), {}
     for ref, comp in component.items():
         node = ref[0].split(".")[0]
-        if node in from_inputs:
-            on_data.add(comp)
         if node in params:
             on_params.add(comp)
         if node in sites:
@@ -277,21 +276,17 @@ def _combined_inside_parameters(captured: CapturedGraph, axes: dict[str, OpAxes]
     a computation on parameters (S4D's states, summed into its kernel), as the inner sizes of a
     network on constants are (module docstring). They must be fixed for the rules to hold
     (graph/classify.py); were they width, no value of the model's representation would show it."""
-    from_inputs = _reached(captured.graph, set(captured.input_nodes))
+    from_inputs = computed_from_inputs(captured)
     refs = [ref for name, ax in axes.items() if name not in from_inputs for ref in ax.mixed]
     if not refs:
         return []
-    on_data = {comp for ref, comp in component.items() if ref[0].split(".")[0] in from_inputs}
+    on_data = _on_data(component, from_inputs)
     return [ref for ref in refs if ref in component and component[ref] not in on_data]
 
 
-def _reached(graph, roots: set[str]) -> set[str]:
-    """Names of the nodes computed from any of ``roots`` (the roots included)."""
-    seen = set(roots)
-    for node in graph.nodes:
-        if node.name not in seen and any(n.name in seen for n in node.all_input_nodes):
-            seen.add(node.name)
-    return seen
+def _on_data(component, from_inputs: set[str]) -> set:
+    """The components that hold an axis of a value computed from the inputs."""
+    return {comp for ref, comp in component.items() if ref[0].split(".")[0] in from_inputs}
 
 
 def _hidden_state_axes(captured: CapturedGraph, shapes: Shapes, component, dense_fan_in: set[Ref]) -> set[Ref]:

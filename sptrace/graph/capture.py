@@ -408,13 +408,18 @@ _ROUTES = {"export": _capture_export, "eager": _capture_eager}
 # the module path, read by later stages
 
 
-def computed_from_inputs(captured: CapturedGraph) -> set:
-    """Nodes whose value is computed from the model's inputs (activations, not constants)."""
-    data = {n for n in captured.graph.nodes if n.name in captured.input_nodes}
-    for node in captured.graph.nodes:
-        if node not in data and any(a in data for a in node.all_input_nodes):
-            data.add(node)
-    return data
+def reached_from(graph: fx.Graph, roots: set[str]) -> set[str]:
+    """Names of the nodes computed from any of ``roots`` (the roots included)."""
+    seen = set(roots)
+    for node in graph.nodes:
+        if node.name not in seen and any(n.name in seen for n in node.all_input_nodes):
+            seen.add(node.name)
+    return seen
+
+
+def computed_from_inputs(captured: CapturedGraph) -> set[str]:
+    """Names of the nodes whose value is computed from the model's inputs (activations, not constants)."""
+    return reached_from(captured.graph, set(captured.input_nodes))
 
 
 def module_path(node: fx.Node) -> str:

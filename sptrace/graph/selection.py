@@ -100,7 +100,7 @@ def _first_normalisation(starts: list[torch.fx.Node], param_fed: set, data: set)
     """Breadth-first from ``starts`` along users through parameter-free ops that mix in no other
     activation, to a node that normalises the value (module docstring)."""
     return _first_reached(starts, lambda user, node: _normalises(user, node, param_fed),
-                          lambda user, on: user not in param_fed and not any(a in data and a not in on
+                          lambda user, on: user not in param_fed and not any(a.name in data and a not in on
                                                                              for a in user.all_input_nodes))
 
 
