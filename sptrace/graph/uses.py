@@ -318,7 +318,9 @@ class _UseWalker:
         looked_up = ax.category == "index"
         mixes_all = op_name(node) in MIXING and not ax.mixed  # sort, top-k: no axis passes through intact
         standardised = self._standardises(ax)
-        along = (ax.category == "fourier" and ax.mixed) or self._batched_contraction(ax, derived_inputs)
+        summed = self._summed_channel_by_channel(ax, derived_inputs)
+        ax.mixed.extend(summed or ())
+        along = (ax.category == "fourier" and ax.mixed) or summed is not None
         if ax.category not in ("passthrough", "elementwise", "cat") and not (looked_up or standardised is not None
                                                                              or along) or mixes_all:
             for p in self._derived_params(node):
@@ -357,24 +359,23 @@ class _UseWalker:
         if len(self._output_keys(node)) > 1:
             self.derived.setdefault(node.name, Derived(params, [], **carried))
 
-    def _batched_contraction(self, ax: OpAxes, derived_inputs: list[str]) -> bool:
-        """A contraction of parameter-derived values channel by channel (S4D's kernel,
+    def _summed_channel_by_channel(self, ax: OpAxes, derived_inputs: list[str]) -> Optional[list[Ref]]:
+        """The summed axes of a contraction of parameter-derived values channel by channel (S4D's kernel,
         ``einsum("dn,dnl->dl", C * B, exp(dt * A * arange(L)))``): every output axis that carries a
         parameter axis is an axis of every operand (a batch axis), so each output entry reads the
         parameters at its own index only, and the summed axes combine entries as a softmax's axis does
         (``OpAxes.mixed``: a fixed count, graph/axes.py). A product of matrices (``A @ B``, each
-        output axis from one of them) is not one: it stays reported."""
+        output axis from one of them) is not one (None): it stays reported."""
         operands = set(derived_inputs)
         if ax.category != "matmul" or len(operands) < 2 or not ax.contract:
-            return False
+            return None
         reaching: dict[Ref, set] = {}
         for (src, i), out in ax.same:
             if src in operands:
                 reaching.setdefault(out, set()).add(src)
         if any(self._axis_of((src, i)) and reaching[out] != operands for (src, i), out in ax.same if src in operands):
-            return False
-        ax.mixed.extend(ref for pair in ax.contract for ref in pair if ref[0] in operands)
-        return True
+            return None
+        return [ref for pair in ax.contract for ref in pair if ref[0] in operands]
 
     def _standardises(self, ax: OpAxes) -> Optional[tuple[frozenset, frozenset]]:
         """A norm whose input is a parameter (weight standardisation: StdConv's batch norm over each
