@@ -30,7 +30,8 @@ from ..types import AxisLabels, CapturedGraph, ForwardConstant, OpAxes, UseAnaly
 from .capture import SCALAR_VALUE, UNKNOWN_SCALAR, module_path
 from .ops import Shapes, op_name
 
-__all__ = ["forward_constants", "POWERS", "TOLERANCE"]
+__all__ = ["forward_constants", "POWERS", "TOLERANCE", "KEEPS_VALUES", "feeds_attention", "follow_factors",
+           "scalar_constant"]
 
 POWERS = (0.5, -0.5, 1.0, -1.0)
 TOLERANCE = 1e-4  # relative
@@ -57,7 +58,7 @@ def forward_constants(captured: CapturedGraph, shapes: Shapes, uses: UseAnalysis
             if node is None:
                 continue
             chain = _chain(node)
-            if chain is None or _feeds_attention(chain[1], uses, use_nodes, labels):
+            if chain is None or feeds_attention(chain[1], uses, use_nodes, labels):
                 continue
             value, last, reshaped = chain
             factors = [(key, j) for key in reshaped for j in _split_axes(uses.op_axes.get(key), key)]
@@ -83,7 +84,7 @@ def unknown_constants(captured: CapturedGraph, uses: UseAnalysis) -> list[str]:
 
 def _scaled_by_unknown(node: fx.Node) -> bool:
     """Whether the chain of views and constant factors after ``node`` stops at a factor of unknown value."""
-    *_, cur, _, stop = _follow(node)
+    *_, cur, _, stop = follow_factors(node)
     return stop is not None and op_name(stop) in ("mul", "div") and any(_unknown(a) for a in stop.args if a is not cur)
 
 
@@ -104,13 +105,13 @@ def _users(node: fx.Node) -> list[fx.Node]:
 def _chain(node: fx.Node) -> Optional[tuple[float, fx.Node, list[str]]]:
     """(c, the last mul / div, the reshapes of the use's output on the chain and after it) after
     ``node``, or None without a constant."""
-    value, last, cur, seen, _ = _follow(node)
+    value, last, cur, seen, _ = follow_factors(node)
     if last is None or not math.isfinite(value) or value <= 0:
         return None
     return value, last, seen + _reshaped(cur)
 
 
-def _follow(node: fx.Node) -> tuple[float, Optional[fx.Node], fx.Node, list[str], Optional[fx.Node]]:
+def follow_factors(node: fx.Node) -> tuple[float, Optional[fx.Node], fx.Node, list[str], Optional[fx.Node]]:
     """Walk from ``node`` through its only consumers while they are views, casts or a mul / div by a
     known constant: (c, the last mul / div, the last node walked, the reshapes walked, the consumer
     the walk stopped at or None where the value has no single consumer)."""
@@ -140,13 +141,13 @@ def _factor(node: fx.Node, cur: fx.Node) -> Optional[float]:
     if op_name(node) == "div":
         if first is not cur:
             return None
-        c = _constant(second)
+        c = scalar_constant(second)
         return None if c in (None, 0.0) else 1.0 / c
     other = second if first is cur else first if second is cur else None
-    return None if other is None or other is cur else _constant(other)
+    return None if other is None or other is cur else scalar_constant(other)
 
 
-def _constant(value) -> Optional[float]:
+def scalar_constant(value) -> Optional[float]:
     """A Python number, or a one-element constant whose value capture recorded (through casts and
     copies), or ``full([], v)`` / ``scalar_tensor(v)``; None otherwise."""
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
@@ -202,7 +203,7 @@ def _as_width_power(param: str, value: float, last: fx.Node, factors: list, fan_
                            module=module_path(last))
 
 
-def _feeds_attention(last: fx.Node, uses: UseAnalysis, use_nodes: set, labels: AxisLabels) -> bool:
+def feeds_attention(last: fx.Node, uses: UseAnalysis, use_nodes: set, labels: AxisLabels) -> bool:
     """Whether the scaled value (through views, splits and stacks) is a query or key: an operand of
     attention or of a contraction with another activation. Its constant is then the logits' scale
     (``1/sqrt(head_dim)`` applied to q), which sptrace's attention policy keeps or rewrites
@@ -237,7 +238,7 @@ def _summed_product(node: fx.Node, cur: fx.Node, labels: AxisLabels) -> bool:
     if op_name(node) != "mul" or len(node.args) != 2:
         return False
     other = node.args[1] if node.args[0] is cur else node.args[0] if node.args[1] is cur else None
-    if not isinstance(other, fx.Node) or _constant(other) is not None:
+    if not isinstance(other, fx.Node) or scalar_constant(other) is not None:
         return False
     todo = [node]
     while todo:

@@ -30,7 +30,7 @@ import torch.fx as fx
 
 from ..types import AxisLabels, CapturedGraph, ForwardConstant, ParamRecord, UseAnalysis
 from .capture import module_path
-from .constants import KEEPS_VALUES, POWERS, TOLERANCE, _constant, _feeds_attention, _follow
+from .constants import KEEPS_VALUES, POWERS, TOLERANCE, feeds_attention, follow_factors, scalar_constant
 from .ops import op_name
 
 __all__ = ["mark_l2_normalised"]
@@ -56,7 +56,7 @@ def mark_l2_normalised(captured: CapturedGraph, uses: UseAnalysis, labels: AxisL
         node = nodes.get(use.node) if use is not None and use.op == "mul" else None
         found = _normalised(node, params) if node is not None else None
         constant = None
-        if found is not None and not _feeds_attention(found[3], uses, use_nodes, labels):
+        if found is not None and not feeds_attention(found[3], uses, use_nodes, labels):
             constant = _as_constant(record, found, labels, witnesses, values, base_shapes)
         out.append(record if constant is None else
                    replace(record, forward_constant=None if constant == "cancelled" else constant))
@@ -81,11 +81,11 @@ def _back(value) -> tuple[object, float]:
             value = tensors[0]
             continue
         if name in ("mul", "div") and len(value.args) == 2 and isinstance(value.args[0], fx.Node):
-            c = _constant(value.args[1])
+            c = scalar_constant(value.args[1])
             if c not in (None, 0.0):
                 factor, value = factor * (c if name == "mul" else 1.0 / c), value.args[0]
                 continue
-            c = _constant(value.args[0]) if name == "mul" else None
+            c = scalar_constant(value.args[0]) if name == "mul" else None
             if c is not None and isinstance(value.args[1], fx.Node):
                 factor, value = factor * c, value.args[1]
                 continue
@@ -96,7 +96,7 @@ def _back(value) -> tuple[object, float]:
 def _l2_norm(value) -> Optional[tuple[fx.Node, list[int]]]:
     """(Y, dims) where ``value`` is the l2 norm of Y over dims, up to clamps, eps and broadcasts."""
     while isinstance(value, fx.Node) and op_name(value) in KEEPS_NORM and value.args:
-        if op_name(value) == "add" and not (len(value.args) == 2 and _constant(value.args[1]) is not None):
+        if op_name(value) == "add" and not (len(value.args) == 2 and scalar_constant(value.args[1]) is not None):
             return None
         value = value.args[0]
     if not isinstance(value, fx.Node) or op_name(value) not in NORM_OPS or not isinstance(value.args[0], fx.Node):
@@ -122,15 +122,15 @@ def _normalised(node: fx.Node, params: set) -> Optional[tuple[fx.Node, list[int]
     if isinstance(source, fx.Node) and op_name(source) == "div" and len(source.args) == 2:  # F.normalize(x) * g
         found = _l2_norm(source.args[1])
         if found is not None and _back(source.args[0])[0] is _back(found[0])[0]:
-            after, last, *_ = _follow(node)
+            after, last, *_ = follow_factors(node)
             return found[0], found[1], factor * _back(source.args[0])[1] * after, last or node
-    after, last, cur, _, stop = _follow(node)  # g * x / ||x||
+    after, last, cur, _, stop = follow_factors(node)  # g * x / ||x||
     if stop is None or op_name(stop) != "div" or len(stop.args) != 2 or stop.args[0] is not cur:
         return None
     found = _l2_norm(stop.args[1])
     if found is None or _back(found[0])[0] is not source:
         return None
-    more, end, *_ = _follow(stop)
+    more, end, *_ = follow_factors(stop)
     return found[0], found[1], factor * after * more, end or stop
 
 
