@@ -20,6 +20,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
 
+from ..graph.capture import MODEL_ROOT
 from ..graph.report import render
 from ..graph.trace import Trace, trace
 from ..planning.library import detect_laws, drawn_with, library_candidates
@@ -36,7 +37,6 @@ from .planned import OPTIMIZERS, Installed, Plan, changes, initialise, replacing
 from .transaction import INIT_MARK, Snapshot
 
 __all__ = ["plan", "parametrize", "param_groups", "Parametrization", "OPTIMIZERS", "default_lr", "plan_report"]
-MODEL_ROOT = "<root>"  # how a report names the model itself, for a site at its top level
 
 
 @dataclass
@@ -73,7 +73,7 @@ class Parametrization(Installed):
         columns = _plan_columns(self.trace, self.plans)
         if model is not None:
             _add_measured(columns, self.trace, model)
-        notes = [f"multiplier {m.value:.4g} on {m.what} of {m.module or '<root>'}: {m.reason}"
+        notes = [f"multiplier {m.value:.4g} on {m.what} of {m.module or MODEL_ROOT}: {m.reason}"
                  for m in self.multipliers]
         return render(self.trace, format, columns, self.warnings + notes, notes=self.lr_notes)
 

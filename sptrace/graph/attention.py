@@ -19,7 +19,7 @@ from typing import Optional
 import torch.fx as fx
 
 from ..types import AttentionSite, AxisLabels, CapturedGraph, OpAxes, ParamUse
-from .capture import computed_from_inputs, module_path
+from .capture import MODEL_ROOT, computed_from_inputs, module_path
 from .ops import EMBEDDINGS, SHAPE_OPS, Shapes, op_name, param_behind
 
 SCALE_OPS = {"mul", "div", "true_divide"}
@@ -105,7 +105,7 @@ def assume_fixed_head_dims(captured: CapturedGraph, shapes: Shapes, axes: dict[s
             comp = labels.component.get(ref)
             if comp is None or not labels.decide(ref)[0] or not _splits_width(labels, products, comp, heads, batch_merged=True):
                 continue
-            labels.fixed_reason[comp] = (f"{ASSUMED} at {module_path(node) or '<root>'} (heads grow; automatic mode "
+            labels.fixed_reason[comp] = (f"{ASSUMED} at {module_path(node) or MODEL_ROOT} (heads grow; automatic mode "
                                          "cannot tell: pass base= to decide)")
             where.append(module_path(node))
         where += _assume_fixed_blocks(node, ax, labels, products, captured)
@@ -134,7 +134,7 @@ def _assume_fixed_per_head_sides(param_uses: dict[str, list[ParamUse]], labels: 
                 if len(inside) != 1 or len(others) != 1:
                     continue
                 labels.fixed_reason[labels.component[others[0]]] = (
-                    f"{ASSUMED} at {use.module or '<root>'} (a parameter stored per head, its size per head beside "
+                    f"{ASSUMED} at {use.module or MODEL_ROOT} (a parameter stored per head, its size per head beside "
                     "the heads; heads grow; automatic mode cannot tell: pass base= to decide)")
                 where.append(use.module)
     return where
@@ -165,7 +165,7 @@ def _assume_fixed_blocks(node: fx.Node, ax: OpAxes, labels: AxisLabels, products
                     and _splits_width(labels, products, other, heads):
                 fixed.append(other)
     for comp in fixed:
-        labels.fixed_reason[comp] = (f"{ASSUMED} at {module_path(node) or '<root>'} (a parameter applied per head; "
+        labels.fixed_reason[comp] = (f"{ASSUMED} at {module_path(node) or MODEL_ROOT} (a parameter applied per head; "
                                      "heads grow; automatic mode cannot tell: pass base= to decide)")
     return [module_path(node)] if fixed else []
 

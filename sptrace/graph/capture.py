@@ -422,6 +422,9 @@ def computed_from_inputs(captured: CapturedGraph) -> set[str]:
     return reached_from(captured.graph, set(captured.input_nodes))
 
 
+MODEL_ROOT = "<root>"  # how reports name the model itself, where a module path is empty
+
+
 def module_path(node: fx.Node) -> str:
     stack = node.meta.get("nn_module_stack") or {}
     if not stack:

@@ -9,6 +9,7 @@ from typing import Mapping, Optional, Sequence
 from tabulate import tabulate
 
 from ..types import SptraceError
+from .capture import MODEL_ROOT
 
 FORMATS = ("text", "markdown", "json")
 COLUMNS = ("name", "shape", "use", "in axes", "out axes", "kind", "role", "space", "fan_in", "fan_out", "width dims")
@@ -93,7 +94,7 @@ def _attention_lines(trace, format) -> list[str]:
             else ("head_dim", "1/head_dim")
         verdict = {True: "ok", False: f"NOT width-stable (use {fix})", None: "ok if head_dim is fixed"}[site.width_stable]
         scale = f"{site.scale:.4g}" if site.scale is not None else "runtime"
-        lines.append(f"- {site.module or '<root>'} [{site.kind}] {dim} {site.head_dim} ({growth}), "
+        lines.append(f"- {site.module or MODEL_ROOT} [{site.kind}] {dim} {site.head_dim} ({growth}), "
                      f"scale {scale} ({site.scale_source}): {verdict}")
     return lines + [""]
 

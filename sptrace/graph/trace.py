@@ -17,7 +17,7 @@ from ..types import NEVER_USED, AttentionSite, CapturedGraph, Kind, ParamFacts, 
 from . import report as _report
 from .attention import assume_fixed_head_dims, find_attention, with_base
 from .axes import label_axes
-from .capture import capture
+from .capture import MODEL_ROOT, capture
 from .classify import classify
 from .constants import forward_constants, unknown_constants
 from .ops import Shapes, op_name
@@ -509,7 +509,7 @@ def _record_warnings(records: list[ParamRecord]) -> list[str]:
         if r.kind is Kind.UNCLASSIFIED and r.problem != NEVER_USED:
             out.append(f"{r.name}: unclassified: {r.problem}")
         if r.secondary_uses:
-            where = ", ".join(f"{u.module or '<root>'} ({u.op}, {u.role.value})" for u in r.secondary_uses)
+            where = ", ".join(f"{u.module or MODEL_ROOT} ({u.op}, {u.role.value})" for u in r.secondary_uses)
             out.append(f"{r.name}: tied parameter also used as {where}; that use needs a forward multiplier")
         if not r.requires_grad:
             out.append(f"{r.name}: frozen (requires_grad=False): classified, but left out of optimizer groups")
