@@ -20,10 +20,11 @@ import torch.nn as nn
 import sptrace
 
 
-class S4DBlock(nn.Module):
+class S4DLayer(nn.Module):
+    """One S4D layer on (batch, d, L): its kernel K (d, L) from its parameters, applied through the FFT."""
+
     def __init__(self, d=32, n=8):
         super().__init__()
-        self.inp, self.out = nn.Linear(5, d), nn.Linear(d, 3)
         self.log_dt = nn.Parameter(torch.rand(d) * math.log(100) + math.log(1e-3))
         self.log_A_real = nn.Parameter(torch.log(0.5 * torch.ones(d, n)))
         self.A_imag = nn.Parameter(math.pi * torch.arange(n).float().repeat(d, 1))
@@ -31,16 +32,25 @@ class S4DBlock(nn.Module):
         self.C = nn.Parameter(torch.randn(d, n) * 0.5)
         self.D = nn.Parameter(torch.randn(d))
 
-    def forward(self, x):  # x (batch, L, 5)
-        u = self.inp(x).transpose(1, 2)  # (batch, d, L)
+    def forward(self, u):  # u (batch, d, L)
         L = u.shape[-1]
         A = torch.complex(-self.log_A_real.exp(), self.A_imag)
         dtA = A * self.log_dt.exp()[:, None]
         Bc = torch.complex(self.B, torch.zeros_like(self.B))
         Cc = torch.complex(self.C, torch.zeros_like(self.C)) * Bc * (dtA.exp() - 1.0) / A
-        K = 2 * torch.einsum("dn,dnl->dl", Cc, torch.exp(dtA.unsqueeze(-1) * torch.arange(L, device=x.device))).real
+        K = 2 * torch.einsum("dn,dnl->dl", Cc, torch.exp(dtA.unsqueeze(-1) * torch.arange(L, device=u.device))).real
         y = torch.fft.irfft(torch.fft.rfft(u, n=2 * L) * torch.fft.rfft(K, n=2 * L), n=2 * L)[..., :L]
-        return self.out((y + u * self.D[:, None]).transpose(1, 2))
+        return y + u * self.D[:, None]
+
+
+class S4DBlock(nn.Module):
+    def __init__(self, d=32, n=8):
+        super().__init__()
+        self.inp, self.out = nn.Linear(5, d), nn.Linear(d, 3)
+        self.s4d = S4DLayer(d, n)
+
+    def forward(self, x):  # x (batch, L, 5)
+        return self.out(self.s4d(self.inp(x).transpose(1, 2)).transpose(1, 2))
 
 
 KERNEL = ("log_dt", "log_A_real", "A_imag", "B", "C")
@@ -51,11 +61,11 @@ def test_s4d_kernel_parameters_are_channel_gains(route):
     traced = sptrace.trace(S4DBlock(), torch.randn(2, 12, 5), routes=(route,))
     assert not traced.unclassified, [(r.name, r.problem) for r in traced.unclassified]
     for name in KERNEL + ("D",):
-        rec = traced[name]
+        rec = traced[f"s4d.{name}"]
         assert (rec.kind.value, rec.role.value, rec.width_dims) == ("vector", "gain", (0,)), (name, rec)
         assert not rec.secondary_uses, (name, rec.secondary_uses)  # no tie: one use, on the data
     for name in KERNEL[1:]:  # the state axis is summed inside the kernel: a count
-        assert not traced[name].dims[1].width, traced[name].dims[1]
+        assert not traced[f"s4d.{name}"].dims[1].width, traced[f"s4d.{name}"].dims[1]
     assert not [w for w in traced.warnings if "tied" in w or "multiplier" in w], traced.warnings
     assert traced["inp.weight"].role.value == "input" and traced["out.weight"].role.value == "readout"
 

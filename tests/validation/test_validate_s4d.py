@@ -10,44 +10,22 @@ got a tied second use with a forward multiplier √(256/d), and sptrace failed 8
 update −1.02). Under SGD the kernel parameters' RMS update grows (+0.2 to +0.5, layer 0's ``log_A_real``
 +0.42 ± 0.10 at 10 seeds) while their median and 90th percentile are flat (docs/rules.md "Known
 limits"): not asserted here."""
-import math
 
 import pytest
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from tests.graph.test_parameter_kernels import S4DLayer
 from tests.validation.external_coord import external_coord_check
 
 VOCAB = 77
-
-
-class S4D(nn.Module):
-    def __init__(self, d, n=16, dt_min=1e-3, dt_max=1e-1):
-        super().__init__()
-        self.log_dt = nn.Parameter(torch.rand(d) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
-        self.log_A_real = nn.Parameter(torch.log(0.5 * torch.ones(d, n)))
-        self.A_imag = nn.Parameter(math.pi * torch.arange(n).float().repeat(d, 1))
-        self.B = nn.Parameter(torch.randn(d, n) * 0.5)
-        self.C = nn.Parameter(torch.randn(d, n) * 0.5)
-        self.D = nn.Parameter(torch.randn(d))
-
-    def forward(self, u):  # u (batch, d, L)
-        L = u.shape[-1]
-        A = torch.complex(-self.log_A_real.exp(), self.A_imag)
-        dtA = A * self.log_dt.exp()[:, None]
-        Bc = torch.complex(self.B, torch.zeros_like(self.B))
-        Cc = torch.complex(self.C, torch.zeros_like(self.C)) * Bc * (dtA.exp() - 1.0) / A
-        K = 2 * torch.einsum("dn,dnl->dl", Cc, torch.exp(dtA.unsqueeze(-1) * torch.arange(L, device=u.device))).real
-        y = torch.fft.irfft(torch.fft.rfft(u, n=2 * L) * torch.fft.rfft(K, n=2 * L), n=2 * L)[..., :L]
-        return y + u * self.D[:, None]
 
 
 class S4Model(nn.Module):
     def __init__(self, d, depth=2):
         super().__init__()
         self.emb = nn.Embedding(VOCAB, d)
-        self.layers = nn.ModuleList([S4D(d) for _ in range(depth)])
+        self.layers = nn.ModuleList([S4DLayer(d, n=16) for _ in range(depth)])
         self.norms = nn.ModuleList([nn.LayerNorm(d) for _ in range(depth)])
         self.mix = nn.ModuleList([nn.Linear(d, d) for _ in range(depth)])
         self.nf = nn.LayerNorm(d)
