@@ -21,10 +21,10 @@ import torch.fx as fx
 from ..types import AttentionSite, AxisLabels, CapturedGraph, OpAxes, ParamUse
 from .capture import MODEL_ROOT, computed_from_inputs, module_path
 from .ops import EMBEDDINGS, SHAPE_OPS, Shapes, op_name, param_behind
+from .values import scalar_constant, unit_vector_of
 
 SCALE_OPS = {"mul", "div", "true_divide"}
 MATMULS = {"matmul", "bmm", "einsum", "mm", "baddbmm"}
-VECTOR_NORMS = {"linalg_vector_norm", "norm", "frobenius_norm"}  # a sum of squares, not a mean (RMS)
 # the reason automatic mode gives a head_dim it takes as fixed (the sites still report "unknown")
 ASSUMED = "head_dim of attention, taken as fixed"
 
@@ -263,7 +263,7 @@ def _product_site(node, ax: OpAxes, shapes, labels, data: set, read: set) -> Opt
         return None
     if not all(labels.decide(ref)[0] for ref in (left, right)) or labels.component.get(left) not in read:
         return None
-    if all(_unit_vectors(operands[ref[0]]) for ref in (left, right)):
+    if all(unit_vector_of(operands[ref[0]]) is not None for ref in (left, right)):
         return None
     scale, sources = 1.0, []
     for operand in node.all_input_nodes:
@@ -291,25 +291,6 @@ def _read_by_weights(captured: CapturedGraph, shapes: Shapes, axes: dict[str, Op
                 if param_behind(nodes.get(weight_ref[0]), captured.param_nodes) and data_ref in labels.component:
                     read.add(labels.component[data_ref])
     return read
-
-
-def _unit_vectors(node: fx.Node) -> bool:
-    """``node`` is, up to views, ``x / f(‖x‖)``: a vector norm (not a mean) divides it."""
-    for _ in range(6):
-        if node.op != "call_function":
-            return False
-        if op_name(node) == "div" and len(node.all_input_nodes) == 2:
-            return _reaches(node.all_input_nodes[1], VECTOR_NORMS, depth=4)
-        if op_name(node) not in SHAPE_OPS or not node.all_input_nodes:
-            return False
-        node = node.all_input_nodes[0]
-    return False
-
-
-def _reaches(node: fx.Node, names: set, depth: int) -> bool:
-    if node.op != "call_function" or depth < 0:
-        return False
-    return op_name(node) in names or any(_reaches(a, names, depth - 1) for a in node.all_input_nodes[:1])
 
 
 def _downstream_scale(node: fx.Node) -> Optional[float]:
@@ -345,21 +326,11 @@ def _scales_to_softmax(node: fx.Node) -> Optional[list[tuple[float, str]]]:
     return None
 
 
-def _constant(value) -> Optional[float]:
-    """A Python number, or a 0-d tensor made by full()/scalar_tensor() in the graph."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, fx.Node) and op_name(value) in ("full", "scalar_tensor") and value.args:
-        fill = value.args[-1] if op_name(value) == "full" else value.args[0]
-        return float(fill) if isinstance(fill, (int, float)) else None
-    return None
-
-
 def _scale_factor(node: fx.Node) -> Optional[float]:
     name = op_name(node)
     if name not in SCALE_OPS or len(node.args) < 2:
         return None
-    value = _constant(node.args[1]) if name != "mul" else (_constant(node.args[1]) or _constant(node.args[0]))
+    value = scalar_constant(node.args[1]) if name != "mul" else (scalar_constant(node.args[1]) or scalar_constant(node.args[0]))
     if value is None or value == 0:
         return None
     return value if name == "mul" else 1.0 / value

@@ -21,25 +21,19 @@ scale, which the attention policy owns (docs/parametrize.md "Attention").
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Optional
 
 import torch.fx as fx
 
 from ..types import AxisLabels, CapturedGraph, ForwardConstant, OpAxes, UseAnalysis
-from .capture import SCALAR_VALUE, UNKNOWN_SCALAR, module_path
+from .capture import UNKNOWN_SCALAR, module_path
 from .ops import Shapes, op_name
+from .values import KEEPS_VALUES, scalar_constant
 
-__all__ = ["forward_constants", "POWERS", "TOLERANCE", "KEEPS_VALUES", "feeds_attention", "follow_factors",
-           "scalar_constant"]
+__all__ = ["forward_constants", "POWERS", "TOLERANCE", "feeds_attention", "follow_factors"]
 
 POWERS = (0.5, -0.5, 1.0, -1.0)
 TOLERANCE = 1e-4  # relative
-# ops that keep every value of their one tensor input (views, casts, copies)
-KEEPS_VALUES = {
-    "view", "reshape", "_unsafe_view", "to", "_to_copy", "clone", "contiguous", "alias", "detach",
-    "lift_fresh", "lift_fresh_copy", "type_as", "expand", "unsqueeze", "squeeze", "flatten", "transpose", "permute", "t",
-}
 RESHAPES = {"view", "reshape", "_unsafe_view", "unflatten"}
 REARRANGES = {"split", "split_with_sizes", "chunk", "unbind", "getitem", "select", "slice", "stack", "cat"}
 IGNORED_USERS = {"_assert_tensor_metadata", "sym_size", "sym_numel", "sym_stride"}
@@ -145,25 +139,6 @@ def _factor(node: fx.Node, cur: fx.Node) -> Optional[float]:
         return None if c in (None, 0.0) else 1.0 / c
     other = second if first is cur else first if second is cur else None
     return None if other is None or other is cur else scalar_constant(other)
-
-
-def scalar_constant(value) -> Optional[float]:
-    """A Python number, or a one-element constant whose value capture recorded (through casts and
-    copies), or ``full([], v)`` / ``scalar_tensor(v)``; None otherwise."""
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        return float(value)
-    while isinstance(value, fx.Node):
-        if SCALAR_VALUE in value.meta:
-            return value.meta[SCALAR_VALUE]
-        name = op_name(value)
-        if name in ("full", "scalar_tensor") and value.args:
-            size, fill = (value.args[0], value.args[1]) if name == "full" and len(value.args) > 1 else ((), value.args[0])
-            ok = isinstance(fill, numbers.Real) and not isinstance(fill, bool) and all(s == 1 for s in size)
-            return float(fill) if ok else None
-        if name not in KEEPS_VALUES or not value.args:
-            return None
-        value = value.args[0]
-    return None
 
 
 def _split_axes(ax: Optional[OpAxes], key: str) -> list[int]:

@@ -13,11 +13,11 @@ with the l2 norm) multiply ``c`` and may cancel it.
 Found from the graph alone, for a parameter whose primary use is an elementwise ``mul`` by an
 activation ``A``: either ``A`` is ``Y / N`` (``F.normalize``, through views and constant factors), or
 the product's only consumer chain reaches ``/ N`` with ``N``'s input ``A`` (``g * x / x.norm()``),
-``N`` the l2 norm (``linalg_vector_norm`` / ``norm`` with p = 2, through ``clamp_min``, ``+ eps``,
-``expand``) of ``Y`` over axes of which some grow with width. Not when the result is a query or key
-(it reaches attention or a contraction with another activation: cosine attention's scale is the
-logits', a dot product of two unit vectors is Θ(1) once they align, docs/parametrize.md "Attention"),
-and not where a literal constant of the parameter's own axes of another size already scales it.
+``N`` the l2 norm (``linalg_vector_norm`` / ``norm`` with p = 2, or ``sqrt(sum(x * x))``, through
+``clamp_min``, ``+ eps``, ``expand``: graph/values.py) of ``Y`` over axes of which some grow with
+width. Not when the result is a query or key (it reaches attention or a contraction with another
+activation: cosine attention's scale is the logits', a dot product of two unit vectors is Θ(1) once
+they align, docs/parametrize.md "Attention"), and not where a literal constant of the parameter's own axes of another size already scales it.
 """
 from __future__ import annotations
 
@@ -30,15 +30,11 @@ import torch.fx as fx
 
 from ..types import AxisLabels, CapturedGraph, ForwardConstant, ParamRecord, UseAnalysis
 from .capture import module_path
-from .constants import KEEPS_VALUES, POWERS, TOLERANCE, feeds_attention, follow_factors, scalar_constant
+from .constants import POWERS, TOLERANCE, feeds_attention, follow_factors
 from .ops import op_name
+from .values import KEEPS_VALUES, l2_norm_of, scalar_constant
 
 __all__ = ["mark_l2_normalised"]
-
-NORM_OPS = {"linalg_vector_norm", "norm"}
-# ops between a norm and the division that keep it the norm up to O(eps): clamps, + eps, broadcasts
-KEEPS_NORM = KEEPS_VALUES | {"clamp_min", "clamp", "add", "expand_as"}
-
 
 def mark_l2_normalised(captured: CapturedGraph, uses: UseAnalysis, labels: AxisLabels, records: list[ParamRecord],
                        values: Callable[[str], torch.Tensor],
@@ -93,24 +89,6 @@ def _back(value) -> tuple[object, float]:
     return value, factor
 
 
-def _l2_norm(value) -> Optional[tuple[fx.Node, list[int]]]:
-    """(Y, dims) where ``value`` is the l2 norm of Y over dims, up to clamps, eps and broadcasts."""
-    while isinstance(value, fx.Node) and op_name(value) in KEEPS_NORM and value.args:
-        if op_name(value) == "add" and not (len(value.args) == 2 and scalar_constant(value.args[1]) is not None):
-            return None
-        value = value.args[0]
-    if not isinstance(value, fx.Node) or op_name(value) not in NORM_OPS or not isinstance(value.args[0], fx.Node):
-        return None
-    args = list(value.args) + [None] * 3
-    p, dims = (args[1] if args[1] is not None else 2), args[2]
-    if not isinstance(p, (int, float)) or float(p) != 2.0:
-        return None
-    src = value.args[0]
-    rank = len(src.meta["val"].shape) if hasattr(src.meta.get("val"), "shape") else 0
-    dims = list(range(rank)) if dims is None or dims == [] else [dims] if isinstance(dims, int) else list(dims)
-    return src, [d % max(rank, 1) for d in dims]
-
-
 def _normalised(node: fx.Node, params: set) -> Optional[tuple[fx.Node, list[int], float, fx.Node]]:
     """(Y, its normalised dims, the literal factor on the way, the last node of the scaled value) where the
     ``mul`` ``node`` multiplies a parameter (one of ``params``, through views) by Y / ||Y||, else None."""
@@ -120,14 +98,14 @@ def _normalised(node: fx.Node, params: set) -> Optional[tuple[fx.Node, list[int]
         return None
     source, factor = _back(others[0])
     if isinstance(source, fx.Node) and op_name(source) == "div" and len(source.args) == 2:  # F.normalize(x) * g
-        found = _l2_norm(source.args[1])
+        found = l2_norm_of(source.args[1])
         if found is not None and _back(source.args[0])[0] is _back(found[0])[0]:
             after, last, *_ = follow_factors(node)
             return found[0], found[1], factor * _back(source.args[0])[1] * after, last or node
     after, last, cur, _, stop = follow_factors(node)  # g * x / ||x||
     if stop is None or op_name(stop) != "div" or len(stop.args) != 2 or stop.args[0] is not cur:
         return None
-    found = _l2_norm(stop.args[1])
+    found = l2_norm_of(stop.args[1])
     if found is None or _back(found[0])[0] is not source:
         return None
     more, end, *_ = follow_factors(stop)

@@ -27,17 +27,35 @@ class Interactions(nn.Module):
 
 
 class Similarity(nn.Module):
-    """Two towers (lookup tables) and their similarity: a plain dot product, or a cosine."""
+    """Two towers (lookup tables) and their similarity: a plain dot product (``norm=None``), or the
+    operands divided by a norm over d: ``"l2"`` (``F.normalize`` and ``x / x.norm()``), ``"written"``
+    (HF CLIP's ``x / pow(sum(pow(x, 2)), 0.5)``), ``"l1"`` (no unit vector: entries ~ 1/d)."""
 
-    def __init__(self, d: int, cosine: bool):
+    def __init__(self, d: int, norm=None):
         super().__init__()
-        self.users, self.items, self.cosine = nn.Embedding(20, d), nn.Embedding(30, d), cosine
+        self.users, self.items, self.norm = nn.Embedding(20, d), nn.Embedding(30, d), norm
 
     def forward(self, ids):
         u, v = self.users(ids[:, 0]), self.items(ids[:, 1])
-        if self.cosine:
+        if self.norm == "l2":
             u, v = F.normalize(u, dim=-1), v / v.norm(dim=-1, keepdim=True)
+        elif self.norm == "written":
+            u, v = (t / torch.pow(torch.sum(torch.pow(t, 2), dim=-1, keepdim=True), 0.5) for t in (u, v))
+        elif self.norm == "l1":
+            u, v = (t / t.norm(p=1, dim=-1, keepdim=True) for t in (u, v))
         return u @ v.t()
+
+
+class BufferScaled(nn.Module):
+    """A similarity scaled by a 0-d buffer holding 1/d: capture records its value, and the site reads it."""
+
+    def __init__(self, d: int):
+        super().__init__()
+        self.users, self.items = nn.Embedding(20, d), nn.Embedding(30, d)
+        self.register_buffer("scale", torch.tensor(1.0 / d))
+
+    def forward(self, ids):
+        return (self.users(ids[:, 0]) @ self.items(ids[:, 1]).t()) * self.scale
 
 
 class TowersOfLayers(nn.Module):
@@ -70,10 +88,16 @@ def test_a_product_scaled_by_one_over_width_is_stable():
     assert site.scale == pytest.approx(1 / 64) and site.width_stable
 
 
-@pytest.mark.parametrize("cosine, listed", [(False, True), (True, False)])
-def test_a_cosine_of_unit_vectors_is_bounded(cosine, listed):
-    sites = sptrace.trace(Similarity(64, cosine), _ids()).attention
+@pytest.mark.parametrize("norm, listed", [(None, True), ("l2", False), ("written", False), ("l1", True)])
+def test_a_cosine_of_unit_vectors_is_bounded(norm, listed):
+    sites = sptrace.trace(Similarity(64, norm), _ids()).attention
     assert bool(sites) == listed
+
+
+@pytest.mark.parametrize("route", ["export", "eager"])
+def test_a_scale_held_in_a_buffer_is_read(route):
+    [site] = sptrace.trace(BufferScaled(64), _ids(), routes=(route,)).attention
+    assert site.scale == pytest.approx(1 / 64) and site.width_stable
 
 
 def test_an_axis_no_layer_reads_is_not_listed():

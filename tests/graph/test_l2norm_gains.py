@@ -19,13 +19,14 @@ class Normed(nn.Module):
     """An input layer, a gain on the activation l2-normalised over the width, a readout. ``how``:
     ``scalenorm`` (``g * x / ||x||.clamp_min(eps)``, g a scalar at sqrt(n): ScaleNorm), ``normalize``
     (``F.normalize(x) * v``, v a width vector at 1), ``rms`` (``F.normalize(x) * sqrt(n) * v``: an RMS
-    norm), ``layernorm`` (``nn.LayerNorm``)."""
+    norm), ``layernorm`` (``nn.LayerNorm``), ``written`` (ScaleNorm with the norm written out as
+    ``sqrt(sum(x * x))``, graph/values.py)."""
 
     def __init__(self, width, how="scalenorm"):
         super().__init__()
         self.how, self.width = how, width
         self.fc = nn.Linear(10, width)
-        self.g = nn.Parameter(torch.tensor(math.sqrt(width)) if how == "scalenorm" else torch.ones(width))
+        self.g = nn.Parameter(torch.tensor(math.sqrt(width)) if how in ("scalenorm", "written") else torch.ones(width))
         self.ln = nn.LayerNorm(width) if how == "layernorm" else None
         self.head = nn.Linear(width, 3)
 
@@ -33,6 +34,8 @@ class Normed(nn.Module):
         h = self.fc(x)
         if self.how == "scalenorm":
             h = self.g * h / h.norm(dim=-1, keepdim=True).clamp_min(1e-5)
+        elif self.how == "written":
+            h = self.g * h / torch.sqrt((h * h).sum(-1, keepdim=True) + 1e-10)
         elif self.how == "normalize":
             h = F.normalize(h, dim=-1) * self.g
         elif self.how == "rms":
@@ -66,14 +69,14 @@ def x2():
 
 
 @pytest.mark.parametrize("route", ["export", "eager"])
-@pytest.mark.parametrize("how", ["scalenorm", "normalize"])
+@pytest.mark.parametrize("how", ["scalenorm", "normalize", "written"])
 def test_a_gain_on_an_l2_normalised_activation_carries_n_to_the_minus_half(how, route, one_thread):
     traced = sptrace.trace(Normed(64, how), x2(), routes=(route,))
     found = traced["g"].forward_constant
     assert found is not None, traced.report()
     assert (found.power, found.size, found.axis, found.normalised_axes) == (-0.5, 64, -1, 1)
     assert found.value == pytest.approx(1 / 8)
-    assert found.in_init is (how == "scalenorm")  # ScaleNorm's own init already holds sqrt(n)
+    assert found.in_init is (how in ("scalenorm", "written"))  # ScaleNorm's own init already holds sqrt(n)
     assert all(r.forward_constant is None for r in traced if r.name != "g")
 
 
