@@ -61,6 +61,8 @@ def _add_validate(sub: Any) -> None:
     val.add_argument("--seeds", type=int, default=3, help="init seeds averaged per width")
     val.add_argument("--form", choices=("reference", "base"), default="reference",
                      help="parametrize's form: reference (no base, the default call) or base (base= the narrowest width)")
+    val.add_argument("--attention-fix", action="store_true",
+                     help="validate parametrize(attention_fix=True): the scale 1/head_dim where head_dim grows")
     val.add_argument("--no-spectral", action="store_true", help="skip per-parameter spectral norms (faster)")
     val.add_argument("--tol", type=float, default=0.25)
     val.add_argument("--dtype", choices=("float32", "float64"), default=None,
@@ -119,6 +121,7 @@ def _validate(args) -> int:
         parametrizations=parametrizations, device=args.device, out=args.out, tol=args.tol,
         progress=sys.stderr.isatty(), spectral=not args.no_spectral, n_seeds=args.seeds,
         form=args.form, build_options=dict(_parse_option(o) for o in args.option), dtype=args.dtype,
+        attention_fix=args.attention_fix,
     )
     print(result.summary())
     for path in result.files:

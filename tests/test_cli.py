@@ -49,6 +49,17 @@ def test_validate_passes_on_a_tiny_mlp_and_needs_two_widths(capsys):
     assert "validate needs at least two widths" in capsys.readouterr().err
 
 
+def test_validate_attention_fix_reaches_parametrize(monkeypatch, capsys):
+    import sptrace.validation.models as models
+
+    seen, parametrize = [], models.parametrize
+    monkeypatch.setattr(models, "parametrize", lambda *a, **k: seen.append(k["attention_fix"]) or parametrize(*a, **k))
+    code = main(["validate", "gpt", "--widths", "32", "64", "--steps", "1", "--batch-size", "4", "--seeds", "1",
+                 "--no-spectral", "--baselines", "--form", "base", "--option", "n_head=2", "--attention-fix"])
+    assert code != 2 and "sptrace " in capsys.readouterr().out  # ran: the verdict at 1 seed and 1 step is not the point
+    assert seen and all(seen)
+
+
 def test_transfer_writes_its_json_and_plots(tmp_path, capsys):
     code = main(["transfer", "mlp", "--widths", "32", "64", "--log2-lrs", "-8", "-7", "--steps", "3",
                  "--batch-size", "8", "--eval-batches", "1", "--threads", "1", "--out", str(tmp_path)])

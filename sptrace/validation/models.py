@@ -104,19 +104,21 @@ def optimizer_for(
     delta: Optional[torch.nn.Module] = None,
     zero_readout: Union[bool, str] = "auto",
     traces: Optional[dict] = None,
+    attention_fix: bool = False,
 ) -> torch.optim.Optimizer:
     """``model``'s optimizer under ``parametrization``: ``"sp"`` keeps the model as built and gives
     every parameter ``lr``; ``"sptrace"`` and ``"ntp"`` call :func:`sptrace.parametrize` (which
     re-initialises the model in place) anchored at ``base``, or at the reference width without one. ``traces``: a dict the caller keeps across
     calls; the trace of each model shape is kept there and reused (every seed at a width has the
-    same graph: one capture serves them all)."""
+    same graph: one capture serves them all). ``attention_fix``: as :func:`sptrace.parametrize`'s."""
     check_parametrizations([parametrization], "optimizer_for")
     if parametrization == "sp":
         return OPTIMIZERS[optimizer](model.parameters(), lr=lr)
     key = tuple((n, tuple(p.shape)) for n, p in model.named_parameters(remove_duplicate=False))
     traced = traces.get(key) if traces is not None else None
     built = parametrize(model, optimizer, lr=lr, example_inputs=example_inputs, base=base, delta=delta,
-                        zero_readout=zero_readout, traced=traced, parametrization=parametrization)
+                        zero_readout=zero_readout, traced=traced, parametrization=parametrization,
+                        attention_fix=attention_fix)
     if traces is not None:
         traces.setdefault(key, built.sptrace.trace)
     return built

@@ -109,6 +109,7 @@ def validate(
     spectral: bool = True,
     form: str = "reference",
     dtype: Optional[Union[str, torch.dtype]] = None,
+    attention_fix: bool = False,
 ) -> Validation:
     """Coord-check ``model`` (a zoo name, ``module:factory`` or a :class:`ModelSource`).
 
@@ -125,6 +126,8 @@ def validate(
     model in that precision: an update far below a float32 ulp of its weights (a block behind a 1e-6
     layer scale under SGD) is rounded away in float32 whatever the parametrization, and float64 measures
     it (docs/validation.md, "Updates below float32 resolution"). The summary names the precision.
+    ``attention_fix=True`` validates what ``parametrize(..., attention_fix=True)`` gives: the μP scale
+    1/head_dim where head_dim grows (docs/parametrize.md "Attention"; the base form says where it grows).
     """
     src = resolve(model) if isinstance(model, str) else model
     zoo = src.zoo
@@ -153,7 +156,7 @@ def validate(
     runs, class_changes = {}, {}
     for name in parametrizations:
         make_model, make_optimizer, traced_at = _factories(name, zoo, optimizer, lr, widths, (args, kwargs), device,
-                                                           options, form)
+                                                           options, form, attention_fix)
         cc = coord_check(
             make_model, make_optimizer, batches, zoo.loss, widths, steps=steps, seed=seed, n_seeds=n_seeds,
             device=device, progress=progress, param_axes=axes, params=spectral, dtype=precision,
@@ -186,7 +189,7 @@ def _batches(zoo, batch_size, steps, seed, source, device) -> list:
     return [next(stream) for _ in range(steps)]
 
 
-def _factories(name, zoo, optimizer, lr, widths, example, device, options, form):
+def _factories(name, zoo, optimizer, lr, widths, example, device, options, form, attention_fix):
     """make_model(width) / make_optimizer(model) for one parametrization; in the base form anchored
     at widths[0], with the delta model (widths[1]) so that the base width itself is classified like
     the others."""
@@ -200,7 +203,8 @@ def _factories(name, zoo, optimizer, lr, widths, example, device, options, form)
         if form == "base":
             with torch.device("meta"):  # only their shapes matter
                 base, delta = zoo.build(widths[0], **options), zoo.build(widths[1], **options)
-        built = optimizer_for(model, name, optimizer, lr, example, base, delta, traces=traces)
+        built = optimizer_for(model, name, optimizer, lr, example, base, delta, traces=traces,
+                              attention_fix=attention_fix)
         optimizers[id(model)] = built
         if hasattr(built, "sptrace"):
             traced_at.setdefault(width, built.sptrace.trace)

@@ -17,7 +17,7 @@ from sptrace.validation.validate import validation_lr
 
 
 def external_coord_check(build, data, optimizer, parametrization, widths, *, steps, batch_size, n_seeds, tol=0.25,
-                         tokens=None, form="reference", lr=None, dtype=None, zero_readout="auto"):
+                         tokens=None, form="reference", lr=None, dtype=None, zero_readout="auto", attention_fix=False):
     """Verdict of ``build(width)`` at ``widths`` under ``parametrization`` ("sptrace" or "sp"), on the
     zoo model ``data``'s batches (``tokens``: the first that many of each sequence), at ``lr`` (default
     validate's), trained in ``dtype`` (default: as built, float32); the CoordCheck is attached as ``.coord``."""
@@ -39,7 +39,7 @@ def external_coord_check(build, data, optimizer, parametrization, widths, *, ste
             with torch.device("meta"):
                 delta = build(widths[1])
         opt = optimizer_for(model, parametrization, optimizer, lr, example, base, delta, traces=traces,
-                            zero_readout=zero_readout)
+                            zero_readout=zero_readout, attention_fix=attention_fix)
         if parametrization != "sp":
             axes.update({a: r for r in opt.sptrace.trace for a in r.aliases if r.classified})
         optimizers[id(model)] = opt
