@@ -389,7 +389,8 @@ def _measured_library_init(traced: Trace, model, base):
     ours = dict(model.named_parameters(remove_duplicate=False))
     theirs = dict(base.named_parameters(remove_duplicate=False))
     laws = {}
-    for name, candidates in library_candidates(traced.records).items():
+    base_stds = {name: _std(t) for name, t in theirs.items()}
+    for name, candidates in library_candidates(traced.records, base_stds).items():
         if name not in theirs:
             continue
         measured = _library_std(ours[name]) / max(_std(theirs[name]), 1e-30)

@@ -499,3 +499,46 @@ def test_an_unclassified_parameter_is_one_warning_line():
     (line,) = [w for w in opt.sptrace.warnings if w.startswith("protos")]
     assert "cdist" in line and line.endswith("library-default init and the plain lr 0.001")
     assert opt.sptrace.report().count("- protos:") == 1
+
+
+class TokenizedTables(nn.Module):
+    """FT-Transformer's feature tokenizer (rtdl): a per-feature weight and bias and a class token drawn
+    with std ∝ 1/sqrt(d) (``row``); a position table and an nn.Embedding drawn width-free (controls)."""
+
+    def __init__(self, d, features=16):
+        super().__init__()
+        row = d ** -0.5
+        self.weight = nn.Parameter(torch.randn(features, d) * row)
+        self.bias = nn.Parameter(torch.randn(features, d) * row)
+        self.cls = nn.Parameter(torch.randn(1, 1, d) * row)
+        self.pos = nn.Parameter(torch.randn(features + 1, d) * 0.02)
+        self.emb = nn.Embedding(features + 1, d)
+        self.head = nn.Linear(d, 10)
+
+    def forward(self, x):
+        tokens = torch.cat([self.cls.expand(x.shape[0], -1, -1), x[..., None] * self.weight + self.bias], 1)
+        tokens = tokens + self.pos + self.emb.weight
+        return self.head(tokens.mean(1))
+
+
+def test_base_form_reads_a_table_drawn_with_one_over_sqrt_width():
+    """The base form measures each tensor's std against the base's and takes the nearest law; every law
+    gave a table (sparse input) a width-free std, so the tokenizer's bias and class token, drawn
+    with 1/sqrt(d), kept it: their std fell like sqrt(64/256) = 0.5, and an FT-Transformer failed its
+    coord check under Adam and SGD (docs/rules.md, "Tables drawn with 1/sqrt(width)"). Now the law
+    1/sqrt(row length) is a candidate where the base's table has its std; the width-free tables keep
+    theirs."""
+    x = torch.randn(2, 16)
+    torch.manual_seed(0)
+    base = TokenizedTables(64)
+    stds = {}
+    for d in (64, 256):
+        torch.manual_seed(1)
+        model = TokenizedTables(d)
+        sptrace.parametrize(model, "adam", lr=1e-3, example_inputs=x, base=base)
+        stds[d] = {n: float(p.std()) for n, p in model.named_parameters()}
+    ratio = {n: stds[256][n] / stds[64][n] for n in ("bias", "cls", "pos", "emb.weight")}
+    assert ratio["bias"] == pytest.approx(1.0, rel=0.15), ratio
+    assert ratio["cls"] == pytest.approx(1.0, rel=0.3), ratio
+    assert ratio["pos"] == pytest.approx(1.0, rel=0.15), ratio
+    assert ratio["emb.weight"] == pytest.approx(1.0, rel=0.15), ratio
