@@ -2,7 +2,7 @@
 
     graph    capture -> CapturedGraph; uses -> UseAnalysis (ParamUse, OpAxes); axes -> AxisLabels;
              attention -> AttentionSite; constants -> ForwardConstant; weightnorm -> WeightNormSite;
-             trace gathers ParamFacts -> classify -> ParamRecord
+             blocks -> ColumnBlock; trace gathers ParamFacts -> classify -> ParamRecord
     planning ParamRecord -> Dims -> Rule -> ParamPlan (Layout, ForwardMultiplier)
     apply    ParamPlan -> in-place init, Multiplier (forward hooks), optimizer param groups
 
@@ -72,6 +72,7 @@ class Role(str, Enum):
 
 # --- graph: what capture, uses and axes hand on -------------------------------------------------
 Ref = tuple[str, int]  # one axis of one graph value: (value key, axis); "name.i" for a tuple's i-th
+ColumnBlock = tuple[int, int, bool]  # fan-in columns start:stop of one concatenated input, and whether they grow
 WIDTH_REASON = "not tied to any input, output, vocabulary or kernel axis"
 
 
@@ -315,6 +316,7 @@ class ParamRecord:
     weight_norm: Optional[WeightNormSite] = None  # v or g of a weight-normed layer (graph/weightnorm.py)
     # divided by a scalar computed from itself (spectral norm, graph/selfnorm.py)
     self_normalized_by: Optional[SelfNormSite] = None
+    column_blocks: tuple[ColumnBlock, ...] = ()  # its fan-in read from a concatenation (graph/blocks.py)
 
     @property
     def width_dims(self) -> tuple[int, ...]:
@@ -539,6 +541,7 @@ class ForwardMultiplier:
     use: ParamUse
     multiplier: float
     what: str = "tied readout input"
+    columns: tuple[tuple[int, int], ...] = ()  # "fixed input columns": the input's slices it scales
 
 
 @dataclass(frozen=True)
@@ -581,6 +584,8 @@ class ParamPlan:
     # init "norm": the norms of this parameter (a weight norm's v) over every axis but norm_dim, after its init
     norm_of: Optional[str] = None
     norm_dim: int = 0
+    fixed_columns: tuple[tuple[int, int], ...] = ()  # fan-in slices read x a forward multiplier:
+    column_scale: float = 1.0  # their values x this after the init (docs/rules.md "Column blocks")
 
 
 # --- apply: what parametrize installed -----------------------------------------------------------
@@ -589,6 +594,7 @@ class Multiplier:
     """One forward multiplier that sptrace installed, for the report."""
 
     module: str
-    what: str  # "tied readout input" | "spectral-normed layer input" | "attention scale"
+    what: str  # "tied readout input" | "spectral-normed layer input" | "attention scale" | "fixed input columns"
     value: float
     reason: str
+    columns: tuple[tuple[int, int], ...] = ()  # "fixed input columns": the slices of the last input axis

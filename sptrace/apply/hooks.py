@@ -3,6 +3,9 @@
 * Tied readout: a tensor used as an embedding (entries Θ(1)) and again as a readout (which wants
   entries Θ(1/width)) gets a multiplier on the readout use. The readout module's forward scales
   its input, so ``F.linear(m·h, W) + b = m·(W h) + b``: only the weight's term is scaled.
+* Fixed input columns: a layer reading ``cat([width features, fixed-size features])`` scales the
+  fixed slice of its input by m, so those columns act as ``m·V`` (an input layer's lr through one
+  tensor's param group: docs/rules.md "Column blocks").
 * Attention scale: ``scaled_dot_product_attention`` calls made inside a module are rerouted to
   ``scale = 1/head_dim`` (anchored: ``sqrt(base_head_dim)/head_dim``) by a TorchFunctionMode that
   is active only while that module's forward runs.
@@ -75,6 +78,18 @@ def install_readout_multiplier(model: torch.nn.Module, module_path: str, value: 
         return inner(h * value, *args, **kwargs)
 
     return ForwardOverride(model.get_submodule(module_path), scale_input)
+
+
+def install_column_multiplier(model: torch.nn.Module, module_path: str, columns, value: float) -> ForwardOverride:
+    """The module's input (last axis) with the slices ``columns`` times ``value``."""
+    def scale_columns(inner, x, *args, **kwargs):
+        parts, at = [], 0
+        for start, stop in columns:
+            parts += [x[..., at:start], x[..., start:stop] * value]
+            at = stop
+        return inner(torch.cat(parts + [x[..., at:]], -1), *args, **kwargs)
+
+    return ForwardOverride(model.get_submodule(module_path) if module_path else model, scale_columns)
 
 
 def install_attention_scale(model: torch.nn.Module, module_path: str, scale: float) -> list[ForwardOverride]:

@@ -33,7 +33,7 @@ from ..spectral import natural_spectral_norm
 from ..types import NEVER_USED, Multiplier, ParamPlan, Space, SptraceError, SptraceWarning
 from .hooks import mup_attention_scale
 from .inputs import missing_inputs_error, resolve_example_inputs
-from .planned import OPTIMIZERS, Installed, Plan, changes, initialise, replacing_hooks, scale_eps
+from .planned import OPTIMIZERS, Installed, Plan, changes, initialise, paused_hooks, replacing_hooks, scale_eps, writes
 from .transaction import INIT_MARK, Snapshot
 
 __all__ = ["plan", "parametrize", "param_groups", "Parametrization", "OPTIMIZERS", "default_lr", "plan_report"]
@@ -350,8 +350,9 @@ def _trace(model, example_inputs, base, strict, width_overrides, delta) -> Trace
     tried = []  # the sources of the inferred inputs the model did not run on, in order
     while True:
         try:
-            traced = trace(model, *found.args, base=base, delta=delta, strict=strict,
-                           width_overrides=width_overrides, **found.kwargs)
+            with paused_hooks(model):
+                traced = trace(model, *found.args, base=base, delta=delta, strict=strict,
+                               width_overrides=width_overrides, **found.kwargs)
             break
         except SptraceError as exc:
             if not (found.inferred and str(exc).startswith("could not capture")):
@@ -422,8 +423,12 @@ def _library_mean(tensor) -> float:
 def _of_library_values(tensor, statistic) -> float:
     """``statistic`` (a std or a mean: scaled by a factor, it scales by it) of the library's own
     values: a previous call's "scale" is divided out; after any other re-init they are gone (NaN: no
-    measurement)."""
+    measurement). Fixed input columns it scaled on their own (docs/rules.md "Column blocks") are scaled back."""
     mark = getattr(tensor, INIT_MARK, None)
+    if mark is not None and len(mark) > 4 and mark[0] in ("keep", "scale"):
+        tensor = tensor.detach().clone()
+        for start, stop in mark[5]:
+            tensor[:, start:stop] /= mark[4]
     if mark is None or mark[0] == "keep":
         return statistic(tensor)
     return statistic(tensor) / mark[3] if mark[0] == "scale" else math.nan
@@ -440,7 +445,7 @@ def _std(tensor) -> float:
 def _pending(model, plans: list[ParamPlan]) -> list[tuple[torch.Tensor, ParamPlan]]:
     """(tensor, plan) for every parameter whose init this call changes."""
     params = dict(model.named_parameters(remove_duplicate=False))
-    return [(params[p.name], p) for p in plans if p.init != "keep" and changes(params[p.name], p)]
+    return [(params[p.name], p) for p in plans if writes(p, params[p.name]) and changes(params[p.name], p)]
 
 
 def _multipliers(plans: list[ParamPlan], traced: Trace, attention_fix: bool) -> tuple[list[Multiplier], list[str]]:
@@ -450,8 +455,11 @@ def _multipliers(plans: list[ParamPlan], traced: Trace, attention_fix: bool) -> 
     for p in plans:
         for fm in p.forward_multipliers:
             why = (f"{p.name} is also a readout here (docs/derivations.md §5)" if fm.what == "tied readout input" else
-                   f"{p.name} is divided by its spectral norm: its layer's target scale (docs/rules.md \"Self-normalised weights\")")
-            multipliers.append(Multiplier(fm.use.module, fm.what, fm.multiplier, why))
+                   f"{p.name} is divided by its spectral norm: its layer's target scale (docs/rules.md \"Self-normalised weights\")"
+                   if not fm.columns else
+                   f"{p.name}'s input columns {', '.join(f'{a}:{b}' for a, b in fm.columns)} are fixed-size features: "
+                   "an input layer's init and lr (docs/rules.md \"Column blocks\")")
+            multipliers.append(Multiplier(fm.use.module, fm.what, fm.multiplier, why, fm.columns))
     for i, site in enumerate(traced.attention):
         if attention_fix and site.kind == "sdpa":
             scale = mup_attention_scale(site.head_dim, site.base_head_dim)

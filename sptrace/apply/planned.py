@@ -28,13 +28,15 @@ import torch
 from ..optim import SpectralSGD
 from ..planning.plan import GROUP_EPS_MULT, GROUP_NAMES, group
 from ..types import Multiplier, ParamPlan, SptraceError
-from .hooks import install_attention_scale, install_checkpoint_marker, install_readout_multiplier
+from .hooks import (ForwardOverride, install_attention_scale, install_checkpoint_marker, install_column_multiplier,
+                    install_readout_multiplier)
 from .init import apply_init, check_init
 from .sharded import WRAPPER_ATTRIBUTES, is_sharded, shard_rng, whole_matrix_init
 from .transaction import INIT_MARK
 
 __all__ = ["Plan", "load_plan", "PlanMismatchError", "PlanFileError", "Installed", "replacing_hooks", "initialise",
-           "install_hooks", "OPTIMIZERS", "STATE_ATTR", "LIBRARY_VALUES", "scale_eps", "changes"]
+           "install_hooks", "OPTIMIZERS", "STATE_ATTR", "LIBRARY_VALUES", "scale_eps", "changes", "writes",
+           "paused_hooks"]
 
 PLAN_FORMAT = 1
 STATE_ATTR = "_sptrace_parametrization"
@@ -100,7 +102,7 @@ class Plan:
         """What a checkpoint's weights mean under this plan: the names, shapes and forward
         multipliers (not the lr, the optimizer or the init, which a resumed run may change)."""
         key = [sorted((n, list(s)) for n, s in self.shapes.items()),
-               [(m.module, m.what, m.value) for m in self.multipliers]]
+               [(m.module, m.what, m.value) + ((m.columns,) if m.columns else ()) for m in self.multipliers]]
         return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
 
     # -- applying -------------------------------------------------------------------------------
@@ -143,7 +145,7 @@ class Plan:
         module cannot re-draw its init, or a bad plan raises and leaves the model as it was."""
         inner, _ = self.check(model)
         params = dict(inner.named_parameters(remove_duplicate=False))
-        pending = [(params[p.name], p) for p in self.params if p.init != "keep"]
+        pending = [(params[p.name], p) for p in self.params if writes(p, params[p.name])]
         for tensor, p in pending:
             check_init(tensor, p.init, std=p.init_std, target=p.init_target, scale=p.init_scale, layout=p.layout,
                        name=p.name, source=params.get(p.norm_of) if p.norm_of else None)
@@ -290,6 +292,23 @@ def replacing_hooks(model: torch.nn.Module, state: Installed):
     setattr(model, STATE_ATTR, state)
 
 
+@contextlib.contextmanager
+def paused_hooks(model: torch.nn.Module):
+    """The model's own forward, without a previous plan's forward multipliers, for the body of the
+    ``with``: a new call traces the model's code (a wrapper's slices and products would read as the
+    model's; the new plan replaces them anyway)."""
+    previous = getattr(model, STATE_ATTR, None)
+    wrappers = [h for h in (previous.handles if previous is not None else []) if isinstance(h, ForwardOverride)]
+    states = [h.active for h in wrappers]
+    for h in wrappers:
+        h.active = False
+    try:
+        yield
+    finally:
+        for h, state in zip(wrappers, states):
+            h.active = state
+
+
 def install_hooks(model: torch.nn.Module, multipliers: list[Multiplier]) -> list:
     """Every forward multiplier's wrapper, or none: a failure removes those already installed."""
     handles = []
@@ -297,6 +316,8 @@ def install_hooks(model: torch.nn.Module, multipliers: list[Multiplier]) -> list
         for m in multipliers:
             if m.what == "attention scale":
                 handles += install_attention_scale(model, m.module, m.value)
+            elif m.columns:
+                handles.append(install_column_multiplier(model, m.module, m.columns, m.value))
             else:
                 handles.append(install_readout_multiplier(model, m.module, m.value))
     except BaseException:
@@ -307,7 +328,25 @@ def install_hooks(model: torch.nn.Module, multipliers: list[Multiplier]) -> list
 
 
 def init_key(p: ParamPlan) -> tuple:
-    return (p.init, p.init_std, p.init_target, p.init_scale)
+    columns = (p.column_scale, p.fixed_columns) if p.fixed_columns else ()  # docs/rules.md "Column blocks"
+    return (p.init, p.init_std, p.init_target, p.init_scale) + columns
+
+
+def writes(p: ParamPlan, tensor: torch.Tensor) -> bool:
+    """Whether ``p``'s init writes values: any init but "keep"; a keep whose fixed columns are rescaled,
+    or undone from an earlier call's (docs/rules.md "Column blocks")."""
+    return p.init != "keep" or bool(p.fixed_columns) or len(getattr(tensor, INIT_MARK, None) or ()) > 4
+
+
+def _scale_columns(tensor: torch.Tensor, p: ParamPlan, previous: Optional[tuple]) -> None:
+    """The fixed input columns x ``column_scale`` (docs/rules.md "Column blocks"); an init that reads
+    the values (scale, keep) first divides out the scale an earlier call gave its columns (no double scaling)."""
+    with torch.no_grad():
+        if p.init in LIBRARY_VALUES and previous is not None and len(previous) > 4:
+            for start, stop in previous[5]:
+                tensor[:, start:stop].div_(previous[4])
+        for start, stop in p.fixed_columns:
+            tensor[:, start:stop].mul_(p.column_scale)
 
 
 def changes(tensor: torch.Tensor, p: ParamPlan) -> bool:
@@ -340,6 +379,7 @@ def initialise(pending: list[tuple[torch.Tensor, ParamPlan]], params: Optional[d
                 whole_matrix_init(tensor, init)
             else:
                 init(tensor)
+        _scale_columns(tensor, p, previous)
         setattr(tensor, INIT_MARK, init_key(p))
 
 

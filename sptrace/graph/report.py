@@ -115,6 +115,8 @@ def _record_json(r, columns) -> dict:
     for key in ("forward_constant", "weight_norm", "self_normalized_by"):  # present only where the forward scales it / it is a factor
         if out[key] is None:
             del out[key]
+    if not r.column_blocks:  # present only where a concatenation's blocks feed the fan-in (graph/blocks.py)
+        del out["column_blocks"]
     return out
 
 

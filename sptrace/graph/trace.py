@@ -17,6 +17,7 @@ from ..types import NEVER_USED, AttentionSite, CapturedGraph, Kind, ParamFacts, 
 from . import report as _report
 from .attention import assume_fixed_head_dims, find_attention, with_base
 from .axes import label_axes
+from .blocks import mark_column_blocks
 from .capture import MODEL_ROOT, capture
 from .classify import classify
 from .constants import forward_constants, unknown_constants
@@ -169,6 +170,7 @@ def _traced(model, example_args, example_kwargs, base, delta, width_overrides, r
     check_overrides(width_overrides, records)
     records = mark_self_normalised(norms, captured, mark_weight_norms(captured, mark_selection(captured, records)))
     records = mark_l2_normalised(captured, uses, labels, records, model.get_parameter, base_shapes)
+    records = mark_column_blocks(captured, labels, records, model, base_shapes, shapes_in_delta)
     warnings += _record_warnings(records)
     warnings += _constant_row_norm_caps(captured, records)
     attention = find_attention(captured, shapes, uses.op_axes, labels)

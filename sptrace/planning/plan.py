@@ -11,6 +11,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 import torch
 
 from ..types import NEVER_USED, ForwardMultiplier, Layout, ParamPlan, ParamRecord, Role, Rule, SptraceError
+from .blocks import ColumnPlan, close_to_one, column_rules
 from .library import library_ratios
 from .readouts import spared_factors
 from .reference import DEFAULT_REFERENCE_WIDTH, at_reference, model_width
@@ -114,8 +115,14 @@ def plan(
         library_ratio=library.get(r.name),
     ) for r in records}
     rules = weight_norm_rules(records, rules, zero_readout, init_gain, init)  # a weight norm's g from its v
-    return [_param_plan(r, rules[r.name], lr, 0.0 if r.role.value in skip_decay else weight_decay, anchor)
-            for r in records]
+    columns = {}  # fixed-size input columns: the width columns' rule for the tensor, a multiplier for them
+    for r in records:
+        split = column_rules(r, rules[r.name], init=init, init_gain=init_gain, library_ratio=library.get(r.name)) \
+            if r.column_blocks and r.classified else None
+        if split is not None:
+            rules[r.name], columns[r.name] = split
+    return [_param_plan(r, rules[r.name], lr, 0.0 if r.role.value in skip_decay else weight_decay, anchor,
+                        columns.get(r.name)) for r in records]
 
 
 def _anchor_text(form: str, records: Sequence[ParamRecord], reference_width: int) -> str:
@@ -128,7 +135,7 @@ def _anchor_text(form: str, records: Sequence[ParamRecord], reference_width: int
     return "absolute form: lr is the rules' width-free prefactor"
 
 
-def _lr_note(record: ParamRecord, rule: Rule, lr: float, anchor: str) -> str:
+def _lr_note(record: ParamRecord, rule: Rule, lr: float, anchor: str, columns: Optional[ColumnPlan] = None) -> str:
     """What the lr became for this parameter and why, in one line (the report's and the group's)."""
     if not record.classified:
         return f"{lr:g} x 1: unclassified, the plain lr"
@@ -137,23 +144,39 @@ def _lr_note(record: ParamRecord, rule: Rule, lr: float, anchor: str) -> str:
         law += f", of c W ({record.forward_constant.text})"
     if record.weight_norm is not None and record.name == record.weight_norm.g and "weight norm's g" in rule.citation:
         law += ", x the planned slice norm of v (Adam c, SGD c^2: docs/rules.md \"Weight norm\")"
+    if columns is not None:
+        spans = ", ".join(f"{a}:{b}" for a, b in columns.columns)
+        law += (f"; fixed-size input columns {spans}: an input layer's lr (x {columns.lr_ratio:.4g}) through a forward "
+                f"multiplier {columns.multiplier:.4g} (docs/rules.md \"Column blocks\")")
     return f"{lr:g} x {rule.lr_multiplier:.4g} = {lr * rule.lr_multiplier:.4g}: {law}; {anchor}"
 
 
-def _param_plan(record: ParamRecord, rule: Rule, lr: float, weight_decay: float, anchor: str) -> ParamPlan:
+def _param_plan(record: ParamRecord, rule: Rule, lr: float, weight_decay: float, anchor: str,
+                columns: Optional[ColumnPlan] = None) -> ParamPlan:
     """The rule's numbers for one record, with the global lr and weight decay multiplied in."""
+    scaled = columns is not None and not close_to_one(columns.scale)
     return ParamPlan(
         name=record.name, aliases=tuple(record.aliases), optimizer=rule.optimizer,
         parametrization=rule.parametrization, form=rule.form, trainable=record.requires_grad,
         classified=record.classified, init=rule.init_kind, init_std=rule.init_std, init_target=rule.init_target,
         init_scale=rule.init_scale, layout=Layout.from_record(record), lr=lr * rule.lr_multiplier, global_lr=lr,
         lr_multiplier=rule.lr_multiplier, weight_decay=weight_decay * rule.weight_decay_multiplier,
-        spectral_scale=rule.spectral_scale, update=rule.update, forward_multipliers=_forward_multipliers(record, rule),
-        citation=rule.citation, rule=rule, lr_note=_lr_note(record, rule, lr, anchor), eps_multiplier=rule.eps_multiplier,
+        spectral_scale=rule.spectral_scale, update=rule.update,
+        forward_multipliers=_forward_multipliers(record, rule) + _column_multiplier(record, columns),
+        citation=rule.citation, rule=rule, lr_note=_lr_note(record, rule, lr, anchor, columns),
+        eps_multiplier=rule.eps_multiplier,
         norm_of=record.weight_norm.v if rule.init_kind == "norm" else None,
         norm_dim=record.weight_norm.dim if rule.init_kind == "norm" else 0,
         warning=_warning(record, rule, lr),
+        fixed_columns=columns.columns if scaled else (), column_scale=columns.scale if scaled else 1.0,
     )
+
+
+def _column_multiplier(record: ParamRecord, columns: Optional[ColumnPlan]) -> tuple[ForwardMultiplier, ...]:
+    """The forward multiplier on a layer's fixed-size input columns (planning/blocks.py)."""
+    if columns is None or close_to_one(columns.multiplier):
+        return ()
+    return (ForwardMultiplier(record.uses[0], columns.multiplier, "fixed input columns", columns.columns),)
 
 
 def _warning(record: ParamRecord, rule: Rule, lr: float) -> Optional[str]:

@@ -58,7 +58,10 @@ def _scaled(record: ParamRecord, scale: float) -> tuple:
     width = set(record.width_dims)
     if scale == 1.0:
         return record.shape
-    return tuple(size * scale if axis in width else size for axis, size in enumerate(record.shape))
+    shape = [size * scale if axis in width else size for axis, size in enumerate(record.shape)]
+    if record.column_blocks:  # a fan-in of width and fixed-size columns: only the width ones scale (graph/blocks.py)
+        shape[1] = sum((stop - start) * (scale if width else 1) for start, stop, width in record.column_blocks)
+    return tuple(shape)
 
 
 def _scaled_groups(record: ParamRecord, scale: float):

@@ -211,6 +211,8 @@ def _axes_for(name: str, p: Tensor, param_axes: Optional[Mapping[str, Any]]) -> 
             constant = getattr(spec, "forward_constant", None)
             if constant is not None:  # the operator is c W (docs/rules.md "Constants in the forward")
                 d["constant"] = (constant.axis, constant.split, constant.power, constant.size)
+            if getattr(spec, "column_blocks", ()):
+                d["column_blocks"] = spec.column_blocks  # positions at each run's width: _width_columns
     else:
         fi, fo, dense = default_param_axes(p.shape)
         d = {"fan_in_axes": fi, "fan_out_axes": fo, "input_dense": dense}
@@ -227,11 +229,27 @@ def _nat(W: Tensor, spec: Mapping[str, Any], method: str) -> float:
         return math.nan
     axis, split, power, size = (tuple(spec.get("constant") or (0, 1, 0.0)) + (None,))[:4]
     c = size ** power if axis < 0 else (W.shape[axis] / split) ** power if W.dim() else 1.0  # axis -1: an l2 norm's
+    if spec.get("column_blocks"):  # a hidden layer's own columns (docs/rules.md "Column blocks")
+        W = torch.cat([W[:, a:b] for a, b in _width_columns(spec["column_blocks"], W.shape[1])], 1)
     blocks = natural_spectral_norm(W, spec["fan_in_axes"], spec["fan_out_axes"], bool(spec["input_dense"]),
                                    bool(spec["output_dense"]), groups=int(spec["groups"]), method=method, reduce=None)
     if spec.get("blocks_grow"):  # a typical block: the max of more and more blocks is their tail (_groups_at)
         return c * float(blocks.square().mean().sqrt())
     return c * float(blocks.amax() if blocks.dim() else blocks)
+
+
+def _width_columns(blocks, columns: int) -> list[tuple[int, int]]:
+    """The width columns' slices at a run's width: the fixed blocks keep their size, the width
+    ones share the rest in the traced proportions."""
+    fixed = sum(stop - start for start, stop, width in blocks if not width)
+    traced = sum(stop - start for start, stop, width in blocks if width)
+    out, at = [], 0
+    for start, stop, width in blocks:
+        size = (stop - start) * (columns - fixed) // traced if width else stop - start
+        if width:
+            out.append((at, at + size))
+        at += size
+    return out
 
 
 def scaled_outside(records: Mapping[str, Any], quantities: Iterable[str]) -> dict[str, dict[str, float]]:
