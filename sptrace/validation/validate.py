@@ -135,16 +135,7 @@ def validate(
         raise SptraceError(f"validate needs data and a loss: {src.name} is not a zoo model; add it to models_zoo "
                            "or call sptrace.validation.coord.coord_check with your own batches")
     widths = sorted(widths or zoo.coord_widths)
-    if len(widths) < 2:
-        raise SptraceError("validate needs at least two widths")
-    if optimizer not in OPTIMIZERS:
-        raise SptraceError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
-    if parametrizations is None:  # NTP (Eq. 22) has no spectral-optimizer form
-        parametrizations = ("sptrace", "sp") if optimizer == "spectral" else PARAMETRIZATIONS
-    check_parametrizations(parametrizations, "validate")
-    if form not in ("reference", "base"):
-        raise SptraceError(f"validate(form=...) is 'reference' (parametrize's default without a base) or 'base' "
-                           f"(base= the narrowest width), got {form!r}")
+    parametrizations = _checked(widths, optimizer, parametrizations, form)
     lr = validation_lr(optimizer, form) if lr is None else lr
     precision = _dtype(dtype)
     options = build_options or {}
@@ -171,6 +162,21 @@ def validate(
     if out:
         result.files = _write(result, out)
     return result
+
+
+def _checked(widths, optimizer: str, parametrizations, form: str) -> Sequence[str]:
+    """The parametrizations to run (by default every one the optimizer has), once the arguments are valid."""
+    if len(widths) < 2:
+        raise SptraceError("validate needs at least two widths")
+    if optimizer not in OPTIMIZERS:
+        raise SptraceError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+    if parametrizations is None:  # NTP (Eq. 22) has no spectral-optimizer form
+        parametrizations = ("sptrace", "sp") if optimizer == "spectral" else PARAMETRIZATIONS
+    check_parametrizations(parametrizations, "validate")
+    if form not in ("reference", "base"):
+        raise SptraceError(f"validate(form=...) is 'reference' (parametrize's default without a base) or 'base' "
+                           f"(base= the narrowest width), got {form!r}")
+    return parametrizations
 
 
 def _dtype(dtype: Optional[Union[str, torch.dtype]]) -> Optional[torch.dtype]:
