@@ -347,7 +347,7 @@ def _fitting(traced: Trace, model) -> Trace:
 
 def _trace(model, example_inputs, base, strict, width_overrides, delta) -> Trace:
     found = resolve_example_inputs(model, example_inputs)
-    tried = []  # the sources of the inferred inputs the model did not run on, in order
+    tried, failures = [], []  # the sources of the inferred inputs the model did not run on, and why, in order
     while True:
         try:
             with paused_hooks(model):
@@ -358,15 +358,22 @@ def _trace(model, example_inputs, base, strict, width_overrides, delta) -> Trace
             if not (found.inferred and str(exc).startswith("could not capture")):
                 raise
             tried.append(found.source)
+            failures.append("; ".join(line.strip() for line in str(exc).splitlines()[1:] if line.startswith("  ")))
             if found.fallback is None:
-                failed = "; ".join(line.strip() for line in str(exc).splitlines()[1:] if line.startswith("  "))
-                last = "the last: " if len(tried) > 1 else ""
                 raise missing_inputs_error(model, tried=f"{'; then '.join(tried)}, and the model does not run on "
-                                                        f"them ({last}{failed})") from exc
+                                                        f"them ({_why_not(failures)})") from exc
             found = found.fallback
     if found.inferred:
         traced.warnings.append(f"example inputs inferred: {found.source} (docs/parametrize.md, \"Example inputs\")")
     return traced
+
+
+def _why_not(failures: list[str]) -> str:
+    """The first try's failure, which comes from the layer that first takes the input and so says the
+    most (a sequence length the model fixes, a shape it reshapes to), then the last's where they differ."""
+    if len(failures) == 1 or failures[-1] == failures[0]:
+        return failures[0]
+    return f"the first: {failures[0]}; the last: {failures[-1]}"
 
 
 def _init_choice(init):

@@ -129,7 +129,8 @@ def test_where_no_layer_s_input_runs_the_error_names_every_try():
     assert msg.startswith("pass example_inputs="), msg
     assert ("it tried the input of its first layer heads.0 (Linear): example_inputs=(torch.randn(2, 7),); then the "
             "input of its next layer in registration order body (Linear): example_inputs=(torch.randn(2, 4),), and "
-            "the model does not run on them (the last: ") in msg, msg
+            "the model does not run on them (export: ") in msg, msg
+    assert "the last: " not in msg, msg  # both tries failed alike: said once
     assert "Sliced.forward(x): pass example_inputs=(x,)" in msg
 
 
@@ -147,3 +148,24 @@ def test_a_first_submodule_of_a_type_rule_4_does_not_know_is_passed_over():
     found = resolve_example_inputs(Normed())
     assert found.args[0].shape == (2, 6) and "first layer fc (Linear)" in found.source
     assert sptrace.parametrize(Normed(), "adam", lr=1e-3).sptrace.trace["fc.weight"].classified
+
+
+def test_the_error_quotes_the_first_layer_s_failure():
+    """A model that fixes its sequence length (gMLP's spatial gating over 64 positions) fails on the
+    embedding's (2, 8) ids for the reason the user needs; the later guesses (a LayerNorm's floats fed to
+    the embedding) fail for one that says nothing. Before, only the last was quoted."""
+    class FixedLength(nn.Module):
+        def __init__(self, width=32, positions=64):
+            super().__init__()
+            self.emb, self.ln = nn.Embedding(77, width), nn.LayerNorm(width)
+            self.spatial, self.head = nn.Linear(positions, positions), nn.Linear(width, 77)
+
+        def forward(self, ids):
+            h = self.ln(self.emb(ids))
+            return self.head(self.spatial(h.transpose(1, 2)).transpose(1, 2))
+
+    with pytest.raises(sptrace.SptraceError) as info:
+        sptrace.parametrize(FixedLength(), "adam")
+    msg = str(info.value)
+    first, _, last = msg.partition("; the last: ")
+    assert "(the first: " in first and "64x64" in first and "indices" in last, msg
