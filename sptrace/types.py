@@ -1,8 +1,8 @@
 """The typed records that flow between sptrace's pipeline stages, all in one place.
 
     graph    capture -> CapturedGraph; uses -> UseAnalysis (ParamUse, OpAxes); axes -> AxisLabels;
-             attention -> AttentionSite; constants -> ForwardConstant; weightnorm -> WeightNormSite;
-             trace gathers ParamFacts -> classify -> ParamRecord
+             attention -> AttentionSite; constants -> ForwardConstant; weightnorm -> WeightNormSite,
+             products -> ProductSite; trace gathers ParamFacts -> classify -> ParamRecord
     planning ParamRecord -> Dims -> Rule -> ParamPlan (Layout, ForwardMultiplier)
     apply    ParamPlan -> in-place init, Multiplier (forward hooks), optimizer param groups
 
@@ -86,20 +86,15 @@ class CapturedGraph:
     buffer_nodes: dict[str, str]  # placeholder node name -> buffer name
     input_nodes: list[str]  # placeholder node names of the user's tensor inputs
     output_nodes: list[str]  # node names of the tensors the model returns
-    # buffers only a parameter's own normaliser reads (spectral_norm's u, v: graph/selfnorm.py)
-    state_buffers: frozenset[str] = frozenset()
-    # nodes of such normalisers (node -> the parameter node it reads): not uses of the parameter
-    normaliser_nodes: dict[str, str] = field(default_factory=dict)
+    state_buffers: frozenset[str] = frozenset()  # read only by a parameter's own normaliser (graph/selfnorm.py)
+    normaliser_nodes: dict[str, str] = field(default_factory=dict)  # such a normaliser's nodes -> the param node
 
     @property
     def data_buffers(self) -> dict[str, str]:
-        """The buffers that are data the network reads (a coordinate table, a mask), not the state of
-        a weight reparametrization: torch.nn.utils.parametrize keeps a parametrization's own buffers
-        under ``<layer>.parametrizations.<tensor>`` (spectral_norm's power-iteration vectors ``_u``,
-        ``_v``, as wide as the weight). Read as data, they fixed every axis the weight shares with
-        the network (docs/classification.md, "Weight reparametrizations"). The older spectral_norm hook
-        keeps them beside the weight (``weight_u``, ``weight_v``): what the graph shows of them,
-        ``state_buffers``, excludes them as well."""
+        """The buffers the network reads as data (a coordinate table, a mask), not a reparametrization's
+        state: ``<layer>.parametrizations.<tensor>`` (spectral_norm's ``_u``, ``_v``, as wide as the weight;
+        read as data they fixed every axis the weight shares with the network: docs/classification.md,
+        "Weight reparametrizations") and the older hook's ``weight_u`` / ``weight_v`` (``state_buffers``)."""
         return {node: name for node, name in self.buffer_nodes.items()
                 if ".parametrizations." not in f".{name}" and node not in self.state_buffers}
 
@@ -117,14 +112,11 @@ class OpAxes:
     # following a parameter's axes, but a part is its own dim (graph/axes.py)
     sums: list[tuple[Ref, tuple[Ref, ...]]] = field(default_factory=list)
     fixed: list[tuple[Ref, str]] = field(default_factory=list)  # data axes by construction, and why
-    # inputs that only steer the op (which rows to touch), neither data nor axes of the output
-    steering: tuple[str, ...] = ()
+    steering: tuple[str, ...] = ()  # inputs that only steer the op (which rows to touch): neither data nor axes
     # operand axes whose index the data picks per row (a grouped matmul's expert axis): each index a block
     blocks: list[Ref] = field(default_factory=list)
-    # axes a selection ranks (top-k over a router's experts): alternatives, fixed unless contracted as width
-    ranked: list[Ref] = field(default_factory=list)
-    # input axes whose entries each output entry combines (softmax, cumsum over one axis)
-    mixed: list[Ref] = field(default_factory=list)
+    ranked: list[Ref] = field(default_factory=list)  # axes a selection ranks (top-k over a router's experts)
+    mixed: list[Ref] = field(default_factory=list)  # input axes each output entry combines (softmax, cumsum)
     # sizes of axes of no tensor that the op introduces (im2col's taps and window counts), by ref
     sizes: dict[Ref, int] = field(default_factory=dict)
 
@@ -274,6 +266,19 @@ class WeightNormSite:
     dim: int
 
 
+@dataclass(frozen=True)
+class ProductSite:
+    """``W = carrier * factor`` entrywise (``node``: an aten ``mul``; efficient-KAN's ``spline_weight *
+    spline_scaler[..., None]``): the carrier has W's axes; the factor's axis j is W's ``axes[j]`` and it is
+    repeated along W's ``broadcast`` axes (graph/products.py; docs/rules.md "Products of parameters")."""
+
+    node: str
+    carrier: str
+    factor: str
+    axes: tuple[int, ...]
+    broadcast: tuple[int, ...]
+
+
 @dataclass
 class ParamFacts:
     """What the graph says about one distinct tensor, before classification (graph/classify.py)."""
@@ -313,6 +318,7 @@ class ParamRecord:
     # the primary use's output times a constant c ~ n^p of a width axis: the rules hold for c * W
     forward_constant: Optional[ForwardConstant] = None
     weight_norm: Optional[WeightNormSite] = None  # v or g of a weight-normed layer (graph/weightnorm.py)
+    product: Optional[ProductSite] = None  # a factor of an entrywise product of parameters (graph/products.py)
     # divided by a scalar computed from itself (spectral norm, graph/selfnorm.py)
     self_normalized_by: Optional[SelfNormSite] = None
 
