@@ -12,6 +12,7 @@ import torch
 
 from ..types import NEVER_USED, ForwardMultiplier, Layout, ParamPlan, ParamRecord, Role, Rule, SptraceError
 from .library import library_ratios
+from .products import C_PRODUCT, is_product_gain, product_rules
 from .readouts import spared_factors
 from .reference import DEFAULT_REFERENCE_WIDTH, at_reference, model_width
 from .rules import ANCHORED_FORMS, check_form, check_parametrization, forward_multiplier, optimizer_family, rule_for
@@ -114,6 +115,7 @@ def plan(
         library_ratio=library.get(r.name),
     ) for r in records}
     rules = weight_norm_rules(records, rules, zero_readout, init_gain, init)  # a weight norm's g from its v
+    rules = product_rules(records, rules, init, init_gain, library)  # W = carrier * factor: the factor from the carrier
     return [_param_plan(r, rules[r.name], lr, 0.0 if r.role.value in skip_decay else weight_decay, anchor)
             for r in records]
 
@@ -137,6 +139,11 @@ def _lr_note(record: ParamRecord, rule: Rule, lr: float, anchor: str) -> str:
         law += f", of c W ({record.forward_constant.text})"
     if record.weight_norm is not None and record.name == record.weight_norm.g and "weight norm's g" in rule.citation:
         law += ", x the planned slice norm of v (Adam c, SGD c^2: docs/rules.md \"Weight norm\")"
+    if record.product is not None and record.name == record.product.carrier:
+        law += f", of W = this * {record.product.factor} (docs/rules.md \"Products of parameters\")"
+    if is_product_gain(record) and C_PRODUCT in rule.citation:
+        law = (f"a gain of W = {record.product.carrier} * this: {record.product.carrier}'s lr / sigma "
+               "(Adam; SGD / sigma^2), sigma its planned std (docs/rules.md \"Products of parameters\")")
     return f"{lr:g} x {rule.lr_multiplier:.4g} = {lr * rule.lr_multiplier:.4g}: {law}; {anchor}"
 
 
