@@ -11,7 +11,8 @@ This pass names the pair on both records (``ParamRecord.product``): the *carrier
 every entry of W (its shape is the product's), so its record is W's and it carries W's rule; the other
 factor is a gain of W's entries, repeated along the axes it lacks (planning/products.py plans it). Only
 plain broadcasting counts (views, unsqueeze, expand; no transpose), so that each of the factor's axes is
-one axis of W, and only a ``mul`` whose product both factors' records reach the same operand through.
+one axis of W, and only a ``mul`` whose product both factors' records reach the same operand through,
+by views alone (no reduction or other op after the ``mul``).
 Where both factors have every entry, the larger (then the first by name) carries, as
 planning/readouts.py's ``spared_factors`` zeroes that one.
 """
@@ -24,7 +25,7 @@ from typing import Optional
 from torch import fx
 
 from ..types import CapturedGraph, ParamRecord, ProductSite
-from .ops import op_name
+from .ops import SHAPE_OPS, op_name
 
 __all__ = ["mark_products"]
 
@@ -107,6 +108,9 @@ def _axes_in(own: tuple[int, ...], multiplied: tuple[int, ...], out: tuple[int, 
 
 
 def _same_operand(a: ParamRecord, b: ParamRecord) -> bool:
-    """Whether both records reach one operand of one node through a mul (the product is that operand)."""
-    reached = lambda r: {(u.node, u.arg) for u in r.uses if "mul" in u.via}
+    """Whether both records reach one operand of one node through a mul and then only views of the product
+    (it is that operand, as a whole: DiffLlama's ``exp(sum(lambda_q1 * lambda_k1))`` is no weight)."""
+    def reached(r: ParamRecord) -> set:
+        return {(u.node, u.arg) for u in r.uses
+                if "mul" in u.via and all(op in SHAPE_OPS for op in u.via[u.via.index("mul") + 1:])}
     return bool(reached(a) & reached(b))

@@ -68,19 +68,21 @@ def test_the_larger_factor_carries_and_the_other_is_a_gain_repeated_over_the_bas
 
 class NotProducts(nn.Module):
     """Products that are no weight of two parameters: an outer product of two vectors (no factor has every
-    entry), a transposed factor, a parameter times an activation, a weight times a fixed mask."""
+    entry), a transposed factor, a parameter times an activation, a weight times a fixed mask, and
+    DiffLlama's ``exp(sum(lambda_q * lambda_k))`` (reduced after the mul: no operand is the product)."""
 
     def __init__(self, d=8):
         super().__init__()
         self.a, self.b = nn.Parameter(torch.randn(d)), nn.Parameter(torch.randn(12))
         self.w, self.s = nn.Parameter(torch.randn(d, d)), nn.Parameter(torch.randn(d, d))
         self.g = nn.Parameter(torch.randn(d))
+        self.lq, self.lk = nn.Parameter(torch.randn(d)), nn.Parameter(torch.randn(d))
         self.register_buffer("mask", torch.ones(d, d).tril())
 
     def forward(self, x):
         h = F.linear(x, self.a[:, None] * self.b[None, :])  # outer product
         h = F.linear(h, self.w * self.s.t())  # transposed factor
-        return F.linear(h * self.g, self.w * self.mask)
+        return F.linear(h * self.g, self.w * self.mask) * torch.exp((self.lq * self.lk).sum(-1))
 
 
 def test_outer_products_transposes_activations_and_masks_are_not_marked():
