@@ -2,7 +2,7 @@
 
     graph    capture -> CapturedGraph; uses -> UseAnalysis (ParamUse, OpAxes); axes -> AxisLabels;
              attention -> AttentionSite; constants -> ForwardConstant; weightnorm -> WeightNormSite;
-             blocks -> ColumnBlock; trace gathers ParamFacts -> classify -> ParamRecord
+             blocks -> ColumnBlock; products -> ProductSite; trace gathers ParamFacts -> classify -> ParamRecord
     planning ParamRecord -> Dims -> Rule -> ParamPlan (Layout, ForwardMultiplier)
     apply    ParamPlan -> in-place init, Multiplier (forward hooks), optimizer param groups
 
@@ -27,8 +27,7 @@ if TYPE_CHECKING:
     import torch
     import torch.fx as fx
 
-# ParamRecord.problem of a parameter the traced forward never reads (e.g. cross-attention traced
-# without encoder states): the trace reports all of them in one warning.
+# ParamRecord.problem of a parameter the forward never reads (cross-attention without encoder states)
 NEVER_USED = "never used by the forward pass"
 
 
@@ -87,20 +86,15 @@ class CapturedGraph:
     buffer_nodes: dict[str, str]  # placeholder node name -> buffer name
     input_nodes: list[str]  # placeholder node names of the user's tensor inputs
     output_nodes: list[str]  # node names of the tensors the model returns
-    # buffers only a parameter's own normaliser reads (spectral_norm's u, v: graph/selfnorm.py)
-    state_buffers: frozenset[str] = frozenset()
-    # nodes of such normalisers (node -> the parameter node it reads): not uses of the parameter
-    normaliser_nodes: dict[str, str] = field(default_factory=dict)
+    state_buffers: frozenset[str] = frozenset()  # read only by a parameter's own normaliser (graph/selfnorm.py)
+    normaliser_nodes: dict[str, str] = field(default_factory=dict)  # such a normaliser's nodes -> the param node
 
     @property
     def data_buffers(self) -> dict[str, str]:
-        """The buffers that are data the network reads (a coordinate table, a mask), not the state of
-        a weight reparametrization: torch.nn.utils.parametrize keeps a parametrization's own buffers
-        under ``<layer>.parametrizations.<tensor>`` (spectral_norm's power-iteration vectors ``_u``,
-        ``_v``, as wide as the weight). Read as data, they fixed every axis the weight shares with
-        the network (docs/classification.md, "Weight reparametrizations"). The older spectral_norm hook
-        keeps them beside the weight (``weight_u``, ``weight_v``): what the graph shows of them,
-        ``state_buffers``, excludes them as well."""
+        """The buffers the network reads as data (a coordinate table, a mask), not a reparametrization's
+        state: ``<layer>.parametrizations.<tensor>`` (spectral_norm's ``_u``, ``_v``, as wide as the weight;
+        read as data they fixed every axis the weight shares with the network: docs/classification.md,
+        "Weight reparametrizations") and the older hook's ``weight_u`` / ``weight_v`` (``state_buffers``)."""
         return {node: name for node, name in self.buffer_nodes.items()
                 if ".parametrizations." not in f".{name}" and node not in self.state_buffers}
 
@@ -114,18 +108,14 @@ class OpAxes:
     same: list[tuple[Ref, Ref]] = field(default_factory=list)  # an input axis that is an output axis
     contract: list[tuple[Ref, Ref]] = field(default_factory=list)  # two operand axes summed together
     products: list[tuple[tuple[Ref, ...], tuple[Ref, ...]]] = field(default_factory=list)  # reshapes
-    # a split or a concatenation: the whole axis and its parts (sizes add up); listed in ``same`` too, for
-    # following a parameter's axes, but a part is its own dim (graph/axes.py)
+    # a split or a concatenation: the whole axis and its parts (also in ``same``; a part is its own dim)
     sums: list[tuple[Ref, tuple[Ref, ...]]] = field(default_factory=list)
     fixed: list[tuple[Ref, str]] = field(default_factory=list)  # data axes by construction, and why
-    # inputs that only steer the op (which rows to touch), neither data nor axes of the output
-    steering: tuple[str, ...] = ()
+    steering: tuple[str, ...] = ()  # inputs that only steer the op (which rows to touch): neither data nor axes
     # operand axes whose index the data picks per row (a grouped matmul's expert axis): each index a block
     blocks: list[Ref] = field(default_factory=list)
-    # axes a selection ranks (top-k over a router's experts): alternatives, fixed unless contracted as width
-    ranked: list[Ref] = field(default_factory=list)
-    # input axes whose entries each output entry combines (softmax, cumsum over one axis)
-    mixed: list[Ref] = field(default_factory=list)
+    ranked: list[Ref] = field(default_factory=list)  # axes a selection ranks (top-k over a router's experts)
+    mixed: list[Ref] = field(default_factory=list)  # input axes each output entry combines (softmax, cumsum)
     # sizes of axes of no tensor that the op introduces (im2col's taps and window counts), by ref
     sizes: dict[Ref, int] = field(default_factory=dict)
 
@@ -231,8 +221,7 @@ class ForwardConstant:
     axis: int  # the parameter axis n is (split 1) or a factor of (n = shape[axis] / split)
     split: int = 1
     module: str = ""  # the module whose forward multiplies (the use's own, or a parent around it)
-    # axis -1: n is the size of an activation's k width axes the use's input is l2-normalised over
-    # (graph/l2norm.py), base_size its size at the base; in_init: the values already hold 1/c (ScaleNorm)
+    # axis -1: n, the k width axes the input is l2-normalised over (graph/l2norm.py); in_init: holds 1/c
     normalised_axes: int = 0
     base_size: Optional[float] = None
     in_init: bool = False
@@ -275,6 +264,19 @@ class WeightNormSite:
     dim: int
 
 
+@dataclass(frozen=True)
+class ProductSite:
+    """``W = carrier * factor`` entrywise (``node``: an aten ``mul``; efficient-KAN's ``spline_weight *
+    spline_scaler[..., None]``): the carrier has W's axes; the factor's axis j is W's ``axes[j]`` and it is
+    repeated along W's ``broadcast`` axes (graph/products.py; docs/rules.md "Products of parameters")."""
+
+    node: str
+    carrier: str
+    factor: str
+    axes: tuple[int, ...]
+    broadcast: tuple[int, ...]
+
+
 @dataclass
 class ParamFacts:
     """What the graph says about one distinct tensor, before classification (graph/classify.py)."""
@@ -311,11 +313,10 @@ class ParamRecord:
     secondary_uses: tuple[ParamUse, ...] = ()  # uses whose axes disagree with the primary one (ties)
     selected_by: Optional[str] = None  # a top-k / argmax / sort node its output reaches (a router)
     normalized_by: Optional[str] = None  # a node that normalises its output (it cannot start at zero)
-    # the primary use's output times a constant c ~ n^p of a width axis: the rules hold for c * W
-    forward_constant: Optional[ForwardConstant] = None
+    forward_constant: Optional[ForwardConstant] = None  # the use's output x c ~ n^p: the rules hold for c * W
     weight_norm: Optional[WeightNormSite] = None  # v or g of a weight-normed layer (graph/weightnorm.py)
-    # divided by a scalar computed from itself (spectral norm, graph/selfnorm.py)
-    self_normalized_by: Optional[SelfNormSite] = None
+    product: Optional[ProductSite] = None  # a factor of an entrywise product of parameters (graph/products.py)
+    self_normalized_by: Optional[SelfNormSite] = None  # divided by a scalar of itself (graph/selfnorm.py)
     column_blocks: tuple[ColumnBlock, ...] = ()  # its fan-in read from a concatenation (graph/blocks.py)
 
     @property
@@ -581,8 +582,7 @@ class ParamPlan:
     rule: Optional[Rule] = field(default=None, repr=False, compare=False)
     lr_note: str = ""  # what the lr became and why, in one line
     eps_multiplier: float = 1.0  # the group's Adam ε = the optimizer's ε x this (Rule.eps_multiplier)
-    # init "norm": the norms of this parameter (a weight norm's v) over every axis but norm_dim, after its init
-    norm_of: Optional[str] = None
+    norm_of: Optional[str] = None  # init "norm": this v's norms over every axis but norm_dim, after its init
     norm_dim: int = 0
     fixed_columns: tuple[tuple[int, int], ...] = ()  # fan-in slices read x a forward multiplier:
     column_scale: float = 1.0  # their values x this after the init (docs/rules.md "Column blocks")

@@ -63,6 +63,8 @@ def _row(r, extra: Mapping[str, str], extra_columns: Sequence[str]) -> list:
         use_text += f", {r.forward_constant.text}"
     if r.weight_norm is not None:  # W = g v/|v|: which factor, over which dim
         use_text += f", weight norm's {'v' if r.name == r.weight_norm.v else 'g'} (dim {r.weight_norm.dim})"
+    if r.product is not None:  # W = carrier * factor: which factor carries W's rule (docs/rules.md)
+        use_text += _product_text(r)
     if r.self_normalized_by is not None:  # W / s(W): the layer's scale is the normaliser's
         use_text += ", / its spectral norm" if r.self_normalized_by.spectral else ", / a norm of itself"
     width = ",".join(str(a) for a in r.width_dims) or "-"
@@ -80,6 +82,14 @@ def _row(r, extra: Mapping[str, str], extra_columns: Sequence[str]) -> list:
         r.fan_out,
         width,
     ] + [extra.get(c, "") for c in extra_columns]
+
+
+def _product_text(r) -> str:
+    site = r.product
+    if r.name == site.carrier:
+        return f", W = this * {site.factor}: carries W's rule"
+    over = f" (repeated over W's axes {_axes(site.broadcast)})" if site.broadcast else ""
+    return f", W = {site.carrier} * this{over}: a width-free gain of W's entries"
 
 
 def _axes(axes) -> str:
@@ -112,7 +122,7 @@ def _as_json(trace, columns: Mapping[str, Mapping[str, str]], warnings: Sequence
 def _record_json(r, columns) -> dict:
     out = dict(asdict(r), width_dims=list(r.width_dims), fan_in=r.fan_in, fan_out=r.fan_out,
                annotations=dict(columns.get(r.name, {})))
-    for key in ("forward_constant", "weight_norm", "self_normalized_by"):  # present only where the forward scales it / it is a factor
+    for key in ("forward_constant", "weight_norm", "product", "self_normalized_by"):  # present only where the forward scales it / it is a factor
         if out[key] is None:
             del out[key]
     if not r.column_blocks:  # present only where a concatenation's blocks feed the fan-in (graph/blocks.py)

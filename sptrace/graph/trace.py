@@ -27,6 +27,7 @@ from .siblings import from_identical_siblings
 from .l2norm import mark_l2_normalised
 from .selfnorm import mark_self_normalised, self_normalisers
 from .uses import analyse_uses
+from .products import mark_products
 from .weightnorm import mark_weight_norms
 from .repeats import MetaScalars, Run, renamed, repeated_runs, truncated
 from .widths import check_overrides, deciders, delta_shapes, override
@@ -169,6 +170,7 @@ def _traced(model, example_args, example_kwargs, base, delta, width_overrides, r
         records.append(_with_base_groups(classify(fact, decide, base_shape, base_groups)))
     check_overrides(width_overrides, records)
     records = mark_self_normalised(norms, captured, mark_weight_norms(captured, mark_selection(captured, records)))
+    records = mark_products(captured, records)  # W = carrier * factor: which one carries W's rule
     records = mark_l2_normalised(captured, uses, labels, records, model.get_parameter, base_shapes)
     records = mark_column_blocks(captured, labels, records, model, base_shapes, shapes_in_delta)
     warnings += _record_warnings(records)

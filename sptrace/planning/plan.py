@@ -13,6 +13,7 @@ import torch
 from ..types import NEVER_USED, ForwardMultiplier, Layout, ParamPlan, ParamRecord, Role, Rule, SptraceError
 from .blocks import ColumnPlan, close_to_one, column_rules
 from .library import library_ratios
+from .products import C_PRODUCT, is_product_gain, product_rules
 from .readouts import spared_factors
 from .reference import DEFAULT_REFERENCE_WIDTH, at_reference, model_width
 from .rules import ANCHORED_FORMS, check_form, check_parametrization, forward_multiplier, optimizer_family, rule_for
@@ -115,6 +116,7 @@ def plan(
         library_ratio=library.get(r.name),
     ) for r in records}
     rules = weight_norm_rules(records, rules, zero_readout, init_gain, init)  # a weight norm's g from its v
+    rules = product_rules(records, rules, init, init_gain, library)  # W = carrier * factor: the factor from the carrier
     columns = {}  # fixed-size input columns: the width columns' rule for the tensor, a multiplier for them
     for r in records:
         split = column_rules(r, rules[r.name], init=init, init_gain=init_gain, library_ratio=library.get(r.name)) \
@@ -148,6 +150,11 @@ def _lr_note(record: ParamRecord, rule: Rule, lr: float, anchor: str, columns: O
         spans = ", ".join(f"{a}:{b}" for a, b in columns.columns)
         law += (f"; fixed-size input columns {spans}: an input layer's lr (x {columns.lr_ratio:.4g}) through a forward "
                 f"multiplier {columns.multiplier:.4g} (docs/rules.md \"Column blocks\")")
+    if record.product is not None and record.name == record.product.carrier:
+        law += f", of W = this * {record.product.factor} (docs/rules.md \"Products of parameters\")"
+    if is_product_gain(record) and C_PRODUCT in rule.citation:
+        law = (f"a gain of W = {record.product.carrier} * this: {record.product.carrier}'s lr / sigma "
+               "(Adam; SGD / sigma^2), sigma its planned std (docs/rules.md \"Products of parameters\")")
     return f"{lr:g} x {rule.lr_multiplier:.4g} = {lr * rule.lr_multiplier:.4g}: {law}; {anchor}"
 
 

@@ -403,6 +403,12 @@ def _judged(name: str, spec: Mapping[str, Any], W0: Mapping[str, Tensor], now: M
     zero (a zero readout) has its change judged as the operator it adds, ``Δg v/|v|`` with v now
     (docs/rules.md "Weight norm")."""
     found = spec.get("weight_norm")
+    if spec.get("product") is not None:  # W = carrier * factor: each judged by what it does to W (docs/rules.md)
+        carrier, factor, axes = spec["product"]
+        at = lambda n, at_init: W0[n] if at_init or rms(W0[n]) > 0 else now[n]  # a zero start: the other now
+        if name == carrier:
+            return lambda value, at_init: _nat(value * _spread(at(factor, at_init), axes, value), spec, method)
+        return lambda value, at_init: _nat(_spread(value, axes, W0[carrier]) * at(carrier, at_init), spec, method)
     if found is None:
         return lambda value, at_init: _nat(value, spec, method)
     v, dim = found
@@ -418,13 +424,25 @@ def _judged(name: str, spec: Mapping[str, Any], W0: Mapping[str, Tensor], now: M
     return judged
 
 
+def _spread(factor: Tensor, axes: Sequence[int], like: Tensor) -> Tensor:
+    """A product's factor as the forward multiplies it: its axis j on ``like``'s axis ``axes[j]``."""
+    shape = [1] * like.dim()
+    for j, a in enumerate(axes):
+        shape[a] = factor.shape[j]
+    return factor.reshape(shape)
+
+
 def _weight_norm_specs(specs: dict[str, Optional[dict]], param_axes: Optional[Mapping[str, Any]]) -> dict:
-    """A weight norm's g judged by the operator it scales (:func:`_judged`): v's axes, and the pair."""
+    """A weight norm's g judged by the operator it scales (:func:`_judged`): v's axes, and the pair; both
+    factors of a product of parameters by what they do to it: the carrier's axes, and the pair."""
     for name, spec in list(specs.items()):
         record = (param_axes or {}).get(name)
-        site = getattr(record, "weight_norm", None)
+        site, product = getattr(record, "weight_norm", None), getattr(record, "product", None)
         if spec is not None and site is not None and record.name == site.g and specs.get(site.v) is not None:
             specs[name] = {**specs[site.v], "weight_norm": (site.v, site.dim)}
+        elif spec is not None and product is not None and specs.get(product.carrier) and name in (product.carrier,
+                                                                                                   product.factor):
+            specs[name] = {**specs[product.carrier], "product": (product.carrier, product.factor, product.axes)}
     return specs
 
 
@@ -472,9 +490,10 @@ def _one_run(s: _RunSettings, width: int, seed: int, unmeasured: dict[str, str],
                 tracked = [(n, p) for n, p in model.named_parameters() if p.requires_grad] if s.params else []
                 specs = _weight_norm_specs({n: _axes_for(n, p, s.param_axes) for n, p in tracked}, s.param_axes)
                 tracked = [(n, p) for n, p in tracked if specs[n] is not None]
-                shown = dict(tracked)  # a weight norm's g is judged on its v's shape (_judged)
+                shown = dict(tracked)  # a weight norm's g (a product's factor) is judged on v's (the carrier's) shape
                 for n, p in tracked:
-                    dims.setdefault(n, {})[width] = _matrix_dims(shown[specs[n].get("weight_norm", (n,))[0]], specs[n])
+                    dims.setdefault(n, {})[width] = _matrix_dims(
+                        shown[(specs[n].get("weight_norm") or specs[n].get("product") or (n,))[0]], specs[n])
                 W0 = {n: p.detach().clone() for n, p in tracked}
                 row, before_last, losses = _train_and_record(s, model, opt, device, probe, tracked, unmeasured)
                 grads64 = exact_gradients(model, tracked, s.batches[(s.steps - 1) % len(s.batches)], s.forward,
