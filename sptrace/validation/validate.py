@@ -195,7 +195,7 @@ def _batches(zoo, batch_size, steps, seed, source, device) -> list:
     return [next(stream) for _ in range(steps)]
 
 
-def _factories(name, zoo, optimizer, lr, widths, example, device, options, form, attention_fix):
+def _factories(name, zoo, optimizer, lr, widths, example, device, options, form, attention_fix=False):
     """make_model(width) / make_optimizer(model) for one parametrization; in the base form anchored
     at widths[0], with the delta model (widths[1]) so that the base width itself is classified like
     the others."""

@@ -553,13 +553,13 @@ def test_blocks_that_grow_in_number_are_judged_by_their_rms():
     tail of one per-channel distribution further at every width (the zoo CNN's SGD update: median
     flat, max slope +0.41), so such a parameter is judged by the RMS over its blocks; a fixed number
     of blocks (experts, ResNeXt's groups) keeps the max, the natural norm of the block-diagonal whole."""
-    from sptrace.validation.coord import _nat
+    from sptrace.validation.operators import natural_norm
 
     W = torch.zeros(64, 1, 3, 3)
     W[:, 0, 0, 0] = 1.0
     W[0, 0, 0, 0] = 8.0  # one outlier channel
     spec = {"fan_in_axes": (1, 2, 3), "fan_out_axes": (0,), "input_dense": True, "output_dense": True,
             "groups": 64}
-    assert _nat(W, spec, "auto") == pytest.approx(8 * 3)
+    assert natural_norm(W, spec, "auto") == pytest.approx(8 * 3)
     rms = math.sqrt((63 + 64) / 64) * 3
-    assert _nat(W, {**spec, "blocks_grow": True}, "auto") == pytest.approx(rms)
+    assert natural_norm(W, {**spec, "blocks_grow": True}, "auto") == pytest.approx(rms)

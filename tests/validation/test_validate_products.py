@@ -2,7 +2,7 @@
 ``W = weight * scaler[..., None]`` over a fixed basis axis (tests/graph/test_products.py's ``KANLike``),
 between a plain input layer and a plain readout, with tests/validation/external_coord.py's conventions
 (the one-line ``sptrace.parametrize`` call, validate's lr, the zoo's digits). Both factors are judged by
-what they do to W (sptrace/validation/coord.py ``_judged``). sptrace plans the larger factor with W's
+what they do to W (sptrace/validation/operators.py ``judge``). sptrace plans the larger factor with W's
 rule and the other as a width-free gain of W's entries (planning/products.py; docs/rules.md "Products of
 parameters"). Before, each factor got W's whole rule: the product started like 1/n, not n^-1/2, and the
 factor's step moved W too little."""

@@ -2,7 +2,7 @@
 tests/validation/external_coord.py's conventions (the one-line ``sptrace.parametrize`` call, validate's
 lr, zoo images, 3 steps, batch 8, 3 init seeds, widths 32..256): module outputs and every parameter's
 natural norms; v judged as itself (W's axes, W = v at init), g by what it does to W (coord.py's
-``_judged``: W0's natural norm at init, W0 times the RMS relative change of g's slices for an update, and
+``judge`` (sptrace/validation/operators.py): W0's natural norm at init, W0 times the RMS relative change of g's slices for an update, and
 the operator ``Δg v/|v|`` where g starts at zero). docs/rules.md "Weight norm" has the figures.
 
 * ``WeightNormedNet`` (every layer weight-normed over dim 0, the readout too; under Adam the readout's g
