@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from typing import Optional
+from typing import Callable, Optional
 
 import torch.fx as fx
 
-from ..types import AttentionSite, AxisLabels, CapturedGraph, OpAxes, ParamUse
+from ..types import AttentionSite, AxisLabels, CapturedGraph, OpAxes, ParamUse, Ref
+from .axes import parameter_axes
 from .capture import MODEL_ROOT, computed_from_inputs, module_path
 from .ops import EMBEDDINGS, SHAPE_OPS, Shapes, op_name, param_behind
 from .values import scalar_constant, unit_vector_of
@@ -32,18 +33,35 @@ ASSUMED = "head_dim of attention, taken as fixed"
 def with_base(sites: list[AttentionSite], base_sites: list[AttentionSite],
               delta_sites: Optional[list[AttentionSite]] = None) -> list[AttentionSite]:
     """Base mode: head_dim grows exactly when it differs from the base model's (or the delta
-    model's from the base's), site by site."""
-    if len(sites) != len(base_sites):
-        return sites
-    deltas = delta_sites if delta_sites is not None and len(delta_sites) == len(sites) else sites
-    return [replace(s, head_dim_is_width=b.head_dim != s.head_dim or b.head_dim != d.head_dim, base_head_dim=b.head_dim)
-            for s, b, d in zip(sites, base_sites, deltas)]
+    model's from the base's), site by site: the k-th site of a kind in a module is the base's k-th
+    there. A site the base's own capture does not list (a product over an axis only the base shows to
+    grow, :func:`find_attention`) keeps what the labels said."""
+    base_by, delta_by = dict(zip(_site_keys(base_sites), base_sites)), dict(zip(_site_keys(delta_sites or []),
+                                                                                delta_sites or []))
+    out = []
+    for key, s in zip(_site_keys(sites), sites):
+        b, d = base_by.get(key), delta_by.get(key, s)
+        out.append(s if b is None else replace(s, head_dim_is_width=b.head_dim != s.head_dim or b.head_dim != d.head_dim,
+                                               base_head_dim=b.head_dim))
+    return out
 
 
-def find_attention(captured: CapturedGraph, shapes: Shapes, axes: dict[str, OpAxes], labels: AxisLabels) -> list[AttentionSite]:
+def _site_keys(sites: list[AttentionSite]) -> list[tuple[str, str, int]]:
+    seen: dict[tuple[str, str], int] = {}
+    keys = []
+    for s in sites:
+        k = seen[(s.module, s.kind)] = seen.get((s.module, s.kind), -1) + 1
+        keys.append((s.module, s.kind, k))
+    return keys
+
+
+def find_attention(captured: CapturedGraph, shapes: Shapes, axes: dict[str, OpAxes], labels: AxisLabels,
+                   base_shapes: Optional[dict] = None) -> list[AttentionSite]:
     """Attention logits (kind "sdpa", "manual") and the other inner products of two activations over a
-    width axis (kind "product"): one law, so one list (docs/classification.md "Attention")."""
-    sites, data, read = [], computed_from_inputs(captured), _read_by_weights(captured, shapes, axes, labels)
+    width axis (kind "product"): one law, so one list (docs/classification.md "Attention").
+    ``base_shapes`` ({parameter: (shape, groups)} of the base model): which axes grow, for the products."""
+    sites, data = [], computed_from_inputs(captured)
+    grows = _product_axis_grows(captured, shapes, axes, labels, base_shapes)
     for node in captured.graph.nodes:
         ax = axes.get(node.name)
         if ax is None:
@@ -51,12 +69,31 @@ def find_attention(captured: CapturedGraph, shapes: Shapes, axes: dict[str, OpAx
         if ax.category == "attention":
             site = _sdpa_site(node, ax, shapes, labels)
         elif op_name(node) in MATMULS and ax.contract:
-            site = _manual_site(node, ax, shapes, labels, captured) or _product_site(node, ax, shapes, labels, data, read)
+            site = _manual_site(node, ax, shapes, labels, captured) or _product_site(node, ax, shapes, data, grows)
         else:
             site = None
         if site is not None:
             sites.append(site)
     return sites
+
+
+def _product_axis_grows(captured, shapes, axes, labels: AxisLabels, base_shapes) -> Callable[[Ref], bool]:
+    """Whether a product's contracted axis grows. Automatic mode takes for width every axis no data
+    fixes, a head_dim of attention whose softmax lies past a concatenation (gpt-oss's sinks) or a state
+    size (Mamba-2's ``C @ B``) too, so it counts only an axis a layer also reads as fan-in or an
+    embedding looks up. With a base, the axis grows where a parameter axis tied to it has another
+    size there (the similarity of two towers' outputs, which no layer reads)."""
+    if base_shapes is None:
+        read = _read_by_weights(captured, shapes, axes, labels)
+        return lambda ref: labels.decide(ref)[0] and labels.component.get(ref) in read
+    tied = parameter_axes(captured, labels)
+
+    def grows(ref: Ref) -> bool:
+        size = (shapes.get(ref[0]) or ())[ref[1]]
+        return any(base_shapes[name][0][axis] != size
+                   for name, axis in tied.get(labels.component.get(ref), []) if name in base_shapes)
+
+    return grows
 
 
 def _sdpa_site(node, ax: OpAxes, shapes, labels) -> Optional[AttentionSite]:
@@ -248,20 +285,17 @@ def _manual_site(node, ax: OpAxes, shapes, labels, captured) -> Optional[Attenti
     return AttentionSite(node.name, module_path(node), "manual", head_dim, _grows(labels, left), scale, source)
 
 
-def _product_site(node, ax: OpAxes, shapes, labels, data: set, read: set) -> Optional[AttentionSite]:
-    """A matmul of two activations over a width axis that reaches no softmax (DLRM's feature
-    interactions ``Z @ Z^T``, a similarity head): like attention logits, its entries grow like
-    sqrt(width) at init and like width once the operands align, so it needs 1/width
-    (docs/derivations.md §5). The axis must be one a layer also reads (``read``): automatic mode
-    takes for width every axis no data fixes, a head_dim of attention whose softmax lies past a
-    concatenation (gpt-oss's sinks) or a state size (Mamba-2's ``C @ B``) too, and those stay
-    quiet. Not where both operands are unit vectors along that axis (CLIP's ``x / x.norm()``,
-    ``F.normalize``): a cosine is bounded."""
+def _product_site(node, ax: OpAxes, shapes, data: set, grows: Callable[[Ref], bool]) -> Optional[AttentionSite]:
+    """A matmul of two activations over a width axis (``grows``: :func:`_product_axis_grows`) that
+    reaches no softmax (DLRM's feature interactions ``Z @ Z^T``, a similarity head): like attention
+    logits, its entries grow like sqrt(width) at init and like width once the operands align, so it
+    needs 1/width (docs/derivations.md §5). Not where both operands are unit vectors along that axis
+    (CLIP's ``x / x.norm()``, ``F.normalize``): a cosine is bounded."""
     (left, right) = ax.contract[0]
     operands = {n.name: n for n in node.all_input_nodes}
     if not all(ref[0] in operands and ref[0] in data for ref in (left, right)):
         return None
-    if not all(labels.decide(ref)[0] for ref in (left, right)) or labels.component.get(left) not in read:
+    if not all(grows(ref) for ref in (left, right)):
         return None
     if all(unit_vector_of(operands[ref[0]]) is not None for ref in (left, right)):
         return None

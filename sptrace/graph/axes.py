@@ -126,6 +126,17 @@ def label_axes(captured: CapturedGraph, shapes: Shapes, axes: dict[str, OpAxes],
     return labels
 
 
+def parameter_axes(captured: CapturedGraph, labels: AxisLabels) -> dict[int, list[tuple[str, int]]]:
+    """{axis component: [(parameter name, axis)]}: the parameters' own axes in each component, which
+    give an activation axis's size in another model of the family (the base's)."""
+    out: dict[int, list[tuple[str, int]]] = {}
+    for (key, axis), component in labels.component.items():
+        name = captured.param_nodes.get(key)
+        if name is not None:
+            out.setdefault(component, []).append((name, axis))
+    return out
+
+
 def _square_projections(dense_fan_in: set[Ref], hidden_refs: list[Ref], sizes, component) -> set:
     """The components of the axes a weight makes at the size of the hidden axis it reads (a pooler's
     ``Linear(d, d)``, a contrastive tower's projection to its own width): an output there is a

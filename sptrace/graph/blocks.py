@@ -21,6 +21,7 @@ from typing import Optional
 import torch
 
 from ..types import AxisLabels, CapturedGraph, ColumnBlock, Kind, ParamRecord
+from .axes import parameter_axes
 from .ops import op_name
 
 __all__ = ["mark_column_blocks"]
@@ -33,7 +34,7 @@ def mark_column_blocks(captured: CapturedGraph, labels: AxisLabels, records: lis
     nodes = {n.name: n for n in captured.graph.nodes}
     others = None if base_shapes is None else [{n: shape for n, (shape, _) in base_shapes.items()},
                                                 *([delta_shapes] if delta_shapes else [])]
-    param_axes = _parameter_axes(captured, labels)
+    param_axes = parameter_axes(captured, labels)
     out = []
     for record in records:
         cat = _concatenation(record, nodes, model)
@@ -126,13 +127,3 @@ def _grown_in_base(record, inputs, axis, labels, param_axes, others: list[dict])
             return None
         grows = [g or b != size for g, b, (_, size) in zip(grows, sizes, inputs)]
     return grows
-
-
-def _parameter_axes(captured: CapturedGraph, labels: AxisLabels) -> dict[int, list[tuple[str, int]]]:
-    """{axis component: [(parameter name, axis)]} of the parameters' own axes."""
-    out: dict[int, list[tuple[str, int]]] = {}
-    for (key, axis), component in labels.component.items():
-        name = captured.param_nodes.get(key)
-        if name is not None:
-            out.setdefault(component, []).append((name, axis))
-    return out

@@ -29,7 +29,7 @@ import torch
 import torch.fx as fx
 
 from ..types import AxisLabels, CapturedGraph, ForwardConstant, ParamRecord, UseAnalysis
-from .capture import module_path
+from .axes import parameter_axes
 from .constants import POWERS, TOLERANCE, feeds_attention, follow_factors
 from .ops import op_name
 from .values import KEEPS_VALUES, l2_norm_of, scalar_constant
@@ -44,7 +44,7 @@ def mark_l2_normalised(captured: CapturedGraph, uses: UseAnalysis, labels: AxisL
     ``base_shapes``: the base model's parameter shapes (base mode), which give the normalised axes' base size."""
     nodes = {n.name: n for n in captured.graph.nodes}
     use_nodes = {u.node for found in uses.uses.values() for u in found}
-    witnesses = _parameter_axes(captured, labels)
+    witnesses = {component: tied[0] for component, tied in parameter_axes(captured, labels).items()}
     params = {n for n in captured.graph.nodes if n.name in captured.param_nodes}
     out = []
     for record in records:
@@ -57,15 +57,6 @@ def mark_l2_normalised(captured: CapturedGraph, uses: UseAnalysis, labels: AxisL
         out.append(record if constant is None else
                    replace(record, forward_constant=None if constant == "cancelled" else constant))
     return out
-
-
-def _parameter_axes(captured: CapturedGraph, labels: AxisLabels) -> dict[int, tuple[str, int]]:
-    """component -> one parameter axis in it (name, axis): what tells an activation axis's base size."""
-    found: dict[int, tuple[str, int]] = {}
-    for (key, axis), comp in labels.component.items():
-        if key in captured.param_nodes:
-            found.setdefault(comp, (captured.param_nodes[key], axis))
-    return found
 
 
 def _back(value) -> tuple[object, float]:

@@ -175,7 +175,7 @@ def _traced(model, example_args, example_kwargs, base, delta, width_overrides, r
     records = mark_column_blocks(captured, labels, records, model, base_shapes, shapes_in_delta)
     warnings += _record_warnings(records)
     warnings += _constant_row_norm_caps(captured, records)
-    attention = find_attention(captured, shapes, uses.op_axes, labels)
+    attention = find_attention(captured, shapes, uses.op_axes, labels, base_shapes)
     if base is not None:
         attention = _base_attention(attention, base, delta, example_args, example_kwargs, routes)
     return Trace(records, captured.route, captured.failures, warnings, attention,

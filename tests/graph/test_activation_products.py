@@ -62,10 +62,10 @@ class TowersOfLayers(nn.Module):
     """A similarity of two MLP towers' outputs: no layer reads that axis, so automatic mode cannot
     tell it from a head_dim or a state size and stays quiet (docs/classification.md)."""
 
-    def __init__(self, d: int):
+    def __init__(self, d: int, out=None):
         super().__init__()
-        self.a = nn.Sequential(nn.Linear(10, d), nn.ReLU(), nn.Linear(d, d))
-        self.b = nn.Sequential(nn.Linear(10, d), nn.ReLU(), nn.Linear(d, d))
+        self.a = nn.Sequential(nn.Linear(10, d), nn.ReLU(), nn.Linear(d, out or d))
+        self.b = nn.Sequential(nn.Linear(10, d), nn.ReLU(), nn.Linear(d, out or d))
 
     def forward(self, x):
         return self.a(x) @ self.b(x).t()
@@ -104,6 +104,15 @@ def test_an_axis_no_layer_reads_is_not_listed():
     assert sptrace.trace(TowersOfLayers(64), torch.randn(3, 10)).attention == []
 
 
+def test_with_a_base_an_axis_no_layer_reads_is_listed_where_it_grows():
+    """The base says which axes grow, so the towers' similarity over theirs is a product site; one
+    over an axis the base shows to be fixed is not."""
+    [site] = sptrace.trace(TowersOfLayers(64), torch.randn(3, 10), base=TowersOfLayers(16)).attention
+    assert (site.kind, site.head_dim, site.head_dim_is_width, site.width_stable) == ("product", 64, True, False)
+    fixed = sptrace.trace(TowersOfLayers(64, out=8), torch.randn(3, 10), base=TowersOfLayers(16, out=8))
+    assert fixed.attention == []
+
+
 def test_a_product_over_a_fixed_axis_is_not_listed():
     class OverFeatures(Interactions):
         def forward(self, ids):
@@ -126,3 +135,30 @@ def test_a_stable_product_is_not_warned_about():
     with warnings.catch_warnings():
         warnings.simplefilter("error", SptraceWarning)
         sptrace.parametrize(Interactions(64, scale=1 / 64), "adam")
+
+
+class AttendThenCompare(nn.Module):
+    """Self-attention with 4 heads (head_dim grows with width), then the similarity of two heads on
+    its output, an axis no layer reads: under ``base=`` the model lists one site more than the base's own
+    capture does."""
+
+    def __init__(self, d: int):
+        super().__init__()
+        self.inp, self.qkv = nn.Linear(10, d), nn.Linear(d, 3 * d)
+        self.a, self.b = nn.Linear(d, d), nn.Linear(d, d)
+
+    def forward(self, x):
+        B, T, _ = x.shape
+        q, k, v = (t.view(B, T, 4, -1).transpose(1, 2) for t in self.qkv(self.inp(x)).chunk(3, -1))
+        h = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(B, T, -1)
+        return self.a(h) @ self.b(h).transpose(1, 2)
+
+
+def test_base_sites_are_matched_by_module_and_kind_not_by_position():
+    """Before, a length mismatch between the model's sites and the base's left every site as automatic
+    mode read it: the attention's head_dim 'unknown' although the base shows it grows."""
+    sites = sptrace.trace(AttendThenCompare(64), torch.randn(2, 5, 10), base=AttendThenCompare(32)).attention
+    by_kind = {s.kind: s for s in sites}
+    assert set(by_kind) == {"sdpa", "product"}, sites
+    assert (by_kind["sdpa"].head_dim, by_kind["sdpa"].base_head_dim, by_kind["sdpa"].head_dim_is_width) == (16, 8, True)
+    assert by_kind["product"].head_dim == 64 and by_kind["product"].width_stable is False
