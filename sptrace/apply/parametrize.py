@@ -33,7 +33,8 @@ from ..spectral import natural_spectral_norm
 from ..types import NEVER_USED, Multiplier, ParamPlan, Space, SptraceError, SptraceWarning
 from .hooks import mup_attention_scale
 from .inputs import missing_inputs_error, resolve_example_inputs
-from .planned import OPTIMIZERS, Installed, Plan, changes, initialise, paused_hooks, replacing_hooks, scale_eps, writes
+from .planned import (OPTIMIZERS, Installed, Plan, changes, initialise, marked_columns, paused_hooks, replacing_hooks,
+                      scale_eps, writes)
 from .transaction import INIT_MARK, Snapshot
 
 __all__ = ["plan", "parametrize", "param_groups", "Parametrization", "OPTIMIZERS", "default_lr", "plan_report"]
@@ -432,10 +433,11 @@ def _of_library_values(tensor, statistic) -> float:
     values: a previous call's "scale" is divided out; after any other re-init they are gone (NaN: no
     measurement). Fixed input columns it scaled on their own (docs/rules.md "Column blocks") are scaled back."""
     mark = getattr(tensor, INIT_MARK, None)
-    if mark is not None and len(mark) > 4 and mark[0] in ("keep", "scale"):
+    scale, columns = marked_columns(mark)
+    if columns and mark[0] in ("keep", "scale"):
         tensor = tensor.detach().clone()
-        for start, stop in mark[5]:
-            tensor[:, start:stop] /= mark[4]
+        for start, stop in columns:
+            tensor[:, start:stop] /= scale
     if mark is None or mark[0] == "keep":
         return statistic(tensor)
     return statistic(tensor) / mark[3] if mark[0] == "scale" else math.nan

@@ -36,7 +36,7 @@ from .transaction import INIT_MARK
 
 __all__ = ["Plan", "load_plan", "PlanMismatchError", "PlanFileError", "Installed", "replacing_hooks", "initialise",
            "install_hooks", "OPTIMIZERS", "STATE_ATTR", "LIBRARY_VALUES", "scale_eps", "changes", "writes",
-           "paused_hooks"]
+           "paused_hooks", "marked_columns"]
 
 PLAN_FORMAT = 1
 STATE_ATTR = "_sptrace_parametrization"
@@ -332,19 +332,25 @@ def init_key(p: ParamPlan) -> tuple:
     return (p.init, p.init_std, p.init_target, p.init_scale) + columns
 
 
+def marked_columns(mark: Optional[tuple]) -> tuple[float, tuple]:
+    """(scale, fixed column slices) an earlier call's :func:`init_key` recorded; (1.0, ()) where none."""
+    return (mark[4], mark[5]) if mark is not None and len(mark) > 4 else (1.0, ())
+
+
 def writes(p: ParamPlan, tensor: torch.Tensor) -> bool:
     """Whether ``p``'s init writes values: any init but "keep"; a keep whose fixed columns are rescaled,
     or undone from an earlier call's (docs/rules.md "Column blocks")."""
-    return p.init != "keep" or bool(p.fixed_columns) or len(getattr(tensor, INIT_MARK, None) or ()) > 4
+    return p.init != "keep" or bool(p.fixed_columns) or bool(marked_columns(getattr(tensor, INIT_MARK, None))[1])
 
 
 def _scale_columns(tensor: torch.Tensor, p: ParamPlan, previous: Optional[tuple]) -> None:
     """The fixed input columns x ``column_scale`` (docs/rules.md "Column blocks"); an init that reads
     the values (scale, keep) first divides out the scale an earlier call gave its columns (no double scaling)."""
+    scale, columns = marked_columns(previous)
     with torch.no_grad():
-        if p.init in LIBRARY_VALUES and previous is not None and len(previous) > 4:
-            for start, stop in previous[5]:
-                tensor[:, start:stop].div_(previous[4])
+        if p.init in LIBRARY_VALUES:
+            for start, stop in columns:
+                tensor[:, start:stop].div_(scale)
         for start, stop in p.fixed_columns:
             tensor[:, start:stop].mul_(p.column_scale)
 

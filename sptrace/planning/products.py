@@ -33,7 +33,7 @@ from typing import Mapping, Optional
 
 from ..types import ParamRecord, Rule, Space
 from .library import library_std_ratio
-from .rules import effective_dims, gaussian_std
+from .rules import effective_dims, gaussian_std, snap
 
 __all__ = ["C_PRODUCT", "product_rules", "is_product_gain"]
 
@@ -65,17 +65,11 @@ def product_rules(records: list[ParamRecord], rules: Mapping[str, Rule], init: s
 
 
 def _sigma(carrier: ParamRecord, rule: Rule, init_gain: float) -> float:
-    """The carrier's planned entry size: its Gaussian rule's std (anchored: over the same at the base)."""
-    sigma = gaussian_std(effective_dims(carrier)) * (1.0 if carrier.input_space is Space.SPARSE else init_gain)
+    """The carrier's planned entry size: its Gaussian rule's std (anchored: over the same at the base,
+    where the init gain cancels)."""
     if rule.base_dims is not None:
-        return sigma / (gaussian_std(effective_dims(carrier, at="base"))
-                        * (1.0 if carrier.input_space is Space.SPARSE else init_gain))
-    return sigma
-
-
-def _snap(x: float) -> float:
-    """A ratio within float noise of 1 is exactly 1.0 (so that "keep" means untouched, as in rules.py)."""
-    return 1.0 if abs(x - 1.0) < 1e-12 else x
+        return gaussian_std(effective_dims(carrier)) / gaussian_std(effective_dims(carrier, at="base"))
+    return gaussian_std(effective_dims(carrier)) * (1.0 if carrier.input_space is Space.SPARSE else init_gain)
 
 
 def _gain_rule(rule: Rule, of: Rule, carrier: ParamRecord, factor: ParamRecord, init: str, init_gain: float,
@@ -92,8 +86,8 @@ def _gain_rule(rule: Rule, of: Rule, carrier: ParamRecord, factor: ParamRecord, 
         lr, scale, update = 1.0, adam / sigma, "sign"
     kind, init_scale = _gain_init(rule, factor, init, library_ratio)
     return replace(rule, init_kind=kind, init_std=None, init_target=None, init_scale=init_scale,
-                   lr_multiplier=_snap(lr), weight_decay_multiplier=1.0 / _snap(lr), eps_multiplier=_snap(eps),
-                   spectral_scale=_snap(scale), update=update, citation=f"{rule.citation}; {C_PRODUCT}")
+                   lr_multiplier=snap(lr), weight_decay_multiplier=1.0 / snap(lr), eps_multiplier=snap(eps),
+                   spectral_scale=snap(scale), update=update, citation=f"{rule.citation}; {C_PRODUCT}")
 
 
 def _gain_init(rule: Rule, factor: ParamRecord, init: str, library_ratio: Optional[float]) -> tuple[str, float]:
@@ -103,7 +97,7 @@ def _gain_init(rule: Rule, factor: ParamRecord, init: str, library_ratio: Option
         return "keep", 1.0
     if rule.base_dims is not None and init == "default":
         ratio = library_std_ratio(factor) if library_ratio is None else library_ratio
-        scale = _snap(1.0 / ratio)
+        scale = snap(1.0 / ratio)
         return ("keep", 1.0) if scale == 1.0 else ("scale", scale)
     return "ones", 1.0
 

@@ -38,6 +38,7 @@ from .readouts import C_ZERO, readout_start, router_init
 __all__ = [
     "FAMILIES", "PARAMETRIZATIONS", "optimizer_family", "effective_dims", "rule_for", "forward_multiplier",
     "gaussian_std", "init_spectral_target", "lr_factor", "check_parametrization", "check_form", "ANCHORED_FORMS", "check_zero_readout",
+    "snap",
 ]
 
 FAMILIES = ("sgd", "adam", "spectral")
@@ -259,7 +260,7 @@ def gradient_size(d: Dims) -> float:
     return _adam_lr(d) / _sgd_lr(d)
 
 
-def _snap(x: float) -> float:
+def snap(x: float) -> float:
     """Round a ratio within float noise of 1 to exactly 1.0 (so "keep" means untouched)."""
     return 1.0 if abs(x - 1.0) < 1e-12 else x
 
@@ -415,10 +416,10 @@ def _sptrace_rule(case: _Case) -> Rule:
     """Condition 2 for init and update (Parametrization 1, per optimizer family)."""
     init = _through_constant(case, _chosen_init(case, _init_by_role(case)))
     c = _constant(case)  # 1.0 unless a constant multiplies the output in the forward
-    lr_multiplier = _snap(_per_width(case, lambda d: lr_factor(case.family, d)) / c ** {"sgd": 2, "adam": 1}.get(case.family, 0))
-    spectral_scale = (_snap(_per_width(case, lambda d: _spectral_scale(d, case.update)) / c)
+    lr_multiplier = snap(_per_width(case, lambda d: lr_factor(case.family, d)) / c ** {"sgd": 2, "adam": 1}.get(case.family, 0))
+    spectral_scale = (snap(_per_width(case, lambda d: _spectral_scale(d, case.update)) / c)
                       if case.family == "spectral" else 1.0)
-    eps_multiplier = _snap(_per_width(case, gradient_size) * c) if case.family == "adam" else 1.0  # g of c W: c g
+    eps_multiplier = snap(_per_width(case, gradient_size) * c) if case.family == "adam" else 1.0  # g of c W: c g
     cites = ([C_COND, *init.cites, LR_CITATIONS[case.family], C_WD] + ([C_BASE] if case.anchored else [])
              + ([C_EPS] if case.family == "adam" else [])
              + ([C_CONST] if case.record.forward_constant is not None else []))
@@ -431,7 +432,7 @@ def _constant(case: _Case, absolute: bool = False) -> float:
     over its value at the base shape where anchored (unless ``absolute``); 1.0 without one."""
     found = case.record.forward_constant
     value = 1.0 if found is None else found.dependence(case.record.shape)
-    return value if found is None or absolute or not case.anchored else _snap(value / found.dependence(case.record.base_shape, True))
+    return value if found is None or absolute or not case.anchored else snap(value / found.dependence(case.record.base_shape, True))
 
 
 def _through_constant(case: _Case, init: _Init) -> _Init:
@@ -442,7 +443,7 @@ def _through_constant(case: _Case, init: _Init) -> _Init:
     if init.kind in ("gaussian", "orthogonal", "spectral"):
         c = _constant(case, absolute=True)
         return init.but(C_CONST, std=init.std and init.std / c, target=init.target and init.target / c)
-    scale = _snap(init.scale / _constant(case))
+    scale = snap(init.scale / _constant(case))
     return init.but(C_CONST, kind="keep" if scale == 1.0 else "scale", scale=scale)
 
 
@@ -492,12 +493,12 @@ def _anchored_init(case: _Case, by_role: _Init) -> _Init:
     library = library_std_ratio(case.record) if case.library_ratio is None else case.library_ratio
     scale = 1.0
     if by_role.is_weight:
-        scale = _snap(_per_width(case, gaussian_std) / library)
+        scale = snap(_per_width(case, gaussian_std) / library)
     elif case.record.role is Role.BIAS:
         # Appendix D: sigma_b = Θ(1). PyTorch's bias init is U(±1/sqrt(fan_in of the weight)),
         # which shrinks with width; undo that (plan() passes the paired weight's ratio; μP's
         # rescale_linear_bias does the same). Gains and scalars: width-free library values.
-        scale = _snap(1.0 / library)
+        scale = snap(1.0 / library)
     return by_role.but(C_BASE, kind="keep" if scale == 1.0 else "scale", scale=scale)
 
 
@@ -544,7 +545,7 @@ def _ntp_init(case: _Case) -> _Init:
     if case.anchored and case.init == "default":
         if init.kind != "gaussian":
             return init.but(kind="keep")
-        scale = _snap((init.std * math.sqrt(case.base_dims.fan_in)) / library_std_ratio(record))
+        scale = snap((init.std * math.sqrt(case.base_dims.fan_in)) / library_std_ratio(record))
         return init.but(kind="keep" if scale == 1.0 else "scale", scale=scale)
     return init
 
