@@ -98,6 +98,7 @@ def _add_oob(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                     help="lr grid 2**LO .. 2**HI (default: per model, experiments.out_of_box.SETTINGS)")
     ob.add_argument("--sweep-steps", type=int, default=None, help="default: per model (SETTINGS)")
     ob.add_argument("--sweep-seeds", type=int, default=1)
+    ob.add_argument("--device", default="cpu", help="where the models train: cpu or cuda")
     return ob
 
 
@@ -155,14 +156,15 @@ def _oob(a: argparse.Namespace) -> int:
     seeds = None if a.seeds is None else range(a.seeds)
     for part, arms, name in (("compare", None, "out_of_box"), ("ablate", ABLATIONS, "out_of_box_ablations")):
         if part in a.parts:
-            res = run_out_of_box(a.models, width=a.width, steps=a.steps, seeds=seeds, arms=arms, progress=True)
+            res = run_out_of_box(a.models, width=a.width, steps=a.steps, seeds=seeds, arms=arms, progress=True,
+                                 device=a.device)
             paths = res.write(a.out, name)
             print(res.table())
             ok &= part == "ablate" or all(res.passed(m) for m in res.models)
             print(f"{res.seconds:.0f} s ({res.cpu_seconds:.0f} s CPU); wrote {paths}")
     if "sweep" in a.parts:
         tr = run_transfer(a.models, widths=a.sweep_widths, log2_lrs=a.sweep_log2_lrs, steps=a.sweep_steps,
-                          seeds=range(a.sweep_seeds), progress=True)
+                          seeds=range(a.sweep_seeds), progress=True, device=a.device)
         paths = tr.write(a.out)
         for m, by_arm in tr.sweeps.items():
             for arm in by_arm:

@@ -119,14 +119,14 @@ def fingerprint(tensors: Sequence[torch.Tensor]) -> str:
 
 
 def zoo_data(name: str, steps: int, seed: int, setting: Optional[ZooSetting] = None,
-             eval_batches: Optional[int] = None) -> SweepData:
+             eval_batches: Optional[int] = None, device: str = "cpu") -> SweepData:
     """The zoo model's real training batches (``steps`` of them, drawn with ``seed``) and its
-    held-out batches (fixed seed, ``val`` split): one :class:`SweepData` every arm shares."""
+    held-out batches (fixed seed, ``val`` split), on ``device``: one :class:`SweepData` every arm shares."""
     spec = models_zoo.get(name)
     s = setting or SETTINGS[name]
-    train = list(spec.batches(s.batch_size, seed=seed, split="train", steps=steps))
+    train = list(spec.batches(s.batch_size, seed=seed, split="train", steps=steps, device=device))
     n_val = s.eval_batches if eval_batches is None else eval_batches
-    val = list(spec.batches(s.eval_batch_size, seed=EVAL_SEED, split="val", steps=n_val))
+    val = list(spec.batches(s.eval_batch_size, seed=EVAL_SEED, split="val", steps=n_val, device=device))
     return SweepData(train, val, spec.loss)
 
 
@@ -213,13 +213,14 @@ def _recording(make: Callable[[torch.nn.Module], torch.optim.Optimizer], seen: d
     return make_optimizer
 
 
-def _arm_run(name: str, arm: str, make: Make, width: int, seed: int, data: SweepData, steps: int, tail: int) -> dict:
+def _arm_run(name: str, arm: str, make: Make, width: int, seed: int, data: SweepData, steps: int, tail: int,
+             device: str = "cpu") -> dict:
     """One arm of one seed: a one-width, one-lr lr_sweep whose optimizer is the arm's own call."""
     spec, seen = models_zoo.get(name), {}
     # No run is called diverged here (inf factors): the comparison reads the losses as they are.
     res = lr_sweep(spec.build, [width], [ADAM_DEFAULT_LR], "adam", data=data, make_optimizer=_recording(make, seen),
                    parametrization=arm, steps=steps, tail=tail, seed=seed, abort_factor=math.inf,
-                   divergence_margin=math.inf)
+                   divergence_margin=math.inf, device=device)
     notes = list(getattr(getattr(seen["opt"], "sptrace", None), "lr_notes", []))
     return {"model": name, "seed": seed, "arm": arm, "width": width, "train": res.train_loss[0][0],
             "val": res.val_loss[0][0], "initial": res.initial_loss[0][0], "init_fp": seen["init_fp"],
@@ -229,19 +230,20 @@ def _arm_run(name: str, arm: str, make: Make, width: int, seed: int, data: Sweep
 
 def run_out_of_box(models: Sequence[str] = ("mlp", "gpt"), *, width: int = 512, steps: int = 200,
                    seeds: Optional[Sequence[int]] = None, tail: int = 20, arms: Optional[dict[str, Make]] = None,
-                   progress: bool = False) -> OutOfBoxResult:
+                   progress: bool = False, device: str = "cpu") -> OutOfBoxResult:
     """Per model and seed, every arm (default :data:`ARMS`: the one-line call and plain Adam;
     :data:`ABLATIONS` takes the gap apart) on the same init and batches. ``seeds``: default
-    ``range(SETTINGS[model].seeds)``."""
+    ``range(SETTINGS[model].seeds)``. ``device``: where the models train (the init is drawn on the
+    CPU, so both arms start from the same weights on any device)."""
     started, cpu = time.time(), time.process_time()
     arms = dict(ARMS if arms is None else arms)
     res = OutOfBoxResult(width=width, steps=steps, tail=tail, seeds={}, arms=list(arms))
     for name in models:
         res.seeds[name] = list(range(SETTINGS[name].seeds) if seeds is None else seeds)
         for seed in res.seeds[name]:
-            data = zoo_data(name, steps, seed)
+            data = zoo_data(name, steps, seed, device=device)
             for arm, make in arms.items():
-                run = _arm_run(name, arm, make, width, seed, data, steps, tail)
+                run = _arm_run(name, arm, make, width, seed, data, steps, tail, device)
                 if arm == "sptrace":
                     res.lr_notes[name] = run["lr_notes"]
                 res.runs.append({k: v for k, v in run.items() if k != "lr_notes"})
@@ -346,7 +348,8 @@ def _sweep_arm(name: str, arm: str) -> tuple[Callable[[int], torch.nn.Module], C
 
 def run_transfer(models: Sequence[str] = ("mlp", "gpt"), *, widths: Sequence[int] = (32, 64, 128, 256, 512),
                  log2_lrs: Optional[tuple[int, int]] = None, steps: Optional[int] = None,
-                 seeds: Sequence[int] = (0,), max_shift: float = 1.0, progress: bool = False) -> TransferResult:
+                 seeds: Sequence[int] = (0,), max_shift: float = 1.0, progress: bool = False,
+                 device: str = "cpu") -> TransferResult:
     """The lr sweep in the default form (sptrace) and SP, per model on the same batches and seeds.
     ``log2_lrs`` and ``steps``: the grid ``2**lo .. 2**hi`` and the run length (default: the
     model's :data:`SETTINGS`)."""
@@ -358,12 +361,12 @@ def run_transfer(models: Sequence[str] = ("mlp", "gpt"), *, widths: Sequence[int
         n_steps = steps or s.sweep_steps
         sweeps[name] = {arm: [] for arm in SWEEP_ARMS}
         for seed in seeds:
-            data = zoo_data(name, n_steps, seed, eval_batches=s.sweep_eval_batches)
+            data = zoo_data(name, n_steps, seed, eval_batches=s.sweep_eval_batches, device=device)
             for arm in SWEEP_ARMS:
                 build, make = _sweep_arm(name, arm)
                 r = lr_sweep(build, widths, log2_grid(lo, hi), "adam", data=data, make_optimizer=make,
                              parametrization=arm, steps=n_steps, tail=max(1, n_steps // 10), seed=seed,
-                             progress=progress)
+                             progress=progress, device=device)
                 sweeps[name][arm].append(replace(r, model=name, base_width=None))
                 if progress:
                     print(f"sweep {name} {arm} seed={seed}: {r.drift().summary()} ({r.seconds:.0f} s)",
