@@ -27,7 +27,7 @@ from ..planning.library import detect_laws, drawn_with, library_candidates
 from ..planning.plan import GROUP_EPS_MULT, GROUP_LR_NOTE, GROUP_NAMES, group, plan_warnings
 from ..planning.plan import plan as plan_records
 from ..planning.readouts import router_note
-from ..planning.reference import DEFAULT_REFERENCE_WIDTH
+from ..planning.reference import DEFAULT_REFERENCE_WIDTH, model_width
 from ..planning.rules import INIT_CHOICES, check_zero_readout, optimizer_family
 from ..spectral import natural_spectral_norm
 from ..types import NEVER_USED, Multiplier, ParamPlan, Space, SptraceError, SptraceWarning
@@ -417,7 +417,8 @@ def _detected_laws(traced: Trace, model) -> Union[str, dict[str, str]]:
     declared = getattr(getattr(model, "config", None), "initializer_range", None)
     if isinstance(declared, (int, float)) and (not stds or drawn_with(traced.records, stds, declared)):
         return "constant"
-    return detect_laws(traced.records, stds, {name: _library_mean(params[name]) for name in valued})
+    return detect_laws(traced.records, stds, {name: _library_mean(params[name]) for name in valued},
+                       width=model_width(traced.records))
 
 
 def _library_std(tensor) -> float:

@@ -34,7 +34,7 @@ def classify(facts: ParamFacts, decide: Decide, base_shape=None, base_groups=Non
             fan_in_axes=(), fan_out_axes=(), groups=1, problem=problem, **base,
         )
     primary = uses[0]
-    secondary = tuple(u for u in uses[1:] if _axes(u) != _axes(primary))
+    secondary = tuple(_counted(u, width) for u in uses[1:] if _axes(u) != _axes(primary))
     fan_in_width = any(a in width for a in primary.fan_in_axes)
     fan_out_width = any(a in width for a in primary.fan_out_axes)
     kind = [Kind.SCALAR, Kind.VECTOR, Kind.MATRIX][fan_in_width + fan_out_width]
@@ -45,6 +45,11 @@ def classify(facts: ParamFacts, decide: Decide, base_shape=None, base_groups=Non
         groups=primary.groups, secondary_uses=secondary,
         forward_constant=constant if constant is not None and constant.axis in width else None, **base,
     )
+
+
+def _counted(use: ParamUse, width: set[int]) -> ParamUse:
+    """``use`` with its constant only where the constant's axis grows with width (docs/rules.md)."""
+    return use if use.constant is None or use.constant.axis in width else replace(use, constant=None)
 
 
 def _mixed_along_width(uses, shape, width: set[int]):

@@ -17,12 +17,21 @@ power of a fixed size there (``1/sqrt(head_dim)`` with 16 heads of 16): one grap
 which is meant, and a width-free constant changes nothing; nor when the scaled value is a query or
 key (it reaches attention, or a contraction with another activation): that constant is the logits'
 scale, which the attention policy owns (docs/parametrize.md "Attention").
+
+A constant on the activation a contraction reads is the same operator, ``W (c x) = (c W) x``: T5's
+tied LM head reads ``h * d_model ** -0.5``. Found by walking back from the activation operand of a
+linear, matmul or conv through views, casts and mul / div by a constant; not where the walk ends at
+another parameter's use whose output chain already counts the constant, nor where the use's output
+is a query or key. Such a constant belongs to the use: a tied secondary use can carry its own
+(T5's embedding and its LM head), and its module's output is ``(c W) x`` itself.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Optional
 
+import torch
 import torch.fx as fx
 
 from ..types import AxisLabels, CapturedGraph, ForwardConstant, OpAxes, UseAnalysis
@@ -37,12 +46,13 @@ TOLERANCE = 1e-4  # relative
 RESHAPES = {"view", "reshape", "_unsafe_view", "unflatten"}
 REARRANGES = {"split", "split_with_sizes", "chunk", "unbind", "getitem", "select", "slice", "stack", "cat"}
 IGNORED_USERS = {"_assert_tensor_metadata", "sym_size", "sym_numel", "sym_stride"}
+CONTRACTIONS = {"matmul", "conv"}  # op categories whose output is linear in the activation they contract
 
 
 def forward_constants(captured: CapturedGraph, shapes: Shapes, uses: UseAnalysis,
                       labels: AxisLabels) -> dict[str, dict[str, ForwardConstant]]:
-    """``{parameter node: {use node: ForwardConstant}}`` for every use whose output the forward
-    multiplies by a power of a width dim."""
+    """``{parameter node: {use node: ForwardConstant}}`` for every use whose output (or, for a
+    contraction, whose activation) the forward multiplies by a power of a width dim."""
     nodes = {n.name: n for n in captured.graph.nodes}
     use_nodes = {u.node for found in uses.uses.values() for u in found}
     found: dict[str, dict[str, ForwardConstant]] = {}
@@ -51,7 +61,7 @@ def forward_constants(captured: CapturedGraph, shapes: Shapes, uses: UseAnalysis
             node = nodes.get(use.node)
             if node is None:
                 continue
-            chain = _chain(node)
+            chain = _chain(node, use.module, uses, use_nodes)
             if chain is None or feeds_attention(chain[1], uses, use_nodes, labels):
                 continue
             value, last, reshaped = chain
@@ -59,7 +69,58 @@ def forward_constants(captured: CapturedGraph, shapes: Shapes, uses: UseAnalysis
             constant = _as_width_power(param, value, last, factors, use.fan_out_axes, shapes, labels)
             if constant is not None:
                 found.setdefault(param, {})[use.node] = constant
+    counted = {node for per_use in found.values() for node in per_use}
+    for param, param_uses in uses.uses.items():
+        for use in param_uses:
+            node = nodes.get(use.node)
+            if node is None or use.node in counted:
+                continue
+            constant = _input_constant(param, use, node, uses, use_nodes, counted, shapes, labels)
+            if constant is not None:
+                found.setdefault(param, {})[use.node] = constant
     return found
+
+
+def _input_constant(param: str, use, node: fx.Node, uses: UseAnalysis, use_nodes: set, counted: set,
+                    shapes: Shapes, labels: AxisLabels) -> Optional[ForwardConstant]:
+    """The constant on the activation ``node`` (a linear, matmul or conv) contracts with the
+    parameter, as a power of a width dim of the parameter (module docstring)."""
+    ax = uses.op_axes.get(use.node)
+    activation = _activation(node, ax, use.arg) if ax is not None and ax.category in CONTRACTIONS else None
+    if activation is None:
+        return None
+    value, nearest, stop = _factors_before(activation)
+    if nearest is None or not math.isfinite(value) or value <= 0 or stop.name in counted \
+            or feeds_attention(node, uses, use_nodes, labels):
+        return None
+    constant = _as_width_power(param, value, nearest, [], use.fan_out_axes, shapes, labels)
+    return None if constant is None else replace(constant, module=use.module)
+
+
+def _activation(node: fx.Node, ax: OpAxes, arg: str) -> Optional[fx.Node]:
+    """The one operand ``node`` contracts with its argument ``arg`` (the parameter's side)."""
+    side = ax.args.get(arg)
+    side = side.name if isinstance(side, fx.Node) else None
+    others = {key for pair in ax.contract if side in (pair[0][0], pair[1][0]) for key, _ in pair if key != side}
+    if side is None or len(others) != 1:
+        return None
+    name = others.pop().split(".")[0]
+    return next((a for a in node.all_input_nodes if a.name == name), None)
+
+
+def _factors_before(node: fx.Node) -> tuple[float, Optional[fx.Node], fx.Node]:
+    """Walk back from ``node`` through views, casts and mul / div by a known constant: (c, the mul /
+    div nearest ``node`` or None, the node the walk stopped at)."""
+    value, nearest, cur = 1.0, None, node
+    while True:
+        tensors = [a for a in cur.args if isinstance(a, fx.Node) and isinstance(a.meta.get("val"), torch.Tensor)]
+        if op_name(cur) in KEEPS_VALUES and len(tensors) == 1 and cur.args and cur.args[0] is tensors[0]:
+            cur = tensors[0]
+            continue
+        source = next((t for t in tensors if _factor(cur, t) is not None), None) if op_name(cur) in ("mul", "div") else None
+        if source is None:
+            return value, nearest, cur
+        value, nearest, cur = value * _factor(cur, source), nearest or cur, source
 
 
 def unknown_constants(captured: CapturedGraph, uses: UseAnalysis) -> list[str]:
@@ -96,13 +157,27 @@ def _users(node: fx.Node) -> list[fx.Node]:
     return [u for u in node.users if op_name(u) not in IGNORED_USERS]
 
 
-def _chain(node: fx.Node) -> Optional[tuple[float, fx.Node, list[str]]]:
+def _chain(node: fx.Node, module: str, uses: UseAnalysis, use_nodes: set) -> Optional[tuple[float, fx.Node, list[str]]]:
     """(c, the last mul / div, the reshapes of the use's output on the chain and after it) after
-    ``node``, or None without a constant."""
-    value, last, cur, seen, _ = follow_factors(node)
+    ``node``, or None without a constant, or where a parent of ``module`` (the use's) multiplies
+    the value a layer then reads (the constant scales that layer's input: it is the reader's)."""
+    value, last, cur, seen, stop = follow_factors(node)
     if last is None or not math.isfinite(value) or value <= 0:
         return None
+    if not _inside(module_path(last), module) and _read_by_a_layer(stop, cur, uses, use_nodes):
+        return None
     return value, last, seen + _reshaped(cur)
+
+
+def _inside(module: str, owner: str) -> bool:
+    return module == owner or module.startswith(owner + ".")
+
+
+def _read_by_a_layer(node: Optional[fx.Node], value: fx.Node, uses: UseAnalysis, use_nodes: set) -> bool:
+    """Whether ``node`` is a linear, matmul or conv use of a parameter that contracts ``value``."""
+    ax = uses.op_axes.get(node.name) if node is not None and node.name in use_nodes else None
+    return ax is not None and ax.category in CONTRACTIONS and any(
+        key.split(".")[0] == value.name for pair in ax.contract for key, _ in pair)
 
 
 def follow_factors(node: fx.Node) -> tuple[float, Optional[fx.Node], fx.Node, list[str], Optional[fx.Node]]:

@@ -45,7 +45,11 @@ def render(trace, format: str = "text", columns: Optional[Mapping[str, Mapping[s
 def _title(trace, format) -> str:
     s = trace.summary()
     kinds = ", ".join(f"{v} {k}" for k, v in sorted(s["kinds"].items()))
-    text = f"sptrace: {s['parameters']} parameters ({kinds}); captured by {s['route']}; width dims: {s['width_mode']}"
+    sizes = ", ".join(map(str, s["width_sizes"]))
+    # automatic mode assumes every size the graph does not tie to the data grows: name them, so a fixed one
+    # (ALBERT's embedding size) shows (docs/classification.md, "Automatic mode and base=")
+    text = (f"sptrace: {s['parameters']} parameters ({kinds}); captured by {s['route']}; width dims: {s['width_mode']}"
+            + (f", sizes {sizes} grow" if sizes else ""))
     return f"# {text}" if format == "markdown" else text
 
 
@@ -127,6 +131,9 @@ def _record_json(r, columns) -> dict:
             del out[key]
     if not r.column_blocks:  # present only where a concatenation's blocks feed the fan-in (graph/blocks.py)
         del out["column_blocks"]
+    for use in (*out["uses"], *out["secondary_uses"]):  # a use's constant: present only where the forward scales it
+        if use["constant"] is None:
+            del use["constant"]
     return out
 
 

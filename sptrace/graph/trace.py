@@ -82,6 +82,7 @@ class Trace:
         return {
             "route": self.route,
             "width_mode": self.width_mode,
+            "width_sizes": sorted({r.shape[a] for r in self.records if r.classified for a in r.width_dims}),
             "parameters": len(self.records),
             "kinds": dict(Counter(r.kind.value for r in self.records)),
             "roles": dict(Counter(r.role.value for r in self.records)),
@@ -383,9 +384,9 @@ def _facts(model, captured: CapturedGraph, uses: UseAnalysis, names_by_tensor, n
             problem = "not seen in the captured graph"
         if problem is not None:
             problem += _reparametrization_hint(model, names[0])
-        constant = next((constants[n][found[0].node] for n in nodes if found and found[0].node in constants.get(n, {})),
-                        None)  # graph/constants.py: the primary use's output times a power of a width dim
-        facts.append(ParamFacts(names[0], tuple(names), tensor, found, problem, constant))
+        per_use = {use: c for n in nodes for use, c in constants.get(n, {}).items()}  # graph/constants.py
+        found = [replace(u, constant=per_use[u.node]) if u.node in per_use else u for u in found]
+        facts.append(ParamFacts(names[0], tuple(names), tensor, found, problem, found[0].constant if found else None))
     return facts
 
 
@@ -513,7 +514,8 @@ def _record_warnings(records: list[ParamRecord]) -> list[str]:
         if r.kind is Kind.UNCLASSIFIED and r.problem != NEVER_USED:
             out.append(f"{r.name}: unclassified: {r.problem}")
         if r.secondary_uses:
-            where = ", ".join(f"{u.module or MODEL_ROOT} ({u.op}, {u.role.value})" for u in r.secondary_uses)
+            where = ", ".join(f"{u.module or MODEL_ROOT} ({u.op}, {u.role.value}"
+                              + (f"; {u.constant.text}" if u.constant is not None else "") + ")" for u in r.secondary_uses)
             out.append(f"{r.name}: tied parameter also used as {where}; that use needs a forward multiplier")
         if not r.requires_grad:
             out.append(f"{r.name}: frozen (requires_grad=False): classified, but left out of optimizer groups")

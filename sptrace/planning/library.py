@@ -168,7 +168,7 @@ def _default_std(law: str, shape) -> float:
 
 
 def detect_laws(records: Sequence[ParamRecord], stds: Mapping[str, float],
-                means: Optional[Mapping[str, float]] = None) -> dict[str, str]:
+                means: Optional[Mapping[str, float]] = None, width: Optional[int] = None) -> dict[str, str]:
     """The library law each weight was drawn by, read from the weights' own stds (no base model
     needed; ``stds``: name -> measured std; ``means``: name -> measured mean).
 
@@ -186,7 +186,13 @@ def detect_laws(records: Sequence[ParamRecord], stds: Mapping[str, float],
     stds) was drawn by none of them but by its module's own code, with width-free bounds (Funnel
     Transformer's relative-attention kernel and segment table, U(0, initializer_range)): constant.
     Read by the fan-in law instead, its std was taken to fall like 1/sqrt(width) and the plan made
-    it grow as much (`nat@0` +0.41 over widths 64-512)."""
+    it grow as much (`nat@0` +0.41 over widths 64-512).
+
+    ``width``: the model's width (planning.reference.model_width). A std shared by weights of
+    several fan-ins that is ``1/sqrt(width)`` is a law in width, not a constant: Switch Transformers
+    draws every expert matrix, ``wi`` (d -> 4d) and ``wo`` (4d -> d) alike, from N(0, 1/d_model)
+    (and k, v, o too); read as a width-free constant, those stds, which fall like 1/sqrt(width), were
+    scaled by the rule's ratio once more (docs/parametrize.md, "What lr means")."""
     measured = [r for r in records if _has_law(r) and stds.get(r.name, 0.0) > 0 and math.isfinite(stds[r.name])]
     own = {r.name for r in measured if abs((means or {}).get(r.name, 0.0)) > stds[r.name]}
     weights = [r for r in measured if r.name not in own]
@@ -207,6 +213,8 @@ def detect_laws(records: Sequence[ParamRecord], stds: Mapping[str, float],
     # 15 % let the sample noise decide, seed by seed (docs/parametrize.md).
     shared = math.log1p(_SHARED_TOLERANCE)
     backed = len({_fan_in(r.shape) for r in weights if abs(logs[r.name] - constant) <= shared}) >= 2
+    if width and abs(constant + 0.5 * math.log(width)) <= shared:  # 1/sqrt(width): a law in width
+        backed = False
     if not backed:
         errors["constant"] = [math.inf]
     # The constant is fitted, so it must fit better by a margin: where most weights share one

@@ -576,15 +576,21 @@ def forward_multiplier(record: ParamRecord, use: ParamUse, *, form: str = "absol
         d_in, d_out = _use_dims(record, u, shape)
         return math.sqrt(d_out / d_in)
 
-    primary, constant = record.uses[0], record.forward_constant
-    # W is planned so that c W has the primary use's target: this use reads W, so times c's dependence
-    c = 1.0 if constant is None else constant.dependence(record.shape)
+    primary = record.uses[0]
+
+    def constants(shape, base: bool = False) -> float:
+        # W is planned so that c W has the primary use's target; this use reads c_use W (its own
+        # constant, T5's tied LM head's d^-1/2), so the multiplier is times c / c_use
+        c, c_use = record.forward_constant, use.constant
+        return ((1.0 if c is None else c.dependence(shape, base))
+                / (1.0 if c_use is None else c_use.dependence(shape, base)))
+
     if check_form(form) in ANCHORED_FORMS:
         if record.base_shape is None:
             raise SptraceError(f"{record.name}: base form asked for, but the record has no base shape")
         now = target(use, record.shape) / target(primary, record.shape)
         then = target(use, record.base_shape) / target(primary, record.base_shape)
-        return now / then * (1.0 if constant is None else c / constant.dependence(record.base_shape, True))
+        return now / then * constants(record.shape) / constants(record.base_shape, True)
     width_only = tuple(s if a in width else 1 for a, s in enumerate(record.shape))
-    return target(use, width_only) / target(primary, width_only) * c
+    return target(use, width_only) / target(primary, width_only) * constants(record.shape)
 

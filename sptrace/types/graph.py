@@ -140,6 +140,7 @@ class ParamUse:
     via: tuple[str, ...] = ()  # view/cast ops between the parameter and this use
     # (parameter axis, node): a softmax / cumsum on the way combined entries along that axis (must be fixed)
     mixed_axes: tuple[tuple[int, str], ...] = ()
+    constant: Optional["ForwardConstant"] = None  # c ~ n^p on its output or activation (graph/constants.py)
 
 
 @dataclass(frozen=True)

@@ -191,11 +191,22 @@ def scaled_outside(records: Mapping[str, Any], quantities: Iterable[str]) -> dic
     times ``hidden_size^-1/2`` outside its Linear). ``records``: name -> ParamRecord-like."""
     out: dict[str, dict[str, float]] = {}
     for record in records.values():
-        found, uses = getattr(record, "forward_constant", None), getattr(record, "uses", ())
-        module = uses[0].module if found is not None and uses else ""
-        if module and found.module != module and not found.module.startswith(module + "."):
-            out[module] = {q: -found.power for q in quantities}
+        for use, found in _scaled_uses(record):
+            if use.module and found.module != use.module and not found.module.startswith(use.module + "."):
+                out[use.module] = {q: -found.power for q in quantities}
     return out
+
+
+def _scaled_uses(record: Any) -> list[tuple[Any, Any]]:
+    """(use, its constant) for every use of ``record`` the forward scales: the primary use's is the
+    record's ``forward_constant``; another use carries its own where its axis grows (Pegasus scales
+    its shared embedding's lookups by sqrt(d) in the encoder and in the decoder)."""
+    uses, found = getattr(record, "uses", ()), getattr(record, "forward_constant", None)
+    width = set(getattr(record, "width_dims", ()))
+    pairs = [(uses[0], found)] if found is not None and uses else []
+    others = (*uses[1:], *getattr(record, "secondary_uses", ()))
+    return pairs + [(u, u.constant) for u in others if getattr(u, "constant", None) is not None
+                    and u.constant.axis in width]
 
 
 @contextmanager

@@ -227,3 +227,84 @@ def test_a_constant_buffer_on_meta_is_reported_not_ignored(one_thread):
     [warning] = [w for w in traced.warnings if "one-element buffer with no value" in w]
     assert "lm_head.weight" in warning or "model.embed_tokens.weight" in warning
     assert not [w for w in sptrace.trace(gemma(64), ids()).warnings if "no value" in w]
+
+
+class ScaledReadoutLM(nn.Module):
+    """T5's LM head: the readout reads ``h * width**-0.5`` (tied to the embedding, or not)."""
+
+    def __init__(self, width, tied=True):
+        super().__init__()
+        self.emb, self.fc = nn.Embedding(VOCAB, width), nn.Linear(width, width)
+        self.head = nn.Linear(width, VOCAB, bias=False)
+        if tied:
+            self.head.weight = self.emb.weight
+        self.c = width ** -0.5
+
+    def forward(self, ids):
+        return self.head(torch.relu(self.fc(self.emb(ids))) * self.c)
+
+
+@pytest.mark.parametrize("route", ["export", "eager"])
+def test_a_constant_on_a_tied_readout_input_belongs_to_that_use(route, one_thread):
+    """``W (c h) = (c W) h``: the tied readout use carries its own constant, so its multiplier is the
+    usual 1/n over c (the effective readout keeps μP's 1/n); the embedding, its primary use, has none."""
+    width = 128
+    record = sptrace.trace(ScaledReadoutLM(width), ids(), routes=(route,))["emb.weight"]
+    assert record.forward_constant is None
+    [readout] = record.secondary_uses
+    assert (readout.constant.power, readout.constant.size, readout.constant.module) == (-0.5, width, "head")
+    assert forward_multiplier(record, readout) == pytest.approx((1 / width) / width ** -0.5)
+    anchored = next(r for r in sptrace.trace(ScaledReadoutLM(2 * width), ids(),
+                                             base=ScaledReadoutLM(width)).records if r.name == "emb.weight")
+    assert forward_multiplier(anchored, anchored.secondary_uses[0], form="base") == pytest.approx(0.5 / 2 ** -0.5)
+
+
+def test_a_constant_on_an_untied_readout_input_is_its_operator(one_thread):
+    traced = sptrace.trace(ScaledReadoutLM(64, tied=False), ids())
+    found = traced["head.weight"].forward_constant
+    assert (found.power, found.size, found.module) == (-0.5, 64, "head")
+    assert all(r.forward_constant is None for r in traced if r.name != "head.weight")
+    assert "forward constant x0.125 = n^-1/2" in traced.report()
+
+
+def _t5(width, tied):
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.T5Config(d_model=width, d_ff=4 * width, d_kv=16, num_heads=width // 16, num_layers=1,
+                                vocab_size=VOCAB, dropout_rate=0.0, decoder_start_token_id=0, pad_token_id=0,
+                                tie_word_embeddings=tied)
+    return transformers.T5ForConditionalGeneration(cfg)
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_hugging_face_t5_lm_head_scale_is_found(tied, one_thread):
+    """T5 scales the decoder output by ``d_model**-0.5`` before a tied LM head (only then)."""
+    x = ids()
+    traced = sptrace.trace(_t5(64, tied), input_ids=x, decoder_input_ids=x)
+    assert not traced.unclassified
+    assert all(r.forward_constant is None for r in traced)
+    constants = [u.constant for r in traced for u in r.secondary_uses if u.constant is not None]
+    assert [(c.power, c.size) for c in constants] == ([(-0.5, 64)] if tied else [])
+
+
+class NormedScaledHead(nn.Module):
+    """A block ending in a LayerNorm, and the parent scaling its output before the head reads it
+    (LongT5 and Switch Transformers: the decoder's final norm, then ``* d_model**-0.5`` before the
+    tied LM head, with no dropout op between)."""
+
+    def __init__(self, width):
+        super().__init__()
+        self.emb = nn.Embedding(VOCAB, width)
+        self.body = nn.Sequential(nn.Linear(width, width), nn.LayerNorm(width))
+        self.head = nn.Linear(width, VOCAB, bias=False)
+        self.c = width ** -0.5
+
+    def forward(self, ids):
+        return self.head(self.body(self.emb(ids)) * self.c)
+
+
+def test_a_parent_scaling_what_a_layer_reads_scales_the_reader(one_thread):
+    """The constant is the head's (its input), not the norm gain's: a gain taking it would start at
+    sqrt(n) and the block's output would grow like sqrt(n) up to the constant."""
+    traced = sptrace.trace(NormedScaledHead(64), ids())
+    assert traced["body.1.weight"].forward_constant is None
+    assert (traced["head.weight"].forward_constant.power, traced["head.weight"].forward_constant.module) == (-0.5, "head")

@@ -226,3 +226,40 @@ def test_a_middle_weight_does_not_take_an_unbacked_constant(width):
     stds = {"inp": (3 * 32) ** -0.5, "mid": 1.01 * width ** -0.5, "out": (3 * width) ** -0.5}  # 1 %: a sample's
     laws = detect_laws(records, stds)
     assert laws["mid"] != "constant" and laws["inp"] == laws["out"] == "torch", laws
+
+
+@pytest.mark.parametrize("width", [64, 256, 1024])
+def test_a_shared_std_of_one_over_sqrt_width_is_a_law_in_width(width):
+    """Every matrix from N(0, 1/width), whatever its fan-in (Switch Transformers' experts, wi d -> 4d and
+    wo 4d -> d alike): one model cannot tell that from a width-free constant, but a constant that is
+    exactly 1/sqrt(width) is read as falling with width (a shape law), not as 0.0625 at every width."""
+    torch.manual_seed(0)
+    module = layers(width)
+    for layer in module.values():
+        nn.init.normal_(layer.weight, std=width ** -0.5)
+    tensors = {name: layer.weight.detach() for name, layer in module.items()}
+    stds = {k: float(t.std()) for k, t in tensors.items()}
+    assert set(detect_laws(law_records(width), stds).values()) == {"constant"}
+    assert "constant" not in set(detect_laws(law_records(width), stds, width=width).values())
+    for layer in module.values():
+        nn.init.normal_(layer.weight, std=0.02)  # Hugging Face's initializer_range stays a constant
+    stds = {k: float(layer.weight.detach().std()) for k, layer in module.items()}
+    assert set(detect_laws(law_records(width), stds, width=width).values()) == {"constant"}
+
+
+def test_hugging_face_switch_transformers_experts_are_not_read_as_constant():
+    transformers = pytest.importorskip("transformers")
+    import sptrace
+    from sptrace.apply.parametrize import _detected_laws
+
+    torch.manual_seed(0)
+    width = 128
+    model = transformers.SwitchTransformersForConditionalGeneration(transformers.SwitchTransformersConfig(
+        d_model=width, d_ff=4 * width, d_kv=16, num_heads=width // 16, num_layers=1, num_decoder_layers=1,
+        vocab_size=77, dropout_rate=0.0, decoder_start_token_id=0, pad_token_id=0, num_experts=4,
+        expert_capacity=64, num_sparse_encoder_layers=1, num_sparse_decoder_layers=1))
+    ids = torch.randint(0, 77, (2, 8))
+    traced = sptrace.trace(model, input_ids=ids, decoder_input_ids=ids)
+    laws = _detected_laws(traced, model)
+    experts = {name: law for name, law in laws.items() if ".experts." in name}
+    assert experts and "constant" not in experts.values(), experts
