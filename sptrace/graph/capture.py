@@ -433,6 +433,11 @@ def module_path(node: fx.Node) -> str:
     return _clean_module_path(path)
 
 
+def within(path: str, owner: str) -> bool:
+    """Whether the dotted module path ``path`` is ``owner`` or a module inside it."""
+    return path == owner or path.startswith(owner + ".")
+
+
 def _clean_module_path(path: str) -> str:
     """export writes paths as 'layers.0.attn' or "L['self'].layers[0]"; normalise to dotted."""
     if path.startswith("L['self']"):

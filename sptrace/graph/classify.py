@@ -21,7 +21,7 @@ def classify(facts: ParamFacts, decide: Decide, base_shape=None, base_groups=Non
     shape = tuple(facts.tensor.shape)
     dims = tuple(DimDecision(a, shape[a], *decide(a)) for a in range(len(shape)))
     width = {d.axis for d in dims if d.width}
-    uses = tuple(_with_role(_settle_additive(u, shape, width), width) for u in facts.uses)
+    uses = tuple(_counted(_with_role(_settle_additive(u, shape, width), width), width) for u in facts.uses)
     base = dict(
         name=facts.name, aliases=facts.aliases, shape=shape, dtype=str(facts.tensor.dtype).replace("torch.", ""),
         requires_grad=facts.tensor.requires_grad, uses=uses, dims=dims, base_shape=base_shape,
@@ -34,16 +34,15 @@ def classify(facts: ParamFacts, decide: Decide, base_shape=None, base_groups=Non
             fan_in_axes=(), fan_out_axes=(), groups=1, problem=problem, **base,
         )
     primary = uses[0]
-    secondary = tuple(_counted(u, width) for u in uses[1:] if _axes(u) != _axes(primary))
+    secondary = tuple(u for u in uses[1:] if _axes(u) != _axes(primary))
     fan_in_width = any(a in width for a in primary.fan_in_axes)
     fan_out_width = any(a in width for a in primary.fan_out_axes)
     kind = [Kind.SCALAR, Kind.VECTOR, Kind.MATRIX][fan_in_width + fan_out_width]
-    constant = facts.forward_constant  # counts where its axis grows with width (docs/rules.md)
     return ParamRecord(
         kind=kind, role=primary.role, input_space=primary.input_space,
         output_space=Space.DENSE, fan_in_axes=primary.fan_in_axes, fan_out_axes=primary.fan_out_axes,
         groups=primary.groups, secondary_uses=secondary,
-        forward_constant=constant if constant is not None and constant.axis in width else None, **base,
+        forward_constant=primary.constant, **base,
     )
 
 

@@ -35,7 +35,7 @@ import torch
 import torch.fx as fx
 
 from ..types import AxisLabels, CapturedGraph, ForwardConstant, OpAxes, UseAnalysis
-from .capture import UNKNOWN_SCALAR, module_path
+from .capture import UNKNOWN_SCALAR, module_path, within
 from .ops import Shapes, op_name
 from .values import KEEPS_VALUES, scalar_constant
 
@@ -117,10 +117,11 @@ def _factors_before(node: fx.Node) -> tuple[float, Optional[fx.Node], fx.Node]:
         if op_name(cur) in KEEPS_VALUES and len(tensors) == 1 and cur.args and cur.args[0] is tensors[0]:
             cur = tensors[0]
             continue
-        source = next((t for t in tensors if _factor(cur, t) is not None), None) if op_name(cur) in ("mul", "div") else None
+        scaled = [(t, _factor(cur, t)) for t in tensors] if op_name(cur) in ("mul", "div") else []
+        source, factor = next(((t, f) for t, f in scaled if f is not None), (None, None))
         if source is None:
             return value, nearest, cur
-        value, nearest, cur = value * _factor(cur, source), nearest or cur, source
+        value, nearest, cur = value * factor, nearest or cur, source
 
 
 def unknown_constants(captured: CapturedGraph, uses: UseAnalysis) -> list[str]:
@@ -164,13 +165,9 @@ def _chain(node: fx.Node, module: str, uses: UseAnalysis, use_nodes: set) -> Opt
     value, last, cur, seen, stop = follow_factors(node)
     if last is None or not math.isfinite(value) or value <= 0:
         return None
-    if not _inside(module_path(last), module) and _read_by_a_layer(stop, cur, uses, use_nodes):
+    if not within(module_path(last), module) and _read_by_a_layer(stop, cur, uses, use_nodes):
         return None
     return value, last, seen + _reshaped(cur)
-
-
-def _inside(module: str, owner: str) -> bool:
-    return module == owner or module.startswith(owner + ".")
 
 
 def _read_by_a_layer(node: Optional[fx.Node], value: fx.Node, uses: UseAnalysis, use_nodes: set) -> bool:

@@ -45,6 +45,8 @@ import torch
 from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from .capture import within
+
 __all__ = ["MIN_RUN", "Run", "MetaScalars", "block_signature", "repeated_runs", "truncated", "renamed"]
 
 MIN_RUN = 4  # with three children kept, a shorter run saves nothing
@@ -122,8 +124,7 @@ def _candidates(model: torch.nn.Module) -> list[Run]:
 
 def _owned(prefix: str, child: torch.nn.Module, owners) -> bool:
     """No tensor of ``child`` is held by a module outside it (a tie across blocks or to the root)."""
-    inside = lambda p: p == prefix or p.startswith(prefix + ".")  # noqa: E731
-    return all(all(inside(p) for p in owners[id(t)]) for t in list(child.parameters()) + list(child.buffers()))
+    return all(all(within(p, prefix) for p in owners[id(t)]) for t in list(child.parameters()) + list(child.buffers()))
 
 
 @contextlib.contextmanager
@@ -260,7 +261,7 @@ class _OpRecorder(TorchDispatchMode):
         if self.active is None:
             return path
         prefix = self.prefixes[self.active[0]][self.active[1]]
-        return path[len(prefix):] if path == prefix or path.startswith(prefix + ".") else path
+        return path[len(prefix):] if within(path, prefix) else path
 
 
 def _role(pos: int, n: int) -> str:
@@ -413,7 +414,7 @@ def renamed(value: Any, old: str, new: str, root: bool) -> Any:
         if isinstance(v, str):
             if field in ("node", "selected_by", "normalized_by"):
                 return v
-            if v == old or v.startswith(old + "."):
+            if within(v, old):
                 return new + v[len(old):]
             return pattern.sub(new, v)
         if isinstance(v, tuple):

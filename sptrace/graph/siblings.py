@@ -21,6 +21,7 @@ from typing import Optional
 import torch
 
 from ..types import NEVER_USED, AttentionSite, ParamRecord
+from .capture import within
 from .repeats import block_signature, renamed
 
 __all__ = ["Copied", "from_identical_siblings"]
@@ -59,7 +60,7 @@ def from_identical_siblings(model: torch.nn.Module, records: list[ParamRecord],
     sites = list(attention)
     for child, (sibling, root) in sources.items():
         sites += [renamed(s, sibling, child, root) for s in attention
-                  if s.module == sibling or s.module.startswith(sibling + ".")]
+                  if within(s.module, sibling)]
     return Copied(copied, sites, {child: sibling for child, (sibling, _) in sources.items()})
 
 

@@ -18,7 +18,7 @@ from . import report as _report
 from .attention import assume_fixed_head_dims, find_attention, with_base
 from .axes import label_axes
 from .blocks import mark_column_blocks
-from .capture import MODEL_ROOT, capture
+from .capture import MODEL_ROOT, capture, within
 from .classify import classify
 from .constants import forward_constants, unknown_constants
 from .ops import Shapes, op_name
@@ -293,7 +293,7 @@ def _expanded(cut: Trace, runs: list[Run], model) -> Trace:
         attention.append(site)
         for run in runs:
             kept = run.path(run.keys[1])
-            if site.module == kept or site.module.startswith(kept + "."):
+            if within(site.module, kept):
                 attention += [renamed(site, kept, run.path(k), not run.container) for k in run.elided]
     never = _never_used_warning([r.name for r in cut.records if r.problem == NEVER_USED])
     warnings = []
@@ -386,7 +386,7 @@ def _facts(model, captured: CapturedGraph, uses: UseAnalysis, names_by_tensor, n
             problem += _reparametrization_hint(model, names[0])
         per_use = {use: c for n in nodes for use, c in constants.get(n, {}).items()}  # graph/constants.py
         found = [replace(u, constant=per_use[u.node]) if u.node in per_use else u for u in found]
-        facts.append(ParamFacts(names[0], tuple(names), tensor, found, problem, found[0].constant if found else None))
+        facts.append(ParamFacts(names[0], tuple(names), tensor, found, problem))
     return facts
 
 

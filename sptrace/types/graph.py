@@ -231,7 +231,6 @@ class ParamFacts:
     tensor: torch.Tensor
     uses: list[ParamUse]
     problem: Optional[str]
-    forward_constant: Optional[ForwardConstant] = None  # of the primary use (graph/constants.py)
 
 
 @dataclass

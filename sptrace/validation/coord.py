@@ -199,14 +199,13 @@ def scaled_outside(records: Mapping[str, Any], quantities: Iterable[str]) -> dic
 
 def _scaled_uses(record: Any) -> list[tuple[Any, Any]]:
     """(use, its constant) for every use of ``record`` the forward scales: the primary use's is the
-    record's ``forward_constant``; another use carries its own where its axis grows (Pegasus scales
-    its shared embedding's lookups by sqrt(d) in the encoder and in the decoder)."""
+    record's ``forward_constant``; another use carries its own, counted where its axis grows
+    (graph/classify.py; Pegasus scales its shared embedding's lookups by sqrt(d) in the encoder and
+    in the decoder)."""
     uses, found = getattr(record, "uses", ()), getattr(record, "forward_constant", None)
-    width = set(getattr(record, "width_dims", ()))
     pairs = [(uses[0], found)] if found is not None and uses else []
     others = (*uses[1:], *getattr(record, "secondary_uses", ()))
-    return pairs + [(u, u.constant) for u in others if getattr(u, "constant", None) is not None
-                    and u.constant.axis in width]
+    return pairs + [(u, u.constant) for u in others if getattr(u, "constant", None) is not None]
 
 
 @contextmanager
