@@ -15,7 +15,7 @@ from .validation.models import PARAMETRIZATIONS, resolve
 MODEL_HELP = ("a zoo name (see `python -m models_zoo`), hf:<model_type> or timm:<model_name> (built from its config "
               "at a small width, random weights), or module:factory")
 OPTION_KINDS = ("a build option of a zoo model, a config field of an hf: type (set over the shrunk config, e.g. "
-                "norm_topk_prob=true), a constructor argument of a timm: model")
+                "norm_topk_prob=true), a constructor argument of a timm: model, a keyword argument of a module:factory")
 OPTION_HELP = f"key=value (repeatable): {OPTION_KINDS}"
 
 
@@ -69,6 +69,9 @@ def _add_validate(sub: Any) -> None:
                      help="train and measure in this precision (default: the model's own, float32); float64 "
                           "measures updates far below a float32 ulp of their weights (docs/validation.md)")
     val.add_argument("--option", action="append", default=[], help=OPTION_HELP)
+    val.add_argument("--data", default=None,
+                     help="train on this zoo model's batches and loss (mlp, cnn, gpt, vit, mixer): how a "
+                          "module:factory is validated; the model must take those inputs")
 
 
 def _add_transfer(sub: Any) -> None:
@@ -121,7 +124,7 @@ def _validate(args) -> int:
         parametrizations=parametrizations, device=args.device, out=args.out, tol=args.tol,
         progress=sys.stderr.isatty(), spectral=not args.no_spectral, n_seeds=args.seeds,
         form=args.form, build_options=dict(_parse_option(o) for o in args.option), dtype=args.dtype,
-        attention_fix=args.attention_fix,
+        attention_fix=args.attention_fix, data=args.data,
     )
     print(result.summary())
     for path in result.files:

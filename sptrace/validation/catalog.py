@@ -75,23 +75,23 @@ MAX_COMPRESS_RATE = models_zoo.gpt.BLOCK_SIZE // 4
 
 
 @dataclasses.dataclass(frozen=True)
-class CatalogSpec(ZooSpec):
-    """A catalog architecture as a zoo model: the zoo's data and loss; outputs may be a library's
-    output object (the loss reads its ``logits``)."""
+class ExternalSpec(ZooSpec):
+    """A model from outside the zoo (a catalog architecture, a user's factory) as a zoo model: a zoo
+    model's data and loss; its output may be a library's output object (the loss reads its ``logits``)."""
 
     def loss(self, output: Any, target: torch.Tensor) -> torch.Tensor:
         return super().loss(getattr(output, "logits", output), target)
 
 
-def catalog_spec(name: str) -> CatalogSpec:
-    """The :class:`CatalogSpec` of ``hf:<model_type>`` or ``timm:<model_name>``."""
+def catalog_spec(name: str) -> ExternalSpec:
+    """``hf:<model_type>`` or ``timm:<model_name>`` as a zoo model on the zoo's data."""
     library, _, arch = name.partition(":")
     if not arch:
         raise SptraceError(f"{name!r}: name the architecture after the prefix, e.g. hf:llama or timm:resnet18")
     if library == "hf":
         hf_config(arch, DEFAULT_WIDTH)  # fail now on an unknown or unwidenable type, not at the first build
         data = models_zoo.get("gpt")
-        return CatalogSpec(name, f"Hugging Face {arch} causal LM from its config, random weights", DEFAULT_WIDTH,
+        return ExternalSpec(name, f"Hugging Face {arch} causal LM from its config, random weights", DEFAULT_WIDTH,
                            COORD_WIDTHS, "language-modelling", lambda width, **fields: hf_model(arch, width, **fields),
                            data.batches_fn)
     if library == "timm":
@@ -99,7 +99,7 @@ def catalog_spec(name: str) -> CatalogSpec:
         timm_width_args(arch, DEFAULT_WIDTH)
         size = _input_size(arch, digits)
         image = _image_args(arch, size)
-        return CatalogSpec(name, f"timm {arch} from its constructor, random weights", DEFAULT_WIDTH, COORD_WIDTHS,
+        return ExternalSpec(name, f"timm {arch} from its constructor, random weights", DEFAULT_WIDTH, COORD_WIDTHS,
                            "classification", lambda width, **kwargs: timm_model(arch, width, **{**image, **kwargs}),
                            _resized(digits.batches_fn, size))
     raise SptraceError(f"unknown catalog {library!r} in {name!r}: use hf:<model_type> or timm:<model_name>")

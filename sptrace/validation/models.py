@@ -1,6 +1,6 @@
-"""Resolve a MODEL argument (a zoo name, ``hf:<model_type>``, ``timm:<model_name>`` or
-``module:factory``) into a model and example inputs, and build a model's optimizer under each
-parametrization the validation compares.
+"""Resolve a MODEL argument (a zoo name, ``hf:<model_type>``, ``timm:<model_name>``,
+``module:factory`` or a builder function) into a model and example inputs, and build a model's
+optimizer under each parametrization the validation compares.
 
 ``hf:`` and ``timm:`` name an architecture of those catalogs, built from its config at a small width
 with random weights and trained on the zoo's data (:mod:`sptrace.validation.catalog`).
@@ -9,6 +9,9 @@ A factory is called as ``factory(width=W)`` when it accepts ``width`` (else with
 returns either a module, traced on its ``example_inputs()`` or on what sptrace infers it takes (as
 ``parametrize(model)`` does: docs/parametrize.md, "Example inputs"; e.g.
 ``torchvision.models:resnet18``), or ``(model, args)`` / ``(model, args, kwargs)``.
+
+``data=`` (a zoo name) trains any of them on that zoo model's batches and loss (:func:`on_data`):
+how a model from outside the zoo is validated (docs/validation.md, "Your own model").
 """
 from __future__ import annotations
 
@@ -19,9 +22,13 @@ from typing import Any, Callable, Optional, Union
 
 import torch
 
+import models_zoo
+from models_zoo import ZooSpec
+
 from ..apply.inputs import resolve_example_inputs
 from ..apply.parametrize import OPTIMIZERS, parametrize
 from ..types import SptraceError
+from .catalog import ExternalSpec, catalog_spec
 
 # The parametrizations the coord check and the lr sweep compare, by one name each everywhere (API,
 # command line, JSON): sptrace's own, standard practice (the library's init, one global lr) and
@@ -36,19 +43,61 @@ class ModelSource:
     build: Callable[[int], tuple[torch.nn.Module, tuple, dict]]
     default_width: Optional[int]
     zoo: Any = None  # the ZooSpec when MODEL names a zoo model
+    # a factory's own call, width and build options -> module (None: the zoo spec's ``build``)
+    factory: Optional[Callable[..., torch.nn.Module]] = None
+
+
+def source_of(model: Any, data: Optional[str] = None) -> ModelSource:
+    """``model`` (a MODEL string, a :class:`ModelSource` or a builder ``width -> nn.Module``) as a
+    source, on the zoo model ``data``'s batches and loss where ``data`` is given."""
+    if isinstance(model, ModelSource):
+        src = model
+    elif isinstance(model, str):
+        src = resolve(model)
+    elif callable(model):
+        src = _from_builder(model, getattr(model, "__name__", type(model).__name__))
+    else:
+        raise SptraceError(f"MODEL must be a zoo name, hf:<model_type>, timm:<model_name>, module:factory or a "
+                           f"function width -> nn.Module; got {type(model).__name__}")
+    return src if data is None else on_data(src, data)
+
+
+def on_data(src: ModelSource, data: str) -> ModelSource:
+    """``src``'s model trained on the zoo model ``data``'s batches and loss, traced on its inputs."""
+    spec = zoo_spec(data)
+    builder = src.factory or (src.zoo.build if src.zoo is not None else (lambda width: src.build(width)[0]))
+    external = ExternalSpec(src.name, f"{src.name} on {data}'s data", src.default_width or spec.default_width,
+                            spec.coord_widths, spec.task, builder, spec.batches_fn)
+    return ModelSource(src.name, _from_spec(src.name, external).build, external.default_width, external, src.factory)
+
+
+def zoo_spec(name: str) -> ZooSpec:
+    """The zoo model ``name``; an unknown name is an :class:`SptraceError` that lists the zoo."""
+    try:
+        return models_zoo.get(name)
+    except KeyError as exc:
+        raise SptraceError(f"unknown zoo model {name!r}: pass one of {', '.join(models_zoo.names())} "
+                           "(python -m models_zoo describes them)") from exc
+
+
+def data_choices() -> str:
+    """What each zoo model's batches hold, for an error that asks for ``data=``."""
+    lines = []
+    for name in models_zoo.names():
+        spec = models_zoo.get(name)
+        (inputs, target), = spec.batches(2, seed=0, source="synthetic", steps=1)
+        shown = ", ".join(f"{tuple(t.shape)} {str(t.dtype).removeprefix('torch.')}" for t in inputs)
+        classes = models_zoo.data.VOCAB_SIZE if spec.task == "language-modelling" else models_zoo.data.NUM_CLASSES
+        lines.append(f"  {name}: inputs {shown}; output (..., {classes}) logits for {spec.task}, "
+                     f"targets {tuple(target.shape)}")
+    return "\n".join(lines)
 
 
 def resolve(model: str) -> ModelSource:
     if model.startswith(CATALOGS):
-        from .catalog import catalog_spec
-
         return _from_spec(model, catalog_spec(model))
     if ":" in model:
         return _from_factory(model)
-    try:
-        import models_zoo
-    except ImportError as exc:  # pragma: no cover - the zoo ships with sptrace
-        raise SptraceError("models_zoo is not importable; pass MODEL as module:factory") from exc
     try:
         spec = models_zoo.get(model)
     except KeyError as exc:
@@ -72,10 +121,17 @@ def _from_factory(text: str) -> ModelSource:
         factory = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
         raise SptraceError(f"cannot load {text!r}: {exc}. MODEL is a zoo name or module:factory") from exc
+    return _from_builder(factory, text)
+
+
+def _from_builder(factory: Callable, name: str) -> ModelSource:
     takes_width = "width" in inspect.signature(factory).parameters
 
+    def call(width: Optional[int], **options: Any) -> Any:
+        return factory(width=width, **options) if takes_width and width is not None else factory(**options)
+
     def build(width):
-        made = factory(width=width) if takes_width and width is not None else factory()
+        made = call(width)
         if isinstance(made, torch.nn.Module):
             found = resolve_example_inputs(made)  # its example_inputs(), else what the model says it takes
             made = (made, found.args, found.kwargs)
@@ -84,7 +140,11 @@ def _from_factory(text: str) -> ModelSource:
         model, args, kwargs = made
         return model, tuple(args) if isinstance(args, (tuple, list)) else (args,), dict(kwargs)
 
-    return ModelSource(text, build, None)
+    def module(width: int, **options: Any) -> torch.nn.Module:
+        made = call(width, **options)
+        return made if isinstance(made, torch.nn.Module) else made[0]
+
+    return ModelSource(name, build, None, factory=module)
 
 
 def check_parametrizations(names: Any, where: str, allowed: tuple[str, ...] = PARAMETRIZATIONS) -> None:

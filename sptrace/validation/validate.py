@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 
@@ -19,7 +19,7 @@ from ..graph.trace import Trace, trace
 from ..types import SptraceError
 from .coord import CoordCheck, coord_check, scaled_outside
 from .jsonio import write_json
-from .models import PARAMETRIZATIONS, ModelSource, check_parametrizations, optimizer_for, resolve
+from .models import PARAMETRIZATIONS, ModelSource, check_parametrizations, data_choices, optimizer_for, source_of
 from .slopes import Verdict
 
 # The base form's lr at the narrowest width (the base), where every parametrization starts from the
@@ -90,7 +90,7 @@ class Validation:
 
 
 def validate(
-    model: Union[str, ModelSource],
+    model: Union[str, ModelSource, Callable[[int], torch.nn.Module]],
     widths: Optional[Sequence[int]] = None,
     optimizer: str = "adam",
     steps: int = 4,
@@ -110,8 +110,14 @@ def validate(
     form: str = "reference",
     dtype: Optional[Union[str, torch.dtype]] = None,
     attention_fix: bool = False,
+    data: Optional[str] = None,
 ) -> Validation:
-    """Coord-check ``model`` (a zoo name, ``module:factory`` or a :class:`ModelSource`).
+    """Coord-check ``model`` (a zoo name, ``hf:``/``timm:`` name, ``module:factory``, a function
+    ``width -> nn.Module`` or a :class:`ModelSource`).
+
+    ``data`` (a zoo name) trains it on that zoo model's batches and loss, the model taking its inputs:
+    how a model from outside the zoo and the catalogs is validated (docs/validation.md, "Your own
+    model"); ``build_options`` are then the factory's keyword arguments.
 
     ``spectral=True`` (the default) records every classified parameter's natural spectral norms and
     judges ``nat@0`` and ``dnat`` next to the module outputs (Condition 2, docs/validation.md);
@@ -129,11 +135,11 @@ def validate(
     ``attention_fix=True`` validates what ``parametrize(..., attention_fix=True)`` gives: the μP scale
     1/head_dim where head_dim grows (docs/parametrize.md "Attention"; the base form says where it grows).
     """
-    src = resolve(model) if isinstance(model, str) else model
+    src = source_of(model, data)
     zoo = src.zoo
     if zoo is None:
-        raise SptraceError(f"validate needs data and a loss: {src.name} is not a zoo model; add it to models_zoo "
-                           "or call sptrace.validation.coord.coord_check with your own batches")
+        raise SptraceError(f"validate needs data and a loss: {src.name} is not a zoo model; pass data= the zoo model "
+                           f"whose batches and loss it trains on (its inputs must be that model's):\n{data_choices()}")
     widths = sorted(widths or zoo.coord_widths)
     parametrizations = _checked(widths, optimizer, parametrizations, form)
     lr = validation_lr(optimizer, form) if lr is None else lr
@@ -141,6 +147,8 @@ def validate(
     options = build_options or {}
     batches = _batches(zoo, batch_size, steps, seed, source, device)
     args, kwargs = zoo.example_inputs(device=device)
+    if data is not None:
+        _check_takes(zoo, widths[0], options, data)
     records = _param_axes(zoo, widths[0], (args, kwargs), options)
     axes = records if spectral else None
     quantities = ["rms@0", f"delta_rms@{steps}"]
@@ -244,6 +252,19 @@ def classification_changes(traced_at: dict[int, Trace]) -> dict[str, str]:
                          f"{', '.join(map(str, at))}{why}")
         changes[name] = "; ".join(parts)
     return changes
+
+
+def _check_takes(zoo, width, options, data: str) -> None:
+    """A model put on a zoo model's data (``data=``) takes its inputs and gives what its loss reads;
+    else one error that says what each zoo model's batches hold."""
+    (inputs, target), = zoo.batches(2, seed=0, source="synthetic", steps=1)
+    model = zoo.build(width, **options)
+    try:
+        with torch.no_grad():
+            zoo.loss(model(*inputs), target)
+    except Exception as exc:  # noqa: BLE001 - whatever fails, the cure is the same: another data=
+        raise SptraceError(f"{zoo.name} (width {width}) does not train on data={data!r}: {type(exc).__name__}: "
+                           f"{exc}\npass data= the zoo model whose batches it takes:\n{data_choices()}") from exc
 
 
 def _param_axes(zoo, width, example, options) -> dict:
