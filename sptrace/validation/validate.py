@@ -115,9 +115,8 @@ def validate(
     """Coord-check ``model`` (a zoo name, ``hf:``/``timm:`` name, ``module:factory``, a function
     ``width -> nn.Module`` or a :class:`ModelSource`).
 
-    ``data`` (a zoo name) trains it on that zoo model's batches and loss, the model taking its inputs:
-    how a model from outside the zoo and the catalogs is validated (docs/validation.md, "Your own
-    model"); ``build_options`` are then the factory's keyword arguments.
+    ``data`` (a zoo name): train on that zoo model's batches and loss, as a model of your own is
+    validated (docs/validation.md, "Your own model"); ``build_options`` are a factory's kwargs.
 
     ``spectral=True`` (the default) records every classified parameter's natural spectral norms and
     judges ``nat@0`` and ``dnat`` next to the module outputs (Condition 2, docs/validation.md);
