@@ -146,9 +146,7 @@ def validate(
     options = build_options or {}
     batches = _batches(zoo, batch_size, steps, seed, source, device)
     args, kwargs = zoo.example_inputs(device=device)
-    if data is not None:
-        _check_takes(zoo, widths[0], options, data)
-    records = _param_axes(zoo, widths[0], (args, kwargs), options)
+    records = _param_axes(zoo, widths[0], (args, kwargs), options, data)
     axes = records if spectral else None
     quantities = ["rms@0", f"delta_rms@{steps}"]
     runs, class_changes = {}, {}
@@ -253,11 +251,11 @@ def classification_changes(traced_at: dict[int, Trace]) -> dict[str, str]:
     return changes
 
 
-def _check_takes(zoo, width, options, data: str) -> None:
+def _check_takes(zoo, model, width, data: str) -> None:
     """A model put on a zoo model's data (``data=``) takes its inputs and gives what its loss reads;
     else one error that says what each zoo model's batches hold."""
-    (inputs, target), = zoo.batches(2, seed=0, source="synthetic", steps=1)
-    model = zoo.build(width, **options)
+    device = next((p.device for p in model.parameters()), "cpu")
+    (inputs, target), = zoo.batches(2, seed=0, source="synthetic", steps=1, device=device)
     try:
         with torch.no_grad():
             zoo.loss(model(*inputs), target)
@@ -266,12 +264,15 @@ def _check_takes(zoo, width, options, data: str) -> None:
                            f"{exc}\npass data= the zoo model whose batches it takes:\n{data_choices()}") from exc
 
 
-def _param_axes(zoo, width, example, options) -> dict:
+def _param_axes(zoo, width, example, options, data=None) -> dict:
     """Each parameter's fan-in / fan-out axes and spaces, for the natural spectral norms, and the
-    constant its output is multiplied by (a one-element buffer has its value on the CPU, not on meta)."""
+    constant its output is multiplied by (a one-element buffer has its value on the CPU, not on meta);
+    with ``data`` (validate's), first whether the model takes that zoo model's batches."""
     args, kwargs = example
     tensors = [t for t in torch.utils._pytree.tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
     model = zoo.build(width, **options).to(tensors[0].device if tensors else "cpu")
+    if data is not None:
+        _check_takes(zoo, model, width, data)
     return {alias: r for r in trace(model, *args, **kwargs) for alias in r.aliases if r.classified}
 
 
