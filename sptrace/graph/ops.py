@@ -228,9 +228,11 @@ POOLS = {
 # matmuls whose weight holds one matrix per group, the group of each input row chosen by the data
 # (torch.nn.functional.grouped_mm, and Hugging Face's fallback op for the same contract)
 GROUPED_MATMULS = {"_grouped_mm", "grouped_mm", "grouped_mm_fallback"}
-# ops that rank entries along one axis and return positions on it: (argument, its default)
+# ops that rank entries along one axis and return positions on it: (argument, its default); max and
+# min rank only along a dim given (``probs.max(-1)``, a top-1 router's choice), else they reduce to a scalar
 RANKINGS = {"topk": ("dim", -1), "sort": ("dim", -1), "argsort": ("dim", -1), "kthvalue": ("dim", -1),
-            "msort": (None, 0), "multinomial": (None, -1), "argmax": ("dim", None), "argmin": ("dim", None)}
+            "msort": (None, 0), "multinomial": (None, -1), "argmax": ("dim", None), "argmin": ("dim", None),
+            "max": ("dim", None), "min": ("dim", None)}
 MATMULS = {"mm", "bmm", "matmul", "addmm", "baddbmm", "dot", "mv", "addmv", "einsum", "linear", "_addmm_activation",
            "bilinear", "cosine_similarity"}
 CONVS = {
@@ -263,7 +265,7 @@ VALUE_KEEPING = (RESHAPES | PERMUTES | SPLITS | {"slice", "slice_copy", "narrow"
                                                  "clone", "contiguous", "_to_copy", "to", "detach", "lift_fresh_copy",
                                                  "index", "_unsafe_index", "gather", "index_select"})
 # rankings whose result is a (values, indices) pair: the indices are positions on the ranked axis
-RANKED_PAIRS = {"topk", "sort", "kthvalue"}
+RANKED_PAIRS = {"topk", "sort", "kthvalue", "max", "min"}
 # ops that return positions on the ranked axis as their one output
 RANKED_POSITIONS = {"argsort", "argmax", "argmin", "multinomial"}
 

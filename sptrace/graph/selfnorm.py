@@ -1,11 +1,13 @@
-"""Parameters divided by a scalar computed from themselves: ``W / sigma(W)``.
+"""Parameters divided by a number computed from themselves: ``W / sigma(W)``, or by one per row.
 
 ``torch.nn.utils.spectral_norm`` (the forward pre-hook) and ``torch.nn.utils.parametrizations.spectral_norm``
 compute the layer's weight as ``W / sigma``, where ``sigma = u . (W v)`` is a power-iteration estimate
 of W's largest singular value, with ``u`` and ``v`` kept in buffers as wide as W. A hand-written
-``v / v.norm()`` is the same shape of computation. In the graph it is a region of nodes computed from
+``v / v.norm()`` is the same shape of computation, and so is ``F.normalize(W, dim=-1)`` (a cosine
+classifier's prototypes), with one norm per row. In the graph it is a region of nodes computed from
 one parameter and constants alone (no input, no other parameter) that leaves that region only as a
-one-element value, which then multiplies or divides the parameter itself.
+narrow value (one element, or W's shape with the normalised axes reduced to size 1, broadcast back or
+not), which then multiplies or divides the parameter itself.
 
 Such a region is not a use of the parameter: it reads no data, and what it passes on has no axis. Yet
 read as uses, its contractions of W with ``u`` and ``v`` made W a parameter "combined before any
@@ -32,6 +34,7 @@ from .ops import Shapes, op_name
 __all__ = ["SelfNorms", "self_normalisers", "mark_self_normalised"]
 
 SCALINGS = {"mul", "div"}
+BROADCASTS = {"expand", "expand_as", "broadcast_to"}  # a per-row norm put back to the parameter's shape
 POWER_ITERATION = {"dot", "vdot"}  # u . (W v): torch's spectral_norm's estimate of the largest singular value
 
 
@@ -81,10 +84,11 @@ def _sources(nodes: list[fx.Node], captured: CapturedGraph) -> dict[str, frozens
 
 def _wide(nodes: list[fx.Node], sources, shapes: Shapes) -> dict[str, bool]:
     """Whether a value reaches something other than its own parameter's computation (an op with data
-    or another parameter, or the outputs) without passing through a one-element value."""
+    or another parameter, or the outputs) without passing through a narrow value (:func:`_narrow`)."""
+    narrow = _narrow(nodes, sources, shapes)
     wide: dict[str, bool] = {}
     for node in reversed(nodes):
-        if _one_element(node, shapes):
+        if narrow[node.name]:
             wide[node.name] = False
             continue
         wide[node.name] = any(user.op == "output" or sources[user.name] != sources[node.name] or wide[user.name]
@@ -103,13 +107,32 @@ def _sinks(region: set[str], nodes: list[fx.Node], param: str, sources, wide, sh
             if user.name in region:
                 continue
             others = [a for a in user.all_input_nodes if a is not node]
-            if not (op_name(user) in SCALINGS and _one_element(node, shapes) and len(others) == 1
+            if not (op_name(user) in SCALINGS and not wide[node.name] and len(others) == 1
                     and sources[others[0].name] == {param} and wide[others[0].name]):
                 return []
             sinks.append((user.name, node))
     return sinks
 
 
-def _one_element(node: fx.Node, shapes: Shapes) -> bool:
-    shape = shapes.get(node.name)
-    return shape is not None and math.prod(shape) == 1
+def _narrow(nodes: list[fx.Node], sources, shapes: Shapes) -> dict[str, bool]:
+    """Whether each value has fewer entries than the parameter it is computed from: one element
+    (``W / sigma(W)``), or the parameter's shape with some axes reduced to size 1 (a norm per row, as
+    ``F.normalize(W, dim=-1)`` computes), broadcast back to the parameter's shape or not."""
+    narrow: dict[str, bool] = {}
+    for node in nodes:
+        shape = shapes.get(node.name)
+        if shape is None:
+            narrow[node.name] = False
+        elif math.prod(shape) == 1:
+            narrow[node.name] = True
+        elif op_name(node) in BROADCASTS and isinstance(node.args[0], fx.Node):
+            narrow[node.name] = narrow.get(node.args[0].name, False)
+        else:
+            narrow[node.name] = len(sources[node.name]) == 1 and _reduced(shape, shapes.get(*sources[node.name]))
+    return narrow
+
+
+def _reduced(shape, whole) -> bool:
+    """``shape`` is ``whole`` with some axes reduced to size 1 (a keepdim reduction)."""
+    return (whole is not None and len(shape) == len(whole) and all(s in (1, w) for s, w in zip(shape, whole))
+            and math.prod(shape) < math.prod(whole))

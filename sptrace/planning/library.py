@@ -14,11 +14,16 @@ from typing import Any, Mapping, Optional, Sequence
 
 from ..types import ParamRecord, Role, Space, SptraceError
 
-__all__ = ["LIBRARY_LAWS", "library_std_ratio", "library_ratios", "library_candidates", "detect_laws", "drawn_with"]
+__all__ = ["LIBRARY_LAWS", "WIDTH_LAW", "library_std_ratio", "library_ratios", "library_candidates", "detect_laws", "drawn_with"]
 
 # How a library's default init std depends on a weight's shape (``torch.nn.init`` names): the
 # candidates that the base form matches against a real base model's tensors.
 LIBRARY_LAWS = ("torch", "fan_out", "fan_avg", "in1", "constant")
+# A std of 1/sqrt(width) for every weight, whatever its layout: what a hand-written init reads off the
+# model's width (``torch.randn(d, 3, heads, head_dim) * d ** -0.5``), where a shape law reads fans from
+# torch's layout convention (docs/parametrize.md, "What lr means"). Read off one model only
+# (:func:`detect_laws`), never matched against a base model's tensors.
+WIDTH_LAW = "width"
 
 
 def library_std_ratio(record: ParamRecord, library_init: Any = "torch") -> float:
@@ -36,12 +41,15 @@ def library_std_ratio(record: ParamRecord, library_init: Any = "torch") -> float
     """
     if isinstance(library_init, (int, float)):
         return float(library_init)
-    if library_init not in LIBRARY_LAWS:
+    if library_init not in (*LIBRARY_LAWS, WIDTH_LAW):
         raise SptraceError(f"library_init must be one of {', '.join(LIBRARY_LAWS)} or a float, got {library_init!r}")
     if library_init == "constant":
         return 1.0
     if record.base_shape is None or not _shape_dependent(record):
         return 1.0
+    if library_init == WIDTH_LAW:  # every width axis is scaled alike at the reference (planning/reference.py)
+        axis = next(iter(record.width_dims), None)
+        return 1.0 if axis is None else math.sqrt(record.base_shape[axis] / record.shape[axis])
     fan = _LAW_FANS[library_init]
     return math.sqrt(fan(record.base_shape) / fan(record.shape))
 
@@ -192,18 +200,28 @@ def detect_laws(records: Sequence[ParamRecord], stds: Mapping[str, float],
     several fan-ins that is ``1/sqrt(width)`` is a law in width, not a constant: Switch Transformers
     draws every expert matrix, ``wi`` (d -> 4d) and ``wo`` (4d -> d) alike, from N(0, 1/d_model)
     (and k, v, o too); read as a width-free constant, those stds, which fall like 1/sqrt(width), were
-    scaled by the rule's ratio once more (docs/parametrize.md, "What lr means")."""
+    scaled by the rule's ratio once more (docs/parametrize.md, "What lr means"). It is the law
+    :data:`WIDTH_LAW` a weight of any layout may take: a hand-written ``(d, 3, heads, head_dim)``
+    projection drawn with std ``d^-1/2`` has a fan-in of ``3d`` in torch's convention, and read by the
+    fan-in law its std was taken to fall like ``(3d)^-1/2``: right in width, but the other weights of the
+    model voted for a constant at some widths and its init grew (`nat@0` -0.34 over 64-512).
+
+    A weight whose std is 1 (within 5 %) was drawn from N(0, 1), ``torch.randn``'s, whose scale is
+    width-free, as an embedding table's: constant (cosine-classifier prototypes
+    ``nn.Parameter(torch.randn(classes, d))`` beside nn.Linear layers took a different law at each width)."""
     measured = [r for r in records if _has_law(r) and stds.get(r.name, 0.0) > 0 and math.isfinite(stds[r.name])]
-    own = {r.name for r in measured if abs((means or {}).get(r.name, 0.0)) > stds[r.name]}
+    shared = math.log1p(_SHARED_TOLERANCE)
+    own = {r.name for r in measured
+           if abs((means or {}).get(r.name, 0.0)) > stds[r.name] or abs(math.log(stds[r.name])) <= shared}
     weights = [r for r in measured if r.name not in own]
     if not weights:
         return dict.fromkeys(own, "constant")
     logs = {r.name: math.log(stds[r.name]) for r in weights}
     tolerance = math.log1p(_LAW_TOLERANCE)
     constant = statistics.median(logs.values())  # robust: a few weights by another law do not move it
-    predicted = {law: {r.name: (constant if law == "constant" else math.log(_default_std(law, r.shape)))
-                       for r in weights} for law in LIBRARY_LAWS}
-    errors = {law: [abs(logs[n] - p) for n, p in predicted[law].items()] for law in LIBRARY_LAWS}
+    laws_here = LIBRARY_LAWS + ((WIDTH_LAW,) if width else ())
+    predicted = {law: {r.name: _predicted_log_std(law, r.shape, constant, width) for r in weights} for law in laws_here}
+    errors = {law: [abs(logs[n] - p) for n, p in predicted[law].items()] for law in laws_here}
     # A constant is told from a fan-in law only by weights of different fan-ins that share its std: the
     # ones it fits must have two fan-ins. Else a few weights drawn by the model's own code (a hand-written
     # (E, d, 4d) expert stack, N(0, 1/d)), far off every law, outvote the nn.Linear weights that fit
@@ -211,7 +229,6 @@ def detect_laws(records: Sequence[ParamRecord], stds: Mapping[str, float],
     # Sharing it means within sampling noise (5 %), not the 15 % a law is allowed: PyTorch's Linear std at fan-in
     # d, 1/sqrt(3d), is 1/sqrt(4d) (a hand-drawn (E, 4d, d) expert, N(0, 1/(4d))) times sqrt(4/3) = 1.155, so
     # 15 % let the sample noise decide, seed by seed (docs/parametrize.md).
-    shared = math.log1p(_SHARED_TOLERANCE)
     backed = len({_fan_in(r.shape) for r in weights if abs(logs[r.name] - constant) <= shared}) >= 2
     if width and abs(constant + 0.5 * math.log(width)) <= shared:  # 1/sqrt(width): a law in width
         backed = False
@@ -219,7 +236,7 @@ def detect_laws(records: Sequence[ParamRecord], stds: Mapping[str, float],
         errors["constant"] = [math.inf]
     # The constant is fitted, so it must fit better by a margin: where most weights share one
     # fan-in, a fitted constant matches them exactly whatever the law (the zoo GPT at width 32).
-    model_law = min(LIBRARY_LAWS, key=lambda law: statistics.fmean(errors[law]) + _CONSTANT_MARGIN * (law == "constant"))
+    model_law = min(laws_here, key=lambda law: statistics.fmean(errors[law]) + _CONSTANT_MARGIN * (law == "constant"))
     if any(e > tolerance for e in errors[model_law]):
         model_law, gain = _with_a_gain(logs, predicted, tolerance) or (model_law, 0.0)
         predicted[model_law] = {n: p + gain for n, p in predicted[model_law].items()}
@@ -227,13 +244,33 @@ def detect_laws(records: Sequence[ParamRecord], stds: Mapping[str, float],
     # Nor may one weight take an unbacked constant: the fitted median is a middle weight's own std, which
     # it then matched exactly (a hand-drawn N(0, 1/d) matrix between two nn.Linear read as constant at
     # widths 128 and 512, xavier at 64 and 256: its init scaled by sqrt(256/d) at every other width).
-    laws_for_one = LIBRARY_LAWS if backed else tuple(law for law in LIBRARY_LAWS if law != "constant")
+    laws_for_one = tuple(law for law in laws_here if backed or law != "constant")
     for r in weights:
-        gaps = {law: abs(logs[r.name] - predicted[law][r.name]) for law in laws_for_one}
-        nearest = min(gaps, key=gaps.get)
-        near = shared if nearest == "constant" else tolerance  # the constant is a std shared, as above
-        laws[r.name] = nearest if gaps[model_law] > tolerance and gaps[nearest] < near else model_law
+        laws[r.name] = _law_of_one({law: abs(logs[r.name] - predicted[law][r.name]) for law in laws_for_one},
+                                   model_law, tolerance, shared)
     return {**laws, **dict.fromkeys(own, "constant")}
+
+
+
+def _law_of_one(gaps: Mapping[str, float], model_law: str, tolerance: float, shared: float) -> str:
+    """One weight's law from its |log| gaps to each law's prediction: the model's, unless the weight is
+    off it by more than the tolerance and within it of another (the constant within ``shared``: a std
+    shared, as above), or another fits it within sampling noise (``shared``) where the model's is off by
+    twice that. A (heads, head_dim, d) projection drawn with std d^-1/2 is 15 % off "in1"
+    (1/sqrt(3 head_dim)) at width 64, inside or outside the tolerance as the sample fell: on some seeds it
+    kept "in1" and its init doubled at width 64 only (docs/parametrize.md)."""
+    nearest = min(gaps, key=gaps.get)
+    near = shared if nearest == "constant" else tolerance
+    off = gaps[model_law] > tolerance and gaps[nearest] < near
+    exact = gaps[nearest] <= shared and gaps[model_law] > 2 * shared
+    return nearest if off or exact else model_law
+
+def _predicted_log_std(law: str, shape, constant: float, width: Optional[int]) -> float:
+    """log of the std ``law`` gives a weight of ``shape``: the fitted ``constant``, ``1/sqrt(width)``
+    under the width law, else the shape law's (:func:`_default_std`)."""
+    if law == "constant":
+        return constant
+    return -0.5 * math.log(width) if law == WIDTH_LAW else math.log(_default_std(law, shape))
 
 
 def _with_a_gain(logs: Mapping[str, float], predicted: Mapping[str, Mapping[str, float]],

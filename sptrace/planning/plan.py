@@ -192,7 +192,7 @@ def _warning(record: ParamRecord, rule: Rule, lr: float) -> Optional[str]:
                 f"and the plain lr {lr:g}")
     site = record.self_normalized_by
     if record.classified and site is not None and not site.spectral and rule.parametrization == "sptrace":
-        return (f"{record.name}: the forward divides it by a scalar computed from itself (node {site.node!r}) that "
+        return (f"{record.name}: the forward divides it by a norm computed from itself (node {site.node!r}) that "
                 "is not its spectral norm, so the layer's scale is that normaliser's at every width: sptrace plans "
                 "its init and lr (its direction and step), not its scale (docs/rules.md \"Self-normalised weights\")")
     return None

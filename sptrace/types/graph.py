@@ -188,7 +188,8 @@ class ForwardConstant:
 
 @dataclass(frozen=True)
 class SelfNormSite:
-    """A weight the forward divides by a scalar computed from itself (graph/selfnorm.py): ``node`` does
+    """A weight the forward divides by a number computed from itself, or by one per row (``F.normalize(W,
+    dim=-1)``; graph/selfnorm.py): ``node`` does
     the division; ``spectral`` when that scalar is a power-iteration estimate of its spectral norm
     (``u . (W v)``, torch's spectral_norm), so that the weight the layer uses has spectral norm 1."""
 

@@ -49,7 +49,7 @@ def test_in_base_form_the_multiplier_is_one_at_the_base():
 def test_another_norm_of_the_weight_gets_a_warning_and_no_multiplier():
     opt = sptrace.parametrize(seeded(HandNormed, width=64), "adam", example_inputs=(X,))
     assert not opt.sptrace.multipliers
-    assert any(w.startswith("w: the forward divides it by a scalar computed from itself") for w in opt.sptrace.warnings)
+    assert any(w.startswith("w: the forward divides it by a norm computed from itself") for w in opt.sptrace.warnings)
 
 
 def test_the_standard_parametrization_gets_no_multiplier():
