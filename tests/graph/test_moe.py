@@ -309,3 +309,17 @@ def test_a_router_gathered_at_ids_that_count_a_grouped_matmul_s_rows_is_a_readou
     assert traced["stack"].width_dims == (1, 2)
     gate = traced["gate.weight"]
     assert (gate.kind.value, gate.role.value, gate.width_dims) == ("vector", "readout", (1,)), gate.dims
+
+
+def test_a_sparsemixer_router_ranked_by_max_is_a_readout_over_the_experts():
+    """PhiMoE's sparsemixer picks each token's experts with ``scores.max(dim=-1)`` (no top-k): max along a
+    dim ranks like a top-1 (graph/ops.py RANKINGS). Read as a reduction, the expert count was a width
+    axis, the router a weight at the library's init, and validate failed under Adam (its nat@0 +0.50)."""
+    from sptrace.validation import catalog
+
+    traced = sptrace.trace(catalog.hf_model("phimoe", 64), TOKENS)
+    routers = [r for r in traced if r.name.endswith("mlp.router.weight")]
+    assert len(routers) == catalog.LAYERS
+    for router in routers:
+        assert (router.role.value, router.width_dims, router.shape[0]) == ("readout", (1,), catalog.EXPERTS), router
+        assert "max" in router.selected_by

@@ -56,11 +56,12 @@ def test_validate_trains_an_hf_type_on_the_shakespeare_batches():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model_type", ["llama", "mixtral", "qwen3_moe"])
+@pytest.mark.parametrize("model_type", ["llama", "mixtral", "qwen3_moe", "phimoe"])
 def test_validate_an_hf_type_passes_where_standard_practice_fails(model_type):
     """Mixtral and Qwen3-MoE (4 queries per key/value head by default, 8 for Qwen3-MoE) failed here
     while their narrowest builds had one key/value head (k and v readouts, started at zero):
-    catalog.MAX_KV_SHARE."""
+    catalog.MAX_KV_SHARE. PhiMoE failed on its routers (nat@0 +0.50) while ``scores.max(dim=-1)`` was
+    read as a reduction and its expert count as a width (tests/graph/test_moe.py)."""
     result = validate(f"hf:{model_type}", optimizer="adam", batch_size=8, n_seeds=2)
     assert result.widths == list(catalog.COORD_WIDTHS)
     assert result.passed and not result.runs["sp"].verdict.passed, result.summary()
@@ -86,6 +87,22 @@ def test_mixtral_under_sgd_passes_at_the_wide_widths_with_eight_seeds():
     result = validate("hf:mixtral", WIDE, optimizer="sgd", n_seeds=8, parametrizations=("sptrace",))
     assert result.passed, result.summary()
     sp = validate("hf:mixtral", WIDE, optimizer="sgd", n_seeds=1, parametrizations=("sp",))
+    assert not sp.runs["sp"].verdict.passed, sp.runs["sp"].verdict.summary()
+
+
+@pytest.mark.slow
+def test_qwen3_moe_as_released_under_sgd_passes_past_the_narrow_widths():
+    """The MoE-under-SGD acceptance for Qwen3-MoE with the released checkpoints' routing (top-k weights
+    renormalised): at 128-1024 layer 1's router still shrinks (-0.68 +- 0.16, 3 seeds), the dip at the
+    narrow widths; at 512 and 4096 (8x) all 59 checks pass with 8 seeds (the routers -0.12 +- 0.16 and
+    +0.09 +- 0.10), SP fails 51 of 59 with 3 (docs/coverage.md, "Mixture of experts"). About 36 min of
+    one core for sptrace, about 4 for SP (one seed), 8 GiB of memory."""
+    released = {"norm_topk_prob": True}
+    result = validate("hf:qwen3_moe", [512, 4096], optimizer="sgd", n_seeds=8, parametrizations=("sptrace",),
+                      build_options=released)
+    assert result.passed, result.summary()
+    sp = validate("hf:qwen3_moe", [512, 4096], optimizer="sgd", n_seeds=1, parametrizations=("sp",),
+                  build_options=released)
     assert not sp.runs["sp"].verdict.passed, sp.runs["sp"].verdict.summary()
 
 
