@@ -29,12 +29,11 @@ from dataclasses import dataclass, replace
 import torch.fx as fx
 
 from ..types import CapturedGraph, ParamRecord, SelfNormSite
-from .ops import Shapes, op_name
+from .ops import BROADCASTS, Shapes, op_name
 
 __all__ = ["SelfNorms", "self_normalisers", "mark_self_normalised"]
 
 SCALINGS = {"mul", "div"}
-BROADCASTS = {"expand", "expand_as", "broadcast_to"}  # a per-row norm put back to the parameter's shape
 POWER_ITERATION = {"dot", "vdot"}  # u . (W v): torch's spectral_norm's estimate of the largest singular value
 
 
@@ -55,7 +54,7 @@ def self_normalisers(captured: CapturedGraph, shapes: Shapes) -> SelfNorms:
     regions, scaled_by = {}, {}
     for param in captured.param_nodes:
         region = {n.name for n in nodes if n.op == "call_function" and sources[n.name] == {param} and not wide[n.name]}
-        sinks = _sinks(region, nodes, param, sources, wide, shapes)
+        sinks = _sinks(region, nodes, param, sources, wide)
         if sinks:
             regions.update(dict.fromkeys(region, param))
             scaled_by[param] = SelfNormSite(sinks[0][0], op_name(sinks[0][1]) in POWER_ITERATION)
@@ -96,7 +95,7 @@ def _wide(nodes: list[fx.Node], sources, shapes: Shapes) -> dict[str, bool]:
     return wide
 
 
-def _sinks(region: set[str], nodes: list[fx.Node], param: str, sources, wide, shapes: Shapes) -> list[tuple[str, fx.Node]]:
+def _sinks(region: set[str], nodes: list[fx.Node], param: str, sources, wide) -> list[tuple[str, fx.Node]]:
     """(the node that scales the parameter, the region's value it scales by) for each such node, or none
     when the region's value goes anywhere else (it is then a use, as in ``x * W.mean()``)."""
     sinks = []
@@ -125,7 +124,7 @@ def _narrow(nodes: list[fx.Node], sources, shapes: Shapes) -> dict[str, bool]:
             narrow[node.name] = False
         elif math.prod(shape) == 1:
             narrow[node.name] = True
-        elif op_name(node) in BROADCASTS and isinstance(node.args[0], fx.Node):
+        elif op_name(node) in BROADCASTS and isinstance(node.args[0], fx.Node):  # a per-row norm put back
             narrow[node.name] = narrow.get(node.args[0].name, False)
         else:
             narrow[node.name] = len(sources[node.name]) == 1 and _reduced(shape, shapes.get(*sources[node.name]))

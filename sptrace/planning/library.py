@@ -251,7 +251,6 @@ def detect_laws(records: Sequence[ParamRecord], stds: Mapping[str, float],
     return {**laws, **dict.fromkeys(own, "constant")}
 
 
-
 def _law_of_one(gaps: Mapping[str, float], model_law: str, tolerance: float, shared: float) -> str:
     """One weight's law from its |log| gaps to each law's prediction: the model's, unless the weight is
     off it by more than the tolerance and within it of another (the constant within ``shared``: a std
@@ -264,6 +263,7 @@ def _law_of_one(gaps: Mapping[str, float], model_law: str, tolerance: float, sha
     off = gaps[model_law] > tolerance and gaps[nearest] < near
     exact = gaps[nearest] <= shared and gaps[model_law] > 2 * shared
     return nearest if off or exact else model_law
+
 
 def _predicted_log_std(law: str, shape, constant: float, width: Optional[int]) -> float:
     """log of the std ``law`` gives a weight of ``shape``: the fitted ``constant``, ``1/sqrt(width)``
