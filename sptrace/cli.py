@@ -9,7 +9,7 @@ from typing import Any, Optional, Sequence
 
 from .graph.report import FORMATS
 from .types import SptraceError
-from .validation.models import PARAMETRIZATIONS, resolve
+from .validation.models import PARAMETRIZATIONS, require_data, resolve, source_of
 
 
 MODEL_HELP = ("a zoo name (see `python -m models_zoo`), hf:<model_type> or timm:<model_name> (built from its config "
@@ -17,6 +17,8 @@ MODEL_HELP = ("a zoo name (see `python -m models_zoo`), hf:<model_type> or timm:
 OPTION_KINDS = ("a build option of a zoo model, a config field of an hf: type (set over the shrunk config, e.g. "
                 "norm_topk_prob=true), a constructor argument of a timm: model, a keyword argument of a module:factory")
 OPTION_HELP = f"key=value (repeatable): {OPTION_KINDS}"
+DATA_HELP = ("train on this zoo model's batches and loss (mlp, cnn, gpt, vit, mixer): how a module:factory is "
+             "{verb}; the model must take those inputs")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -69,17 +71,15 @@ def _add_validate(sub: Any) -> None:
                      help="train and measure in this precision (default: the model's own, float32); float64 "
                           "measures updates far below a float32 ulp of their weights (docs/validation.md)")
     val.add_argument("--option", action="append", default=[], help=OPTION_HELP)
-    val.add_argument("--data", default=None,
-                     help="train on this zoo model's batches and loss (mlp, cnn, gpt, vit, mixer): how a "
-                          "module:factory is validated; the model must take those inputs")
+    val.add_argument("--data", default=None, help=DATA_HELP.format(verb="validated"))
 
 
 def _add_transfer(sub: Any) -> None:
     from .apply.parametrize import OPTIMIZERS
     from .validation.transfer_results import METRICS
 
-    tr = sub.add_parser("transfer", help="lr-transfer sweep of a zoo model under sptrace and the baselines")
-    tr.add_argument("model", help="a zoo name")
+    tr = sub.add_parser("transfer", help="lr-transfer sweep of MODEL under sptrace and the baselines")
+    tr.add_argument("model", help=MODEL_HELP)
     tr.add_argument("--widths", type=int, nargs="+", required=True)
     tr.add_argument("--log2-lrs", type=float, nargs=2, metavar=("LO", "HI"), required=True,
                     help="the factor-2 lr grid 2**LO .. 2**HI")
@@ -93,6 +93,7 @@ def _add_transfer(sub: Any) -> None:
     tr.add_argument("--metric", default="train", choices=METRICS)
     tr.add_argument("--parametrizations", nargs="+", default=["sptrace", "sp"], choices=PARAMETRIZATIONS)
     tr.add_argument("--option", action="append", default=[], help=OPTION_HELP)
+    tr.add_argument("--data", default=None, help=DATA_HELP.format(verb="swept"))
     tr.add_argument("--out", default=None, help="directory for the JSON and PNGs")
     tr.add_argument("--stem", default=None)
     tr.add_argument("--progress", action="store_true")
@@ -119,6 +120,7 @@ def _validate(args) -> int:
     from .validation.validate import validate
 
     parametrizations = None if args.baselines is None else ("sptrace", *args.baselines)
+    require_data(source_of(args.model, args.data), "validate", "--data")
     result = validate(
         args.model, args.widths, optimizer=args.optimizer, steps=args.steps, lr=args.lr, batch_size=args.batch_size,
         parametrizations=parametrizations, device=args.device, out=args.out, tol=args.tol,
@@ -154,7 +156,9 @@ def _transfer(args) -> int:
     from .validation.transfer import compare, log2_grid
 
     options = dict(_parse_option(o) for o in args.option)
-    result = compare(args.model, args.widths, log2_grid(*args.log2_lrs), args.optimizer,
+    source = source_of(args.model, args.data)
+    require_data(source, "transfer", "--data")
+    result = compare(source, args.widths, log2_grid(*args.log2_lrs), args.optimizer,
                      parametrizations=args.parametrizations, steps=args.steps, batch_size=args.batch_size,
                      eval_batches=args.eval_batches, seed=args.seed, device=args.device, threads=args.threads,
                      metric=args.metric, build_options=options, progress=args.progress)

@@ -80,6 +80,16 @@ def zoo_spec(name: str) -> ZooSpec:
                            "(python -m models_zoo describes them)") from exc
 
 
+def require_data(src: ModelSource, where: str, argument: str = "data=") -> Any:
+    """``src``'s zoo spec (its data and loss); a model from outside the zoo without ``data`` is one
+    error that says what to pass and what each zoo model's batches hold."""
+    if src.zoo is None:
+        raise SptraceError(f"{where} needs data and a loss: {src.name} is not a zoo model; pass {argument} the zoo "
+                           f"model whose batches and loss it trains on (its inputs must be that model's):\n"
+                           f"{data_choices()}")
+    return src.zoo
+
+
 def data_choices() -> str:
     """What each zoo model's batches hold, for an error that asks for ``data=``."""
     lines = []

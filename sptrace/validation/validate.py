@@ -19,7 +19,8 @@ from ..graph.trace import Trace, trace
 from ..types import SptraceError
 from .coord import CoordCheck, coord_check, scaled_outside
 from .jsonio import write_json
-from .models import PARAMETRIZATIONS, ModelSource, check_parametrizations, data_choices, optimizer_for, source_of
+from .models import (PARAMETRIZATIONS, ModelSource, check_parametrizations, data_choices, optimizer_for,
+                     require_data, source_of)
 from .slopes import Verdict
 
 # The base form's lr at the narrowest width (the base), where every parametrization starts from the
@@ -135,10 +136,7 @@ def validate(
     1/head_dim where head_dim grows (docs/parametrize.md "Attention"; the base form says where it grows).
     """
     src = source_of(model, data)
-    zoo = src.zoo
-    if zoo is None:
-        raise SptraceError(f"validate needs data and a loss: {src.name} is not a zoo model; pass data= the zoo model "
-                           f"whose batches and loss it trains on (its inputs must be that model's):\n{data_choices()}")
+    zoo = require_data(src, "validate")
     widths = sorted(widths or zoo.coord_widths)
     parametrizations = _checked(widths, optimizer, parametrizations, form)
     lr = validation_lr(optimizer, form) if lr is None else lr

@@ -6,6 +6,8 @@ The two models here are written the way users write them, not the way the zoo do
 Each passes under the one-line call where the standard parametrization fails, through the function,
 the command line and ``module:factory``; a model on data it cannot take fails at once, by name.
 """
+import json
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -86,3 +88,19 @@ def test_data_the_model_cannot_take_is_named_before_any_training():
         sptrace.validate(causal_conv_lm, (64, 128), data="mlp")
     with pytest.raises(sptrace.SptraceError, match="unknown zoo model 'digits'"):
         sptrace.validate(causal_conv_lm, (64, 128), data="digits")
+
+
+def test_module_factory_lr_sweep_on_the_command_line(tmp_path, capsys):
+    code = main(["transfer", f"{__name__}:causal_conv_lm", "--data", "gpt", "--widths", "32", "64",
+                 "--log2-lrs", "-9", "-8", "--steps", "2", "--batch-size", "4", "--eval-batches", "1",
+                 "--option", "depth=1", "--threads", "1", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "## sptrace" in out and "| 64 |" in out
+    swept = json.loads(next(tmp_path.glob("*.json")).read_text())
+    assert swept["results"]["sptrace"]["build_options"] == {"depth": 1}
+
+
+def test_a_factory_swept_without_data_is_told_to_pass_it(capsys):
+    assert main(["transfer", f"{__name__}:causal_conv_lm", "--widths", "32", "64", "--log2-lrs", "-9", "-8"]) == 2
+    assert "transfer needs data and a loss" in (err := capsys.readouterr().err) and "pass --data" in err
