@@ -63,6 +63,7 @@ BATCH = 2
 SEQUENCE = 8
 MIN_SIDE = 8
 MAX_SIDE = {1: 4096, 2: 256, 3: 32}  # per conv dimension: the inferred input stays CPU-cheap
+SIDE_FALLBACKS = (2, 4)  # multiples of the estimated side tried where it does not run
 PASS_THROUGH = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.Flatten,
                 nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.Mish, nn.Tanh, nn.Sigmoid, nn.ELU, nn.SELU,
                 nn.Softplus, nn.Hardswish, nn.Hardtanh)
@@ -76,7 +77,7 @@ DOC = "docs/parametrize.md, \"Example inputs\""
 # rule 4 under registration order: inputs tried in all, each a forward that fails before the next is
 # tried (a large model that none fits must not run many), and enough for the layer the input goes
 # to when it is registered after a readout or beside a layer that reads a parameter
-MAX_ENTRY_TRIES = 4
+MAX_ENTRY_TRIES = 6
 # Hugging Face's names for the hidden states of an encoder that a decoder's cross-attention reads,
 # in the order they are tried; ``encoder_outputs`` takes a tuple whose first item is the states
 ENCODER_STATES = ("encoder_hidden_states", "encoder_outputs")
@@ -474,18 +475,20 @@ def _layer_inputs(model, layer: nn.Module, sides: dict) -> list[torch.Tensor]:
 
 
 def _conv_sides(model, dim: int) -> list[int]:
-    """The input side for a model whose first layer is a conv: the model's own ``image_size`` where
-    it has one (torchvision's ViT checks it), else one that every conv and pool fits, at most
-    :data:`MAX_SIDE`; where that cap cuts the estimate, the estimate up to twice the cap follows
-    (torchvision's Inception v3: 395 estimated, its auxiliary head needs 299)."""
+    """The input sides to try, in order, for a model whose first layer is a conv: the model's own
+    ``image_size`` where it has one (torchvision's ViT checks it); else the least side on which every
+    conv and pool leaves a map 2 wide, at most :data:`MAX_SIDE`, then that side times
+    :data:`SIDE_FALLBACKS` (a table of 4 × 4 patch positions runs on 32 × 32 images only); where the
+    cap cuts the estimate, the estimate itself up to twice the cap (torchvision's Inception v3: its
+    auxiliary head needs 299); last, the least side that leaves a map 1 wide (a Flatten into a
+    Linear sized for it)."""
     own = getattr(model, "image_size", None)
     if dim == 2 and _is_size(own):
         return [own]
-    estimate = max(MIN_SIDE, _min_side(model, dim))
-    sides = [min(estimate, MAX_SIDE[dim])]
-    if estimate > MAX_SIDE[dim]:
-        sides.append(min(estimate, 2 * MAX_SIDE[dim]))
-    return sides
+    cap = MAX_SIDE[dim]
+    wide, exact = (max(MIN_SIDE, _min_side(model, dim, last)) for last in (2, 1))
+    sides = [wide, *(min(wide * f, cap) for f in SIDE_FALLBACKS)] if wide <= cap else [cap, min(wide, 2 * cap)]
+    return list(dict.fromkeys([*sides, min(exact, 2 * cap)]))
 
 
 def _entry_layers(model):
@@ -523,10 +526,13 @@ def _sequential_entry(seq: nn.Sequential, prefix: str) -> tuple[Optional[nn.Modu
     return None, ""
 
 
-def _min_side(model, dim: int) -> int:
-    """The smallest input side every conv and pool of ``dim`` dimensions can take, as if they were
-    one chain in registration order (parallel branches make it larger than needed, never smaller)."""
-    side = 1
+def _min_side(model, dim: int, last: int) -> int:
+    """The smallest input side on which every conv and pool of ``dim`` dimensions leaves a map
+    ``last`` wide, as if they were one chain in registration order (parallel branches make it larger
+    than needed, never smaller). 2 wide is tried first: a size-1 axis broadcasts against any
+    parameter (one patch plus a table of 16 positions runs, as 16 copies of the patch) and hides
+    which axis is which."""
+    side = last
     chain = [m for m in model.modules() if CONVS.get(type(m)) == dim or POOLS.get(type(m)) == dim]
     for m in reversed(chain):
         kernel, stride, pad, dilation = (max(_tuple(getattr(m, a, d), dim)) for a, d in

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import sptrace
-from sptrace.apply.inputs import resolve_example_inputs
+from sptrace.apply.inputs import MAX_SIDE, resolve_example_inputs
 from sptrace.types import Kind, Role
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -262,9 +262,11 @@ def test_conv_side_fits_every_conv_and_pool(dim):
     conv, pool = {1: (nn.Conv1d, nn.MaxPool1d), 2: (nn.Conv2d, nn.MaxPool2d), 3: (nn.Conv3d, nn.MaxPool3d)}[dim]
     model = nn.Sequential(conv(3, 4, 3, stride=2), nn.ReLU(), pool(2), conv(4, 4, 3, stride=2), conv(4, 4, 3),
                           nn.Flatten(), nn.LazyLinear(5))
-    x = resolve_example_inputs(model).args[0]
-    # from one output position back: 3, (3-1)*2+3 = 7, 7*2 = 14, (14-1)*2+3 = 29
-    assert x.shape == (2, 3) + (29,) * dim
+    found = resolve_example_inputs(model)
+    # from an output 2 wide back: (2-1)+3 = 4, (4-1)*2+3 = 9, 9*2 = 18, (18-1)*2+3 = 37; 3-D is capped at
+    # 32 first, then tried at 37
+    x = (found if dim < 3 else found.fallback).args[0]
+    assert x.shape == (2, 3) + (37,) * dim and found.args[0].shape == (2, 3) + (min(37, MAX_SIDE[dim]),) * dim
     model(x)  # the guess runs (and materialises the lazy head for the trace)
     assert sptrace.parametrize(model, "sgd", lr=0.1).sptrace.trace["0.weight"].role.value == "input"
 
@@ -316,12 +318,41 @@ def test_a_model_s_own_image_size_comes_first():
 
 def test_a_conv_chain_past_the_cap_is_tried_at_its_own_estimate():
     """The side is capped at 256 to stay cheap; a chain that needs more (torchvision's Inception v3:
-    its auxiliary head needs 299) is tried next at its estimate, up to 512."""
+    its auxiliary head needs 299) is tried next at its estimate, up to 512, and last at the side that
+    leaves its last map 1 wide."""
     model = nn.Sequential(nn.Conv2d(3, 8, 300), nn.Flatten(), nn.Linear(8, 2))
     found = resolve_example_inputs(model)
-    assert found.args[0].shape == (2, 3, 256, 256) and found.fallback.args[0].shape == (2, 3, 300, 300)
+    assert found.args[0].shape == (2, 3, 256, 256) and found.fallback.args[0].shape == (2, 3, 301, 301)
+    assert found.fallback.fallback.args[0].shape == (2, 3, 300, 300)  # its Linear takes a map 1 wide
     assert "torch.randn(2, 3, 300, 300)" in next(w for w in sptrace.parametrize(model, "adam").sptrace.warnings
                                                  if "inferred" in w)
+
+
+class PatchAttentionPool(nn.Module):
+    """8 × 8 patches of a 32 × 32 image plus a table of their 16 positions, sequence-first
+    ``nn.MultiheadAttention`` (its default layout), mean-pooled linear head."""
+
+    def __init__(self, width):
+        super().__init__()
+        self.patch = nn.Conv2d(3, width, 8, stride=8)
+        self.pos = nn.Parameter(torch.zeros(16, 1, width))
+        self.attn = nn.MultiheadAttention(width, width // 16)
+        self.head = nn.Linear(width, 10)
+
+    def forward(self, x):
+        h = self.patch(x).flatten(2).permute(2, 0, 1) + self.pos  # (positions, batch, width)
+        return self.head((h + self.attn(h, h, h, need_weights=False)[0]).mean(0))
+
+
+def test_a_position_table_for_more_patches_than_the_least_input_is_tried_wider():
+    """One 8 × 8 patch broadcast against a table of 16 positions would run as 16 copies of the patch
+    and tie the position axis to the width; the estimate (16: a 2 × 2 map) does not run, and twice it
+    (32: the 4 × 4 patches the table holds) does, and is classified as with that input given."""
+    inferred = sptrace.parametrize(PatchAttentionPool(64), "adam").sptrace.trace
+    given = sptrace.trace(PatchAttentionPool(64), torch.randn(2, 3, 32, 32))
+    assert any("inferred" in w and "torch.randn(2, 3, 32, 32)" in w for w in inferred.warnings), inferred.warnings
+    assert inferred["pos"].width_dims == given["pos"].width_dims == (2,)
+    assert [(r.name, r.kind, r.role) for r in inferred] == [(r.name, r.kind, r.role) for r in given]
 
 
 def test_small_conv_gets_at_least_eight():

@@ -114,12 +114,12 @@ def test_each_distinct_input_once_and_at_most_the_cap():
         chain.append(found)
         found = found.fallback
     assert [tuple(f.args[0].shape) for f in chain] == [(2, 128), (2, 8)]
-    # 6 Linears of distinct widths: only the first MAX_ENTRY_TRIES are tried
+    # 8 Linears of distinct widths: only the first MAX_ENTRY_TRIES are tried
     with pytest.raises(sptrace.SptraceError) as info:
-        sptrace.parametrize(Sliced(6), "adam", lr=1e-3)
+        sptrace.parametrize(Sliced(8), "adam", lr=1e-3)
     msg = str(info.value)
-    assert MAX_ENTRY_TRIES == 4 and msg.count("the input of its") == 4, msg
-    assert "torch.randn(2, 10)" in msg and "torch.randn(2, 11)" not in msg and "body" not in msg
+    assert MAX_ENTRY_TRIES == 6 and msg.count("the input of its") == 6, msg
+    assert "torch.randn(2, 12)" in msg and "torch.randn(2, 13)" not in msg and "body" not in msg
 
 
 def test_where_no_layer_s_input_runs_the_error_names_every_try():
